@@ -1,0 +1,43 @@
+//! The carrier plugin interface of verifyd.
+//!
+//! A carrier is anything that can take a message to a phone: an SMPP bind to an operator, an HTTP
+//! aggregator, or the in-process simulator. Each carrier crate exports a config type, a kind name
+//! and a `register` function that adds its factory to a [`CarrierRegistry`]. The server builds
+//! carriers by kind name from its configuration and never depends on a carrier's internals.
+
+mod error;
+mod message;
+mod registry;
+
+pub use error::{CarrierError, ErrorKind};
+pub use message::{
+    Capabilities, Channel, DeliveryReceipt, OneTimeCode, OutboundMessage, ReceiptSink,
+    ReceiptStatus, SubmitAccepted, mask_number,
+};
+pub use registry::{CarrierContext, CarrierFactory, CarrierRegistry};
+
+use async_trait::async_trait;
+
+/// A connection to the phone network that can submit messages and reports delivery receipts.
+///
+/// Implementations are shared between tasks (`Arc<dyn Carrier>`); `submit` may be called
+/// concurrently. Receipts flow back through the [`ReceiptSink`] the carrier was built with.
+#[async_trait]
+pub trait Carrier: Send + Sync + 'static {
+    /// The configured name of this carrier instance (e.g. `"airtel-smpp"`).
+    fn name(&self) -> &str;
+
+    /// The kind this instance was built from (e.g. `"sim"`, `"smpp"`).
+    fn kind(&self) -> &'static str;
+
+    /// What this carrier can do; routing skips carriers that cannot carry a message.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Hands one message to the carrier. `Ok` means the carrier accepted it and gave its own
+    /// message id; the final outcome arrives later as a [`DeliveryReceipt`].
+    async fn submit(&self, message: OutboundMessage) -> Result<SubmitAccepted, CarrierError>;
+
+    /// Stops the carrier: no new submissions are accepted, in-flight ones finish, receipts that
+    /// are already known are flushed to the sink. Called once at server shutdown.
+    async fn shutdown(&self) {}
+}

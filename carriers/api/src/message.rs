@@ -1,0 +1,232 @@
+//! Messages handed to carriers, their acceptance, and the delivery receipts that come back.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// The way a message reaches a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    /// A text message.
+    Sms,
+    /// A phone call that reads the code aloud.
+    Voice,
+}
+
+impl Channel {
+    /// The lowercase name used in storage, config and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Voice => "voice",
+        }
+    }
+
+    /// Parses the lowercase name.
+    pub fn parse(name: &str) -> Option<Channel> {
+        match name {
+            "sms" => Some(Channel::Sms),
+            "voice" => Some(Channel::Voice),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A one-time code. Its `Debug` output is redacted so it never reaches a log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OneTimeCode(String);
+
+impl OneTimeCode {
+    /// Wraps the digits of a code.
+    pub fn new(digits: impl Into<String>) -> Self {
+        Self(digits.into())
+    }
+
+    /// The digits, for the message body or a voice script. Never log this.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for OneTimeCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OneTimeCode(<{} digits redacted>)", self.0.len())
+    }
+}
+
+/// One message for a carrier to deliver.
+#[derive(Clone)]
+pub struct OutboundMessage {
+    /// verifyd's id of this message; carriers that can echo a reference should use it.
+    pub message_id: String,
+    /// The verification this message belongs to.
+    pub verification_id: String,
+    /// Destination in E.164 (`+` and digits).
+    pub to: String,
+    /// ISO 3166-1 alpha-2 region of the destination, when known.
+    pub region_code: Option<String>,
+    /// SMS or voice.
+    pub channel: Channel,
+    /// The text: the SMS body, or for voice the sentence to speak.
+    pub body: String,
+    /// The code the body carries, for carriers that need it apart (voice scripts, simulators).
+    pub code: OneTimeCode,
+    /// Locale of the text, e.g. `en` or `es-MX`.
+    pub locale: String,
+    /// Sender to show (alphanumeric ID, long code, short code), when the route sets one.
+    pub sender: Option<String>,
+}
+
+impl fmt::Debug for OutboundMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The body carries the code, so it is left out like the code itself.
+        f.debug_struct("OutboundMessage")
+            .field("message_id", &self.message_id)
+            .field("verification_id", &self.verification_id)
+            .field("to", &mask_number(&self.to))
+            .field("region_code", &self.region_code)
+            .field("channel", &self.channel)
+            .field("body", &"<redacted>")
+            .field("code", &self.code)
+            .field("locale", &self.locale)
+            .field("sender", &self.sender)
+            .finish()
+    }
+}
+
+/// Masks all but the first four and last two characters of a phone number, for logs.
+pub fn mask_number(number: &str) -> String {
+    let chars: Vec<char> = number.chars().collect();
+    if chars.len() <= 6 {
+        return "*".repeat(chars.len());
+    }
+    let mut masked = String::with_capacity(chars.len());
+    for (i, c) in chars.iter().enumerate() {
+        if i < 4 || i >= chars.len() - 2 {
+            masked.push(*c);
+        } else {
+            masked.push('*');
+        }
+    }
+    masked
+}
+
+/// The carrier took the message and named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmitAccepted {
+    /// The carrier's id, which its receipts will refer to.
+    pub carrier_message_id: String,
+}
+
+/// Final or intermediate state a carrier reports for a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiptStatus {
+    /// Reached the handset, or the call was answered.
+    Delivered,
+    /// Will not be delivered (unknown subscriber, expired in the network, call not answered).
+    Failed,
+}
+
+/// A delivery receipt from a carrier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryReceipt {
+    /// Configured name of the carrier that sent the receipt.
+    pub carrier: String,
+    /// The carrier's message id from [`SubmitAccepted`].
+    pub carrier_message_id: String,
+    /// verifyd's message id, when the carrier can echo it back.
+    pub message_id: Option<String>,
+    /// What happened.
+    pub status: ReceiptStatus,
+    /// The carrier's words, e.g. `stat:UNDELIV err:001`.
+    pub detail: String,
+}
+
+/// Where carriers send their receipts; the server drains the other end.
+#[derive(Debug, Clone)]
+pub struct ReceiptSink {
+    sender: mpsc::UnboundedSender<DeliveryReceipt>,
+}
+
+impl ReceiptSink {
+    /// A sink and the receiver the server reads receipts from.
+    pub fn channel() -> (ReceiptSink, mpsc::UnboundedReceiver<DeliveryReceipt>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        (ReceiptSink { sender }, receiver)
+    }
+
+    /// Hands a receipt to the server. Returns false when the server is gone.
+    pub fn deliver(&self, receipt: DeliveryReceipt) -> bool {
+        self.sender.send(receipt).is_ok()
+    }
+}
+
+/// What a carrier can do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Channels it can carry.
+    pub channels: Vec<Channel>,
+    /// Regions it reaches (ISO alpha-2); empty means everywhere.
+    pub regions: Vec<String>,
+    /// Messages per second it accepts at most, if it has a limit.
+    pub max_messages_per_second: Option<u32>,
+    /// Whether it reports delivery receipts.
+    pub delivery_receipts: bool,
+}
+
+impl Capabilities {
+    /// Whether the carrier can carry `channel` to `region`.
+    pub fn supports(&self, channel: Channel, region: Option<&str>) -> bool {
+        let channel_ok = self.channels.contains(&channel);
+        let region_ok = self.regions.is_empty()
+            || region.is_some_and(|r| self.regions.iter().any(|known| known == r));
+        channel_ok && region_ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_code_body_and_number() {
+        let message = OutboundMessage {
+            message_id: "msg_1".into(),
+            verification_id: "vf_1".into(),
+            to: "+447700900123".into(),
+            region_code: Some("GB".into()),
+            channel: Channel::Sms,
+            body: "Your code is 493817".into(),
+            code: OneTimeCode::new("493817"),
+            locale: "en".into(),
+            sender: None,
+        };
+        let shown = format!("{message:?}");
+        assert!(!shown.contains("493817"), "{shown}");
+        assert!(!shown.contains("7700900"), "{shown}");
+        assert!(shown.contains("+447*******23"), "{shown}");
+    }
+
+    #[test]
+    fn capabilities_check_channel_and_region() {
+        let caps = Capabilities {
+            channels: vec![Channel::Sms],
+            regions: vec!["IN".into()],
+            max_messages_per_second: None,
+            delivery_receipts: true,
+        };
+        assert!(caps.supports(Channel::Sms, Some("IN")));
+        assert!(!caps.supports(Channel::Voice, Some("IN")));
+        assert!(!caps.supports(Channel::Sms, Some("US")));
+        assert!(!caps.supports(Channel::Sms, None));
+    }
+}

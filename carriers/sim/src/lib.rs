@@ -1,0 +1,455 @@
+//! The simulated carrier: the embedded default of verifyd.
+//!
+//! It delivers (or fails) each message after a configurable latency with a configurable
+//! probability per country, reports receipts like a real carrier, and appends every delivered
+//! message to a JSON-lines outbox file so a person can read the code they were "sent".
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{Mutex, Notify};
+use verify_carrier::{
+    Capabilities, Carrier, CarrierContext, CarrierError, CarrierRegistry, Channel, DeliveryReceipt,
+    ErrorKind, OutboundMessage, ReceiptSink, ReceiptStatus, SubmitAccepted,
+};
+
+/// The kind name under which this carrier registers.
+pub const KIND: &str = "sim";
+
+/// Adds the `sim` kind to a registry.
+pub fn register(registry: &mut CarrierRegistry) {
+    registry.register(KIND, build);
+}
+
+/// Delivery behaviour for one country (or the default for all).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryProfile {
+    /// Chance, 0.0 to 1.0, that a message is delivered; otherwise its receipt says failed.
+    #[serde(default = "default_probability")]
+    pub delivery_probability: f64,
+    /// Time from submission to the delivery receipt, in milliseconds.
+    #[serde(default = "default_latency_ms")]
+    pub latency_ms: u64,
+}
+
+fn default_probability() -> f64 {
+    1.0
+}
+
+fn default_latency_ms() -> u64 {
+    50
+}
+
+impl Default for DeliveryProfile {
+    fn default() -> Self {
+        Self {
+            delivery_probability: default_probability(),
+            latency_ms: default_latency_ms(),
+        }
+    }
+}
+
+/// Settings of a `sim` carrier, from its `[[carriers]]` table.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimConfig {
+    /// JSON-lines file that receives every delivered message.
+    #[serde(default = "default_outbox")]
+    pub outbox: PathBuf,
+    /// Delivery behaviour for countries without their own entry.
+    #[serde(default, flatten)]
+    pub default_profile: DeliveryProfile,
+    /// Per-country delivery behaviour, keyed by ISO 3166-1 alpha-2 region, e.g. `HN`.
+    #[serde(default)]
+    pub countries: HashMap<String, DeliveryProfile>,
+    /// Channels it carries; both by default.
+    #[serde(default = "default_channels")]
+    pub channels: Vec<Channel>,
+    /// Time a submission takes before the carrier answers, in milliseconds.
+    #[serde(default)]
+    pub submit_latency_ms: u64,
+}
+
+fn default_outbox() -> PathBuf {
+    PathBuf::from("verifyd-sim-outbox.jsonl")
+}
+
+fn default_channels() -> Vec<Channel> {
+    vec![Channel::Sms, Channel::Voice]
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            outbox: default_outbox(),
+            default_profile: DeliveryProfile::default(),
+            countries: HashMap::new(),
+            channels: default_channels(),
+            submit_latency_ms: 0,
+        }
+    }
+}
+
+impl SimConfig {
+    /// Checks value ranges that serde cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        let profiles = std::iter::once(("default", &self.default_profile))
+            .chain(self.countries.iter().map(|(k, v)| (k.as_str(), v)));
+        for (scope, profile) in profiles {
+            if !(0.0..=1.0).contains(&profile.delivery_probability) {
+                return Err(format!(
+                    "{scope}: delivery_probability must be between 0.0 and 1.0, got {}",
+                    profile.delivery_probability
+                ));
+            }
+        }
+        if self.channels.is_empty() {
+            return Err("channels must name at least one of sms, voice".into());
+        }
+        Ok(())
+    }
+
+    fn profile_for(&self, region: Option<&str>) -> DeliveryProfile {
+        region
+            .and_then(|r| self.countries.get(r))
+            .copied()
+            .unwrap_or(self.default_profile)
+    }
+}
+
+/// One line of the outbox file.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OutboxLine {
+    /// The verification the message belongs to.
+    pub verification_id: String,
+    /// verifyd's message id.
+    pub message_id: String,
+    /// The simulator's message id, as a real carrier would return it.
+    pub carrier_message_id: String,
+    /// Destination in E.164.
+    pub to: String,
+    /// `sms` or `voice`.
+    pub channel: Channel,
+    /// The text sent (or spoken).
+    pub body: String,
+    /// The code, so people and tests can read it without parsing the body.
+    pub code: String,
+    /// Locale of the text.
+    pub locale: String,
+    /// When it was delivered, RFC 3339.
+    pub delivered_at: String,
+}
+
+fn build(
+    settings: &serde_json::Value,
+    context: CarrierContext,
+) -> Result<Arc<dyn Carrier>, CarrierError> {
+    let config: SimConfig = if settings.is_null() {
+        SimConfig::default()
+    } else {
+        serde_json::from_value(settings.clone()).map_err(|e| {
+            CarrierError::new(
+                ErrorKind::Config,
+                format!("carrier `{}`: {e}", context.name),
+            )
+        })?
+    };
+    config.validate().map_err(|e| {
+        CarrierError::new(
+            ErrorKind::Config,
+            format!("carrier `{}`: {e}", context.name),
+        )
+    })?;
+    Ok(Arc::new(SimCarrier::new(
+        context.name,
+        config,
+        context.receipts,
+    )))
+}
+
+/// The simulated carrier.
+pub struct SimCarrier {
+    name: String,
+    config: SimConfig,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    receipts: ReceiptSink,
+    outbox: Mutex<()>,
+    in_flight: AtomicUsize,
+    drained: Notify,
+    closed: AtomicBool,
+}
+
+impl SimCarrier {
+    /// A simulator named `name` that reports receipts to `receipts`.
+    pub fn new(name: String, config: SimConfig, receipts: ReceiptSink) -> Self {
+        Self {
+            name,
+            config,
+            shared: Arc::new(Shared {
+                receipts,
+                outbox: Mutex::new(()),
+                in_flight: AtomicUsize::new(0),
+                drained: Notify::new(),
+                closed: AtomicBool::new(false),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Carrier for SimCarrier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            channels: self.config.channels.clone(),
+            regions: Vec::new(),
+            max_messages_per_second: None,
+            delivery_receipts: true,
+        }
+    }
+
+    async fn submit(&self, message: OutboundMessage) -> Result<SubmitAccepted, CarrierError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(CarrierError::new(
+                ErrorKind::ShuttingDown,
+                "simulator is shutting down",
+            ));
+        }
+        if !self.config.channels.contains(&message.channel) {
+            return Err(CarrierError::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "simulator `{}` does not carry {}",
+                    self.name, message.channel
+                ),
+            ));
+        }
+        if self.config.submit_latency_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.config.submit_latency_ms)).await;
+        }
+        let carrier_message_id = format!("sim-{}", uuid::Uuid::now_v7().simple());
+        let profile = self.config.profile_for(message.region_code.as_deref());
+        let delivered = rand::rng().random_bool(profile.delivery_probability);
+
+        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
+        let shared = Arc::clone(&self.shared);
+        let carrier = self.name.clone();
+        let outbox = self.config.outbox.clone();
+        let id = carrier_message_id.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(profile.latency_ms)).await;
+            let receipt = if delivered {
+                match shared.append_to_outbox(&outbox, &message, &id).await {
+                    Ok(()) => receipt(
+                        &carrier,
+                        &id,
+                        &message,
+                        ReceiptStatus::Delivered,
+                        "stat:DELIVRD",
+                    ),
+                    Err(e) => {
+                        tracing::error!(carrier, path = %outbox.display(), error = %e, "simulator could not write its outbox");
+                        receipt(
+                            &carrier,
+                            &id,
+                            &message,
+                            ReceiptStatus::Failed,
+                            "stat:UNDELIV outbox not writable",
+                        )
+                    }
+                }
+            } else {
+                receipt(
+                    &carrier,
+                    &id,
+                    &message,
+                    ReceiptStatus::Failed,
+                    "stat:UNDELIV err:001 simulated failure",
+                )
+            };
+            shared.receipts.deliver(receipt);
+            if shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+                shared.drained.notify_waiters();
+            }
+        });
+        Ok(SubmitAccepted { carrier_message_id })
+    }
+
+    async fn shutdown(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        loop {
+            let drained = self.shared.drained.notified();
+            if self.shared.in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            drained.await;
+        }
+    }
+}
+
+fn receipt(
+    carrier: &str,
+    carrier_message_id: &str,
+    message: &OutboundMessage,
+    status: ReceiptStatus,
+    detail: &str,
+) -> DeliveryReceipt {
+    DeliveryReceipt {
+        carrier: carrier.to_string(),
+        carrier_message_id: carrier_message_id.to_string(),
+        message_id: Some(message.message_id.clone()),
+        status,
+        detail: detail.to_string(),
+    }
+}
+
+impl Shared {
+    async fn append_to_outbox(
+        &self,
+        path: &std::path::Path,
+        message: &OutboundMessage,
+        carrier_message_id: &str,
+    ) -> std::io::Result<()> {
+        let line = OutboxLine {
+            verification_id: message.verification_id.clone(),
+            message_id: message.message_id.clone(),
+            carrier_message_id: carrier_message_id.to_string(),
+            to: message.to.clone(),
+            channel: message.channel,
+            body: message.body.clone(),
+            code: message.code.expose().to_string(),
+            locale: message.locale.clone(),
+            delivered_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        };
+        let mut text = serde_json::to_string(&line).map_err(std::io::Error::other)?;
+        text.push('\n');
+        // One writer at a time, one write per line: readers never see half a line.
+        let _guard = self.outbox.lock().await;
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .await?;
+        file.write_all(text.as_bytes()).await?;
+        file.flush().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use verify_carrier::OneTimeCode;
+
+    fn message(region: &str) -> OutboundMessage {
+        OutboundMessage {
+            message_id: "msg_1".into(),
+            verification_id: "vf_1".into(),
+            to: "+50499123456".into(),
+            region_code: Some(region.into()),
+            channel: Channel::Sms,
+            body: "Your verification code is 123456".into(),
+            code: OneTimeCode::new("123456"),
+            locale: "en".into(),
+            sender: None,
+        }
+    }
+
+    fn carrier(
+        settings: serde_json::Value,
+    ) -> (
+        Arc<dyn Carrier>,
+        tokio::sync::mpsc::UnboundedReceiver<DeliveryReceipt>,
+    ) {
+        let (receipts, rx) = ReceiptSink::channel();
+        let mut registry = CarrierRegistry::new();
+        register(&mut registry);
+        let carrier = registry
+            .build(
+                KIND,
+                &settings,
+                CarrierContext {
+                    name: "sim".into(),
+                    receipts,
+                },
+            )
+            .expect("sim builds");
+        (carrier, rx)
+    }
+
+    #[tokio::test]
+    async fn delivered_message_lands_in_outbox_before_its_receipt() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = dir.path().join("outbox.jsonl");
+        let (carrier, mut rx) = carrier(serde_json::json!({ "outbox": outbox, "latency_ms": 1 }));
+        let accepted = carrier.submit(message("GB")).await.unwrap();
+        let receipt = rx.recv().await.unwrap();
+        assert_eq!(receipt.status, ReceiptStatus::Delivered);
+        assert_eq!(receipt.carrier_message_id, accepted.carrier_message_id);
+        let text = std::fs::read_to_string(&outbox).unwrap();
+        let line: OutboxLine = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line.code, "123456");
+        assert_eq!(line.verification_id, "vf_1");
+        carrier.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn country_profile_fails_delivery_and_shutdown_waits_for_receipts() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = dir.path().join("outbox.jsonl");
+        let (carrier, mut rx) = carrier(serde_json::json!({
+            "outbox": outbox,
+            "countries": { "HN": { "delivery_probability": 0.0, "latency_ms": 30 } }
+        }));
+        carrier.submit(message("HN")).await.unwrap();
+        carrier.shutdown().await;
+        let receipt = rx
+            .try_recv()
+            .expect("receipt flushed before shutdown returned");
+        assert_eq!(receipt.status, ReceiptStatus::Failed);
+        assert!(
+            !outbox.exists(),
+            "a failed message is not written to the outbox"
+        );
+        let refused = carrier.submit(message("HN")).await.unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::ShuttingDown);
+        assert!(refused.is_temporary());
+    }
+
+    #[test]
+    fn bad_settings_are_config_errors() {
+        let (receipts, _rx) = ReceiptSink::channel();
+        let context = CarrierContext {
+            name: "sim".into(),
+            receipts,
+        };
+        let Err(error) = build(
+            &serde_json::json!({ "delivery_probability": 1.5 }),
+            context.clone(),
+        ) else {
+            panic!("probability above 1 must be refused");
+        };
+        assert!(error.message().contains("delivery_probability"), "{error}");
+        let Err(error) = build(&serde_json::json!({ "colour": "blue" }), context) else {
+            panic!("unknown settings must be refused");
+        };
+        assert!(error.message().contains("colour"), "{error}");
+    }
+}

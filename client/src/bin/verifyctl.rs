@@ -1,0 +1,1128 @@
+//! verifyctl: verifyd from the shell — classify numbers, start, check, inspect and cancel
+//! verifications, and follow the event stream. Readable text by default, JSON lines with `--json`.
+
+use std::error::Error as _;
+use std::fmt::{self, Display};
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use prost_types::Timestamp;
+use tokio_stream::StreamExt;
+use verify_client::json::ToJson;
+use verify_client::proto::v1::{
+    Attempt, CancelVerificationResponse, Channel, CheckResponse, CheckResult, Classification,
+    ClassifyResponse, DeliveryStatus, Event, EventType, GetVerificationResponse, InvalidReason,
+    LineType, Verification, VerificationStatus, VerifyResponse, WatchEventsResponse,
+};
+use verify_client::{ClientError, VerifyClient, VerifyOptions};
+
+/// Exit status of a `check` that ran but did not approve the code.
+const EXIT_NOT_APPROVED: u8 = 3;
+
+const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0  success
+  1  verifyd or the connection failed; stderr says `error: <gRPC code>: <message>`
+  2  usage error
+  3  `check` ran but did not approve the code (wrong code, expired, too many attempts, canceled)";
+
+/// Talk to a verifyd server: classify numbers, send and check one-time codes, watch events.
+#[derive(Debug, Parser)]
+#[command(name = "verifyctl", version, after_help = EXIT_STATUS_HELP)]
+struct Cli {
+    /// verifyd's gRPC address; `host:port` means plain-text http.
+    #[arg(
+        long,
+        global = true,
+        env = "VERIFYD_ADDR",
+        default_value = "http://127.0.0.1:50051",
+        value_name = "URL",
+        display_order = 100
+    )]
+    addr: String,
+    /// API key, sent as `authorization: Bearer <key>` with every call.
+    #[arg(
+        long,
+        global = true,
+        env = "VERIFYD_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY",
+        display_order = 101
+    )]
+    api_key: Option<String>,
+    /// Print each response as one JSON object per line (proto field and enum names, RFC 3339 times).
+    #[arg(long, global = true, display_order = 102)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The calls verifyctl can make.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Tell what kind of number NUMBER is: validity, region, line type, carrier, channel. Sends nothing.
+    Classify {
+        /// The number, ideally E.164 (+14155550123); spaces, dashes and brackets are fine.
+        number: String,
+        /// ISO 3166-1 alpha-2 region for a number in national form, e.g. IN.
+        #[arg(long, value_name = "XX")]
+        region: Option<String>,
+    },
+    /// Send a code to NUMBER (or resend the code of its pending verification).
+    Verify(VerifyArgs),
+    /// Check a code, by verification id or, with --to, against the number's latest verification.
+    #[command(
+        override_usage = "verifyctl check [OPTIONS] <ID> <CODE>\n       verifyctl check [OPTIONS] --to <NUMBER> <CODE>",
+        after_help = "Exit status 3 when the check ran but did not approve the code."
+    )]
+    Check(CheckArgs),
+    /// Show a verification with all its delivery attempts.
+    Get {
+        /// The verification id.
+        id: String,
+    },
+    /// Cancel a pending verification: its code stops working and unsent messages are dropped.
+    Cancel {
+        /// The verification id.
+        id: String,
+    },
+    /// Stream events: the stored ones after --after, then new ones as they happen (Ctrl-C stops).
+    Watch {
+        /// Only events of this verification.
+        #[arg(long, value_name = "ID")]
+        verification: Option<String>,
+        /// Start after this cursor; pass the last cursor seen to resume without loss.
+        #[arg(long, value_name = "CURSOR", default_value_t = 0)]
+        after: u64,
+    },
+}
+
+/// Arguments of `verify`.
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// The number, in E.164 or, with --region, in national form.
+    number: String,
+    /// How to send the code; verifyd chooses from the line type when left out.
+    #[arg(long, value_enum)]
+    channel: Option<ChannelArg>,
+    /// Locale of the message, e.g. en or es-MX; the server default when left out.
+    #[arg(long, value_name = "LOCALE")]
+    locale: Option<String>,
+    /// Digits in the code (4 to 10); the server default (6) when left out.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(4..=10))]
+    code_length: Option<u32>,
+    /// Makes retries safe: a repeated verify with the same key sends nothing new.
+    #[arg(long, value_name = "KEY")]
+    idempotency_key: Option<String>,
+    /// ISO 3166-1 alpha-2 region for a number in national form, e.g. IN.
+    #[arg(long, value_name = "XX")]
+    region: Option<String>,
+}
+
+/// The channels a user can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ChannelArg {
+    /// A text message.
+    Sms,
+    /// A phone call that reads the code aloud.
+    Voice,
+}
+
+impl From<ChannelArg> for Channel {
+    fn from(channel: ChannelArg) -> Self {
+        match channel {
+            ChannelArg::Sms => Channel::Sms,
+            ChannelArg::Voice => Channel::Voice,
+        }
+    }
+}
+
+/// Arguments of `check`, whose positionals mean different things with and without `--to`.
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// The verification id returned by `verify` (left out with --to).
+    #[arg(value_name = "ID")]
+    id: Option<String>,
+    /// The code the person entered.
+    #[arg(value_name = "CODE")]
+    code: Option<String>,
+    /// Check the most recent verification of this number (E.164) instead of one by id.
+    #[arg(long, value_name = "NUMBER")]
+    to: Option<String>,
+}
+
+/// Which verification a `check` is about.
+#[derive(Debug, PartialEq)]
+enum CheckTarget {
+    /// The verification with this id.
+    Id(String),
+    /// The most recent verification of this number.
+    Number(String),
+}
+
+/// A command with its arguments checked and turned into what the call needs.
+#[derive(Debug, PartialEq)]
+enum Action {
+    Classify {
+        number: String,
+        region: Option<String>,
+    },
+    Verify(VerifyOptions),
+    Check {
+        target: CheckTarget,
+        code: String,
+    },
+    Get {
+        id: String,
+    },
+    Cancel {
+        id: String,
+    },
+    Watch {
+        verification: Option<String>,
+        after: u64,
+    },
+}
+
+impl Command {
+    /// Checks what clap cannot express (the two forms of `check`) and builds the action.
+    fn into_action(self) -> Result<Action, clap::Error> {
+        Ok(match self {
+            Command::Classify { number, region } => Action::Classify { number, region },
+            Command::Verify(args) => Action::Verify(VerifyOptions {
+                to: args.number,
+                channel: args.channel.map(Channel::from),
+                locale: args.locale,
+                code_length: args.code_length,
+                idempotency_key: args.idempotency_key,
+                region_hint: args.region,
+            }),
+            Command::Check(args) => match (args.to, args.id, args.code) {
+                (None, Some(id), Some(code)) => Action::Check {
+                    target: CheckTarget::Id(id),
+                    code,
+                },
+                (Some(to), Some(code), None) => Action::Check {
+                    target: CheckTarget::Number(to),
+                    code,
+                },
+                (None, _, None) | (None, None, _) | (Some(_), None, _) => {
+                    return Err(check_usage_error(
+                        ErrorKind::MissingRequiredArgument,
+                        "give a verification ID and the CODE, or --to NUMBER and the CODE",
+                    ));
+                }
+                (Some(_), Some(_), Some(_)) => {
+                    return Err(check_usage_error(
+                        ErrorKind::ArgumentConflict,
+                        "with --to, give only the CODE, not a verification ID",
+                    ));
+                }
+            },
+            Command::Get { id } => Action::Get { id },
+            Command::Cancel { id } => Action::Cancel { id },
+            Command::Watch {
+                verification,
+                after,
+            } => Action::Watch {
+                verification,
+                after,
+            },
+        })
+    }
+}
+
+/// A usage error of `check`, formatted by clap with the subcommand's usage (exit status 2).
+fn check_usage_error(kind: ErrorKind, message: &str) -> clap::Error {
+    let mut command = Cli::command();
+    command.build();
+    match command.find_subcommand_mut("check") {
+        Some(check) => check.error(kind, message),
+        None => command.error(kind, message),
+    }
+}
+
+/// Why a run stopped early.
+enum Failure {
+    /// verifyd or the connection failed.
+    Client(ClientError),
+    /// stdout could not be written (e.g. the reader of a pipe went away).
+    Output(io::Error),
+}
+
+impl From<ClientError> for Failure {
+    fn from(error: ClientError) -> Self {
+        Failure::Client(error)
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(error: io::Error) -> Self {
+        Failure::Output(error)
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let action = cli
+        .command
+        .into_action()
+        .unwrap_or_else(|error| error.exit());
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let result = run(
+        &cli.addr,
+        cli.api_key.as_deref(),
+        cli.json,
+        action,
+        &mut out,
+    )
+    .await;
+    match result {
+        Ok(code) => code,
+        Err(Failure::Output(error)) if error.kind() == io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
+        Err(Failure::Output(error)) => {
+            eprintln!("error: cannot write output: {error}");
+            ExitCode::FAILURE
+        }
+        Err(Failure::Client(error)) => {
+            eprintln!("error: {}", ErrorReport(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Connects, makes the call and prints the result; returns the exit status for success paths.
+async fn run(
+    addr: &str,
+    api_key: Option<&str>,
+    json: bool,
+    action: Action,
+    out: &mut impl Write,
+) -> Result<ExitCode, Failure> {
+    let mut client = VerifyClient::connect(addr).await?;
+    if let Some(key) = api_key {
+        client = client.with_api_key(key)?;
+    }
+    let now = Utc::now();
+    match action {
+        Action::Classify { number, region } => {
+            let classification = client.classify(&number, region.as_deref()).await?;
+            if json {
+                let response = ClassifyResponse {
+                    classification: Some(classification),
+                };
+                writeln!(out, "{}", response.to_json())?;
+            } else {
+                write!(out, "{}", classification_text(&classification))?;
+            }
+        }
+        Action::Verify(options) => {
+            let response = client.verify(options).await?;
+            if json {
+                writeln!(out, "{}", response.to_json())?;
+            } else {
+                writeln!(out, "{}", verify_text(&response, now))?;
+            }
+        }
+        Action::Check { target, code } => {
+            let response = match target {
+                CheckTarget::Id(id) => client.check_by_id(&id, &code).await?,
+                CheckTarget::Number(to) => client.check_by_number(&to, &code).await?,
+            };
+            if json {
+                writeln!(out, "{}", response.to_json())?;
+            } else {
+                writeln!(out, "{}", check_text(&response))?;
+            }
+            if response.result() != CheckResult::Approved {
+                return Ok(ExitCode::from(EXIT_NOT_APPROVED));
+            }
+        }
+        Action::Get { id } => {
+            let verification = client.get(&id).await?;
+            if json {
+                let response = GetVerificationResponse {
+                    verification: Some(verification),
+                };
+                writeln!(out, "{}", response.to_json())?;
+            } else {
+                write!(out, "{}", verification_text(&verification, now))?;
+            }
+        }
+        Action::Cancel { id } => {
+            let verification = client.cancel(&id).await?;
+            if json {
+                let response = CancelVerificationResponse {
+                    verification: Some(verification),
+                };
+                writeln!(out, "{}", response.to_json())?;
+            } else {
+                writeln!(out, "{}", verification_summary(&verification, now))?;
+            }
+        }
+        Action::Watch {
+            verification,
+            after,
+        } => {
+            let mut events = client.watch(verification.as_deref(), after).await?;
+            while let Some(event) = events.next().await {
+                let event = event.map_err(ClientError::from)?;
+                if json {
+                    let response = WatchEventsResponse { event: Some(event) };
+                    writeln!(out, "{}", response.to_json())?;
+                } else {
+                    writeln!(out, "{}", event_line(&event))?;
+                }
+                out.flush()?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A client error with its causes, e.g. `cannot connect to ...: transport error: ...: Connection refused`.
+/// Errors from a call print as `<gRPC code>: <message>`.
+struct ErrorReport<'a>(&'a ClientError);
+
+impl Display for ErrorReport<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        if self.0.status().is_some() {
+            return Ok(());
+        }
+        // Layers often repeat their inner error's text ("tcp connect error: tcp connect error");
+        // print each distinct text once.
+        let mut previous = String::new();
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if text != previous {
+                write!(f, ": {text}")?;
+            }
+            previous = text;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+/// An enum value in words: `LINE_TYPE_FIXED_LINE` becomes `fixed line`; unknown values show
+/// their number.
+fn words<E: TryFrom<i32>>(value: i32, name: fn(&E) -> &'static str, prefix: &str) -> String {
+    match E::try_from(value) {
+        Ok(known) => {
+            let name = name(&known);
+            name.strip_prefix(prefix)
+                .unwrap_or(name)
+                .to_lowercase()
+                .replace('_', " ")
+        }
+        Err(_) => format!("unknown ({value})"),
+    }
+}
+
+fn channel_words(value: i32) -> String {
+    words(value, Channel::as_str_name, "CHANNEL_")
+}
+
+fn status_words(value: i32) -> String {
+    words(
+        value,
+        VerificationStatus::as_str_name,
+        "VERIFICATION_STATUS_",
+    )
+}
+
+fn delivery_words(value: i32) -> String {
+    words(value, DeliveryStatus::as_str_name, "DELIVERY_STATUS_")
+}
+
+/// `-` for an empty field, so aligned output keeps its columns.
+fn or_dash(text: &str) -> &str {
+    if text.is_empty() { "-" } else { text }
+}
+
+/// A timestamp for people: RFC 3339 in UTC to the second, `-` when unset.
+fn time_text(time: Option<&Timestamp>) -> String {
+    to_datetime(time).map_or_else(
+        || "-".to_owned(),
+        |time| time.to_rfc3339_opts(SecondsFormat::Secs, true),
+    )
+}
+
+fn to_datetime(time: Option<&Timestamp>) -> Option<DateTime<Utc>> {
+    let mut time = *time?;
+    time.normalize();
+    DateTime::from_timestamp(time.seconds, u32::try_from(time.nanos).ok()?)
+}
+
+/// A span for people, rounded to the second: `45s`, `9m30s`, `10m`, `1h5m`, `2d3h`.
+fn duration_text(seconds: i64) -> String {
+    let seconds = seconds.max(0);
+    let (days, hours, minutes, secs) = (
+        seconds / 86_400,
+        seconds % 86_400 / 3_600,
+        seconds % 3_600 / 60,
+        seconds % 60,
+    );
+    let (large, small) = match (days, hours, minutes) {
+        (0, 0, 0) => return format!("{secs}s"),
+        (0, 0, _) => ((minutes, 'm'), (secs, 's')),
+        (0, _, _) => ((hours, 'h'), (minutes, 'm')),
+        _ => ((days, 'd'), (hours, 'h')),
+    };
+    if small.0 == 0 {
+        format!("{}{}", large.0, large.1)
+    } else {
+        format!("{}{}{}{}", large.0, large.1, small.0, small.1)
+    }
+}
+
+/// `expires in 10m` or `expired`, from the expiry time and now.
+fn expiry_text(expires_at: Option<&Timestamp>, now: DateTime<Utc>) -> Option<String> {
+    let expires_at = to_datetime(expires_at)?;
+    let left_ms = (expires_at - now).num_milliseconds();
+    let left = (left_ms + 500).div_euclid(1000);
+    Some(if left <= 0 {
+        "expired".to_owned()
+    } else {
+        format!("expires in {}", duration_text(left))
+    })
+}
+
+fn checks_left_text(checks_left: u32) -> String {
+    match checks_left {
+        1 => "1 check left".to_owned(),
+        n => format!("{n} checks left"),
+    }
+}
+
+/// One line about a verification: `verification vf_1 pending, sms to +44..., expires in 10m, 5 checks left`.
+fn verification_summary(verification: &Verification, now: DateTime<Utc>) -> String {
+    let mut line = format!(
+        "verification {} {}, {} to {}",
+        verification.id,
+        status_words(verification.status),
+        channel_words(verification.channel),
+        verification.to
+    );
+    if verification.status() == VerificationStatus::Pending {
+        if let Some(expiry) = expiry_text(verification.expires_at.as_ref(), now) {
+            line.push_str(", ");
+            line.push_str(&expiry);
+        }
+        line.push_str(", ");
+        line.push_str(&checks_left_text(verification.checks_left));
+    }
+    line
+}
+
+fn verify_text(response: &VerifyResponse, now: DateTime<Utc>) -> String {
+    let mut line = response
+        .verification
+        .as_ref()
+        .map_or_else(String::new, |v| verification_summary(v, now));
+    if response.replayed {
+        line.push_str(" (same idempotency key: nothing sent)");
+    } else if response.resent {
+        line.push_str(" (code resent)");
+    }
+    line
+}
+
+fn check_text(response: &CheckResponse) -> String {
+    match CheckResult::try_from(response.result) {
+        Ok(CheckResult::Approved) => "approved".to_owned(),
+        Ok(CheckResult::WrongCode) => {
+            format!("wrong code, {}", checks_left_text(response.checks_left))
+        }
+        Ok(CheckResult::Expired) => "expired".to_owned(),
+        Ok(CheckResult::TooManyAttempts) => "too many attempts".to_owned(),
+        Ok(CheckResult::Canceled) => "canceled".to_owned(),
+        Ok(CheckResult::Unspecified) | Err(_) => format!("unknown result ({})", response.result),
+    }
+}
+
+/// `key: value` lines with the values in one column.
+fn aligned(rows: &[(&str, String)]) -> String {
+    let width = rows.iter().map(|(key, _)| key.len() + 1).max().unwrap_or(0);
+    rows.iter()
+        .map(|(key, value)| format!("{:<width$} {value}\n", format!("{key}:")))
+        .collect()
+}
+
+fn classification_rows(classification: &Classification) -> Vec<(&'static str, String)> {
+    let recommended = if classification.recommended_channel == Channel::Unspecified as i32 {
+        "none (do not verify this number)".to_owned()
+    } else {
+        channel_words(classification.recommended_channel)
+    };
+    let invalid_reason = if classification.invalid_reason == InvalidReason::Unspecified as i32 {
+        "-".to_owned()
+    } else {
+        words(
+            classification.invalid_reason,
+            InvalidReason::as_str_name,
+            "INVALID_REASON_",
+        )
+    };
+    let line_type = if classification.line_type == LineType::Unspecified as i32 {
+        "-".to_owned()
+    } else {
+        words(
+            classification.line_type,
+            LineType::as_str_name,
+            "LINE_TYPE_",
+        )
+    };
+    let country_code = match classification.country_calling_code {
+        0 => "-".to_owned(),
+        code => format!("+{code}"),
+    };
+    vec![
+        ("input", classification.input.clone()),
+        (
+            "valid",
+            if classification.valid { "yes" } else { "no" }.to_owned(),
+        ),
+        ("e164", or_dash(&classification.e164).to_owned()),
+        ("region", or_dash(&classification.region_code).to_owned()),
+        ("country code", country_code),
+        ("line type", line_type),
+        ("carrier", or_dash(&classification.carrier).to_owned()),
+        (
+            "time zones",
+            or_dash(&classification.time_zones.join(", ")).to_owned(),
+        ),
+        ("channel", recommended),
+        ("invalid reason", invalid_reason),
+        (
+            "national",
+            or_dash(&classification.national_format).to_owned(),
+        ),
+        (
+            "international",
+            or_dash(&classification.international_format).to_owned(),
+        ),
+        ("detail", or_dash(&classification.detail).to_owned()),
+    ]
+}
+
+fn classification_text(classification: &Classification) -> String {
+    aligned(&classification_rows(classification))
+}
+
+/// One line per delivery attempt: `msg_1  sms via sim: delivered, carrier id c-9, answered (updated ...)`.
+fn attempt_line(attempt: &Attempt) -> String {
+    let mut line = format!(
+        "{}  {} via {}: {}",
+        attempt.message_id,
+        channel_words(attempt.channel),
+        or_dash(&attempt.carrier),
+        delivery_words(attempt.delivery_status)
+    );
+    if !attempt.carrier_message_id.is_empty() {
+        line.push_str(", carrier id ");
+        line.push_str(&attempt.carrier_message_id);
+    }
+    if !attempt.detail.is_empty() {
+        line.push_str(", ");
+        line.push_str(&attempt.detail);
+    }
+    line.push_str(&format!(
+        " (updated {})",
+        time_text(attempt.updated_at.as_ref())
+    ));
+    line
+}
+
+fn verification_text(verification: &Verification, now: DateTime<Utc>) -> String {
+    let mut expires = time_text(verification.expires_at.as_ref());
+    if verification.status() == VerificationStatus::Pending
+        && let Some(expiry) = expiry_text(verification.expires_at.as_ref(), now)
+    {
+        expires.push_str(&format!(" ({expiry})"));
+    }
+    let mut rows = vec![
+        ("id", verification.id.clone()),
+        ("to", verification.to.clone()),
+        ("status", status_words(verification.status)),
+        ("channel", channel_words(verification.channel)),
+        ("created", time_text(verification.created_at.as_ref())),
+        ("expires", expires),
+        ("checks left", verification.checks_left.to_string()),
+        ("sends left", verification.sends_left.to_string()),
+        ("code length", verification.code_length.to_string()),
+        ("locale", or_dash(&verification.locale).to_owned()),
+    ];
+    if let Some(classification) = &verification.classification {
+        rows.push((
+            "line type",
+            words(
+                classification.line_type,
+                LineType::as_str_name,
+                "LINE_TYPE_",
+            ),
+        ));
+        rows.push(("region", or_dash(&classification.region_code).to_owned()));
+    }
+    let attempts = if verification.attempts.is_empty() {
+        "none".to_owned()
+    } else {
+        verification.attempts.len().to_string()
+    };
+    rows.push(("attempts", attempts));
+    let mut text = aligned(&rows);
+    for attempt in &verification.attempts {
+        text.push_str("  ");
+        text.push_str(&attempt_line(attempt));
+        text.push('\n');
+    }
+    text
+}
+
+/// One line per event: cursor, time, type, verification, status, carrier, detail. The status is
+/// the message's for message events and the verification's otherwise.
+fn event_line(event: &Event) -> String {
+    let status = if event.delivery_status == DeliveryStatus::Unspecified as i32 {
+        status_words(event.verification_status)
+    } else {
+        delivery_words(event.delivery_status)
+    };
+    let line = format!(
+        "{:>6}  {}  {:<22}  {}  {:<10}  {:<8}  {}",
+        event.cursor,
+        time_text(event.time.as_ref()),
+        words(event.r#type, EventType::as_str_name, "EVENT_TYPE_"),
+        or_dash(&event.verification_id),
+        status,
+        or_dash(&event.carrier),
+        event.detail
+    );
+    line.trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Action, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("verifyctl").chain(args.iter().copied()))?;
+        cli.command.into_action()
+    }
+
+    fn at(seconds: i64) -> Option<Timestamp> {
+        Some(Timestamp { seconds, nanos: 0 })
+    }
+
+    fn moment(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(seconds, 0).unwrap()
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_have_documented_defaults_and_env() {
+        let command = Cli::command();
+        let addr = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == "addr")
+            .unwrap();
+        assert_eq!(addr.get_default_values(), ["http://127.0.0.1:50051"]);
+        assert_eq!(addr.get_env().unwrap(), "VERIFYD_ADDR");
+        let key = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == "api_key")
+            .unwrap();
+        assert_eq!(key.get_env().unwrap(), "VERIFYD_API_KEY");
+        assert!(
+            key.is_hide_env_values_set(),
+            "the key must not show in --help"
+        );
+    }
+
+    #[test]
+    fn global_options_are_accepted_after_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "verifyctl",
+            "get",
+            "vf_1",
+            "--json",
+            "--addr",
+            "10.0.0.2:50051",
+            "--api-key",
+            "k",
+        ])
+        .unwrap();
+        assert!(cli.json);
+        assert_eq!(cli.addr, "10.0.0.2:50051");
+        assert_eq!(cli.api_key.as_deref(), Some("k"));
+    }
+
+    #[test]
+    fn classify_takes_a_number_and_region() {
+        assert_eq!(
+            parse(&["classify", "098123 45678", "--region", "IN"]).unwrap(),
+            Action::Classify {
+                number: "098123 45678".into(),
+                region: Some("IN".into())
+            }
+        );
+    }
+
+    #[test]
+    fn verify_maps_every_option() {
+        let action = parse(&[
+            "verify",
+            "+447700900123",
+            "--channel",
+            "voice",
+            "--locale",
+            "es-MX",
+            "--code-length",
+            "8",
+            "--idempotency-key",
+            "k-1",
+            "--region",
+            "GB",
+        ])
+        .unwrap();
+        assert_eq!(
+            action,
+            Action::Verify(VerifyOptions {
+                to: "+447700900123".into(),
+                channel: Some(Channel::Voice),
+                locale: Some("es-MX".into()),
+                code_length: Some(8),
+                idempotency_key: Some("k-1".into()),
+                region_hint: Some("GB".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn verify_without_options_leaves_choices_to_the_server() {
+        assert_eq!(
+            parse(&["verify", "+447700900123"]).unwrap(),
+            Action::Verify(VerifyOptions::new("+447700900123"))
+        );
+    }
+
+    #[test]
+    fn verify_rejects_unknown_channels_and_bad_code_lengths() {
+        for args in [
+            &["verify", "+1", "--channel", "fax"][..],
+            &["verify", "+1", "--code-length", "3"],
+            &["verify", "+1", "--code-length", "11"],
+        ] {
+            let error = parse(args).unwrap_err();
+            assert!(
+                matches!(
+                    error.kind(),
+                    ErrorKind::InvalidValue | ErrorKind::ValueValidation
+                ),
+                "{args:?}: {:?}",
+                error.kind()
+            );
+            assert_eq!(error.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn check_by_id_takes_id_then_code() {
+        assert_eq!(
+            parse(&["check", "vf_1", "123456"]).unwrap(),
+            Action::Check {
+                target: CheckTarget::Id("vf_1".into()),
+                code: "123456".into()
+            }
+        );
+    }
+
+    #[test]
+    fn check_by_number_takes_only_the_code() {
+        assert_eq!(
+            parse(&["check", "--to", "+447700900123", "123456"]).unwrap(),
+            Action::Check {
+                target: CheckTarget::Number("+447700900123".into()),
+                code: "123456".into()
+            }
+        );
+    }
+
+    #[test]
+    fn check_without_a_code_is_a_usage_error() {
+        for args in [&["check", "vf_1"][..], &["check", "--to", "+1"], &["check"]] {
+            let error = parse(args).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument, "{args:?}");
+            assert_eq!(error.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn check_with_both_id_and_number_is_a_usage_error() {
+        let error = parse(&["check", "--to", "+1", "vf_1", "123456"]).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ArgumentConflict);
+        assert_eq!(error.exit_code(), 2);
+    }
+
+    #[test]
+    fn watch_defaults_to_everything_from_the_start() {
+        assert_eq!(
+            parse(&["watch"]).unwrap(),
+            Action::Watch {
+                verification: None,
+                after: 0
+            }
+        );
+        assert_eq!(
+            parse(&["watch", "--verification", "vf_1", "--after", "42"]).unwrap(),
+            Action::Watch {
+                verification: Some("vf_1".into()),
+                after: 42
+            }
+        );
+        assert_eq!(
+            parse(&["watch", "--after", "soon"]).unwrap_err().kind(),
+            ErrorKind::ValueValidation
+        );
+    }
+
+    #[test]
+    fn help_documents_the_exit_status() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(
+            help.contains("3  `check` ran but did not approve"),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration_text(45), "45s");
+        assert_eq!(duration_text(600), "10m");
+        assert_eq!(duration_text(570), "9m30s");
+        assert_eq!(duration_text(3_900), "1h5m");
+        assert_eq!(duration_text(3_600), "1h");
+        assert_eq!(duration_text(183_600), "2d3h");
+        assert_eq!(duration_text(-5), "0s");
+    }
+
+    fn pending_verification() -> Verification {
+        Verification {
+            id: "vf_1".into(),
+            to: "+447700900123".into(),
+            status: VerificationStatus::Pending as i32,
+            channel: Channel::Sms as i32,
+            created_at: at(1_000),
+            expires_at: at(1_600),
+            checks_left: 5,
+            sends_left: 2,
+            code_length: 6,
+            locale: "en".into(),
+            ..Verification::default()
+        }
+    }
+
+    #[test]
+    fn verify_prints_one_summary_line() {
+        let response = VerifyResponse {
+            verification: Some(pending_verification()),
+            resent: false,
+            replayed: false,
+        };
+        // 200 ms of latency still reads as the full ten minutes.
+        let now = moment(1_000) + chrono::Duration::milliseconds(200);
+        assert_eq!(
+            verify_text(&response, now),
+            "verification vf_1 pending, sms to +447700900123, expires in 10m, 5 checks left"
+        );
+        let resent = VerifyResponse {
+            resent: true,
+            ..response
+        };
+        assert!(verify_text(&resent, now).ends_with("5 checks left (code resent)"));
+    }
+
+    #[test]
+    fn ended_verifications_omit_expiry_and_checks() {
+        let verification = Verification {
+            status: VerificationStatus::Canceled as i32,
+            ..pending_verification()
+        };
+        assert_eq!(
+            verification_summary(&verification, moment(1_000)),
+            "verification vf_1 canceled, sms to +447700900123"
+        );
+        let late = pending_verification();
+        assert!(verification_summary(&late, moment(2_000)).contains(", expired, "));
+    }
+
+    #[test]
+    fn check_results_read_as_words() {
+        let text = |result: CheckResult, checks_left| {
+            check_text(&CheckResponse {
+                result: result as i32,
+                checks_left,
+                verification: None,
+            })
+        };
+        assert_eq!(text(CheckResult::Approved, 4), "approved");
+        assert_eq!(text(CheckResult::WrongCode, 4), "wrong code, 4 checks left");
+        assert_eq!(text(CheckResult::WrongCode, 1), "wrong code, 1 check left");
+        assert_eq!(text(CheckResult::Expired, 0), "expired");
+        assert_eq!(text(CheckResult::TooManyAttempts, 0), "too many attempts");
+        assert_eq!(text(CheckResult::Canceled, 3), "canceled");
+    }
+
+    #[test]
+    fn classification_lines_are_aligned() {
+        let classification = Classification {
+            input: "+44 7700 900123".into(),
+            valid: true,
+            e164: "+447700900123".into(),
+            region_code: "GB".into(),
+            country_calling_code: 44,
+            line_type: LineType::FixedLineOrMobile as i32,
+            time_zones: vec!["Europe/London".into(), "Europe/Guernsey".into()],
+            recommended_channel: Channel::Sms as i32,
+            ..Classification::default()
+        };
+        let text = classification_text(&classification);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "input:          +44 7700 900123");
+        assert!(
+            lines.contains(&"line type:      fixed line or mobile"),
+            "{text}"
+        );
+        assert!(
+            lines.contains(&"time zones:     Europe/London, Europe/Guernsey"),
+            "{text}"
+        );
+        assert!(lines.contains(&"carrier:        -"), "{text}");
+        assert!(lines.contains(&"country code:   +44"), "{text}");
+        // The longest key is `invalid reason:` (15 characters); every value starts at column 16.
+        for line in &lines {
+            let (key, value) = line.split_at(16);
+            assert!(key.trim_end().ends_with(':'), "{line:?}");
+            assert!(!value.starts_with(' '), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn unusable_numbers_say_so() {
+        let classification = Classification {
+            input: "+44 909 8790000".into(),
+            valid: true,
+            line_type: LineType::PremiumRate as i32,
+            recommended_channel: Channel::Unspecified as i32,
+            ..Classification::default()
+        };
+        let text = classification_text(&classification);
+        assert!(
+            text.contains("channel:        none (do not verify this number)"),
+            "{text}"
+        );
+        assert!(text.contains("line type:      premium rate"), "{text}");
+    }
+
+    #[test]
+    fn verification_details_list_attempts() {
+        let mut verification = pending_verification();
+        verification.attempts.push(Attempt {
+            message_id: "msg_1".into(),
+            channel: Channel::Sms as i32,
+            carrier: "sim".into(),
+            delivery_status: DeliveryStatus::Delivered as i32,
+            carrier_message_id: "c-9".into(),
+            detail: String::new(),
+            created_at: at(1_000),
+            updated_at: at(1_005),
+        });
+        let text = verification_text(&verification, moment(1_060));
+        assert!(
+            text.contains("expires:     1970-01-01T00:26:40Z (expires in 9m)\n"),
+            "{text}"
+        );
+        assert!(text.contains("attempts:    1\n"), "{text}");
+        assert!(
+            text.ends_with(
+                "  msg_1  sms via sim: delivered, carrier id c-9 (updated 1970-01-01T00:16:45Z)\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn events_print_on_one_line() {
+        let event = Event {
+            cursor: 42,
+            r#type: EventType::MessageFailed as i32,
+            verification_id: "vf_1".into(),
+            message_id: "msg_1".into(),
+            channel: Channel::Sms as i32,
+            carrier: "smpp-a".into(),
+            delivery_status: DeliveryStatus::Failed as i32,
+            verification_status: VerificationStatus::Pending as i32,
+            detail: "absent subscriber".into(),
+            time: at(1_764_033_600),
+        };
+        assert_eq!(
+            event_line(&event),
+            "    42  2025-11-25T01:20:00Z  message failed          vf_1  failed      smpp-a    absent subscriber"
+        );
+        let approved = Event {
+            cursor: 43,
+            r#type: EventType::VerificationApproved as i32,
+            verification_id: "vf_1".into(),
+            verification_status: VerificationStatus::Approved as i32,
+            time: at(1_764_033_660),
+            ..Event::default()
+        };
+        assert_eq!(
+            event_line(&approved),
+            "    43  2025-11-25T01:21:00Z  verification approved   vf_1  approved    -"
+        );
+    }
+
+    #[test]
+    fn call_errors_show_grpc_code_and_message_only() {
+        let error = ClientError::from(tonic::Status::not_found("no verification vf_9"));
+        assert_eq!(
+            ErrorReport(&error).to_string(),
+            "NOT_FOUND: no verification vf_9"
+        );
+    }
+
+    #[tokio::test]
+    async fn connection_errors_show_their_causes() {
+        // Bind then drop a listener so the port is very likely closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("http://127.0.0.1:{port}");
+        let error = VerifyClient::connect(address.clone()).await.unwrap_err();
+        let report = ErrorReport(&error).to_string();
+        let prefix = format!("cannot connect to {address}: ");
+        assert!(report.starts_with(&prefix), "{report}");
+        assert!(
+            report.len() > prefix.len() + "transport error".len(),
+            "{report}"
+        );
+        let parts: Vec<&str> = report.split(": ").collect();
+        assert!(parts.windows(2).all(|pair| pair[0] != pair[1]), "{report}");
+    }
+}

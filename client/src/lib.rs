@@ -1,0 +1,473 @@
+//! Client library for verifyd's `verify.v1.VerifyService` gRPC API, and the code behind `verifyctl`.
+//!
+//! [`proto`] holds the generated messages and raw tonic client; [`VerifyClient`] wraps them in a
+//! few plain async methods; [`json`] renders responses as JSON the way `verifyctl --json` prints them.
+//!
+//! ```no_run
+//! use verify_client::proto::v1::CheckResult;
+//! use verify_client::{VerifyClient, VerifyOptions};
+//!
+//! # async fn demo() -> Result<(), verify_client::ClientError> {
+//! let client = VerifyClient::connect("http://127.0.0.1:50051")
+//!     .await?
+//!     .with_api_key("my-key")?;
+//! let started = client.verify(VerifyOptions::new("+447700900123")).await?;
+//! let id = started.verification.map(|v| v.id).unwrap_or_default();
+//! let checked = client.check_by_id(&id, "123456").await?;
+//! if checked.result() == CheckResult::Approved {
+//!     println!("verified");
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+
+use tokio_stream::{Stream, StreamExt};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+use crate::proto::v1::verify_service_client::VerifyServiceClient;
+use crate::proto::v1::{
+    CancelVerificationRequest, Channel as DeliveryChannel, CheckRequest, CheckResponse,
+    Classification, ClassifyRequest, Event, GetVerificationRequest, Verification, VerifyRequest,
+    VerifyResponse, WatchEventsRequest, check_request,
+};
+
+pub mod json;
+
+/// Code generated from `proto/verify/v1/verify.proto`.
+pub mod proto {
+    /// The `verify.v1` package: messages, enums and the `VerifyService` client.
+    #[allow(missing_docs, clippy::all)]
+    pub mod v1 {
+        tonic::include_proto!("verify.v1");
+    }
+}
+
+/// The generated client as [`VerifyClient`] uses it: over a [`Channel`], with the API key added
+/// to every call. Use it for calls or options the wrapper does not cover.
+pub type RawClient = VerifyServiceClient<InterceptedService<Channel, ApiKeyInterceptor>>;
+
+/// What went wrong talking to verifyd.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The address is not a URI tonic can connect to.
+    #[error("invalid address {address:?}")]
+    InvalidAddress {
+        /// The address as given.
+        address: String,
+        /// Why tonic rejected it.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// No connection could be made to the address.
+    #[error("cannot connect to {address}")]
+    Connect {
+        /// The address as given.
+        address: String,
+        /// The transport failure (refused, unreachable, timed out ...).
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The API key cannot be sent in a gRPC header (it holds non-visible-ASCII characters).
+    #[error("the API key is not a valid header value (visible ASCII only)")]
+    InvalidApiKey,
+    /// verifyd (or the transport underneath) answered the call with an error status.
+    #[error("{}: {}", grpc_code_name(.0.code()), .0.message())]
+    Status(Status),
+    /// verifyd answered OK but left out a field the contract says is always set.
+    #[error("verifyd's response lacks `{0}`")]
+    MissingField(&'static str),
+}
+
+impl ClientError {
+    /// The gRPC status when the error came from a call, for branching on its code.
+    pub fn status(&self) -> Option<&Status> {
+        match self {
+            ClientError::Status(status) => Some(status),
+            _ => None,
+        }
+    }
+
+    /// The gRPC code of a failed call, `None` for errors before any call was made.
+    pub fn code(&self) -> Option<Code> {
+        self.status().map(Status::code)
+    }
+}
+
+impl From<Status> for ClientError {
+    fn from(status: Status) -> Self {
+        ClientError::Status(status)
+    }
+}
+
+/// The canonical name of a gRPC status code, as in the gRPC spec: `NOT_FOUND`, `UNAVAILABLE` ...
+pub fn grpc_code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Adds `authorization: Bearer <key>` to every call when an API key is set; passes calls
+/// through untouched otherwise.
+#[derive(Clone, Default)]
+pub struct ApiKeyInterceptor {
+    authorization: Option<MetadataValue<Ascii>>,
+}
+
+impl ApiKeyInterceptor {
+    /// An interceptor that sends `key` as a bearer token.
+    pub fn new(key: &str) -> Result<Self, ClientError> {
+        let mut value = MetadataValue::try_from(format!("Bearer {key}"))
+            .map_err(|_| ClientError::InvalidApiKey)?;
+        value.set_sensitive(true);
+        Ok(Self {
+            authorization: Some(value),
+        })
+    }
+}
+
+impl fmt::Debug for ApiKeyInterceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let key = self.authorization.as_ref().map(|_| "<redacted>");
+        f.debug_struct("ApiKeyInterceptor")
+            .field("authorization", &key)
+            .finish()
+    }
+}
+
+impl Interceptor for ApiKeyInterceptor {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// What to send with [`VerifyClient::verify`]. `None` fields leave the choice to verifyd.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// The number to verify, in E.164 or, with `region_hint`, in national form.
+    pub to: String,
+    /// The channel for the code; `None` lets verifyd choose from the line type.
+    pub channel: Option<DeliveryChannel>,
+    /// Locale of the message text, e.g. "en" or "es-MX"; `None` for the server default.
+    pub locale: Option<String>,
+    /// Digits in the code, 4 to 10; `None` for the server default (6).
+    pub code_length: Option<u32>,
+    /// A key that makes retries safe: a repeated call with the same key sends nothing new.
+    pub idempotency_key: Option<String>,
+    /// ISO 3166-1 alpha-2 region for a `to` written in national form, e.g. "IN".
+    pub region_hint: Option<String>,
+}
+
+impl VerifyOptions {
+    /// Options for verifying `to`, leaving every other choice to verifyd.
+    pub fn new(to: impl Into<String>) -> Self {
+        Self {
+            to: to.into(),
+            ..Self::default()
+        }
+    }
+}
+
+impl From<VerifyOptions> for VerifyRequest {
+    fn from(options: VerifyOptions) -> Self {
+        VerifyRequest {
+            to: options.to,
+            channel: options.channel.unwrap_or(DeliveryChannel::Unspecified) as i32,
+            locale: options.locale.unwrap_or_default(),
+            code_length: options.code_length.unwrap_or(0),
+            idempotency_key: options.idempotency_key.unwrap_or_default(),
+            region_hint: options.region_hint.unwrap_or_default(),
+        }
+    }
+}
+
+/// A connection to verifyd with one method per call. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct VerifyClient {
+    channel: Channel,
+    raw: RawClient,
+}
+
+impl fmt::Debug for VerifyClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyClient")
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifyClient {
+    /// Connects to verifyd at `addr`, e.g. `http://127.0.0.1:50051`; `host:port` without a
+    /// scheme means plain-text `http://`. Fails when the server cannot be reached.
+    pub async fn connect(addr: impl Into<String>) -> Result<Self, ClientError> {
+        let address = addr.into();
+        let uri = if address.contains("://") {
+            address.clone()
+        } else {
+            format!("http://{address}")
+        };
+        let endpoint = match Endpoint::from_shared(uri) {
+            Ok(endpoint) => endpoint,
+            Err(source) => return Err(ClientError::InvalidAddress { address, source }),
+        };
+        match endpoint.connect().await {
+            Ok(channel) => Ok(Self::from_channel(channel)),
+            Err(source) => Err(ClientError::Connect { address, source }),
+        }
+    }
+
+    /// Wraps a channel built elsewhere, e.g. with timeouts, TLS or lazy connection.
+    pub fn from_channel(channel: Channel) -> Self {
+        let raw =
+            VerifyServiceClient::with_interceptor(channel.clone(), ApiKeyInterceptor::default());
+        Self { channel, raw }
+    }
+
+    /// Sends `authorization: Bearer <key>` with every call from now on, raw client included.
+    pub fn with_api_key(self, key: impl AsRef<str>) -> Result<Self, ClientError> {
+        let interceptor = ApiKeyInterceptor::new(key.as_ref())?;
+        let raw = VerifyServiceClient::with_interceptor(self.channel.clone(), interceptor);
+        Ok(Self {
+            channel: self.channel,
+            raw,
+        })
+    }
+
+    /// The generated client, sharing this connection and API key, for anything the wrapper
+    /// does not offer (request metadata, compression, message size limits ...).
+    pub fn raw(&self) -> RawClient {
+        self.raw.clone()
+    }
+
+    /// Tells what kind of number `number` is. An invalid number is a classification with
+    /// `valid == false`, not an error. `region_hint` is for numbers in national form.
+    pub async fn classify(
+        &self,
+        number: &str,
+        region_hint: Option<&str>,
+    ) -> Result<Classification, ClientError> {
+        let request = ClassifyRequest {
+            number: number.to_owned(),
+            region_hint: region_hint.unwrap_or_default().to_owned(),
+        };
+        let response = self.raw().classify(request).await?.into_inner();
+        response
+            .classification
+            .ok_or(ClientError::MissingField("classification"))
+    }
+
+    /// Starts a verification, or resends the code of the pending one for the same number
+    /// (`resent`), or returns the earlier one for a repeated idempotency key (`replayed`).
+    pub async fn verify(&self, options: VerifyOptions) -> Result<VerifyResponse, ClientError> {
+        let response = self
+            .raw()
+            .verify(VerifyRequest::from(options))
+            .await?
+            .into_inner();
+        if response.verification.is_none() {
+            return Err(ClientError::MissingField("verification"));
+        }
+        Ok(response)
+    }
+
+    /// Checks `code` against the verification `id`. Wrong, expired and similar outcomes are
+    /// an OK response whose `result` tells; an unknown id is a `NOT_FOUND` error.
+    pub async fn check_by_id(&self, id: &str, code: &str) -> Result<CheckResponse, ClientError> {
+        self.check(check_request::Target::VerificationId(id.to_owned()), code)
+            .await
+    }
+
+    /// Checks `code` against the most recent verification of the number `to` (E.164).
+    pub async fn check_by_number(
+        &self,
+        to: &str,
+        code: &str,
+    ) -> Result<CheckResponse, ClientError> {
+        self.check(check_request::Target::To(to.to_owned()), code)
+            .await
+    }
+
+    async fn check(
+        &self,
+        target: check_request::Target,
+        code: &str,
+    ) -> Result<CheckResponse, ClientError> {
+        let request = CheckRequest {
+            target: Some(target),
+            code: code.to_owned(),
+        };
+        Ok(self.raw().check(request).await?.into_inner())
+    }
+
+    /// Returns the verification `id` with all its delivery attempts.
+    pub async fn get(&self, id: &str) -> Result<Verification, ClientError> {
+        let request = GetVerificationRequest {
+            verification_id: id.to_owned(),
+        };
+        let response = self.raw().get_verification(request).await?.into_inner();
+        response
+            .verification
+            .ok_or(ClientError::MissingField("verification"))
+    }
+
+    /// Cancels the pending verification `id`; canceling a canceled one is a no-op.
+    pub async fn cancel(&self, id: &str) -> Result<Verification, ClientError> {
+        let request = CancelVerificationRequest {
+            verification_id: id.to_owned(),
+        };
+        let response = self.raw().cancel_verification(request).await?.into_inner();
+        response
+            .verification
+            .ok_or(ClientError::MissingField("verification"))
+    }
+
+    /// Streams events after `after_cursor` (0 for all stored ones), then new ones as they
+    /// happen; only those of `verification_id` when given. Resume with the last cursor seen.
+    /// The stream ends when the server ends it; a broken stream yields its error status last.
+    pub async fn watch(
+        &self,
+        verification_id: Option<&str>,
+        after_cursor: u64,
+    ) -> Result<impl Stream<Item = Result<Event, Status>> + Send + Unpin + 'static, ClientError>
+    {
+        let request = WatchEventsRequest {
+            verification_id: verification_id.unwrap_or_default().to_owned(),
+            after_cursor,
+        };
+        let stream = self.raw().watch_events(request).await?.into_inner();
+        Ok(stream.map(|item| {
+            item?.event.ok_or_else(|| {
+                Status::internal("verifyd sent a WatchEventsResponse without `event`")
+            })
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_options_map_unset_fields_to_server_defaults() {
+        let request = VerifyRequest::from(VerifyOptions::new("+447700900123"));
+        assert_eq!(
+            request,
+            VerifyRequest {
+                to: "+447700900123".into(),
+                channel: DeliveryChannel::Unspecified as i32,
+                locale: String::new(),
+                code_length: 0,
+                idempotency_key: String::new(),
+                region_hint: String::new(),
+            }
+        );
+    }
+
+    #[test]
+    fn verify_options_carry_every_choice() {
+        let options = VerifyOptions {
+            to: "098123 45678".into(),
+            channel: Some(DeliveryChannel::Voice),
+            locale: Some("es-MX".into()),
+            code_length: Some(8),
+            idempotency_key: Some("k-1".into()),
+            region_hint: Some("IN".into()),
+        };
+        let request = VerifyRequest::from(options);
+        assert_eq!(request.channel, DeliveryChannel::Voice as i32);
+        assert_eq!(request.locale, "es-MX");
+        assert_eq!(request.code_length, 8);
+        assert_eq!(request.idempotency_key, "k-1");
+        assert_eq!(request.region_hint, "IN");
+    }
+
+    #[test]
+    fn api_key_is_sent_as_bearer_token() {
+        let mut interceptor = ApiKeyInterceptor::new("s3cret").unwrap();
+        let request = interceptor.call(Request::new(())).unwrap();
+        assert_eq!(
+            request.metadata().get("authorization").unwrap(),
+            "Bearer s3cret"
+        );
+    }
+
+    #[test]
+    fn no_api_key_sends_no_authorization() {
+        let mut interceptor = ApiKeyInterceptor::default();
+        let request = interceptor.call(Request::new(())).unwrap();
+        assert!(request.metadata().get("authorization").is_none());
+    }
+
+    #[test]
+    fn api_key_with_newline_is_rejected() {
+        assert!(matches!(
+            ApiKeyInterceptor::new("bad\nkey"),
+            Err(ClientError::InvalidApiKey)
+        ));
+    }
+
+    #[test]
+    fn api_key_stays_out_of_debug_output() {
+        let interceptor = ApiKeyInterceptor::new("s3cret").unwrap();
+        let debug = format!("{interceptor:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
+
+    #[test]
+    fn status_errors_show_grpc_code_and_message() {
+        let error = ClientError::from(Status::not_found("no verification vf_x"));
+        assert_eq!(error.to_string(), "NOT_FOUND: no verification vf_x");
+        assert_eq!(error.code(), Some(Code::NotFound));
+    }
+
+    #[tokio::test]
+    async fn connect_rejects_a_malformed_address() {
+        let error = VerifyClient::connect("http://exa mple:1")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, ClientError::InvalidAddress { .. }),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn connect_reports_an_unreachable_server() {
+        // Bind then drop a listener so the port is very likely closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let error = VerifyClient::connect(format!("127.0.0.1:{port}"))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ClientError::Connect { .. }), "{error:?}");
+    }
+}

@@ -1,0 +1,391 @@
+//! Number classification: what kind of number a person typed, before anything is sent.
+//!
+//! Validity, region, line type and formats come from libphonenumber metadata (via
+//! `rlibphonenumber`); carrier names and time zones from libphonenumber's prefix data.
+
+use rlibphonenumber::{
+    ParseError, PhoneNumber, PhoneNumberFormat, PhoneNumberType, Region, ValidationError,
+};
+use verify_carrier::Channel;
+
+use crate::number_data::NumberData;
+
+/// The kind of line a number belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LineType {
+    /// A geographic landline.
+    FixedLine,
+    /// A mobile phone.
+    Mobile,
+    /// Either; the region's numbering plan does not tell them apart (e.g. +1).
+    FixedLineOrMobile,
+    /// Freephone.
+    TollFree,
+    /// Premium rate.
+    PremiumRate,
+    /// Shared cost.
+    SharedCost,
+    /// Voice over IP.
+    Voip,
+    /// Personal number that forwards elsewhere.
+    PersonalNumber,
+    /// Pager.
+    Pager,
+    /// Universal access number.
+    Uan,
+    /// Voicemail access.
+    Voicemail,
+    /// Valid, but of no known type.
+    Unknown,
+}
+
+impl LineType {
+    fn from_library(kind: PhoneNumberType) -> LineType {
+        match kind {
+            PhoneNumberType::FixedLine => LineType::FixedLine,
+            PhoneNumberType::Mobile => LineType::Mobile,
+            PhoneNumberType::FixedLineOrMobile => LineType::FixedLineOrMobile,
+            PhoneNumberType::TollFree => LineType::TollFree,
+            PhoneNumberType::PremiumRate => LineType::PremiumRate,
+            PhoneNumberType::SharedCost => LineType::SharedCost,
+            PhoneNumberType::VoIP => LineType::Voip,
+            PhoneNumberType::PersonalNumber => LineType::PersonalNumber,
+            PhoneNumberType::Pager => LineType::Pager,
+            PhoneNumberType::UAN => LineType::Uan,
+            PhoneNumberType::VoiceMail => LineType::Voicemail,
+            PhoneNumberType::Unknown => LineType::Unknown,
+        }
+    }
+
+    /// Lines whose original carrier is meaningful (libphonenumber names carriers only for these).
+    fn has_carrier(self) -> bool {
+        matches!(
+            self,
+            LineType::Mobile | LineType::FixedLineOrMobile | LineType::Pager
+        )
+    }
+
+    /// The channel to reach this kind of line with, or `None` when it must not be used to
+    /// verify anyone, with the reason.
+    pub fn recommended_channel(self) -> Result<Channel, &'static str> {
+        match self {
+            LineType::Mobile
+            | LineType::FixedLineOrMobile
+            | LineType::Voip
+            | LineType::PersonalNumber
+            | LineType::Unknown => Ok(Channel::Sms),
+            LineType::FixedLine | LineType::TollFree | LineType::Uan => Ok(Channel::Voice),
+            LineType::PremiumRate => Err(
+                "a premium-rate number costs money to call or text (toll-fraud risk); ask for a mobile number",
+            ),
+            LineType::SharedCost => {
+                Err("a shared-cost number is not a personal line; ask for a mobile number")
+            }
+            LineType::Pager => Err("a pager cannot answer a code; ask for a mobile number"),
+            LineType::Voicemail => {
+                Err("a voicemail access number is not a personal line; ask for a mobile number")
+            }
+        }
+    }
+
+    /// Whether an SMS can reach this kind of line.
+    pub fn accepts_sms(self) -> bool {
+        self.recommended_channel() == Ok(Channel::Sms)
+    }
+}
+
+/// Why a number is invalid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InvalidReason {
+    /// Not a phone number at all.
+    NotANumber,
+    /// Unknown country calling code, or a national number without a region hint.
+    InvalidCountryCode,
+    /// Too few digits.
+    TooShort,
+    /// Too many digits.
+    TooLong,
+    /// A length no number of the country has, between valid lengths.
+    InvalidLength,
+    /// A possible length, but in no numbering range of the country.
+    NoSuchRange,
+}
+
+impl InvalidReason {
+    /// A sentence for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            InvalidReason::NotANumber => "not a phone number",
+            InvalidReason::InvalidCountryCode => {
+                "unknown country calling code; give the number in E.164 (+<country code><number>) or pass a region hint"
+            }
+            InvalidReason::TooShort => "too short for a number of this country",
+            InvalidReason::TooLong => "too long for a number of this country",
+            InvalidReason::InvalidLength => "no number of this country has this many digits",
+            InvalidReason::NoSuchRange => "no numbering range of this country contains this number",
+        }
+    }
+}
+
+/// What a number is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classification {
+    /// The input as given.
+    pub input: String,
+    /// Whether the number is valid.
+    pub valid: bool,
+    /// E.164 form when the input parsed.
+    pub e164: Option<String>,
+    /// ISO 3166-1 alpha-2 region ("001" for non-geographic numbers).
+    pub region_code: Option<String>,
+    /// Country calling code, 0 when the input did not parse.
+    pub country_calling_code: u32,
+    /// Line type when valid.
+    pub line_type: Option<LineType>,
+    /// Original carrier, English, where known.
+    pub carrier: Option<String>,
+    /// IANA time zones where known.
+    pub time_zones: Vec<String>,
+    /// Channel to use; `None` when the number should not be used for verification.
+    pub recommended_channel: Option<Channel>,
+    /// Why the number is invalid.
+    pub invalid_reason: Option<InvalidReason>,
+    /// A sentence for people about validity or the line type.
+    pub detail: String,
+    /// National format.
+    pub national_format: Option<String>,
+    /// International format.
+    pub international_format: Option<String>,
+}
+
+impl Classification {
+    fn invalid(input: &str, reason: InvalidReason, parsed: Option<&PhoneNumber>) -> Self {
+        let calling_code = parsed.map_or(0, |n| n.country_code.max(0) as u32);
+        Classification {
+            input: input.to_string(),
+            valid: false,
+            e164: parsed.map(|n| n.format_as(PhoneNumberFormat::E164).into_owned()),
+            region_code: None,
+            country_calling_code: calling_code,
+            line_type: None,
+            carrier: None,
+            time_zones: Vec::new(),
+            recommended_channel: None,
+            invalid_reason: Some(reason),
+            detail: reason.describe().to_string(),
+            national_format: None,
+            international_format: None,
+        }
+    }
+}
+
+/// A region hint that is not an ISO 3166-1 alpha-2 region libphonenumber knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown region `{0}`: use an ISO 3166-1 alpha-2 code such as IN, US or GB")]
+pub struct UnknownRegion(pub String);
+
+/// Parses an optional region hint; empty means none.
+pub fn parse_region_hint(hint: &str) -> Result<Option<Region>, UnknownRegion> {
+    let hint = hint.trim();
+    if hint.is_empty() {
+        return Ok(None);
+    }
+    Region::from_code(&hint.to_ascii_uppercase())
+        .map(Some)
+        .map_err(|_| UnknownRegion(hint.to_string()))
+}
+
+/// Longest input classify looks at; libphonenumber refuses longer strings too.
+const MAX_INPUT_LENGTH: usize = 250;
+
+/// Classifies `input`, read in national form for `region_hint` when it has no `+` prefix.
+/// Never fails: invalid input is a classification with a reason.
+pub fn classify(input: &str, region_hint: Option<Region>) -> Classification {
+    if input.trim().is_empty() {
+        return Classification::invalid(input, InvalidReason::NotANumber, None);
+    }
+    if input.len() > MAX_INPUT_LENGTH {
+        return Classification::invalid(input, InvalidReason::TooLong, None);
+    }
+    let number = match PhoneNumber::parse(input, region_hint) {
+        Ok(number) => number,
+        Err(error) => return Classification::invalid(input, parse_failure_reason(&error), None),
+    };
+    if !number.is_valid() {
+        let reason = match number.is_possible_with_reason() {
+            Err(ValidationError::InvalidCountryCode) => InvalidReason::InvalidCountryCode,
+            Err(ValidationError::TooShort) => InvalidReason::TooShort,
+            Err(ValidationError::TooLong) => InvalidReason::TooLong,
+            Err(ValidationError::InvalidLength) => InvalidReason::InvalidLength,
+            Ok(_) => InvalidReason::NoSuchRange,
+        };
+        return Classification::invalid(input, reason, Some(&number));
+    }
+
+    let line_type = LineType::from_library(number.get_type());
+    let e164 = number.format_as(PhoneNumberFormat::E164).into_owned();
+    let digits = &e164[1..];
+    let data = NumberData::embedded();
+    let carrier = if line_type.has_carrier() {
+        data.carrier(digits).map(str::to_string)
+    } else {
+        None
+    };
+    // libphonenumber looks up geographic numbers by their full prefix and all others by the
+    // country calling code alone.
+    let calling_code = number.country_code.max(0) as u32;
+    let zones = if number.is_geographical() {
+        data.time_zones(digits)
+    } else {
+        data.country_time_zones(calling_code as u16)
+    };
+    let time_zones = zones.iter().map(|zone| zone.to_string()).collect();
+    let (recommended_channel, detail) = match line_type.recommended_channel() {
+        Ok(Channel::Voice) => (
+            Some(Channel::Voice),
+            "this line cannot receive SMS: call it with the code, or ask for a mobile number"
+                .to_string(),
+        ),
+        Ok(channel) => (Some(channel), String::new()),
+        Err(reason) => (None, reason.to_string()),
+    };
+    Classification {
+        input: input.to_string(),
+        valid: true,
+        region_code: number
+            .get_region_code()
+            .map(|region| region.as_region_str().to_string()),
+        country_calling_code: calling_code,
+        line_type: Some(line_type),
+        carrier,
+        time_zones,
+        recommended_channel,
+        invalid_reason: None,
+        detail,
+        national_format: Some(number.format_as(PhoneNumberFormat::National).into_owned()),
+        international_format: Some(
+            number
+                .format_as(PhoneNumberFormat::International)
+                .into_owned(),
+        ),
+        e164: Some(e164),
+    }
+}
+
+fn parse_failure_reason(error: &ParseError) -> InvalidReason {
+    match error {
+        ParseError::InvalidCountryCode => InvalidReason::InvalidCountryCode,
+        ParseError::NotANumber(_) => InvalidReason::NotANumber,
+        ParseError::TooShortAfterIdd | ParseError::TooShortNsn => InvalidReason::TooShort,
+        ParseError::TooLongNsn => InvalidReason::TooLong,
+    }
+}
+
+/// Loads the metadata and prefix data so the first real request is not the slow one.
+pub fn warm_up() {
+    let _ = NumberData::embedded();
+    for sample in [
+        "+14155550123",
+        "+919812345678",
+        "+442071838750",
+        "+5215512345678",
+    ] {
+        let _ = classify(sample, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(code: &str) -> Option<Region> {
+        parse_region_hint(code).unwrap()
+    }
+
+    #[test]
+    fn mobile_and_landline_get_their_channels() {
+        let mobile = classify("+91 98123 45678", None);
+        assert!(mobile.valid, "{mobile:?}");
+        assert_eq!(mobile.e164.as_deref(), Some("+919812345678"));
+        assert_eq!(mobile.region_code.as_deref(), Some("IN"));
+        assert_eq!(mobile.country_calling_code, 91);
+        assert_eq!(mobile.line_type, Some(LineType::Mobile));
+        assert_eq!(mobile.recommended_channel, Some(Channel::Sms));
+        assert_eq!(mobile.time_zones, vec!["Asia/Calcutta".to_string()]);
+
+        let landline = classify("+44 20 7183 8750", None);
+        assert!(landline.valid, "{landline:?}");
+        assert_eq!(landline.line_type, Some(LineType::FixedLine));
+        assert_eq!(landline.recommended_channel, Some(Channel::Voice));
+        assert_eq!(landline.time_zones, vec!["Europe/London".to_string()]);
+        assert!(landline.detail.contains("mobile number"));
+    }
+
+    #[test]
+    fn national_form_uses_the_region_hint() {
+        let classification = classify("098123 45678", region("IN"));
+        assert!(classification.valid, "{classification:?}");
+        assert_eq!(classification.e164.as_deref(), Some("+919812345678"));
+        let without_hint = classify("098123 45678", None);
+        assert_eq!(
+            without_hint.invalid_reason,
+            Some(InvalidReason::InvalidCountryCode)
+        );
+    }
+
+    #[test]
+    fn shared_calling_codes_find_their_region() {
+        assert_eq!(
+            classify("+1 416 555 0123", None).region_code.as_deref(),
+            Some("CA")
+        );
+        assert_eq!(
+            classify("+1 212 555 0123", None).region_code.as_deref(),
+            Some("US")
+        );
+        assert_eq!(
+            classify("+7 701 123 4567", None).region_code.as_deref(),
+            Some("KZ")
+        );
+    }
+
+    #[test]
+    fn invalid_input_says_why() {
+        let cases = [
+            ("", InvalidReason::NotANumber),
+            ("hello", InvalidReason::NotANumber),
+            ("+999 123456", InvalidReason::InvalidCountryCode),
+            ("+91 98", InvalidReason::TooShort),
+            ("+1 212 555 01234567", InvalidReason::TooLong),
+            (&"9".repeat(40), InvalidReason::InvalidCountryCode),
+            ("+1 099 555 0123", InvalidReason::NoSuchRange),
+        ];
+        for (input, reason) in cases {
+            let classification = classify(input, None);
+            assert!(!classification.valid, "{input}");
+            assert_eq!(classification.invalid_reason, Some(reason), "{input}");
+            assert!(!classification.detail.is_empty());
+        }
+        let forty = format!("+{}", "1".repeat(40));
+        assert_eq!(
+            classify(&forty, None).invalid_reason,
+            Some(InvalidReason::TooLong)
+        );
+    }
+
+    #[test]
+    fn premium_rate_is_not_used_for_verification() {
+        let premium = classify("+44 909 876 5432", None);
+        assert!(premium.valid, "{premium:?}");
+        assert_eq!(premium.line_type, Some(LineType::PremiumRate));
+        assert_eq!(premium.recommended_channel, None);
+        assert!(premium.detail.contains("toll-fraud"));
+    }
+
+    #[test]
+    fn unknown_region_hint_is_refused() {
+        assert!(parse_region_hint("XX1").is_err());
+        assert_eq!(parse_region_hint("").unwrap(), None);
+        assert_eq!(parse_region_hint("in").unwrap(), Some(Region::IN));
+    }
+}

@@ -1,0 +1,135 @@
+//! Assembles and runs one verifyd: storage, carriers, dispatcher, receipt recorder and the gRPC
+//! server with health, reflection and API keys, and shuts them down in order.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use verify_carrier::ReceiptSink;
+
+use crate::auth::ApiKeyCheck;
+use crate::carriers::{CarrierSet, register_carriers};
+use crate::codes::{CodeBook, load_or_create_secret};
+use crate::config::{Config, redact_url_password};
+use crate::dispatcher::{Dispatcher, record_receipts};
+use crate::proto::verify_service_server::VerifyServiceServer;
+use crate::service::VerifyApi;
+use crate::store::{SqlStore, Store};
+
+/// Longest wait for receipts still in flight at shutdown.
+const RECEIPT_DRAIN_TIMEOUT: Duration = Duration::from_secs(35);
+
+/// Runs verifyd with `config` until `shutdown` completes, then stops gracefully: in-flight RPCs
+/// finish, event streams end, the dispatcher stops claiming and finishes what it claimed,
+/// carriers flush their receipts, and the database is closed.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> Result<(), String> {
+    verify_policy::classify::warm_up();
+    let secret = load_or_create_secret(config.secret.as_deref(), &config.data_dir)?;
+    let codes = CodeBook::new(secret);
+    let store: Arc<dyn Store> =
+        Arc::new(SqlStore::connect(&config.database_url).await.map_err(|e| {
+            format!(
+                "database {}: {e}",
+                redact_url_password(&config.database_url)
+            )
+        })?);
+    let (receipts, receipt_stream) = ReceiptSink::channel();
+    let carriers = Arc::new(
+        CarrierSet::build(&register_carriers(), &config.carriers, &receipts)
+            .map_err(|e| e.to_string())?,
+    );
+    drop(receipts);
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+
+    let (stopping, stopping_signal) = watch::channel(false);
+    let receipt_recorder = tokio::spawn(record_receipts(Arc::clone(&store), receipt_stream));
+    let dispatcher = tokio::spawn(
+        Dispatcher::new(
+            Arc::clone(&store),
+            Arc::clone(&carriers),
+            codes.clone(),
+            config.dispatcher.clone(),
+            config.codes.ttl_seconds,
+        )
+        .run(stopping_signal.clone()),
+    );
+
+    let api_keys = ApiKeyCheck::new(&config.api_keys);
+    if !api_keys.is_enabled() {
+        tracing::warn!(
+            listen = %address,
+            "no api_keys configured: serving without authentication on a loopback address only"
+        );
+    }
+    let api = VerifyApi::new(
+        Arc::clone(&store),
+        codes,
+        config.codes.clone(),
+        Arc::clone(&carriers),
+        config.routes.clone(),
+        stopping_signal,
+    );
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<VerifyServiceServer<VerifyApi>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| format!("reflection: {e}"))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| format!("reflection: {e}"))?;
+
+    tracing::info!(
+        listen = %address,
+        database = %redact_url_password(&config.database_url),
+        carriers = config.carriers.len(),
+        "verifyd ready"
+    );
+    // Tests and scripts read this line to learn the port when listening on port 0.
+    println!("verifyd listening on {address}");
+
+    let health_on_stop = health_reporter.clone();
+    let stopping_for_server = stopping.clone();
+    let server = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(VerifyServiceServer::with_interceptor(api, api_keys))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: finishing in-flight requests");
+            health_on_stop
+                .set_not_serving::<VerifyServiceServer<VerifyApi>>()
+                .await;
+            // Ends event streams (so the server can finish) and stops the dispatcher claiming.
+            let _ = stopping_for_server.send(true);
+        });
+    let served = server.await;
+    let _ = stopping.send(true);
+
+    if let Err(error) = dispatcher.await {
+        tracing::error!(%error, "dispatcher task failed");
+    }
+    carriers.shutdown().await;
+    drop(carriers);
+    match tokio::time::timeout(RECEIPT_DRAIN_TIMEOUT, receipt_recorder).await {
+        Ok(_) => {}
+        Err(_) => tracing::warn!("receipts still arriving after shutdown; later ones are lost"),
+    }
+    store.close().await;
+    tracing::info!("verifyd stopped");
+    served.map_err(|e| format!("gRPC server: {e}"))
+}

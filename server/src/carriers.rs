@@ -1,0 +1,73 @@
+//! The carriers of this server: every known kind registered explicitly, the configured instances
+//! built by name, and the lookups routing needs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use verify_carrier::{
+    Carrier, CarrierContext, CarrierError, CarrierRegistry, Channel, ReceiptSink,
+};
+
+use crate::config::CarrierEntry;
+
+/// Registers every carrier kind this server ships.
+pub fn register_carriers() -> CarrierRegistry {
+    let mut registry = CarrierRegistry::new();
+    verify_carrier_sim::register(&mut registry);
+    registry
+}
+
+/// The configured carrier instances by name.
+pub struct CarrierSet {
+    by_name: HashMap<String, Arc<dyn Carrier>>,
+}
+
+impl CarrierSet {
+    /// Builds every configured carrier; the first failure names the carrier.
+    pub fn build(
+        registry: &CarrierRegistry,
+        entries: &[CarrierEntry],
+        receipts: &ReceiptSink,
+    ) -> Result<CarrierSet, CarrierError> {
+        let mut by_name = HashMap::new();
+        for entry in entries {
+            let settings = serde_json::Value::Object(entry.settings.clone());
+            let context = CarrierContext {
+                name: entry.name.clone(),
+                receipts: receipts.clone(),
+            };
+            let carrier = registry.build(&entry.kind, &settings, context)?;
+            by_name.insert(entry.name.clone(), carrier);
+        }
+        Ok(CarrierSet { by_name })
+    }
+
+    /// A carrier by configured name.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Carrier>> {
+        self.by_name.get(name)
+    }
+
+    /// The first carrier of `routes` that can carry `channel` to `region`.
+    pub fn first_capable<'a>(
+        &self,
+        routes: &'a [String],
+        channel: Channel,
+        region: Option<&str>,
+    ) -> Option<&'a str> {
+        routes
+            .iter()
+            .find(|name| {
+                self.by_name
+                    .get(name.as_str())
+                    .is_some_and(|carrier| carrier.capabilities().supports(channel, region))
+            })
+            .map(String::as_str)
+    }
+
+    /// Shuts every carrier down, letting in-flight work finish.
+    pub async fn shutdown(&self) {
+        for carrier in self.by_name.values() {
+            carrier.shutdown().await;
+        }
+    }
+}

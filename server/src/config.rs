@@ -1,0 +1,397 @@
+//! Configuration: built-in defaults, then the TOML file, then `VERIFYD_*` environment variables
+//! and `DATABASE_URL`, then command-line flags; checked as a whole before anything starts.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use verify_policy::RouteTable;
+
+/// Default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Default database: a SQLite file in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://verifyd.db";
+/// Default outbox file of the embedded `sim` carrier.
+pub const DEFAULT_SIM_OUTBOX: &str = "verifyd-sim-outbox.jsonl";
+/// Name of the file in the data directory that holds the generated code secret.
+pub const SECRET_FILE_NAME: &str = "verifyd-secret.key";
+
+/// The whole configuration of one `verifyd`.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the gRPC server listens on.
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` or `postgres://...`.
+    pub database_url: String,
+    /// Directory for files verifyd creates itself (the generated code secret).
+    pub data_dir: PathBuf,
+    /// Secret for code hashing (hex, at least 32 bytes). Generated into `data_dir` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Outbox file of `sim` carriers that do not name their own.
+    pub sim_outbox: PathBuf,
+    /// Code lifetime and limits.
+    pub codes: CodeSettings,
+    /// API keys accepted in `authorization: Bearer <key>`; stored as SHA-256 hashes.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyEntry>,
+    /// Carrier instances. With none, one `sim` carrier named `sim` is configured.
+    #[serde(default)]
+    pub carriers: Vec<CarrierEntry>,
+    /// Which carriers carry messages to which countries.
+    #[serde(default = "default_routes")]
+    pub routes: RouteTable,
+    /// Outbox dispatcher tuning.
+    pub dispatcher: DispatcherSettings,
+}
+
+fn default_routes() -> RouteTable {
+    RouteTable {
+        default: Vec::new(),
+        countries: Default::default(),
+    }
+}
+
+/// Code generation and checking limits.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeSettings {
+    /// Digits per code when a request does not say (4 to 10).
+    pub length: u32,
+    /// How long a code is accepted, in seconds.
+    pub ttl_seconds: u64,
+    /// Checks allowed per verification.
+    pub max_checks: u32,
+    /// Sends (first send plus resends) allowed per verification.
+    pub max_sends: u32,
+    /// Locale of messages when a request does not say.
+    pub default_locale: String,
+}
+
+/// One accepted API key.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyEntry {
+    /// Who uses the key (for logs).
+    pub name: String,
+    /// Lower-case hex SHA-256 of the key (`verifyd hash-api-key` prints it).
+    pub sha256: String,
+}
+
+/// One carrier instance: a name, a kind, and the kind's own settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct CarrierEntry {
+    /// Name routes refer to.
+    pub name: String,
+    /// Carrier kind, e.g. `sim`.
+    pub kind: String,
+    /// Everything else in the table, handed to the carrier's factory.
+    #[serde(flatten)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+/// How the dispatcher claims and submits queued messages.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatcherSettings {
+    /// Messages claimed per round.
+    pub batch_size: u32,
+    /// Pause between rounds when nothing is due, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Submissions in flight at once.
+    pub max_in_flight: usize,
+    /// Time a carrier gets to accept a message, in milliseconds.
+    pub submit_timeout_ms: u64,
+    /// Time after which a claimed but unfinished message is considered abandoned, in seconds.
+    pub claim_timeout_seconds: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN
+                .parse()
+                .expect("default listen address parses"),
+            database_url: DEFAULT_DATABASE_URL.to_string(),
+            data_dir: PathBuf::from("."),
+            secret: None,
+            sim_outbox: PathBuf::from(DEFAULT_SIM_OUTBOX),
+            codes: CodeSettings {
+                length: 6,
+                ttl_seconds: 600,
+                max_checks: 5,
+                max_sends: 5,
+                default_locale: "en".to_string(),
+            },
+            api_keys: Vec::new(),
+            carriers: Vec::new(),
+            routes: default_routes(),
+            dispatcher: DispatcherSettings {
+                batch_size: 64,
+                poll_interval_ms: 100,
+                max_in_flight: 256,
+                submit_timeout_ms: 30_000,
+                claim_timeout_seconds: 120,
+            },
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database_url", &redact_url_password(&self.database_url))
+            .field("data_dir", &self.data_dir)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("sim_outbox", &self.sim_outbox)
+            .field("codes", &self.codes)
+            .field("api_keys", &self.api_keys.len())
+            .field(
+                "carriers",
+                &self
+                    .carriers
+                    .iter()
+                    .map(|c| format!("{} ({})", c.name, c.kind))
+                    .collect::<Vec<_>>(),
+            )
+            .field("routes", &self.routes)
+            .field("dispatcher", &self.dispatcher)
+            .finish()
+    }
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`, for logs.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+/// Top-level keys that `VERIFYD_*` variables may set (others, like the CLI's `VERIFYD_ADDR`,
+/// belong to other programs and are ignored).
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "database_url",
+    "data_dir",
+    "secret",
+    "sim_outbox",
+    "codes",
+    "dispatcher",
+];
+
+impl Config {
+    /// Loads defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment
+            .merge(Env::prefixed("VERIFYD_").split("__").filter(|key| {
+                let top = key.as_str().split('.').next().unwrap_or_default();
+                ENV_KEYS.contains(&top)
+            }))
+            .merge(
+                Env::raw()
+                    .only(&["DATABASE_URL"])
+                    .map(|_| "database_url".into()),
+            );
+        let mut config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
+        config.fill_embedded_default();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// With no carriers, configures the embedded `sim` carrier and routes everything to it;
+    /// `sim` carriers without an outbox get `sim_outbox`.
+    fn fill_embedded_default(&mut self) {
+        if self.carriers.is_empty() {
+            self.carriers.push(CarrierEntry {
+                name: "sim".to_string(),
+                kind: verify_carrier_sim::KIND.to_string(),
+                settings: Default::default(),
+            });
+        }
+        if self.routes.default.is_empty() {
+            self.routes.default = vec![self.carriers[0].name.clone()];
+        }
+        for carrier in &mut self.carriers {
+            if carrier.kind == verify_carrier_sim::KIND && !carrier.settings.contains_key("outbox")
+            {
+                let outbox = self.sim_outbox.to_string_lossy().into_owned();
+                carrier
+                    .settings
+                    .insert("outbox".into(), serde_json::Value::String(outbox));
+            }
+        }
+    }
+
+    /// Cross-field checks, each naming the key that is wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |message: String| Err(ConfigError(message));
+        if !(4..=10).contains(&self.codes.length) {
+            return fail(format!(
+                "codes.length must be between 4 and 10, got {}",
+                self.codes.length
+            ));
+        }
+        if self.codes.ttl_seconds < 30 || self.codes.ttl_seconds > 24 * 3600 {
+            return fail(format!(
+                "codes.ttl_seconds must be between 30 and 86400, got {}",
+                self.codes.ttl_seconds
+            ));
+        }
+        if self.codes.max_checks == 0 || self.codes.max_checks > 100 {
+            return fail("codes.max_checks must be between 1 and 100".into());
+        }
+        if self.codes.max_sends == 0 || self.codes.max_sends > 100 {
+            return fail("codes.max_sends must be between 1 and 100".into());
+        }
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            return fail(format!(
+                "database_url must start with sqlite:, postgres:// or postgresql://, got `{}`",
+                redact_url_password(&self.database_url)
+            ));
+        }
+        if let Some(secret) = &self.secret {
+            crate::codes::parse_secret(secret).map_err(|e| ConfigError(format!("secret: {e}")))?;
+        }
+        for key in &self.api_keys {
+            let valid = key.sha256.len() == 64 && key.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+            if !valid {
+                return fail(format!(
+                    "api_keys `{}`: sha256 must be 64 hex digits (run `verifyd hash-api-key`)",
+                    key.name
+                ));
+            }
+        }
+        if self.api_keys.is_empty() && !self.listen.ip().is_loopback() {
+            return fail(format!(
+                "listen = {} is not a loopback address, and no api_keys are configured: \
+                 refusing to serve unauthenticated on the network; add [[api_keys]] or listen on 127.0.0.1",
+                self.listen
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for carrier in &self.carriers {
+            if !names.insert(carrier.name.as_str()) {
+                return fail(format!("carriers: name `{}` is used twice", carrier.name));
+            }
+        }
+        self.routes
+            .validate(|name| names.contains(name))
+            .map_err(ConfigError)?;
+        if self.dispatcher.batch_size == 0 || self.dispatcher.max_in_flight == 0 {
+            return fail(
+                "dispatcher.batch_size and dispatcher.max_in_flight must be positive".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_file_means_the_embedded_default() {
+        let mut config = Config::default();
+        config.fill_embedded_default();
+        config.validate().unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:50051");
+        assert_eq!(config.carriers.len(), 1);
+        assert_eq!(config.carriers[0].kind, "sim");
+        assert_eq!(config.routes.default, ["sim"]);
+        assert_eq!(
+            config.carriers[0].settings["outbox"],
+            serde_json::json!("verifyd-sim-outbox.jsonl")
+        );
+    }
+
+    #[test]
+    fn public_listen_without_keys_is_refused() {
+        let mut config = Config::default();
+        config.fill_embedded_default();
+        config.listen = "0.0.0.0:50051".parse().unwrap();
+        let error = config.validate().unwrap_err();
+        assert!(error.0.contains("not a loopback address"), "{error}");
+        config.api_keys.push(ApiKeyEntry {
+            name: "backend".into(),
+            sha256: "a".repeat(64),
+        });
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn file_values_and_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("verifyd.toml");
+        std::fs::write(
+            &path,
+            r#"
+listen = "127.0.0.1:6000"
+[codes]
+length = 8
+ttl_seconds = 300
+max_checks = 3
+max_sends = 2
+default_locale = "es"
+[[carriers]]
+name = "slow-sim"
+kind = "sim"
+latency_ms = 500
+[routes]
+default = ["slow-sim"]
+"#,
+        )
+        .unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.listen.port(), 6000);
+        assert_eq!(config.codes.length, 8);
+        assert_eq!(config.carriers[0].settings["latency_ms"], 500);
+
+        std::fs::write(&path, "listn = \"127.0.0.1:1\"\n").unwrap();
+        let error = Config::load(Some(&path)).unwrap_err();
+        assert!(error.0.contains("listn"), "{error}");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url_password("postgres://app:hunter2@db:5432/verify"),
+            "postgres://app:***@db:5432/verify"
+        );
+        let config = Config {
+            secret: Some("ab".repeat(32)),
+            ..Config::default()
+        };
+        assert!(!format!("{config:?}").contains("abab"));
+    }
+}

@@ -1,0 +1,133 @@
+//! The `verifyd` binary: parses flags, loads the configuration, runs the server until SIGINT or
+//! SIGTERM.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use verify_server::codes::hash_api_key;
+use verify_server::config::Config;
+
+/// verifyd: self-hosted phone verification over gRPC.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// TOML configuration file. Without one verifyd runs the embedded default:
+    /// 127.0.0.1:50051, SQLite ./verifyd.db, the sim carrier.
+    #[arg(long, short = 'c', value_name = "FILE", env = "VERIFYD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides the file and VERIFYD_LISTEN).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Check the configuration, print what it sets up, and exit without starting.
+    #[arg(long)]
+    check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the SHA-256 to put in an [[api_keys]] entry for a key read from standard input.
+    HashApiKey,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    if let Some(Command::HashApiKey) = cli.command {
+        let mut key = String::new();
+        if let Err(error) = std::io::stdin().read_to_string(&mut key) {
+            eprintln!("error: reading the key from standard input: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+        let key = key.trim_end_matches(['\r', '\n']);
+        if key.is_empty() {
+            eprintln!("error: no key on standard input");
+            return std::process::ExitCode::FAILURE;
+        }
+        println!("{}", hash_api_key(key));
+        return std::process::ExitCode::SUCCESS;
+    }
+
+    let mut config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if let Some(listen) = cli.listen {
+        config.listen = listen;
+        if let Err(error) = config.validate() {
+            eprintln!("error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    }
+    if cli.check_config {
+        println!("configuration ok");
+        println!("listen: {}", config.listen);
+        println!(
+            "database: {}",
+            verify_server::config::redact_url_password(&config.database_url)
+        );
+        for carrier in &config.carriers {
+            println!("carrier: {} (kind {})", carrier.name, carrier.kind);
+        }
+        println!("route default: {}", config.routes.default.join(" -> "));
+        for (region, carriers) in &config.routes.countries {
+            println!("route {region}: {}", carriers.join(" -> "));
+        }
+        println!("api keys: {}", config.api_keys.len());
+        return std::process::ExitCode::SUCCESS;
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(verify_server::app::run(config, shutdown_signal())) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}

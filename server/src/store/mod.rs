@@ -1,0 +1,435 @@
+//! Durable state: verifications, their messages (the outbox the dispatcher drains) and the event
+//! log clients watch. One [`Store`] trait; SQLite and PostgreSQL behind it.
+
+mod sql;
+
+use async_trait::async_trait;
+use verify_carrier::{Channel, ReceiptStatus};
+
+pub use sql::SqlStore;
+
+use crate::codes::{CodeBook, StoredCode};
+
+/// State of a verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerificationStatus {
+    /// Code issued, not yet approved.
+    Pending,
+    /// Right code checked in time.
+    Approved,
+    /// Canceled by the client.
+    Canceled,
+    /// Lifetime ran out.
+    Expired,
+    /// All checks used on wrong codes.
+    MaxAttemptsReached,
+}
+
+/// State of one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Waiting for the dispatcher.
+    Queued,
+    /// Claimed by a dispatcher and being handed to the carrier.
+    Sending,
+    /// Accepted by the carrier.
+    Submitted,
+    /// Delivered to the handset.
+    Delivered,
+    /// Refused or undelivered.
+    Failed,
+    /// Dropped because the verification ended first.
+    Canceled,
+}
+
+/// What an event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// A verification was created.
+    VerificationCreated,
+    /// A message was queued.
+    MessageQueued,
+    /// A carrier accepted a message.
+    MessageSubmitted,
+    /// A message was delivered.
+    MessageDelivered,
+    /// A message failed.
+    MessageFailed,
+    /// A wrong code was checked.
+    CheckFailed,
+    /// The verification was approved.
+    VerificationApproved,
+    /// The verification expired.
+    VerificationExpired,
+    /// The verification was canceled.
+    VerificationCanceled,
+    /// The last allowed check failed.
+    VerificationMaxAttemptsReached,
+    /// A queued message was dropped.
+    MessageCanceled,
+}
+
+macro_rules! text_enum {
+    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $name {
+            /// The name stored in the database.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+            /// Parses a stored name.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+text_enum!(VerificationStatus {
+    Pending => "pending",
+    Approved => "approved",
+    Canceled => "canceled",
+    Expired => "expired",
+    MaxAttemptsReached => "max_attempts_reached",
+});
+
+text_enum!(DeliveryStatus {
+    Queued => "queued",
+    Sending => "sending",
+    Submitted => "submitted",
+    Delivered => "delivered",
+    Failed => "failed",
+    Canceled => "canceled",
+});
+
+text_enum!(EventType {
+    VerificationCreated => "verification_created",
+    MessageQueued => "message_queued",
+    MessageSubmitted => "message_submitted",
+    MessageDelivered => "message_delivered",
+    MessageFailed => "message_failed",
+    CheckFailed => "check_failed",
+    VerificationApproved => "verification_approved",
+    VerificationExpired => "verification_expired",
+    VerificationCanceled => "verification_canceled",
+    VerificationMaxAttemptsReached => "verification_max_attempts_reached",
+    MessageCanceled => "message_canceled",
+});
+
+/// A stored verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerificationRecord {
+    /// Id (`vf_...`).
+    pub id: String,
+    /// Number in E.164.
+    pub to_e164: String,
+    /// Region of the number.
+    pub region_code: Option<String>,
+    /// State.
+    pub status: VerificationStatus,
+    /// Channel of the latest message.
+    pub channel: Channel,
+    /// Locale of the messages.
+    pub locale: String,
+    /// Digits in the code.
+    pub code_length: u32,
+    /// Nonce the code is derived from.
+    pub code_nonce: Vec<u8>,
+    /// HMAC of the code.
+    pub code_check: Vec<u8>,
+    /// Checks done.
+    pub checks_used: u32,
+    /// Checks allowed.
+    pub max_checks: u32,
+    /// Sends done.
+    pub sends_used: u32,
+    /// Sends allowed.
+    pub max_sends: u32,
+    /// Client's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// The classification, as JSON.
+    pub classification_json: String,
+    /// Created, unix ms.
+    pub created_at_ms: i64,
+    /// Expires, unix ms.
+    pub expires_at_ms: i64,
+    /// Last change, unix ms.
+    pub updated_at_ms: i64,
+}
+
+impl VerificationRecord {
+    /// Checks still allowed.
+    pub fn checks_left(&self) -> u32 {
+        self.max_checks.saturating_sub(self.checks_used)
+    }
+
+    /// Sends still allowed.
+    pub fn sends_left(&self) -> u32 {
+        self.max_sends.saturating_sub(self.sends_used)
+    }
+}
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    /// Id (`msg_...`).
+    pub id: String,
+    /// Its verification.
+    pub verification_id: String,
+    /// Channel.
+    pub channel: Channel,
+    /// Carrier name.
+    pub carrier: String,
+    /// State.
+    pub status: DeliveryStatus,
+    /// Carrier's id once submitted.
+    pub carrier_message_id: Option<String>,
+    /// Last detail (carrier reason).
+    pub detail: String,
+    /// Created, unix ms.
+    pub created_at_ms: i64,
+    /// Last change, unix ms.
+    pub updated_at_ms: i64,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    /// Position in the log.
+    pub cursor: i64,
+    /// What happened.
+    pub event_type: EventType,
+    /// Verification concerned.
+    pub verification_id: String,
+    /// Message concerned.
+    pub message_id: Option<String>,
+    /// Message channel.
+    pub channel: Option<Channel>,
+    /// Carrier name.
+    pub carrier: Option<String>,
+    /// Message state after the event.
+    pub delivery_status: Option<DeliveryStatus>,
+    /// Verification state after the event.
+    pub verification_status: VerificationStatus,
+    /// Words for people.
+    pub detail: String,
+    /// Recorded, unix ms.
+    pub created_at_ms: i64,
+}
+
+/// Everything needed to start (or resend) a verification.
+#[derive(Debug, Clone)]
+pub struct NewVerification {
+    /// Id for a new verification.
+    pub id: String,
+    /// Id for its message.
+    pub message_id: String,
+    /// Number in E.164.
+    pub to_e164: String,
+    /// Region.
+    pub region_code: Option<String>,
+    /// Channel of the message.
+    pub channel: Channel,
+    /// Carrier for the message.
+    pub carrier: String,
+    /// Locale.
+    pub locale: String,
+    /// Code digits.
+    pub code_length: u32,
+    /// The code as stored.
+    pub code: StoredCode,
+    /// Checks allowed.
+    pub max_checks: u32,
+    /// Sends allowed.
+    pub max_sends: u32,
+    /// Client's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Classification as JSON.
+    pub classification_json: String,
+    /// Why this channel and carrier, for the queued event.
+    pub decision: String,
+    /// Now, unix ms.
+    pub now_ms: i64,
+    /// Lifetime of the code, ms.
+    pub ttl_ms: i64,
+}
+
+/// What `start_verification` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyOutcome {
+    /// A new verification was stored with its first message.
+    Created(VerificationRecord),
+    /// The pending verification for the number got another message with the same code.
+    Resent(VerificationRecord),
+    /// The idempotency key matched an earlier verification; nothing was queued.
+    Replayed(VerificationRecord),
+}
+
+/// Which verification a check is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckTarget {
+    /// By id.
+    Id(String),
+    /// The most recent verification of a number (E.164).
+    Number(String),
+}
+
+/// Outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckResult {
+    /// Right code.
+    Approved,
+    /// Wrong code; checks may remain.
+    WrongCode,
+    /// Lifetime over.
+    Expired,
+    /// No checks left.
+    TooManyAttempts,
+    /// Canceled.
+    Canceled,
+}
+
+/// What a receipt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiptOutcome {
+    /// The message's state changed.
+    Applied,
+    /// The message is known but its submission is not recorded yet; try again shortly.
+    NotYetSubmitted,
+    /// The message already has a final state; nothing changed.
+    Duplicate,
+    /// No such message.
+    Unknown,
+}
+
+/// A message claimed by a dispatcher, with its verification.
+#[derive(Debug, Clone)]
+pub struct ClaimedMessage {
+    /// The message.
+    pub message: MessageRecord,
+    /// Its verification.
+    pub verification: VerificationRecord,
+}
+
+/// Storage failures, mapped to gRPC statuses in one place (`crate::errors`).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such verification.
+    #[error("{field}: no verification {value}")]
+    NotFound {
+        /// The request field that named it.
+        field: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// The pending verification has used all its sends.
+    #[error(
+        "to: verification {id} has used all {max_sends} sends; check the code already sent, or wait until it expires"
+    )]
+    TooManySends {
+        /// The verification.
+        id: String,
+        /// Sends allowed.
+        max_sends: u32,
+    },
+    /// The operation does not fit the verification's state.
+    #[error("{0}")]
+    Conflict(String),
+    /// Stored data could not be read back.
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Durable state of verifyd.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a verification with its first message and events in one transaction, or resends
+    /// the pending one for the same number, or replays an idempotent retry.
+    async fn start_verification(&self, new: NewVerification) -> Result<VerifyOutcome, StoreError>;
+
+    /// A verification by id.
+    async fn verification(&self, id: &str) -> Result<Option<VerificationRecord>, StoreError>;
+
+    /// The messages of a verification, oldest first.
+    async fn messages(&self, verification_id: &str) -> Result<Vec<MessageRecord>, StoreError>;
+
+    /// Checks `code` against the target verification and records the outcome.
+    async fn check(
+        &self,
+        target: CheckTarget,
+        code: &str,
+        codes: &CodeBook,
+        now_ms: i64,
+    ) -> Result<(CheckResult, VerificationRecord), StoreError>;
+
+    /// Cancels a pending verification and drops its queued messages.
+    async fn cancel(&self, id: &str, now_ms: i64) -> Result<VerificationRecord, StoreError>;
+
+    /// Claims up to `limit` due messages for `claim_token`; no other claimer gets them.
+    async fn claim_due_messages(
+        &self,
+        claim_token: &str,
+        now_ms: i64,
+        claim_expires_at_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedMessage>, StoreError>;
+
+    /// Records the carrier's acceptance of a claimed message.
+    async fn record_submitted(
+        &self,
+        message_id: &str,
+        carrier_message_id: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Records that a claimed message failed (refused by the carrier, or abandoned).
+    async fn record_failed(
+        &self,
+        message_id: &str,
+        detail: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Records that a claimed message was dropped because its verification ended.
+    async fn record_canceled(
+        &self,
+        message_id: &str,
+        detail: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Applies a delivery receipt.
+    async fn record_receipt(
+        &self,
+        carrier: &str,
+        carrier_message_id: &str,
+        message_id: Option<&str>,
+        status: ReceiptStatus,
+        detail: &str,
+        now_ms: i64,
+    ) -> Result<ReceiptOutcome, StoreError>;
+
+    /// Marks pending verifications past their lifetime expired; returns how many.
+    async fn expire_due(&self, now_ms: i64) -> Result<u64, StoreError>;
+
+    /// Fails messages whose claim ran out (their dispatcher died mid-submission). They are not
+    /// resent: the carrier may have them, and sending twice is worse than a resend request.
+    async fn fail_abandoned_claims(&self, now_ms: i64) -> Result<u64, StoreError>;
+
+    /// Events after `cursor`, optionally of one verification, oldest first.
+    async fn events_after(
+        &self,
+        cursor: i64,
+        verification_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// A signal that changes whenever this process records events, so watchers wake at once
+    /// (they also poll, for events recorded by other processes).
+    fn event_signal(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Closes connections.
+    async fn close(&self);
+}
