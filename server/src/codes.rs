@@ -118,10 +118,19 @@ pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> Resul
             rand::rngs::OsRng
                 .try_fill_bytes(&mut secret)
                 .map_err(|e| format!("OS random generator failed: {e}"))?;
-            write_private_file(&path, &hex::encode(&secret))
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            tracing::info!(path = %path.display(), "generated a new code secret");
-            Ok(secret)
+            match write_private_file(&path, &hex::encode(&secret)) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "generated a new code secret");
+                    Ok(secret)
+                }
+                // Another verifyd sharing the directory created it first: use theirs.
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    parse_secret(&text).map_err(|e| format!("{}: {e}", path.display()))
+                }
+                Err(error) => Err(format!("cannot write {}: {error}", path.display())),
+            }
         }
         Err(error) => Err(format!("cannot read {}: {error}", path.display())),
     }

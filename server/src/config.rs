@@ -253,9 +253,9 @@ impl Config {
                 self.codes.length
             ));
         }
-        if self.codes.ttl_seconds < 30 || self.codes.ttl_seconds > 24 * 3600 {
+        if self.codes.ttl_seconds == 0 || self.codes.ttl_seconds > 24 * 3600 {
             return fail(format!(
-                "codes.ttl_seconds must be between 30 and 86400, got {}",
+                "codes.ttl_seconds must be between 1 and 86400, got {}",
                 self.codes.ttl_seconds
             ));
         }

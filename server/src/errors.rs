@@ -44,6 +44,10 @@ impl From<StoreError> for Status {
             StoreError::TooManySends { .. } => {
                 Status::new(Code::ResourceExhausted, error.to_string())
             }
+            StoreError::CodeLength { expected, got } => invalid_argument(
+                "code",
+                format!("this verification's code has {expected} digits, got {got}"),
+            ),
             StoreError::Conflict(message) => Status::failed_precondition(message),
             StoreError::Corrupt(_) | StoreError::Database(_) => internal("storage", error),
         }

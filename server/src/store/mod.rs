@@ -331,6 +331,14 @@ pub enum StoreError {
         /// Sends allowed.
         max_sends: u32,
     },
+    /// The checked code has another number of digits than the verification's code.
+    #[error("code: this verification's code has {expected} digits, got {got}")]
+    CodeLength {
+        /// Digits of the verification's code.
+        expected: u32,
+        /// Digits given.
+        got: usize,
+    },
     /// The operation does not fit the verification's state.
     #[error("{0}")]
     Conflict(String),

@@ -643,6 +643,12 @@ impl Store for SqlStore {
         let Some(mut verification) = found else {
             return Err(StoreError::NotFound { field, value });
         };
+        if code.len() != verification.code_length as usize {
+            return Err(StoreError::CodeLength {
+                expected: verification.code_length,
+                got: code.len(),
+            });
+        }
         let matches = || codes.matches(&verification.code_nonce, &verification.code_check, code);
         let result = match verification.status {
             VerificationStatus::Approved => {

@@ -1,0 +1,117 @@
+//! The `verifyd` command line: configuration checks and key hashing, without starting a server.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn verifyd() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_verifyd"));
+    command
+        .env_remove("DATABASE_URL")
+        .env_remove("VERIFYD_LISTEN");
+    command
+}
+
+#[test]
+fn check_config_prints_the_embedded_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = verifyd()
+        .arg("--check-config")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("listen: 127.0.0.1:50051"), "{text}");
+    assert!(text.contains("database: sqlite://verifyd.db"), "{text}");
+    assert!(text.contains("carrier: sim (kind sim)"), "{text}");
+    assert!(
+        !dir.path().join("verifyd.db").exists(),
+        "checking starts nothing"
+    );
+}
+
+#[test]
+fn bad_config_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("verifyd.toml");
+    std::fs::write(&path, "[codes]\nlength = 12\n").unwrap();
+    let output = verifyd()
+        .arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = String::from_utf8(output.stderr).unwrap();
+    assert!(text.contains("codes.length"), "{text}");
+
+    std::fs::write(
+        &path,
+        "[[carriers]]\nname = \"x\"\nkind = \"sim\"\n[routes]\ndefault = [\"y\"]\n",
+    )
+    .unwrap();
+    let output = verifyd()
+        .arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("`y`"));
+}
+
+#[test]
+fn a_public_address_without_api_keys_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = verifyd()
+        .args(["--listen", "0.0.0.0:0"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = String::from_utf8(output.stderr).unwrap();
+    assert!(text.contains("not a loopback address"), "{text}");
+    assert!(!dir.path().join("verifyd.db").exists());
+}
+
+#[test]
+fn environment_overrides_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = verifyd()
+        .arg("--check-config")
+        .env("VERIFYD_LISTEN", "127.0.0.1:6001")
+        .env("DATABASE_URL", "postgres://app:hunter2@db.internal/verify")
+        .env("VERIFYD_ADDR", "ignored-by-the-server")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(text.contains("listen: 127.0.0.1:6001"), "{text}");
+    assert!(
+        text.contains("postgres://app:***@db.internal/verify"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"));
+}
+
+#[test]
+fn hash_api_key_prints_sha256_of_stdin() {
+    let mut child = verifyd()
+        .arg("hash-api-key")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"abc\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap().trim(),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}

@@ -1,0 +1,789 @@
+//! End-to-end behaviour of verifyd through the real binary, on SQLite and on PostgreSQL.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use tokio_stream::StreamExt;
+use tonic::Code;
+use verify_client::proto::v1::{
+    self, Channel, CheckResult, DeliveryStatus, EventType, VerificationStatus,
+};
+use verify_client::{VerifyClient, VerifyOptions};
+use verify_e2e::{Backend, ServerOptions, TestServer, unique_mobile};
+
+/// Runs an async test body once per backend, as `name::sqlite` and `name::postgres`.
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(verify_e2e::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(verify_e2e::Backend::Postgres).await
+            }
+        }
+    )+};
+}
+
+on_both_backends!(
+    verify_then_check_approves,
+    new_verify_resends_the_same_code_until_max_sends,
+    idempotency_key_replays,
+    check_outcomes_are_distinct,
+    expired_codes_are_refused_and_announced,
+    landlines_get_voice_or_a_clear_refusal,
+    bad_input_names_the_field,
+    events_stream_live_and_resume_after_cursor,
+    shutdown_is_graceful_and_restart_keeps_everything,
+    failed_delivery_is_an_event,
+    api_keys_guard_the_service_but_not_health,
+);
+
+fn status_of(error: verify_client::ClientError) -> tonic::Status {
+    error.status().cloned().expect("a gRPC status")
+}
+
+async fn verify(client: &VerifyClient, to: &str) -> v1::VerifyResponse {
+    client.verify(VerifyOptions::new(to)).await.expect("verify")
+}
+
+async fn verify_then_check_approves(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let client = server.client().await;
+    let number = unique_mobile();
+    let response = verify(&client, &number).await;
+    let verification = response.verification.expect("verification");
+    assert_eq!(verification.status(), VerificationStatus::Pending);
+    assert_eq!(verification.channel(), Channel::Sms);
+    assert_eq!(verification.to, number);
+    assert_eq!(verification.checks_left, 5);
+    assert_eq!(verification.code_length, 6);
+    let classification = verification
+        .classification
+        .as_ref()
+        .expect("classification");
+    assert_eq!(classification.region_code, "GB");
+    assert_eq!(classification.line_type(), v1::LineType::Mobile);
+
+    let code = server.code_for(&verification.id).await;
+    assert_eq!(code.len(), 6);
+    let line = &server.outbox_lines()[0];
+    assert!(line["body"].as_str().unwrap().contains(&code));
+    assert_eq!(line["to"], number);
+    assert_eq!(line["channel"], "sms");
+
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let check = client.check_by_id(&verification.id, wrong).await.unwrap();
+    assert_eq!(check.result(), CheckResult::WrongCode);
+    assert_eq!(check.checks_left, 4);
+
+    let check = client.check_by_id(&verification.id, &code).await.unwrap();
+    assert_eq!(check.result(), CheckResult::Approved);
+    // Idempotent: the right code again stays approved and uses no check.
+    let again = client.check_by_id(&verification.id, &code).await.unwrap();
+    assert_eq!(again.result(), CheckResult::Approved);
+    assert_eq!(again.checks_left, 3);
+
+    let stored = client.get(&verification.id).await.unwrap();
+    assert_eq!(stored.status(), VerificationStatus::Approved);
+    assert_eq!(stored.attempts.len(), 1);
+    let attempt = &stored.attempts[0];
+    assert_eq!(attempt.delivery_status(), DeliveryStatus::Delivered);
+    assert_eq!(attempt.carrier, "sim");
+    assert!(attempt.carrier_message_id.starts_with("sim-"));
+
+    // Nothing in the database or the log holds the code in clear.
+    assert!(!server.log().contains(&code), "the code reached the log");
+    if backend == Backend::Sqlite {
+        let database = std::fs::read(server.directory.join("verifyd.db")).unwrap();
+        let wal = std::fs::read(server.directory.join("verifyd.db-wal")).unwrap_or_default();
+        for bytes in [database, wal] {
+            assert!(
+                !bytes.windows(code.len()).any(|w| w == code.as_bytes()),
+                "the code is stored in clear"
+            );
+        }
+    }
+
+    // Check by number finds the latest verification of that number.
+    let by_number = client.check_by_number(&number, &code).await.unwrap();
+    assert_eq!(by_number.result(), CheckResult::Approved);
+}
+
+async fn new_verify_resends_the_same_code_until_max_sends(backend: Backend) {
+    let server = TestServer::start_with(
+        backend,
+        ServerOptions {
+            extra_config: "[codes]\nmax_sends = 3\n".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let client = server.client().await;
+    let number = unique_mobile();
+    let first = verify(&client, &number).await;
+    let id = first.verification.unwrap().id;
+    assert!(!first.resent);
+    let code = server.code_for(&id).await;
+
+    let second = verify(&client, &number).await;
+    assert!(second.resent);
+    let resent = second.verification.unwrap();
+    assert_eq!(resent.id, id, "same verification");
+    assert_eq!(resent.sends_left, 1);
+    let lines = server.wait_for_messages(&id, 2).await;
+    assert!(
+        lines.iter().all(|line| line["code"] == code.as_str()),
+        "same code"
+    );
+
+    // A resend may switch channel.
+    let third = client
+        .verify(VerifyOptions {
+            channel: Some(Channel::Voice),
+            ..VerifyOptions::new(&number)
+        })
+        .await
+        .unwrap();
+    assert_eq!(third.verification.unwrap().channel(), Channel::Voice);
+    let lines = server.wait_for_messages(&id, 3).await;
+    assert_eq!(lines[2]["channel"], "voice");
+    let spoken: String = code.chars().map(|c| format!("{c}, ")).collect();
+    assert!(
+        lines[2]["body"]
+            .as_str()
+            .unwrap()
+            .contains(spoken.trim_end_matches(", "))
+    );
+
+    let status = status_of(
+        client
+            .verify(VerifyOptions::new(&number))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("all 3 sends"),
+        "{}",
+        status.message()
+    );
+
+    // The code still works after all that.
+    let check = client.check_by_id(&id, &code).await.unwrap();
+    assert_eq!(check.result(), CheckResult::Approved);
+    // A new Verify after approval starts a new verification with a new code.
+    let fresh = verify(&client, &number).await.verification.unwrap();
+    assert_ne!(fresh.id, id);
+}
+
+async fn idempotency_key_replays(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let client = server.client().await;
+    let number = unique_mobile();
+    let options = VerifyOptions {
+        idempotency_key: Some("signup-42".into()),
+        ..VerifyOptions::new(&number)
+    };
+    let first = client.verify(options.clone()).await.unwrap();
+    let id = first.verification.unwrap().id;
+    let second = client.verify(options).await.unwrap();
+    assert!(second.replayed);
+    assert!(!second.resent);
+    assert_eq!(second.verification.unwrap().id, id);
+    server.wait_for_messages(&id, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.outbox_lines().len(), 1, "a replay sends nothing");
+
+    let other = client
+        .verify(VerifyOptions {
+            idempotency_key: Some("signup-42".into()),
+            ..VerifyOptions::new(unique_mobile())
+        })
+        .await
+        .unwrap_err();
+    let status = status_of(other);
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().starts_with("idempotency_key:"),
+        "{}",
+        status.message()
+    );
+}
+
+async fn check_outcomes_are_distinct(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let client = server.client().await;
+
+    // Too many attempts: the fifth wrong code uses the last check; then nothing approves.
+    let id = verify(&client, &unique_mobile())
+        .await
+        .verification
+        .unwrap()
+        .id;
+    let code = server.code_for(&id).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for left in (0..5).rev() {
+        let check = client.check_by_id(&id, wrong).await.unwrap();
+        assert_eq!(check.result(), CheckResult::WrongCode);
+        assert_eq!(check.checks_left, left);
+    }
+    let after = client.check_by_id(&id, &code).await.unwrap();
+    assert_eq!(after.result(), CheckResult::TooManyAttempts);
+    assert_eq!(
+        after.verification.unwrap().status(),
+        VerificationStatus::MaxAttemptsReached
+    );
+
+    // Canceled: the code no longer approves; canceling twice is fine; cancel after approval is not.
+    let id = verify(&client, &unique_mobile())
+        .await
+        .verification
+        .unwrap()
+        .id;
+    let code = server.code_for(&id).await;
+    let canceled = client.cancel(&id).await.unwrap();
+    assert_eq!(canceled.status(), VerificationStatus::Canceled);
+    assert_eq!(
+        client.cancel(&id).await.unwrap().status(),
+        VerificationStatus::Canceled
+    );
+    let check = client.check_by_id(&id, &code).await.unwrap();
+    assert_eq!(check.result(), CheckResult::Canceled);
+
+    let id = verify(&client, &unique_mobile())
+        .await
+        .verification
+        .unwrap()
+        .id;
+    let code = server.code_for(&id).await;
+    client.check_by_id(&id, &code).await.unwrap();
+    let status = status_of(client.cancel(&id).await.unwrap_err());
+    assert_eq!(status.code(), Code::FailedPrecondition);
+
+    // Not found, by id and by number.
+    let status = status_of(
+        client
+            .check_by_id("vf_doesnotexist", "123456")
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(
+        status.message().starts_with("verification_id:"),
+        "{}",
+        status.message()
+    );
+    let status = status_of(
+        client
+            .check_by_number("+447400999999", "123456")
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(status.code(), Code::NotFound);
+    let status = status_of(client.get("vf_doesnotexist").await.unwrap_err());
+    assert_eq!(status.code(), Code::NotFound);
+    let status = status_of(client.cancel("vf_doesnotexist").await.unwrap_err());
+    assert_eq!(status.code(), Code::NotFound);
+}
+
+async fn expired_codes_are_refused_and_announced(backend: Backend) {
+    let server = TestServer::start_with(
+        backend,
+        ServerOptions {
+            extra_config: "[codes]\nttl_seconds = 1\n".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let client = server.client().await;
+    let number = unique_mobile();
+    let id = verify(&client, &number).await.verification.unwrap().id;
+    let code = server.code_for(&id).await;
+    // The sweeper expires it and says so on the event stream.
+    let mut events = client.watch(Some(&id), 0).await.unwrap();
+    let expired = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(event) = events.next().await {
+            let event = event.unwrap();
+            if event.r#type() == EventType::VerificationExpired {
+                return event;
+            }
+        }
+        panic!("stream ended");
+    })
+    .await
+    .expect("an expiry event within 10 s");
+    assert_eq!(expired.verification_status(), VerificationStatus::Expired);
+    let check = client.check_by_id(&id, &code).await.unwrap();
+    assert_eq!(check.result(), CheckResult::Expired);
+    // A new Verify for the number starts a new verification.
+    let fresh = verify(&client, &number).await;
+    assert!(!fresh.resent);
+    assert_ne!(fresh.verification.unwrap().id, id);
+}
+
+async fn landlines_get_voice_or_a_clear_refusal(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let client = server.client().await;
+    let landline = "+44 20 7946 0123";
+    let classification = client.classify(landline, None).await.unwrap();
+    assert!(classification.valid);
+    assert_eq!(classification.line_type(), v1::LineType::FixedLine);
+    assert_eq!(classification.recommended_channel(), Channel::Voice);
+    assert_eq!(classification.time_zones, ["Europe/London"]);
+
+    let verification = verify(&client, landline).await.verification.unwrap();
+    assert_eq!(verification.channel(), Channel::Voice);
+    let lines = server.wait_for_messages(&verification.id, 1).await;
+    assert_eq!(lines[0]["channel"], "voice");
+    assert!(lines[0]["body"].as_str().unwrap().contains("Again"));
+
+    let refused = client
+        .verify(VerifyOptions {
+            channel: Some(Channel::Sms),
+            ..VerifyOptions::new("+44 20 7946 0999")
+        })
+        .await
+        .unwrap_err();
+    let status = status_of(refused);
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains("mobile number"),
+        "{}",
+        status.message()
+    );
+    assert!(status.message().contains("voice"), "{}", status.message());
+
+    // National input with a region hint.
+    let india = client.classify("098123 45678", Some("IN")).await.unwrap();
+    assert_eq!(india.e164, "+919812345678");
+    assert_eq!(india.region_code, "IN");
+}
+
+async fn bad_input_names_the_field(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let client = server.client().await;
+    let mut raw = client.raw();
+    let request = |to: &str| v1::VerifyRequest {
+        to: to.to_string(),
+        ..Default::default()
+    };
+    let cases: Vec<(v1::VerifyRequest, &str)> = vec![
+        (request(""), "to"),
+        (request("call me maybe"), "to"),
+        (request(&"1".repeat(40)), "to"),
+        (request(&format!("+{}", "4".repeat(40))), "to"),
+        (request(&"9".repeat(300)), "to"),
+        (
+            v1::VerifyRequest {
+                channel: 7,
+                ..request(&unique_mobile())
+            },
+            "channel",
+        ),
+        (
+            v1::VerifyRequest {
+                code_length: 3,
+                ..request(&unique_mobile())
+            },
+            "code_length",
+        ),
+        (
+            v1::VerifyRequest {
+                code_length: 11,
+                ..request(&unique_mobile())
+            },
+            "code_length",
+        ),
+        (
+            v1::VerifyRequest {
+                locale: "en US; drop".into(),
+                ..request(&unique_mobile())
+            },
+            "locale",
+        ),
+        (
+            v1::VerifyRequest {
+                region_hint: "Atlantis".into(),
+                ..request("098123 45678")
+            },
+            "region_hint",
+        ),
+        (
+            v1::VerifyRequest {
+                idempotency_key: "k".repeat(256),
+                ..request(&unique_mobile())
+            },
+            "idempotency_key",
+        ),
+    ];
+    for (request, field) in cases {
+        let shown = format!("{:?}", request.to.get(..20).unwrap_or(&request.to));
+        let status = raw.verify(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{shown}: {status:?}");
+        assert!(
+            status.message().starts_with(&format!("{field}: ")),
+            "{shown}: expected the field {field} named, got {:?}",
+            status.message()
+        );
+    }
+
+    let id = verify(&client, &unique_mobile())
+        .await
+        .verification
+        .unwrap()
+        .id;
+    for (code, reason) in [
+        ("123", "4 to 10 digits"),
+        ("12345", "has 6 digits, got 5"),
+        ("12a456", "digits only"),
+        ("", "must not be empty"),
+    ] {
+        let status = status_of(client.check_by_id(&id, code).await.unwrap_err());
+        assert_eq!(status.code(), Code::InvalidArgument, "{code:?}");
+        assert!(
+            status.message().starts_with("code: "),
+            "{}",
+            status.message()
+        );
+        assert!(status.message().contains(reason), "{}", status.message());
+    }
+    // None of that used a check.
+    assert_eq!(client.get(&id).await.unwrap().checks_left, 5);
+
+    let status = raw
+        .check(v1::CheckRequest {
+            target: None,
+            code: "123456".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().starts_with("verification_id: "));
+    let status = status_of(client.get("").await.unwrap_err());
+    assert_eq!(status.code(), Code::InvalidArgument);
+
+    // Garbage never kills the server and Classify answers invalid input with a reason.
+    for junk in [
+        "",
+        "+",
+        "++44",
+        "💥💥💥",
+        "+44 (0) 20 ----",
+        "tel:+1-800-FLOWERS",
+        &"٣".repeat(12),
+    ] {
+        let classification = client.classify(junk, None).await.unwrap();
+        if !classification.valid {
+            assert_ne!(
+                classification.invalid_reason(),
+                v1::InvalidReason::Unspecified,
+                "{junk}"
+            );
+            assert!(!classification.detail.is_empty(), "{junk}");
+        }
+    }
+    assert!(client.classify("+14155550123", None).await.unwrap().valid);
+}
+
+async fn events_stream_live_and_resume_after_cursor(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let client = server.client().await;
+    // A live watcher of everything, opened before anything happens.
+    let mut live = client.watch(None, 0).await.unwrap();
+    let id = verify(&client, &unique_mobile())
+        .await
+        .verification
+        .unwrap()
+        .id;
+    let code = server.code_for(&id).await;
+    client.check_by_id(&id, &code).await.unwrap();
+
+    let expected = [
+        EventType::VerificationCreated,
+        EventType::MessageQueued,
+        EventType::MessageSubmitted,
+        EventType::MessageDelivered,
+        EventType::VerificationApproved,
+    ];
+    let mut seen = Vec::new();
+    while seen.len() < expected.len() {
+        let event = tokio::time::timeout(Duration::from_secs(10), live.next())
+            .await
+            .expect("live event within 10 s")
+            .expect("stream open")
+            .expect("event");
+        seen.push(event);
+    }
+    let types: Vec<_> = seen.iter().map(|e| e.r#type()).collect();
+    assert_eq!(types, expected);
+    assert!(seen.windows(2).all(|w| w[0].cursor < w[1].cursor));
+    assert!(seen.iter().all(|e| e.verification_id == id));
+    let delivered = &seen[3];
+    assert_eq!(delivered.delivery_status(), DeliveryStatus::Delivered);
+    assert_eq!(delivered.carrier, "sim");
+    assert_eq!(delivered.channel(), Channel::Sms);
+    assert!(!delivered.message_id.is_empty());
+
+    // Resuming after the second event yields exactly the rest.
+    let mut resumed = client.watch(Some(&id), seen[1].cursor).await.unwrap();
+    let mut rest = Vec::new();
+    while rest.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(10), resumed.next())
+            .await
+            .expect("event within 10 s")
+            .unwrap()
+            .unwrap();
+        rest.push(event.cursor);
+    }
+    assert_eq!(rest, seen[2..].iter().map(|e| e.cursor).collect::<Vec<_>>());
+
+    // A filter shows only that verification.
+    let other = verify(&client, &unique_mobile())
+        .await
+        .verification
+        .unwrap()
+        .id;
+    server.code_for(&other).await;
+    let mut filtered = client.watch(Some(&other), 0).await.unwrap();
+    let first = filtered.next().await.unwrap().unwrap();
+    assert_eq!(first.verification_id, other);
+}
+
+async fn shutdown_is_graceful_and_restart_keeps_everything(backend: Backend) {
+    let mut server = TestServer::start_with(
+        backend,
+        ServerOptions {
+            // Slow receipts: some messages are in flight when the signal arrives.
+            extra_config: "[[carriers]]\nname = \"sim\"\nkind = \"sim\"\nlatency_ms = 400\n".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let client = server.client().await;
+    let mut watcher = client.watch(None, 0).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..30 {
+        ids.push(
+            verify(&client, &unique_mobile())
+                .await
+                .verification
+                .unwrap()
+                .id,
+        );
+    }
+    let first_code = server.code_for(&ids[0]).await;
+    let status = server.stop();
+    assert!(status.success(), "verifyd exited with {status}");
+    // The open event stream ended instead of holding the server up.
+    let drained = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(item) = watcher.next().await {
+            if item.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the event stream did not end at shutdown");
+
+    server.restart();
+    let client = server.client().await;
+    // Every verification survived; every message reached a final state exactly once.
+    for id in &ids {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let verification = client.get(id).await.unwrap();
+            assert_eq!(verification.attempts.len(), 1);
+            let status = verification.attempts[0].delivery_status();
+            if status == DeliveryStatus::Delivered {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{id} stuck at {status:?}: {}",
+                verification.attempts[0].detail
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let lines = server.outbox_lines();
+    let mut per_message: HashMap<String, usize> = HashMap::new();
+    for line in &lines {
+        *per_message
+            .entry(line["message_id"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(per_message.len(), ids.len());
+    assert!(
+        per_message.values().all(|&n| n == 1),
+        "a message was sent twice"
+    );
+    // The secret persisted: a code issued before the restart still approves.
+    let check = client.check_by_id(&ids[0], &first_code).await.unwrap();
+    assert_eq!(check.result(), CheckResult::Approved);
+    assert!(server.log().contains("dispatcher stopped"));
+}
+
+async fn failed_delivery_is_an_event(backend: Backend) {
+    let server = TestServer::start_with(
+        backend,
+        ServerOptions {
+            extra_config: "[[carriers]]\nname = \"flaky\"\nkind = \"sim\"\n[carriers.countries.HN]\ndelivery_probability = 0.0\n".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let client = server.client().await;
+    let honduras = "+504 9123 4567";
+    let classification = client.classify(honduras, None).await.unwrap();
+    assert!(classification.valid, "{classification:?}");
+    let id = verify(&client, honduras).await.verification.unwrap().id;
+    let mut events = client.watch(Some(&id), 0).await.unwrap();
+    let failed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(event) = events.next().await {
+            let event = event.unwrap();
+            if event.r#type() == EventType::MessageFailed {
+                return event;
+            }
+        }
+        panic!("stream ended");
+    })
+    .await
+    .expect("a failure event");
+    assert_eq!(failed.delivery_status(), DeliveryStatus::Failed);
+    assert_eq!(failed.carrier, "flaky");
+    assert!(failed.detail.contains("UNDELIV"), "{}", failed.detail);
+    let stored = client.get(&id).await.unwrap();
+    assert_eq!(stored.attempts[0].delivery_status(), DeliveryStatus::Failed);
+    assert_eq!(stored.status(), VerificationStatus::Pending);
+}
+
+async fn api_keys_guard_the_service_but_not_health(backend: Backend) {
+    let key = "k3y-for-backend-7f9";
+    let hash = verify_server_hash(key);
+    let server = TestServer::start_with(
+        backend,
+        ServerOptions {
+            extra_config: format!("[[api_keys]]\nname = \"backend\"\nsha256 = \"{hash}\"\n"),
+            ..Default::default()
+        },
+    )
+    .await;
+    let anonymous = server.client().await;
+    let status = status_of(anonymous.classify("+14155550123", None).await.unwrap_err());
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let wrong = server.client().await.with_api_key("nope").unwrap();
+    let status = status_of(wrong.classify("+14155550123", None).await.unwrap_err());
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let right = server.client().await.with_api_key(key).unwrap();
+    assert!(right.classify("+14155550123", None).await.unwrap().valid);
+    assert!(!server.log().contains(key), "the API key reached the log");
+
+    // Health answers without a key.
+    let channel = tonic::transport::Endpoint::from_shared(server.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let answer = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "verify.v1.VerifyService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        answer.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+}
+
+/// The hash `verifyd hash-api-key` prints, computed by the binary itself.
+fn verify_server_hash(key: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(verify_e2e::binary("verifyd"))
+        .arg("hash-api-key")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(key.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+/// Two verifyd processes on one PostgreSQL database never send one message twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_postgres_never_send_twice() {
+    let database = verify_e2e::PostgresDatabase::create().await;
+    let directory = tempfile::tempdir().unwrap();
+    let options = |outbox: &str| {
+        ServerOptions {
+        database_url: Some(database.url().to_string()),
+        directory: Some(directory.path().to_path_buf()),
+        outbox_name: Some(outbox.to_string()),
+        extra_config: "[dispatcher]\nbatch_size = 4\npoll_interval_ms = 5\nmax_in_flight = 8\nsubmit_timeout_ms = 30000\nclaim_timeout_seconds = 120\n[[carriers]]\nname = \"sim\"\nkind = \"sim\"\nsubmit_latency_ms = 5\nlatency_ms = 1\n".into(),
+    }
+    };
+    let a = TestServer::start_with(Backend::Postgres, options("outbox-a.jsonl")).await;
+    let b = TestServer::start_with(Backend::Postgres, options("outbox-b.jsonl")).await;
+    let clients = [a.client().await, b.client().await];
+    let mut ids = HashSet::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let client = clients[i % 2].clone();
+        tasks.spawn(async move {
+            verify(&client, &unique_mobile())
+                .await
+                .verification
+                .unwrap()
+                .id
+        });
+    }
+    while let Some(id) = tasks.join_next().await {
+        ids.insert(id.unwrap());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let delivered = a.outbox_lines().len() + b.outbox_lines().len();
+        if delivered >= ids.len() || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let any duplicate show up before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut lines = a.outbox_lines();
+    let from_a = lines.len();
+    lines.extend(b.outbox_lines());
+    assert!(
+        lines.len() >= ids.len(),
+        "only {} of {} delivered",
+        lines.len(),
+        ids.len()
+    );
+    let mut seen = HashSet::new();
+    for line in &lines {
+        let message = line["message_id"].as_str().unwrap().to_string();
+        assert!(
+            seen.insert(message.clone()),
+            "message {message} was sent twice"
+        );
+        assert!(ids.contains(line["verification_id"].as_str().unwrap()));
+    }
+    assert_eq!(seen.len(), ids.len());
+    assert!(
+        from_a > 0 && from_a < lines.len(),
+        "both dispatchers should have sent some ({from_a} of {} by A)",
+        lines.len()
+    );
+}
