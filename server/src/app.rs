@@ -20,6 +20,8 @@ use crate::proto::verify_service_server::VerifyServiceServer;
 use crate::service::VerifyApi;
 use crate::store::{SqlStore, Store};
 
+/// Time in-flight requests get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// Longest wait for receipts still in flight at shutdown.
 const RECEIPT_DRAIN_TIMEOUT: Duration = Duration::from_secs(35);
 
@@ -37,6 +39,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
                 redact_url_password(&config.database_url)
             )
         })?);
+    store
+        .ensure_secret_fingerprint(&codes.fingerprint())
+        .await
+        .map_err(|e| e.to_string())?;
     let (receipts, receipt_stream) = ReceiptSink::channel();
     let carriers = Arc::new(
         CarrierSet::build(&register_carriers(), &config.carriers, &receipts)
@@ -57,7 +63,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
             Arc::clone(&carriers),
             codes.clone(),
             config.dispatcher.clone(),
-            config.codes.ttl_seconds,
         )
         .run(stopping_signal.clone()),
     );
@@ -117,7 +122,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
             // Ends event streams (so the server can finish) and stops the dispatcher claiming.
             let _ = stopping_for_server.send(true);
         });
-    let served = server.await;
+    // In-flight requests get a grace period after the signal; then the server is dropped.
+    let mut stopped = stopping.subscribe();
+    let served = tokio::select! {
+        served = server => served,
+        _ = async {
+            let _ = stopped.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still open after the grace period; closing them");
+            Ok(())
+        }
+    };
     let _ = stopping.send(true);
 
     if let Err(error) = dispatcher.await {

@@ -75,6 +75,16 @@ impl CodeBook {
         candidate.ct_eq(check).into()
     }
 
+    /// A public fingerprint of the secret (it reveals nothing of it), to tell whether two
+    /// servers use the same one.
+    pub fn fingerprint(&self) -> String {
+        let digest = self
+            .mac(b"verifyd/secret-fingerprint/v1")
+            .finalize()
+            .into_bytes();
+        hex::encode(&digest[..16])
+    }
+
     fn check_value(&self, nonce: &[u8], code: &str) -> Vec<u8> {
         let mut mac = self.mac(b"verifyd/check/v1");
         mac.update(nonce);
@@ -136,18 +146,33 @@ pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> Resul
     }
 }
 
+/// Writes `contents` to `path` only if `path` does not exist, atomically: the file appears
+/// complete or not at all (written to a temporary file, synced, then hard-linked into place).
 fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
+    let directory = path.parent().unwrap_or(Path::new("."));
+    let temporary = directory.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("secret"),
+        std::process::id()
+    ));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()
+    let result = (|| {
+        let mut file = options.open(&temporary)?;
+        file.write_all(contents.as_bytes())?;
+        file.sync_all()?;
+        std::fs::hard_link(&temporary, path)
+    })();
+    let _ = std::fs::remove_file(&temporary);
+    result
 }
 
 /// Lower-case hex SHA-256 of an API key, as stored in the config.

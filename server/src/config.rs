@@ -206,8 +206,9 @@ impl Config {
         }
         figment = figment
             .merge(Env::prefixed("VERIFYD_").split("__").filter(|key| {
+                // figment hands the key over before lower-casing it.
                 let top = key.as_str().split('.').next().unwrap_or_default();
-                ENV_KEYS.contains(&top)
+                ENV_KEYS.iter().any(|known| top.eq_ignore_ascii_case(known))
             }))
             .merge(
                 Env::raw()
@@ -302,10 +303,41 @@ impl Config {
         self.routes
             .validate(|name| names.contains(name))
             .map_err(ConfigError)?;
-        if self.dispatcher.batch_size == 0 || self.dispatcher.max_in_flight == 0 {
-            return fail(
-                "dispatcher.batch_size and dispatcher.max_in_flight must be positive".into(),
-            );
+        let d = &self.dispatcher;
+        if !(1..=10_000).contains(&d.batch_size) {
+            return fail(format!(
+                "dispatcher.batch_size must be between 1 and 10000, got {}",
+                d.batch_size
+            ));
+        }
+        if !(1..=100_000).contains(&d.max_in_flight) {
+            return fail(format!(
+                "dispatcher.max_in_flight must be between 1 and 100000, got {}",
+                d.max_in_flight
+            ));
+        }
+        if !(1..=60_000).contains(&d.poll_interval_ms) {
+            return fail(format!(
+                "dispatcher.poll_interval_ms must be between 1 and 60000, got {}",
+                d.poll_interval_ms
+            ));
+        }
+        if !(100..=600_000).contains(&d.submit_timeout_ms) {
+            return fail(format!(
+                "dispatcher.submit_timeout_ms must be between 100 and 600000, got {}",
+                d.submit_timeout_ms
+            ));
+        }
+        // A claim must outlive the submission, or a slow but successful send would be swept
+        // as abandoned and recorded failed.
+        if d.claim_timeout_seconds > 86_400
+            || d.claim_timeout_seconds * 1000 < d.submit_timeout_ms + 10_000
+        {
+            return fail(format!(
+                "dispatcher.claim_timeout_seconds must exceed submit_timeout_ms by at least 10 s \
+                 (and be at most 86400), got {} s for a {} ms submit timeout",
+                d.claim_timeout_seconds, d.submit_timeout_ms
+            ));
         }
         Ok(())
     }

@@ -30,7 +30,6 @@ pub struct Dispatcher {
     carriers: Arc<CarrierSet>,
     codes: CodeBook,
     settings: DispatcherSettings,
-    ttl_minutes: u64,
 }
 
 impl Dispatcher {
@@ -40,14 +39,12 @@ impl Dispatcher {
         carriers: Arc<CarrierSet>,
         codes: CodeBook,
         settings: DispatcherSettings,
-        ttl_seconds: u64,
     ) -> Self {
         Dispatcher {
             store,
             carriers,
             codes,
             settings,
-            ttl_minutes: ttl_seconds.div_ceil(60),
         }
     }
 
@@ -132,17 +129,42 @@ impl Dispatcher {
         }
     }
 
+    /// Runs a store write until it succeeds, backing off, for at most about six seconds: the
+    /// outcome of a submission must not be lost to a passing database error.
+    async fn retrying<'a, F, Fut>(&'a self, mut write: F) -> Result<(), crate::store::StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), crate::store::StoreError>> + 'a,
+    {
+        let mut delay = Duration::from_millis(100);
+        for _ in 0..6 {
+            match write().await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::warn!(%error, "store write failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+        write().await
+    }
+
     async fn send(&self, claimed: ClaimedMessage) {
         let ClaimedMessage {
             message,
             verification,
         } = claimed;
+        let now = now_ms();
         let result = if verification.status != VerificationStatus::Pending
-            || verification.expires_at_ms <= now_ms()
+            || verification.expires_at_ms <= now
         {
-            let detail = format!("not sent: verification {}", verification.status.as_str());
-            self.store
-                .record_canceled(&message.id, &detail, now_ms())
+            let detail = if verification.status == VerificationStatus::Pending {
+                "not sent: the code expired before it could be sent".to_string()
+            } else {
+                format!("not sent: verification {}", verification.status.as_str())
+            };
+            self.retrying(|| self.store.record_canceled(&message.id, &detail, now_ms()))
                 .await
         } else if let Some(carrier) = self.carriers.get(&message.carrier) {
             let code = self
@@ -154,11 +176,14 @@ impl Dispatcher {
                 to: verification.to_e164.clone(),
                 region_code: verification.region_code.clone(),
                 channel: message.channel,
+                // A resend keeps the first expiry, so say what is left of it.
                 body: render(
                     message.channel,
                     &verification.locale,
                     code.expose(),
-                    self.ttl_minutes,
+                    ((verification.expires_at_ms - now).max(0) as u64)
+                        .div_ceil(60_000)
+                        .max(1),
                 ),
                 code,
                 locale: verification.locale.clone(),
@@ -168,22 +193,26 @@ impl Dispatcher {
             match tokio::time::timeout(timeout, carrier.submit(outbound)).await {
                 Ok(Ok(accepted)) => {
                     tracing::debug!(message = %message.id, carrier = %message.carrier, "submitted");
-                    self.store
-                        .record_submitted(&message.id, &accepted.carrier_message_id, now_ms())
-                        .await
+                    self.retrying(|| {
+                        self.store.record_submitted(
+                            &message.id,
+                            &accepted.carrier_message_id,
+                            now_ms(),
+                        )
+                    })
+                    .await
                 }
                 Ok(Err(error)) => {
                     tracing::warn!(message = %message.id, carrier = %message.carrier, %error, "carrier refused message");
-                    self.store
-                        .record_failed(&message.id, &error.to_string(), now_ms())
+                    let detail = error.to_string();
+                    self.retrying(|| self.store.record_failed(&message.id, &detail, now_ms()))
                         .await
                 }
                 Err(_) => {
                     let detail =
                         format!("carrier did not answer within {} ms", timeout.as_millis());
                     tracing::warn!(message = %message.id, carrier = %message.carrier, "{detail}");
-                    self.store
-                        .record_failed(&message.id, &detail, now_ms())
+                    self.retrying(|| self.store.record_failed(&message.id, &detail, now_ms()))
                         .await
                 }
             }
@@ -192,16 +221,17 @@ impl Dispatcher {
                 "carrier `{}` is not configured on this server",
                 message.carrier
             );
-            self.store
-                .record_failed(&message.id, &detail, now_ms())
+            self.retrying(|| self.store.record_failed(&message.id, &detail, now_ms()))
                 .await
         };
         if let Err(error) = result {
-            tracing::error!(message = %message.id, %error, "recording the send outcome failed");
+            tracing::error!(message = %message.id, %error, "recording the send outcome failed; the claim sweep will settle it");
         }
     }
 }
 
+/// Receipts being recorded at once.
+const RECEIPTS_IN_FLIGHT: usize = 32;
 /// How long a receipt for a message whose submission is not yet recorded is retried.
 const RECEIPT_RETRY_FOR: Duration = Duration::from_secs(30);
 const RECEIPT_RETRY_EVERY: Duration = Duration::from_millis(50);
@@ -212,10 +242,20 @@ pub async fn record_receipts(
     mut receipts: mpsc::UnboundedReceiver<DeliveryReceipt>,
 ) {
     let mut retries = JoinSet::new();
+    // Bounded, so a burst of receipts (a bind reconnecting with a backlog) cannot exhaust the
+    // database pool; the carriers' channel holds the rest meanwhile.
+    let slots = Arc::new(Semaphore::new(RECEIPTS_IN_FLIGHT));
     while let Some(receipt) = receipts.recv().await {
         let store = Arc::clone(&store);
+        let permit = Arc::clone(&slots)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         // A receipt can overtake the record of its own submission; those wait a little.
-        retries.spawn(async move { apply_receipt(store.as_ref(), receipt).await });
+        retries.spawn(async move {
+            apply_receipt(store.as_ref(), receipt).await;
+            drop(permit);
+        });
         while retries.try_join_next().is_some() {}
     }
     while retries.join_next().await.is_some() {}

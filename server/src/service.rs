@@ -405,8 +405,14 @@ impl VerifyService for VerifyApi {
                     let item = proto::WatchEventsResponse {
                         event: Some(convert::event(event)),
                     };
-                    if sender.send(Ok(item)).await.is_err() {
-                        return; // The client went away.
+                    // A client that stops reading must not hold up shutdown.
+                    tokio::select! {
+                        sent = sender.send(Ok(item)) => {
+                            if sent.is_err() {
+                                return; // The client went away.
+                            }
+                        }
+                        _ = shutdown.wait_for(|stopping| *stopping) => return,
                     }
                 }
                 if full {

@@ -115,3 +115,28 @@ fn hash_api_key_prints_sha256_of_stdin() {
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
 }
+
+#[test]
+fn nested_environment_keys_are_applied_and_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = verifyd()
+        .arg("--check-config")
+        .env("VERIFYD_CODES__LENGTH", "11")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("codes.length must be between 4 and 10, got 11")
+    );
+
+    let output = verifyd()
+        .arg("--check-config")
+        .env("VERIFYD_DISPATCHER__SUBMIT_TIMEOUT_MS", "200000")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("claim_timeout_seconds must exceed"));
+}

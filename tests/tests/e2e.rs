@@ -197,6 +197,20 @@ async fn idempotency_key_replays(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(server.outbox_lines().len(), 1, "a replay sends nothing");
 
+    // A new key on a resend is remembered too: its retry replays instead of sending again.
+    let resend = VerifyOptions {
+        idempotency_key: Some("signup-42-resend".into()),
+        ..VerifyOptions::new(&number)
+    };
+    let first_resend = client.verify(resend.clone()).await.unwrap();
+    assert!(first_resend.resent);
+    let retried = client.verify(resend).await.unwrap();
+    assert!(retried.replayed, "a retried resend must not send again");
+    assert_eq!(retried.verification.unwrap().sends_left, 3);
+    server.wait_for_messages(&id, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.outbox_lines().len(), 2);
+
     let other = client
         .verify(VerifyOptions {
             idempotency_key: Some("signup-42".into()),
@@ -317,6 +331,9 @@ async fn expired_codes_are_refused_and_announced(backend: Backend) {
     .expect("an expiry event within 10 s");
     assert_eq!(expired.verification_status(), VerificationStatus::Expired);
     let check = client.check_by_id(&id, &code).await.unwrap();
+    assert_eq!(check.result(), CheckResult::Expired);
+    // The state answers before the code's length is judged.
+    let check = client.check_by_id(&id, "12345").await.unwrap();
     assert_eq!(check.result(), CheckResult::Expired);
     // A new Verify for the number starts a new verification.
     let fresh = verify(&client, &number).await;
@@ -786,4 +803,50 @@ async fn two_servers_on_one_postgres_never_send_twice() {
         "both dispatchers should have sent some ({from_a} of {} by A)",
         lines.len()
     );
+}
+
+/// A replica configured with another code secret refuses a database already in use, since the
+/// codes it would check were made under the first secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_another_secret_refuses_to_start() {
+    let first = TestServer::start(Backend::Postgres).await;
+    let directory = tempfile::tempdir().unwrap();
+    let config = directory.path().join("verifyd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase_url = \"{}\"\ndata_dir = \"{}\"\n",
+            first.database_url,
+            directory.path().display()
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(verify_e2e::binary("verifyd"))
+        .arg("--config")
+        .arg(&config)
+        .current_dir(directory.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("another code secret"), "{text}");
+}
+
+/// A watcher that stops reading does not keep the server from shutting down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_watcher_does_not_block_shutdown() {
+    let mut server = TestServer::start(Backend::Sqlite).await;
+    let client = server.client().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..600 {
+        let client = client.clone();
+        tasks.spawn(async move { verify(&client, &unique_mobile()).await });
+    }
+    while tasks.join_next().await.is_some() {}
+    // Open a stream over thousands of events and never read it.
+    let stalled = client.watch(None, 0).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = server.stop();
+    assert!(status.success(), "verifyd exited with {status}");
+    drop(stalled);
 }

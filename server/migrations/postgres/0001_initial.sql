@@ -20,7 +20,6 @@ CREATE TABLE verifications (
     updated_at_ms BIGINT NOT NULL
 );
 CREATE UNIQUE INDEX verifications_one_pending_per_number ON verifications (to_e164) WHERE status = 'pending';
-CREATE UNIQUE INDEX verifications_by_idempotency_key ON verifications (idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX verifications_by_number ON verifications (to_e164, created_at_ms);
 CREATE INDEX verifications_pending_expiry ON verifications (expires_at_ms) WHERE status = 'pending';
 
@@ -41,6 +40,7 @@ CREATE TABLE messages (
 CREATE INDEX messages_due ON messages (status, due_at_ms);
 CREATE INDEX messages_by_verification ON messages (verification_id, created_at_ms);
 CREATE INDEX messages_by_carrier_message_id ON messages (carrier, carrier_message_id);
+CREATE INDEX messages_by_claim_token ON messages (claim_token) WHERE claim_token IS NOT NULL;
 
 CREATE TABLE events (
     cursor BIGSERIAL PRIMARY KEY,
@@ -55,3 +55,17 @@ CREATE TABLE events (
     created_at_ms BIGINT NOT NULL
 );
 CREATE INDEX events_by_verification ON events (verification_id, cursor);
+
+-- Client idempotency keys: each maps to the verification its first request created or resent.
+CREATE TABLE idempotency_keys (
+    idempotency_key TEXT PRIMARY KEY,
+    verification_id TEXT NOT NULL REFERENCES verifications (id),
+    to_e164 TEXT NOT NULL,
+    created_at_ms BIGINT NOT NULL
+);
+
+-- Facts every verifyd sharing this database must agree on (the code secret's fingerprint).
+CREATE TABLE server_settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);

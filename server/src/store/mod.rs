@@ -434,6 +434,10 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<EventRecord>, StoreError>;
 
+    /// Records the code secret's fingerprint on first use and refuses a different one later, so
+    /// replicas with different secrets cannot share a database.
+    async fn ensure_secret_fingerprint(&self, fingerprint: &str) -> Result<(), StoreError>;
+
     /// A signal that changes whenever this process records events, so watchers wake at once
     /// (they also poll, for events recorded by other processes).
     fn event_signal(&self) -> tokio::sync::watch::Receiver<u64>;

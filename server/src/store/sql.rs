@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 use tokio::sync::watch;
 use verify_carrier::{Channel, ReceiptStatus};
 
@@ -21,6 +21,25 @@ enum Dialect {
 
 /// Any PostgreSQL advisory lock key: event inserts take it so cursors commit in order.
 const EVENT_ORDER_LOCK: i64 = 0x7665_7269_6679; // "verify"
+
+/// A write transaction and the events it will record. Events are inserted last, just before
+/// commit, so on PostgreSQL the event-order lock is the last lock any transaction takes and is
+/// held only for those inserts and the commit.
+struct WriteTx {
+    tx: Transaction<'static, Any>,
+    events: Vec<OwnedEvent>,
+}
+
+impl WriteTx {
+    fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+
+    async fn rollback(self) -> Result<(), StoreError> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+}
 
 /// The SQL store.
 pub struct SqlStore {
@@ -62,7 +81,7 @@ impl SqlStore {
                     use sqlx::Executor;
                     connection.execute("PRAGMA busy_timeout = 10000").await?;
                     connection.execute("PRAGMA foreign_keys = ON").await?;
-                    connection.execute("PRAGMA synchronous = NORMAL").await?;
+                    connection.execute("PRAGMA synchronous = FULL").await?;
                     Ok(())
                 })
             })
@@ -94,10 +113,14 @@ impl SqlStore {
 
     /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), so
     /// a read-then-write transaction never fails on a lock upgrade.
-    async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        Ok(match self.dialect {
+    async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+        let tx = match self.dialect {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Dialect::Postgres => self.pool.begin().await?,
+        };
+        Ok(WriteTx {
+            tx,
+            events: Vec::new(),
         })
     }
 
@@ -109,46 +132,57 @@ impl SqlStore {
         }
     }
 
-    async fn commit_with_events(&self, tx: Transaction<'static, Any>) -> Result<(), StoreError> {
-        tx.commit().await?;
-        self.events_changed.send_modify(|version| *version += 1);
-        Ok(())
-    }
-
-    async fn insert_event(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        event: NewEvent<'_>,
-    ) -> Result<(), StoreError> {
-        if self.dialect == Dialect::Postgres {
+    async fn commit_with_events(&self, mut tx: WriteTx) -> Result<(), StoreError> {
+        let events = std::mem::take(&mut tx.events);
+        if !events.is_empty() && self.dialect == Dialect::Postgres {
             // Serialise event inserts until commit: cursors then become visible in order, so
             // a watcher that has seen cursor N never later finds an N-1 it skipped.
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(EVENT_ORDER_LOCK)
-                .execute(&mut **tx)
+                .execute(tx.conn())
                 .await?;
         }
-        sqlx::query(
-            "INSERT INTO events (event_type, verification_id, message_id, channel, carrier, delivery_status, \
-             verification_status, detail, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(event.event_type.as_str())
-        .bind(event.verification_id)
-        .bind(event.message_id)
-        .bind(event.channel.map(Channel::as_str))
-        .bind(event.carrier)
-        .bind(event.delivery_status.map(DeliveryStatus::as_str))
-        .bind(event.verification_status.as_str())
-        .bind(event.detail)
-        .bind(event.now_ms)
-        .execute(&mut **tx)
-        .await?;
+        for event in &events {
+            sqlx::query(
+                "INSERT INTO events (event_type, verification_id, message_id, channel, carrier, delivery_status, \
+                 verification_status, detail, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(event.event_type.as_str())
+            .bind(&event.verification_id)
+            .bind(&event.message_id)
+            .bind(event.channel.map(Channel::as_str))
+            .bind(&event.carrier)
+            .bind(event.delivery_status.map(DeliveryStatus::as_str))
+            .bind(event.verification_status.as_str())
+            .bind(&event.detail)
+            .bind(event.now_ms)
+            .execute(tx.conn())
+            .await?;
+        }
+        tx.tx.commit().await?;
+        if !events.is_empty() {
+            self.events_changed.send_modify(|version| *version += 1);
+        }
         Ok(())
+    }
+
+    fn insert_event(&self, tx: &mut WriteTx, event: NewEvent<'_>) {
+        tx.events.push(OwnedEvent {
+            event_type: event.event_type,
+            verification_id: event.verification_id.to_string(),
+            message_id: event.message_id.map(str::to_string),
+            channel: event.channel,
+            carrier: event.carrier.map(str::to_string),
+            delivery_status: event.delivery_status,
+            verification_status: event.verification_status,
+            detail: event.detail.to_string(),
+            now_ms: event.now_ms,
+        });
     }
 
     async fn verification_in(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut WriteTx,
         clause: &'static str,
         value: &str,
     ) -> Result<Option<VerificationRecord>, StoreError> {
@@ -158,14 +192,14 @@ impl SqlStore {
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(value)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(tx.conn())
             .await?;
         row.as_ref().map(verification_from_row).transpose()
     }
 
     async fn set_verification_status(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut WriteTx,
         verification: &mut VerificationRecord,
         status: VerificationStatus,
         event_type: EventType,
@@ -177,15 +211,14 @@ impl SqlStore {
             .bind(i64::from(verification.checks_used))
             .bind(now_ms)
             .bind(&verification.id)
-            .execute(&mut **tx)
+            .execute(tx.conn())
             .await?;
         verification.status = status;
         verification.updated_at_ms = now_ms;
         self.insert_event(
             tx,
             NewEvent::verification(event_type, &verification.id, status, detail, now_ms),
-        )
-        .await?;
+        );
         if status != VerificationStatus::Pending {
             self.cancel_queued_messages(tx, &verification.id, status, now_ms)
                 .await?;
@@ -196,7 +229,7 @@ impl SqlStore {
     /// Drops the queued messages of a verification that ended.
     async fn cancel_queued_messages(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut WriteTx,
         verification_id: &str,
         status: VerificationStatus,
         now_ms: i64,
@@ -208,7 +241,7 @@ impl SqlStore {
         .bind(format!("verification {}", status.as_str()))
         .bind(now_ms)
         .bind(verification_id)
-        .fetch_all(&mut **tx)
+        .fetch_all(tx.conn())
         .await?;
         for row in rows {
             let message_id: String = row.try_get("id")?;
@@ -228,15 +261,14 @@ impl SqlStore {
                     detail: &detail,
                     now_ms,
                 },
-            )
-            .await?;
+            );
         }
         Ok(())
     }
 
     async fn queue_message(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut WriteTx,
         new: &NewVerification,
         verification_id: &str,
         detail: &str,
@@ -250,7 +282,7 @@ impl SqlStore {
         .bind(new.channel.as_str())
         .bind(&new.carrier)
         .bind(new.now_ms)
-        .execute(&mut **tx)
+        .execute(tx.conn())
         .await?;
         self.insert_event(
             tx,
@@ -265,8 +297,29 @@ impl SqlStore {
                 detail,
                 now_ms: new.now_ms,
             },
-        )
-        .await
+        );
+        Ok(())
+    }
+
+    async fn remember_idempotency_key(
+        &self,
+        tx: &mut WriteTx,
+        new: &NewVerification,
+        verification_id: &str,
+    ) -> Result<(), StoreError> {
+        if let Some(key) = &new.idempotency_key {
+            sqlx::query(
+                "INSERT INTO idempotency_keys (idempotency_key, verification_id, to_e164, created_at_ms) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(key)
+            .bind(verification_id)
+            .bind(&new.to_e164)
+            .bind(new.now_ms)
+            .execute(tx.conn())
+            .await?;
+        }
+        Ok(())
     }
 
     async fn try_start_verification(
@@ -274,19 +327,32 @@ impl SqlStore {
         new: &NewVerification,
     ) -> Result<VerifyOutcome, StoreError> {
         let mut tx = self.begin_write().await?;
-        if let Some(key) = &new.idempotency_key
-            && let Some(existing) = self
-                .verification_in(&mut tx, "idempotency_key = $1", key)
-                .await?
-        {
-            if existing.to_e164 != new.to_e164 {
-                return Err(StoreError::Conflict(format!(
-                    "idempotency_key: already used for verification {} of another number",
-                    existing.id
-                )));
+        if let Some(key) = &new.idempotency_key {
+            let earlier = sqlx::query(
+                "SELECT verification_id, to_e164 FROM idempotency_keys WHERE idempotency_key = $1",
+            )
+            .bind(key)
+            .fetch_optional(tx.conn())
+            .await?;
+            if let Some(earlier) = earlier {
+                let verification_id: String = earlier.try_get("verification_id")?;
+                let to_e164: String = earlier.try_get("to_e164")?;
+                if to_e164 != new.to_e164 {
+                    return Err(StoreError::Conflict(format!(
+                        "idempotency_key: already used for verification {verification_id} of another number"
+                    )));
+                }
+                let existing = self
+                    .verification_in(&mut tx, "id = $1", &verification_id)
+                    .await?
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "idempotency key names missing {verification_id}"
+                        ))
+                    })?;
+                tx.rollback().await?;
+                return Ok(VerifyOutcome::Replayed(existing));
             }
-            tx.rollback().await?;
-            return Ok(VerifyOutcome::Replayed(existing));
         }
         let pending = self
             .verification_in(&mut tx, "to_e164 = $1 AND status = 'pending'", &new.to_e164)
@@ -305,10 +371,12 @@ impl SqlStore {
                 .bind(new.channel.as_str())
                 .bind(new.now_ms)
                 .bind(&pending.id)
-                .execute(&mut *tx)
+                .execute(tx.conn())
                 .await?;
                 let detail = format!("resend of the same code; {}", new.decision);
                 self.queue_message(&mut tx, new, &pending.id, &detail)
+                    .await?;
+                self.remember_idempotency_key(&mut tx, new, &pending.id)
                     .await?;
                 self.commit_with_events(tx).await?;
                 pending.sends_used += 1;
@@ -365,7 +433,7 @@ impl SqlStore {
         .bind(&record.classification_json)
         .bind(record.created_at_ms)
         .bind(record.expires_at_ms)
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
         self.insert_event(
             &mut tx,
@@ -376,9 +444,10 @@ impl SqlStore {
                 "",
                 new.now_ms,
             ),
-        )
-        .await?;
+        );
         self.queue_message(&mut tx, new, &record.id, &new.decision)
+            .await?;
+        self.remember_idempotency_key(&mut tx, new, &record.id)
             .await?;
         self.commit_with_events(tx).await?;
         Ok(VerifyOutcome::Created(record))
@@ -404,7 +473,7 @@ impl SqlStore {
         .bind(detail)
         .bind(now_ms)
         .bind(message_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(tx.conn())
         .await?;
         let Some(row) = row else {
             // Someone else already finished it (an abandoned-claim sweep); keep their answer.
@@ -421,7 +490,7 @@ impl SqlStore {
     #[allow(clippy::too_many_arguments)]
     async fn record_message_event(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut WriteTx,
         row: &AnyRow,
         message_id: &str,
         event_type: EventType,
@@ -435,7 +504,7 @@ impl SqlStore {
         let verification_status: String =
             sqlx::query_scalar("SELECT status FROM verifications WHERE id = $1")
                 .bind(&verification_id)
-                .fetch_one(&mut **tx)
+                .fetch_one(tx.conn())
                 .await?;
         let verification_status =
             VerificationStatus::parse(&verification_status).ok_or_else(|| {
@@ -454,12 +523,25 @@ impl SqlStore {
                 detail,
                 now_ms,
             },
-        )
-        .await
+        );
+        Ok(())
     }
 }
 
-/// An event to insert.
+/// An event waiting for its transaction's commit.
+struct OwnedEvent {
+    event_type: EventType,
+    verification_id: String,
+    message_id: Option<String>,
+    channel: Option<Channel>,
+    carrier: Option<String>,
+    delivery_status: Option<DeliveryStatus>,
+    verification_status: VerificationStatus,
+    detail: String,
+    now_ms: i64,
+}
+
+/// An event to record.
 struct NewEvent<'a> {
     event_type: EventType,
     verification_id: &'a str,
@@ -643,12 +725,6 @@ impl Store for SqlStore {
         let Some(mut verification) = found else {
             return Err(StoreError::NotFound { field, value });
         };
-        if code.len() != verification.code_length as usize {
-            return Err(StoreError::CodeLength {
-                expected: verification.code_length,
-                got: code.len(),
-            });
-        }
         let matches = || codes.matches(&verification.code_nonce, &verification.code_check, code);
         let result = match verification.status {
             VerificationStatus::Approved => {
@@ -681,6 +757,13 @@ impl Store for SqlStore {
                 CheckResult::TooManyAttempts
             }
             VerificationStatus::Pending => {
+                // A code of the wrong length is an input error; it uses no check.
+                if code.len() != verification.code_length as usize {
+                    return Err(StoreError::CodeLength {
+                        expected: verification.code_length,
+                        got: code.len(),
+                    });
+                }
                 verification.checks_used += 1;
                 if matches() {
                     self.set_verification_status(
@@ -774,27 +857,37 @@ impl Store for SqlStore {
              WHERE id IN (SELECT id FROM messages WHERE status = 'queued' AND due_at_ms <= $3 \
              ORDER BY due_at_ms, id LIMIT $4{skip_locked}) RETURNING id"
         );
+        let verification_columns = VERIFICATION_COLUMNS
+            .split(", ")
+            .map(|column| format!("v.{column} AS {column}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let select = format!(
+            "SELECT m.id AS m_id, m.verification_id AS m_verification_id, m.channel AS m_channel, m.carrier AS m_carrier, \
+             m.status AS m_status, m.carrier_message_id AS m_carrier_message_id, m.detail AS m_detail, \
+             m.created_at_ms AS m_created_at_ms, m.updated_at_ms AS m_updated_at_ms, {verification_columns} \
+             FROM messages m JOIN verifications v ON v.id = m.verification_id \
+             WHERE m.claim_token = $1 ORDER BY m.due_at_ms, m.id"
+        );
+        // Claim and read back in one transaction: a claim is never left without its reader.
         let mut tx = self.begin_write().await?;
         let claimed = sqlx::query(sqlx::AssertSqlSafe(claim))
             .bind(claim_token)
             .bind(claim_expires_at_ms)
             .bind(now_ms)
             .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
+            .fetch_all(tx.conn())
             .await?;
-        tx.commit().await?;
         if claimed.is_empty() {
+            tx.rollback().await?;
             return Ok(Vec::new());
         }
-        let select = "SELECT m.id AS m_id, m.verification_id AS m_verification_id, m.channel AS m_channel, m.carrier AS m_carrier, \
-             m.status AS m_status, m.carrier_message_id AS m_carrier_message_id, m.detail AS m_detail, \
-             m.created_at_ms AS m_created_at_ms, m.updated_at_ms AS m_updated_at_ms, v.* \
-             FROM messages m JOIN verifications v ON v.id = m.verification_id WHERE m.claim_token = $1 ORDER BY m.due_at_ms, m.id";
-        let rows = sqlx::query(select)
+        let rows = sqlx::query(sqlx::AssertSqlSafe(select))
             .bind(claim_token)
-            .fetch_all(&self.pool)
+            .fetch_all(tx.conn())
             .await?;
-        rows.iter()
+        let messages = rows
+            .iter()
             .map(|row| {
                 let status: String = row.try_get("m_status")?;
                 Ok(ClaimedMessage {
@@ -814,7 +907,9 @@ impl Store for SqlStore {
                     verification: verification_from_row(row)?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        tx.tx.commit().await?;
+        Ok(messages)
     }
 
     async fn record_submitted(
@@ -883,7 +978,7 @@ impl Store for SqlStore {
             Some(id) => {
                 sqlx::query("SELECT id, status, carrier, carrier_message_id FROM messages WHERE id = $1")
                     .bind(id)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(tx.conn())
                     .await?
             }
             None => {
@@ -892,7 +987,7 @@ impl Store for SqlStore {
                 )
                 .bind(carrier)
                 .bind(carrier_message_id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(tx.conn())
                 .await?
             }
         };
@@ -930,7 +1025,7 @@ impl Store for SqlStore {
         .bind(detail)
         .bind(now_ms)
         .bind(&id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(tx.conn())
         .await?;
         let Some(row) = row else {
             tx.rollback().await?;
@@ -946,12 +1041,12 @@ impl Store for SqlStore {
         let mut tx = self.begin_write().await?;
         let sql = format!(
             "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE status = 'pending' AND expires_at_ms <= $1 \
-             ORDER BY expires_at_ms LIMIT 500{}",
+             ORDER BY expires_at_ms LIMIT 100{}",
             self.lock_rows()
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now_ms)
-            .fetch_all(&mut *tx)
+            .fetch_all(tx.conn())
             .await?;
         if rows.is_empty() {
             tx.rollback().await?;
@@ -1024,6 +1119,32 @@ impl Store for SqlStore {
             }
         };
         rows.iter().map(event_from_row).collect()
+    }
+
+    async fn ensure_secret_fingerprint(&self, fingerprint: &str) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO server_settings (name, value) VALUES ('code_secret_fingerprint', $1) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(fingerprint)
+        .execute(tx.conn())
+        .await?;
+        let stored: String = sqlx::query_scalar(
+            "SELECT value FROM server_settings WHERE name = 'code_secret_fingerprint'",
+        )
+        .fetch_one(tx.conn())
+        .await?;
+        tx.tx.commit().await?;
+        if stored != fingerprint {
+            return Err(StoreError::Conflict(
+                "this database was first used with another code secret: every verifyd sharing a \
+                 database needs the same `secret` (or the same data_dir/verifyd-secret.key); with \
+                 another secret, codes already sent would not check"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     fn event_signal(&self) -> watch::Receiver<u64> {
