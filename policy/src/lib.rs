@@ -5,6 +5,7 @@
 
 pub mod channel;
 pub mod classify;
+pub mod engine;
 pub mod messages;
 pub mod number_data;
 pub mod routing;
