@@ -1,13 +1,11 @@
 //! Number classification: what kind of number a person typed, before anything is sent.
 //!
-//! Validity, region, line type and formats come from libphonenumber metadata (via
-//! `rlibphonenumber`); carrier names and time zones from libphonenumber's prefix data.
+//! Validity, region, line type and formats come from the classification engine (libphonenumber
+//! metadata compiled to DFAs); carrier names and time zones from libphonenumber's prefix data.
 
-use rlibphonenumber::{
-    ParseError, PhoneNumber, PhoneNumberFormat, PhoneNumberType, Region, ValidationError,
-};
 use verify_carrier::Channel;
 
+use crate::engine::{Engine, TerritoryId};
 use crate::number_data::NumberData;
 
 /// The kind of line a number belongs to.
@@ -40,23 +38,6 @@ pub enum LineType {
 }
 
 impl LineType {
-    fn from_library(kind: PhoneNumberType) -> LineType {
-        match kind {
-            PhoneNumberType::FixedLine => LineType::FixedLine,
-            PhoneNumberType::Mobile => LineType::Mobile,
-            PhoneNumberType::FixedLineOrMobile => LineType::FixedLineOrMobile,
-            PhoneNumberType::TollFree => LineType::TollFree,
-            PhoneNumberType::PremiumRate => LineType::PremiumRate,
-            PhoneNumberType::SharedCost => LineType::SharedCost,
-            PhoneNumberType::VoIP => LineType::Voip,
-            PhoneNumberType::PersonalNumber => LineType::PersonalNumber,
-            PhoneNumberType::Pager => LineType::Pager,
-            PhoneNumberType::UAN => LineType::Uan,
-            PhoneNumberType::VoiceMail => LineType::Voicemail,
-            PhoneNumberType::Unknown => LineType::Unknown,
-        }
-    }
-
     /// Lines whose original carrier is meaningful (libphonenumber names carriers only for these).
     fn has_carrier(self) -> bool {
         matches!(
@@ -158,15 +139,46 @@ pub struct Classification {
     pub international_format: Option<String>,
 }
 
-impl Classification {
-    fn invalid(input: &str, reason: InvalidReason, parsed: Option<&PhoneNumber>) -> Self {
-        let calling_code = parsed.map_or(0, |n| n.country_code.max(0) as u32);
-        Classification {
+/// A region hint that is not an ISO 3166-1 alpha-2 region libphonenumber knows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown region `{0}`: use an ISO 3166-1 alpha-2 code such as IN, US or GB")]
+pub struct UnknownRegion(pub String);
+
+/// Parses an optional region hint (ISO 3166-1 alpha-2, any case); empty means none.
+pub fn parse_region_hint(hint: &str) -> Result<Option<TerritoryId>, UnknownRegion> {
+    let hint = hint.trim();
+    if hint.is_empty() {
+        return Ok(None);
+    }
+    Engine::embedded()
+        .region(hint)
+        .map(Some)
+        .ok_or_else(|| UnknownRegion(hint.to_string()))
+}
+
+/// Calling codes whose mobile numbers are geographic (libphonenumber's GEO_MOBILE_COUNTRIES):
+/// their mobile numbers get area time zones, others the whole country's.
+const GEO_MOBILE_COUNTRIES: [u16; 5] = [52, 54, 55, 62, 86];
+
+/// Classifies `input`, read in national form for `region_hint` when it has no `+` prefix.
+/// Never fails: invalid input is a classification with a reason.
+pub fn classify(input: &str, region_hint: Option<TerritoryId>) -> Classification {
+    let engine = Engine::embedded();
+    let classified = engine.classify(input, region_hint);
+    let parsed = classified.parsed.ok();
+    let e164 = parsed.map(|number| engine.e164(&number));
+    let region_code = classified
+        .territory
+        .map(|territory| engine.region_code(territory).to_string());
+    let country_calling_code = parsed.map_or(0, |number| u32::from(number.country_code));
+    let (Some(number), true) = (parsed, classified.valid) else {
+        let reason = classified.invalid_reason.unwrap_or(InvalidReason::NoSuchRange);
+        return Classification {
             input: input.to_string(),
             valid: false,
-            e164: parsed.map(|n| n.format_as(PhoneNumberFormat::E164).into_owned()),
-            region_code: None,
-            country_calling_code: calling_code,
+            e164,
+            region_code,
+            country_calling_code,
             line_type: None,
             carrier: None,
             time_zones: Vec::new(),
@@ -175,71 +187,23 @@ impl Classification {
             detail: reason.describe().to_string(),
             national_format: None,
             international_format: None,
-        }
-    }
-}
-
-/// A region hint that is not an ISO 3166-1 alpha-2 region libphonenumber knows.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown region `{0}`: use an ISO 3166-1 alpha-2 code such as IN, US or GB")]
-pub struct UnknownRegion(pub String);
-
-/// Parses an optional region hint; empty means none.
-pub fn parse_region_hint(hint: &str) -> Result<Option<Region>, UnknownRegion> {
-    let hint = hint.trim();
-    if hint.is_empty() {
-        return Ok(None);
-    }
-    Region::from_code(&hint.to_ascii_uppercase())
-        .map(Some)
-        .map_err(|_| UnknownRegion(hint.to_string()))
-}
-
-/// Longest input classify looks at; libphonenumber refuses longer strings too.
-const MAX_INPUT_LENGTH: usize = 250;
-
-/// Classifies `input`, read in national form for `region_hint` when it has no `+` prefix.
-/// Never fails: invalid input is a classification with a reason.
-pub fn classify(input: &str, region_hint: Option<Region>) -> Classification {
-    if input.trim().is_empty() {
-        return Classification::invalid(input, InvalidReason::NotANumber, None);
-    }
-    if input.len() > MAX_INPUT_LENGTH {
-        return Classification::invalid(input, InvalidReason::TooLong, None);
-    }
-    let number = match PhoneNumber::parse(input, region_hint) {
-        Ok(number) => number,
-        Err(error) => return Classification::invalid(input, parse_failure_reason(&error), None),
-    };
-    if !number.is_valid() {
-        let reason = match number.is_possible_with_reason() {
-            Err(ValidationError::InvalidCountryCode) => InvalidReason::InvalidCountryCode,
-            Err(ValidationError::TooShort) => InvalidReason::TooShort,
-            Err(ValidationError::TooLong) => InvalidReason::TooLong,
-            Err(ValidationError::InvalidLength) => InvalidReason::InvalidLength,
-            Ok(_) => InvalidReason::NoSuchRange,
         };
-        return Classification::invalid(input, reason, Some(&number));
-    }
-
-    let line_type = LineType::from_library(number.get_type());
-    let e164 = number.format_as(PhoneNumberFormat::E164).into_owned();
-    let digits = &e164[1..];
+    };
+    let line_type = classified.line_type;
+    let digits = e164.as_deref().map_or("", |text| &text[1..]);
     let data = NumberData::embedded();
     let carrier = if line_type.has_carrier() {
         data.carrier(digits).map(str::to_string)
     } else {
         None
     };
-    // libphonenumber looks up geographic numbers by their full prefix and all others by the
-    // country calling code alone.
-    let calling_code = number.country_code.max(0) as u32;
-    let zones = if number.is_geographical() {
+    let geographical = matches!(line_type, LineType::FixedLine | LineType::FixedLineOrMobile)
+        || (line_type == LineType::Mobile && GEO_MOBILE_COUNTRIES.contains(&number.country_code));
+    let zones = if geographical {
         data.time_zones(digits)
     } else {
-        data.country_time_zones(calling_code as u16)
+        data.country_time_zones(number.country_code)
     };
-    let time_zones = zones.iter().map(|zone| zone.to_string()).collect();
     let (recommended_channel, detail) = match line_type.recommended_channel() {
         Ok(Channel::Voice) => (
             Some(Channel::Voice),
@@ -252,44 +216,24 @@ pub fn classify(input: &str, region_hint: Option<Region>) -> Classification {
     Classification {
         input: input.to_string(),
         valid: true,
-        region_code: number
-            .get_region_code()
-            .map(|region| region.as_region_str().to_string()),
-        country_calling_code: calling_code,
+        e164,
+        region_code,
+        country_calling_code,
         line_type: Some(line_type),
         carrier,
-        time_zones,
+        time_zones: zones.iter().map(|zone| zone.to_string()).collect(),
         recommended_channel,
         invalid_reason: None,
         detail,
-        national_format: Some(number.format_as(PhoneNumberFormat::National).into_owned()),
-        international_format: Some(
-            number
-                .format_as(PhoneNumberFormat::International)
-                .into_owned(),
-        ),
-        e164: Some(e164),
+        national_format: Some(engine.format(&number, true)),
+        international_format: Some(engine.format(&number, false)),
     }
 }
 
-fn parse_failure_reason(error: &ParseError) -> InvalidReason {
-    match error {
-        ParseError::InvalidCountryCode => InvalidReason::InvalidCountryCode,
-        ParseError::NotANumber(_) => InvalidReason::NotANumber,
-        ParseError::TooShortAfterIdd | ParseError::TooShortNsn => InvalidReason::TooShort,
-        ParseError::TooLongNsn => InvalidReason::TooLong,
-    }
-}
-
-/// Loads the metadata and prefix data so the first real request is not the slow one.
+/// Compiles the metadata and loads the prefix data so the first real request is not the slow one.
 pub fn warm_up() {
     let _ = NumberData::embedded();
-    for sample in [
-        "+14155550123",
-        "+919812345678",
-        "+442071838750",
-        "+5215512345678",
-    ] {
+    for sample in ["+14155550123", "+919812345678", "+442071838750", "+5215512345678"] {
         let _ = classify(sample, None);
     }
 }
@@ -298,7 +242,7 @@ pub fn warm_up() {
 mod tests {
     use super::*;
 
-    fn region(code: &str) -> Option<Region> {
+    fn region(code: &str) -> Option<TerritoryId> {
         parse_region_hint(code).unwrap()
     }
 
@@ -386,6 +330,9 @@ mod tests {
     fn unknown_region_hint_is_refused() {
         assert!(parse_region_hint("XX1").is_err());
         assert_eq!(parse_region_hint("").unwrap(), None);
-        assert_eq!(parse_region_hint("in").unwrap(), Some(Region::IN));
+        assert_eq!(
+            parse_region_hint("in").unwrap(),
+            Engine::embedded().region("IN")
+        );
     }
 }

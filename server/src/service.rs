@@ -142,7 +142,7 @@ fn requested_channel(value: i32) -> Result<Option<Channel>, Status> {
     }
 }
 
-fn region_hint(hint: &str) -> Result<Option<verify_policy::Region>, Status> {
+fn region_hint(hint: &str) -> Result<Option<verify_policy::TerritoryId>, Status> {
     parse_region_hint(hint).map_err(|e| invalid_argument("region_hint", e.to_string()))
 }
 
@@ -163,6 +163,40 @@ fn validate_code(code: &str) -> Result<(), Status> {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<proto::WatchEventsResponse, Status>> + Send>>;
+type BatchStream =
+    Pin<Box<dyn Stream<Item = Result<proto::ClassifyBatchResponse, Status>> + Send>>;
+
+/// Most numbers in one ClassifyBatch chunk.
+const MAX_BATCH_CHUNK: usize = 10_000;
+/// Chunks classified at once per stream (in order on the way out).
+const BATCH_CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Classifies one chunk on a blocking thread (it is pure CPU work).
+async fn classify_chunk(
+    index: u64,
+    chunk: proto::ClassifyBatchRequest,
+) -> Result<proto::ClassifyBatchResponse, Status> {
+    if chunk.numbers.len() > MAX_BATCH_CHUNK {
+        return Err(invalid_argument(
+            "numbers",
+            format!(
+                "chunk {index} has {} numbers; send at most {MAX_BATCH_CHUNK} per chunk",
+                chunk.numbers.len()
+            ),
+        ));
+    }
+    let hint = region_hint(&chunk.region_hint)?;
+    tokio::task::spawn_blocking(move || proto::ClassifyBatchResponse {
+        classifications: chunk
+            .numbers
+            .iter()
+            .map(|number| convert::classification(&classify(number, hint)))
+            .collect(),
+        chunk_index: index,
+    })
+    .await
+    .map_err(|e| internal("batch classification", e))
+}
 
 #[tonic::async_trait]
 impl VerifyService for VerifyApi {
@@ -338,6 +372,26 @@ impl VerifyService for VerifyApi {
         Ok(Response::new(proto::ClassifyResponse {
             classification: Some(convert::classification(&classification)),
         }))
+    }
+
+    type ClassifyBatchStream = BatchStream;
+
+    async fn classify_batch(
+        &self,
+        request: Request<tonic::Streaming<proto::ClassifyBatchRequest>>,
+    ) -> Result<Response<Self::ClassifyBatchStream>, Status> {
+        use futures::StreamExt;
+        let chunks = request.into_inner();
+        let answers = chunks
+            .enumerate()
+            .map(|(index, chunk)| async move {
+                match chunk {
+                    Ok(chunk) => classify_chunk(index as u64, chunk).await,
+                    Err(status) => Err(status),
+                }
+            })
+            .buffered(BATCH_CHUNKS_IN_FLIGHT);
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn get_verification(
