@@ -172,7 +172,9 @@ pub fn classify(input: &str, region_hint: Option<TerritoryId>) -> Classification
         .map(|territory| engine.region_code(territory).to_string());
     let country_calling_code = parsed.map_or(0, |number| u32::from(number.country_code));
     let (Some(number), true) = (parsed, classified.valid) else {
-        let reason = classified.invalid_reason.unwrap_or(InvalidReason::NoSuchRange);
+        let reason = classified
+            .invalid_reason
+            .unwrap_or(InvalidReason::NoSuchRange);
         return Classification {
             input: input.to_string(),
             valid: false,
@@ -233,7 +235,13 @@ pub fn classify(input: &str, region_hint: Option<TerritoryId>) -> Classification
 /// Compiles the metadata and loads the prefix data so the first real request is not the slow one.
 pub fn warm_up() {
     let _ = NumberData::embedded();
-    for sample in ["+14155550123", "+919812345678", "+442071838750", "+5215512345678"] {
+    Engine::embedded().compile_all_formats();
+    for sample in [
+        "+14155550123",
+        "+919812345678",
+        "+442071838750",
+        "+5215512345678",
+    ] {
         let _ = classify(sample, None);
     }
 }

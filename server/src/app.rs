@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use verify_carrier::ReceiptSink;
 
 use crate::auth::ApiKeyCheck;
@@ -29,6 +29,18 @@ const RECEIPT_DRAIN_TIMEOUT: Duration = Duration::from_secs(35);
 /// finish, event streams end, the dispatcher stops claiming and finishes what it claimed,
 /// carriers flush their receipts, and the database is closed.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> Result<(), String> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    serve(config, listener, shutdown).await
+}
+
+/// Like [`run`], on a listener the caller bound (benchmarks and embedding use port 0).
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), String> {
     verify_policy::classify::warm_up();
     let secret = load_or_create_secret(config.secret.as_deref(), &config.data_dir)?;
     let codes = CodeBook::new(secret);
@@ -50,9 +62,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
     );
     drop(receipts);
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
 
     let (stopping, stopping_signal) = watch::channel(false);
@@ -113,15 +122,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(VerifyServiceServer::with_interceptor(api, api_keys))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            shutdown.await;
-            tracing::info!("shutdown requested: finishing in-flight requests");
-            health_on_stop
-                .set_not_serving::<VerifyServiceServer<VerifyApi>>()
-                .await;
-            // Ends event streams (so the server can finish) and stops the dispatcher claiming.
-            let _ = stopping_for_server.send(true);
-        });
+        // No Nagle delay: a response written in two parts must not wait for the peer's ACK.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .with_keepalive(Some(Duration::from_secs(60))),
+            async move {
+                shutdown.await;
+                tracing::info!("shutdown requested: finishing in-flight requests");
+                health_on_stop
+                    .set_not_serving::<VerifyServiceServer<VerifyApi>>()
+                    .await;
+                // Ends event streams (so the server can finish) and stops the dispatcher claiming.
+                let _ = stopping_for_server.send(true);
+            },
+        );
     // In-flight requests get a grace period after the signal; then the server is dropped.
     let mut stopped = stopping.subscribe();
     let served = tokio::select! {

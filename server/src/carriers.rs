@@ -17,6 +17,13 @@ pub fn register_carriers() -> CarrierRegistry {
     registry
 }
 
+/// Checks every carrier's kind and settings by building it against a receipt sink nobody reads;
+/// building starts nothing (no connection, no file), so it is safe for `--check-config`.
+pub fn check_settings(entries: &[CarrierEntry]) -> Result<(), CarrierError> {
+    let (receipts, _unread) = ReceiptSink::channel();
+    CarrierSet::build(&register_carriers(), entries, &receipts).map(drop)
+}
+
 /// The configured carrier instances by name.
 pub struct CarrierSet {
     by_name: HashMap<String, Arc<dyn Carrier>>,

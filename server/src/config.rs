@@ -215,9 +215,17 @@ impl Config {
                     .only(&["DATABASE_URL"])
                     .map(|_| "database_url".into()),
             );
-        let mut config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
+        let config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
+        Config::finish(config)
+    }
+
+    /// Completes a configuration built in code (the embedded default carrier and routes where
+    /// none are set) and validates it, carrier settings included.
+    pub fn finish(mut config: Config) -> Result<Config, ConfigError> {
         config.fill_embedded_default();
         config.validate()?;
+        crate::carriers::check_settings(&config.carriers)
+            .map_err(|e| ConfigError(e.to_string()))?;
         Ok(config)
     }
 

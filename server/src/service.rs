@@ -163,8 +163,7 @@ fn validate_code(code: &str) -> Result<(), Status> {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<proto::WatchEventsResponse, Status>> + Send>>;
-type BatchStream =
-    Pin<Box<dyn Stream<Item = Result<proto::ClassifyBatchResponse, Status>> + Send>>;
+type BatchStream = Pin<Box<dyn Stream<Item = Result<proto::ClassifyBatchResponse, Status>> + Send>>;
 
 /// Most numbers in one ClassifyBatch chunk.
 const MAX_BATCH_CHUNK: usize = 10_000;

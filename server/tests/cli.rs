@@ -140,3 +140,43 @@ fn nested_environment_keys_are_applied_and_validated() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("claim_timeout_seconds must exceed"));
 }
+
+#[test]
+fn check_config_checks_carrier_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("verifyd.toml");
+    for (table, expected) in [
+        ("delivery_probability = 1.5", "delivery_probability"),
+        ("colour = \"blue\"", "colour"),
+    ] {
+        std::fs::write(
+            &path,
+            format!("[[carriers]]\nname = \"sim\"\nkind = \"sim\"\n{table}\n"),
+        )
+        .unwrap();
+        let output = verifyd()
+            .arg("--config")
+            .arg(&path)
+            .arg("--check-config")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{table}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(expected),
+            "{table}"
+        );
+    }
+    std::fs::write(
+        &path,
+        "[[carriers]]\nname = \"op\"\nkind = \"carrier-pigeon\"\n",
+    )
+    .unwrap();
+    let output = verifyd()
+        .arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("known kinds: sim"));
+}

@@ -9,6 +9,8 @@ use regex_automata::util::syntax;
 use regex_automata::{Anchored, MatchKind};
 use serde::Deserialize;
 
+use super::local_regex::LocalRegex;
+
 /// One description of numbers (a type of line) as the metadata gives it.
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct RawDesc {
@@ -218,10 +220,10 @@ pub(crate) struct Territory {
     pub leading_digits: Option<DigitDfa>,
     /// Lock-free prefix test for `national_prefix_for_parsing`, run before the regex engine.
     pub national_prefix_gate: Option<DigitDfa>,
-    pub national_prefix_for_parsing: Option<regex::Regex>,
+    pub national_prefix_for_parsing: Option<LocalRegex>,
     /// The transform rule in the `regex` crate's replacement syntax (`$1` -> `${1}`).
     pub national_prefix_transform_rule: Option<String>,
-    pub international_prefix: Option<regex::Regex>,
+    pub international_prefix: Option<LocalRegex>,
     pub same_mobile_and_fixed_line_pattern: bool,
     formats: OnceLock<CompiledFormats>,
 }
@@ -233,10 +235,14 @@ pub(crate) struct CompiledFormats {
 }
 
 pub(crate) struct CompiledFormat {
-    pub pattern: regex::Regex,
-    pub format: String,
-    pub last_leading_digits: Option<regex::Regex>,
-    pub national_prefix_formatting_rule: Option<String>,
+    /// The whole-number pattern, with the groups the rules refer to.
+    pub pattern: LocalRegex,
+    /// Replacement for national format (national-prefix rule applied to the first group).
+    pub national_rule: String,
+    /// Replacement for international format.
+    pub international_rule: String,
+    /// libphonenumber looks only at the last leading-digits pattern.
+    pub last_leading_digits: Option<DigitDfa>,
 }
 
 /// libphonenumber's `\1` / `$1` group references in the `regex` crate's `${1}` form.
@@ -258,8 +264,8 @@ pub(crate) fn to_replacement_syntax(rule: &str) -> String {
     out
 }
 
-fn anchored_regex(pattern: &str) -> Result<regex::Regex, String> {
-    regex::Regex::new(&format!("^(?:{pattern})")).map_err(|e| format!("{pattern}: {e}"))
+fn anchored_regex(pattern: &str) -> Result<LocalRegex, String> {
+    LocalRegex::new(&format!("^(?:{pattern})"))
 }
 
 impl Territory {
@@ -361,17 +367,27 @@ impl Territory {
             let compile = |list: &[RawFormat]| {
                 list.iter()
                     .filter_map(|f| {
+                        let international_rule = to_replacement_syntax(&f.format);
+                        let national_rule = match &f.national_prefix_formatting_rule {
+                            Some(np_rule) if !np_rule.is_empty() => {
+                                first_group_with_prefix_rule(&international_rule, np_rule)
+                            }
+                            _ => international_rule.clone(),
+                        };
                         Some(CompiledFormat {
-                            pattern: regex::Regex::new(&format!("^(?:{})$", f.pattern)).ok()?,
-                            format: to_replacement_syntax(&f.format),
+                            pattern: LocalRegex::new(&format!("^(?:{})$", f.pattern)).ok()?,
+                            national_rule,
+                            international_rule,
                             last_leading_digits: match f.leading_digits_pattern.last() {
-                                Some(p) => Some(anchored_regex(p).ok()?),
+                                Some(p) => Some(
+                                    DigitDfa::build(
+                                        &[format!("^(?:{p})")],
+                                        MatchKind::LeftmostFirst,
+                                    )
+                                    .ok()?,
+                                ),
                                 None => None,
                             },
-                            national_prefix_formatting_rule: f
-                                .national_prefix_formatting_rule
-                                .clone()
-                                .filter(|r| !r.is_empty()),
                         })
                     })
                     .collect::<Vec<_>>()
@@ -388,4 +404,18 @@ impl Territory {
             }
         })
     }
+}
+
+/// libphonenumber's national formatting: the first group reference of the format (`${N}`) is
+/// replaced by the national-prefix formatting rule, in which `\1` stands for that reference.
+fn first_group_with_prefix_rule(format: &str, np_rule: &str) -> String {
+    let Some(start) = format.find("${") else {
+        return format.to_string();
+    };
+    let Some(len) = format[start..].find('}') else {
+        return format.to_string();
+    };
+    let group = &format[start..start + len + 1];
+    let rule = to_replacement_syntax(np_rule).replace("${1}", group);
+    format!("{}{}{}", &format[..start], rule, &format[start + len + 1..])
 }

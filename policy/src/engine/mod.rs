@@ -7,6 +7,7 @@
 //! non-ASCII digits) is parsed by `rlibphonenumber`, a full port, and then classified here.
 
 pub mod corpus;
+mod local_regex;
 mod metadata;
 
 use std::sync::OnceLock;
@@ -247,6 +248,14 @@ impl Engine {
         })
     }
 
+    /// Compiles every territory's formatting rules now rather than on first use, so no request
+    /// pays for it (the server calls this at start).
+    pub fn compile_all_formats(&self) {
+        for territory in &self.territories {
+            let _ = territory.formats();
+        }
+    }
+
     /// The libphonenumber metadata version compiled in.
     pub fn metadata_version(&self) -> &str {
         &self.metadata_version
@@ -433,20 +442,21 @@ impl Engine {
         }
         let prefix = territory.national_prefix_for_parsing.as_ref()?;
         let text = std::str::from_utf8(number).expect("ASCII digits");
-        let captures = prefix.captures(text)?;
-        let whole = captures.get(0).expect("group 0");
-        let viable_before = self.general_pattern_matches(territory, number);
-        let groups = captures.len() - 1;
-        let last_group_matched = groups > 0 && captures.get(groups).is_some();
-        let stripped = match &territory.national_prefix_transform_rule {
-            Some(rule) if last_group_matched => {
-                let mut expanded = String::new();
-                captures.expand(rule, &mut expanded);
-                expanded.push_str(&text[whole.end()..]);
-                Stripped::Transformed(expanded.into_bytes())
+        let stripped = prefix.with_captures(text, |captures| {
+            let end = captures.get_match().map_or(0, |m| m.end());
+            let groups = captures.group_len().saturating_sub(1);
+            let last_group_matched = groups > 0 && captures.get_group(groups).is_some();
+            match &territory.national_prefix_transform_rule {
+                Some(rule) if last_group_matched => {
+                    let mut expanded = String::new();
+                    captures.interpolate_string_into(text, rule, &mut expanded);
+                    expanded.push_str(&text[end..]);
+                    Stripped::Transformed(expanded.into_bytes())
+                }
+                _ => Stripped::Suffix(end),
             }
-            _ => Stripped::Suffix(whole.end()),
-        };
+        })?;
+        let viable_before = self.general_pattern_matches(territory, number);
         if viable_before && !self.general_pattern_matches(territory, stripped.apply(number)) {
             return None;
         }
@@ -496,10 +506,10 @@ impl Engine {
         let mut after_prefix = plus.then_some(digits);
         if !plus && let Some(idd) = hint.and_then(|t| t.international_prefix.as_ref()) {
             let text = std::str::from_utf8(digits).expect("ASCII digits");
-            if let Some(found) = idd.find(text)
-                && digits.get(found.end()) != Some(&b'0')
+            if let Some(end) = idd.prefix_end(text)
+                && digits.get(end) != Some(&b'0')
             {
-                after_prefix = Some(&digits[found.end()..]);
+                after_prefix = Some(&digits[end..]);
             }
         }
         let mut buffer = [0u8; 32];
@@ -634,22 +644,26 @@ impl Engine {
         } else {
             &formats.international
         };
-        let chosen = list.iter().find(|f| {
-            f.last_leading_digits
-                .as_ref()
-                .is_none_or(|leading| leading.is_match(nsn))
-                && f.pattern.is_match(nsn)
-        });
-        let mut formatted = match chosen {
-            None => nsn.to_string(),
-            Some(f) => {
-                let rule = match (&f.national_prefix_formatting_rule, national) {
-                    (Some(np_rule), true) => first_group_with_prefix_rule(&f.format, np_rule),
-                    _ => f.format.clone(),
+        let mut formatted = list
+            .iter()
+            .filter(|f| {
+                f.last_leading_digits
+                    .as_ref()
+                    .is_none_or(|leading| leading.matches_prefix(nsn.as_bytes()))
+            })
+            .find_map(|f| {
+                let rule = if national {
+                    &f.national_rule
+                } else {
+                    &f.international_rule
                 };
-                f.pattern.replace(nsn, rule.as_str()).into_owned()
-            }
-        };
+                f.pattern.with_captures(nsn, |captures| {
+                    let mut out = String::with_capacity(nsn.len() + 6);
+                    captures.interpolate_string_into(nsn, rule, &mut out);
+                    out
+                })
+            })
+            .unwrap_or_else(|| nsn.to_string());
         if !number.extension.as_str().is_empty() {
             formatted.push_str(
                 main.raw
@@ -682,20 +696,6 @@ impl Stripped {
             Stripped::Transformed(digits) => digits,
         }
     }
-}
-
-/// libphonenumber's national formatting: the first group reference of the format (`${1}`) is
-/// replaced by the national-prefix formatting rule, in which `\1`/`$1` stands for that group.
-fn first_group_with_prefix_rule(format: &str, np_rule: &str) -> String {
-    let Some(start) = format.find("${") else {
-        return format.to_string();
-    };
-    let Some(len) = format[start..].find('}') else {
-        return format.to_string();
-    };
-    let group = &format[start..start + len + 1];
-    let rule = metadata::to_replacement_syntax(np_rule).replace("${1}", group);
-    format!("{}{}{}", &format[..start], rule, &format[start + len + 1..])
 }
 
 /// For an input of optional whitespace and `(`, an optional `+`, then ASCII digits with the
