@@ -12,7 +12,7 @@ use verify_server::config::Config;
 
 /// verifyd: self-hosted phone verification over gRPC.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(name = "verifyd", version, about, long_about = None)]
 struct Cli {
     /// TOML configuration file. Without one verifyd runs the embedded default:
     /// 127.0.0.1:50051, SQLite ./verifyd.db, the sim carrier.
@@ -41,6 +41,7 @@ fn main() -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     if let Some(Command::HashApiKey) = cli.command {
@@ -73,20 +74,24 @@ fn main() -> std::process::ExitCode {
         }
     }
     if cli.check_config {
-        println!("configuration ok");
-        println!("listen: {}", config.listen);
-        println!(
+        // Written with errors ignored: `verifyd --check-config | head` must not panic.
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "configuration ok");
+        let _ = writeln!(out, "listen: {}", config.listen);
+        let _ = writeln!(
+            out,
             "database: {}",
             verify_server::config::redact_url_password(&config.database_url)
         );
         for carrier in &config.carriers {
-            println!("carrier: {} (kind {})", carrier.name, carrier.kind);
+            let _ = writeln!(out, "carrier: {} (kind {})", carrier.name, carrier.kind);
         }
-        println!("route default: {}", config.routes.default.join(" -> "));
+        let _ = writeln!(out, "route default: {}", config.routes.default.join(" -> "));
         for (region, carriers) in &config.routes.countries {
-            println!("route {region}: {}", carriers.join(" -> "));
+            let _ = writeln!(out, "route {region}: {}", carriers.join(" -> "));
         }
-        println!("api keys: {}", config.api_keys.len());
+        let _ = writeln!(out, "api keys: {}", config.api_keys.len());
         return std::process::ExitCode::SUCCESS;
     }
 
