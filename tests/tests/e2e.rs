@@ -850,3 +850,97 @@ async fn a_stalled_watcher_does_not_block_shutdown() {
     assert!(status.success(), "verifyd exited with {status}");
     drop(stalled);
 }
+
+/// ClassifyBatch answers chunk by chunk, in order, one classification per number, and refuses
+/// oversized chunks and unknown region hints by field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classify_batch_streams_chunks_in_order() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let client = server.client().await;
+    let chunks = vec![
+        v1::ClassifyBatchRequest {
+            numbers: vec![
+                "+447400123456".into(),
+                "+44 20 7946 0123".into(),
+                "junk".into(),
+            ],
+            region_hint: String::new(),
+        },
+        v1::ClassifyBatchRequest {
+            numbers: vec!["098123 45678".into()],
+            region_hint: "IN".into(),
+        },
+        v1::ClassifyBatchRequest {
+            numbers: (0..5000)
+                .map(|i| format!("+1212555{:04}", i % 10_000))
+                .collect(),
+            region_hint: String::new(),
+        },
+    ];
+    let mut answers = client
+        .raw()
+        .classify_batch(tokio_stream::iter(chunks))
+        .await
+        .expect("stream opens")
+        .into_inner();
+    let first = answers.next().await.unwrap().unwrap();
+    assert_eq!(first.chunk_index, 0);
+    let kinds: Vec<_> = first
+        .classifications
+        .iter()
+        .map(|c| (c.valid, c.line_type()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (true, v1::LineType::Mobile),
+            (true, v1::LineType::FixedLine),
+            (false, v1::LineType::Unspecified)
+        ]
+    );
+    assert_eq!(
+        first.classifications[2].invalid_reason(),
+        v1::InvalidReason::NotANumber
+    );
+    let second = answers.next().await.unwrap().unwrap();
+    assert_eq!(second.chunk_index, 1);
+    assert_eq!(second.classifications[0].e164, "+919812345678");
+    let third = answers.next().await.unwrap().unwrap();
+    assert_eq!(third.classifications.len(), 5000);
+    assert_eq!(third.classifications[42].input, "+12125550042");
+    assert!(
+        answers.next().await.is_none(),
+        "the stream ends after the last chunk"
+    );
+
+    for (chunk, field) in [
+        (
+            v1::ClassifyBatchRequest {
+                numbers: vec!["+14155550123".into(); 10_001],
+                region_hint: String::new(),
+            },
+            "numbers",
+        ),
+        (
+            v1::ClassifyBatchRequest {
+                numbers: vec!["0301234567".into()],
+                region_hint: "Neverland".into(),
+            },
+            "region_hint",
+        ),
+    ] {
+        let mut answers = client
+            .raw()
+            .classify_batch(tokio_stream::iter(vec![chunk]))
+            .await
+            .unwrap()
+            .into_inner();
+        let status = answers.next().await.unwrap().unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status.message().starts_with(&format!("{field}: ")),
+            "{}",
+            status.message()
+        );
+    }
+}
