@@ -23,18 +23,25 @@
 
 use std::fmt;
 
+use prost::bytes::{Buf, Bytes};
 use tokio_stream::{Stream, StreamExt};
+use tonic::GrpcMethod;
+use tonic::IntoStreamingRequest;
+use tonic::codec::{Codec, DecodeBuf, Decoder};
+use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
+use tonic_prost::ProstEncoder;
 
 use crate::proto::v1::verify_service_client::VerifyServiceClient;
 use crate::proto::v1::{
     CancelVerificationRequest, Channel as DeliveryChannel, CheckRequest, CheckResponse,
-    Classification, ClassifyRequest, Event, GetVerificationRequest, Verification, VerifyRequest,
-    VerifyResponse, WatchEventsRequest, check_request,
+    Classification, ClassifyBatchRequest, ClassifyBatchResponse, ClassifyRequest, Event,
+    GetVerificationRequest, Verification, VerifyRequest, VerifyResponse, WatchEventsRequest,
+    check_request,
 };
 
 pub mod json;
@@ -45,6 +52,43 @@ pub mod proto {
     #[allow(missing_docs, clippy::all)]
     pub mod v1 {
         tonic::include_proto!("verify.v1");
+    }
+}
+
+/// Most numbers verifyd accepts in one [`ClassifyBatchRequest`] chunk.
+pub const MAX_BATCH_CHUNK: usize = 10_000;
+
+/// Largest [`ClassifyBatchResponse`] [`VerifyClient::classify_batch`] accepts, in bytes. A
+/// classification takes a few hundred bytes, so a full chunk of long inputs can pass tonic's
+/// default limit of 4 MiB.
+pub const MAX_BATCH_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Encodes requests with prost and hands responses over still encoded, without copying them.
+#[derive(Debug, Clone, Copy, Default)]
+struct EncodedAnswers;
+
+impl Codec for EncodedAnswers {
+    type Encode = ClassifyBatchRequest;
+    type Decode = Bytes;
+    type Encoder = ProstEncoder<ClassifyBatchRequest>;
+    type Decoder = EncodedAnswers;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstEncoder::default()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        EncodedAnswers
+    }
+}
+
+impl Decoder for EncodedAnswers {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        let length = buf.remaining();
+        Ok(Some(buf.copy_to_bytes(length)))
     }
 }
 
@@ -211,6 +255,7 @@ impl From<VerifyOptions> for VerifyRequest {
 #[derive(Clone)]
 pub struct VerifyClient {
     channel: Channel,
+    interceptor: ApiKeyInterceptor,
     raw: RawClient,
 }
 
@@ -244,17 +289,22 @@ impl VerifyClient {
 
     /// Wraps a channel built elsewhere, e.g. with timeouts, TLS or lazy connection.
     pub fn from_channel(channel: Channel) -> Self {
-        let raw =
-            VerifyServiceClient::with_interceptor(channel.clone(), ApiKeyInterceptor::default());
-        Self { channel, raw }
+        let interceptor = ApiKeyInterceptor::default();
+        let raw = VerifyServiceClient::with_interceptor(channel.clone(), interceptor.clone());
+        Self {
+            channel,
+            interceptor,
+            raw,
+        }
     }
 
     /// Sends `authorization: Bearer <key>` with every call from now on, raw client included.
     pub fn with_api_key(self, key: impl AsRef<str>) -> Result<Self, ClientError> {
         let interceptor = ApiKeyInterceptor::new(key.as_ref())?;
-        let raw = VerifyServiceClient::with_interceptor(self.channel.clone(), interceptor);
+        let raw = VerifyServiceClient::with_interceptor(self.channel.clone(), interceptor.clone());
         Ok(Self {
             channel: self.channel,
+            interceptor,
             raw,
         })
     }
@@ -280,6 +330,54 @@ impl VerifyClient {
         response
             .classification
             .ok_or(ClientError::MissingField("classification"))
+    }
+
+    /// Classifies lists: sends each chunk of `chunks` (at most [`MAX_BATCH_CHUNK`] numbers, with
+    /// an optional region hint for numbers in national form) and returns verifyd's answers,
+    /// one [`ClassifyBatchResponse`] per chunk, in the order the chunks were sent, each with one
+    /// classification per number in the chunk's order and the chunk's position in `chunk_index`.
+    ///
+    /// Chunks are sent as `chunks` yields them while answers come back, and verifyd works on a
+    /// few chunks at once, so keep several in flight (but bound how many: unanswered chunks
+    /// wait in buffers). The call ends once `chunks` has ended and every chunk is answered; an
+    /// error status (e.g. `INVALID_ARGUMENT` for an oversized chunk or an unknown region hint)
+    /// is the last item of the answers. Answers up to [`MAX_BATCH_RESPONSE_BYTES`] are accepted.
+    pub async fn classify_batch(
+        &self,
+        chunks: impl Stream<Item = ClassifyBatchRequest> + Send + 'static,
+    ) -> Result<
+        impl Stream<Item = Result<ClassifyBatchResponse, Status>> + Send + Unpin + 'static,
+        ClientError,
+    > {
+        let mut raw = self
+            .raw()
+            .max_decoding_message_size(MAX_BATCH_RESPONSE_BYTES);
+        Ok(raw.classify_batch(chunks).await?.into_inner())
+    }
+
+    /// [`classify_batch`](Self::classify_batch) with the answers left encoded: each item is
+    /// the protobuf encoding of one [`ClassifyBatchResponse`], for callers that decode it
+    /// elsewhere (on another thread, say) or read it in place without building a
+    /// [`Classification`] per number, as `verifyctl classify --input` does. Decode an item
+    /// with `prost::Message::decode`.
+    pub async fn classify_batch_encoded(
+        &self,
+        chunks: impl Stream<Item = ClassifyBatchRequest> + Send + 'static,
+    ) -> Result<impl Stream<Item = Result<Bytes, Status>> + Send + Unpin + 'static, ClientError>
+    {
+        let service = InterceptedService::new(self.channel.clone(), self.interceptor.clone());
+        let mut grpc =
+            tonic::client::Grpc::new(service).max_decoding_message_size(MAX_BATCH_RESPONSE_BYTES);
+        grpc.ready()
+            .await
+            .map_err(|error| Status::unavailable(format!("connection not ready: {error}")))?;
+        let mut request = chunks.into_streaming_request();
+        request
+            .extensions_mut()
+            .insert(GrpcMethod::new("verify.v1.VerifyService", "ClassifyBatch"));
+        let path = PathAndQuery::from_static("/verify.v1.VerifyService/ClassifyBatch");
+        let response = grpc.streaming(request, path, EncodedAnswers).await?;
+        Ok(response.into_inner())
     }
 
     /// Starts a verification, or resends the code of the pending one for the same number

@@ -22,6 +22,67 @@ macro_rules! on_both_backends {
 
 on_both_backends!(python_grpcio_client, grpcurl_walkthrough, verifyctl_flow);
 
+/// `verifyctl classify --input` cleans a list: one CSV row per line, in order, and a summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verifyctl_cleans_a_list() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let directory = tempfile::tempdir().unwrap();
+    let input = directory.path().join("numbers.txt");
+    let output = directory.path().join("classified.csv");
+    let mut lines = Vec::new();
+    for i in 0..12_000 {
+        lines.push(match i % 4 {
+            0 => format!("+447400{:06}", i),
+            1 => format!("+44 20 7946 {:04}", i % 10_000),
+            2 => "not a number".to_string(),
+            _ => format!("+91 98{:03} {:05}", i % 1000, i),
+        });
+    }
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let result = Command::new(binary("verifyctl"))
+        .args([
+            "--addr",
+            &server.url(),
+            "--json",
+            "classify",
+            "--chunk-size",
+            "1000",
+            "--input",
+        ])
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&result.stdout).expect("summary JSON on stdout");
+    assert_eq!(summary["total"], 12_000, "{summary}");
+    assert_eq!(summary["valid"], 9_000, "{summary}");
+
+    let csv = std::fs::read_to_string(&output).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 12_001, "header plus one row per line");
+    assert!(
+        rows[0].starts_with("input,valid,e164,region"),
+        "{}",
+        rows[0]
+    );
+    assert!(
+        rows[1].starts_with("+447400000000,true,+447400000000,GB"),
+        "{}",
+        rows[1]
+    );
+    assert!(rows[2].contains(",fixed_line,"), "{}", rows[2]);
+    assert!(rows[3].starts_with("not a number,false,"), "{}", rows[3]);
+    assert!(rows[3].contains("not_a_number"), "{}", rows[3]);
+    assert!(rows[12_000].contains(",IN,"), "{}", rows[12_000]);
+}
+
 fn run(command: &mut Command) -> (bool, String) {
     let output = command.output().expect("run client");
     let text = format!(

@@ -1,14 +1,21 @@
-//! verifyctl: verifyd from the shell — classify numbers, start, check, inspect and cancel
-//! verifications, and follow the event stream. Readable text by default, JSON lines with `--json`.
+//! verifyctl: verifyd from the shell — classify numbers (one, or whole lists to CSV), start,
+//! check, inspect and cancel verifications, and follow the event stream. Readable text by
+//! default, JSON lines with `--json`.
+
+#[path = "verifyctl/answer.rs"]
+mod answer;
+#[path = "verifyctl/batch.rs"]
+mod batch;
 
 use std::error::Error as _;
 use std::fmt::{self, Display};
 use std::io::{self, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::error::ErrorKind;
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use prost_types::Timestamp;
 use tokio_stream::StreamExt;
 use verify_client::json::ToJson;
@@ -17,7 +24,9 @@ use verify_client::proto::v1::{
     ClassifyResponse, DeliveryStatus, Event, EventType, GetVerificationResponse, InvalidReason,
     LineType, Verification, VerificationStatus, VerifyResponse, WatchEventsResponse,
 };
-use verify_client::{ClientError, VerifyClient, VerifyOptions};
+use verify_client::{ClientError, MAX_BATCH_CHUNK, VerifyClient, VerifyOptions};
+
+use crate::batch::ListOptions;
 
 /// Exit status of a `check` that ran but did not approve the code.
 const EXIT_NOT_APPROVED: u8 = 3;
@@ -63,14 +72,13 @@ struct Cli {
 /// The calls verifyctl can make.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Tell what kind of number NUMBER is: validity, region, line type, carrier, channel. Sends nothing.
-    Classify {
-        /// The number, ideally E.164 (+14155550123); spaces, dashes and brackets are fine.
-        number: String,
-        /// ISO 3166-1 alpha-2 region for a number in national form, e.g. IN.
-        #[arg(long, value_name = "XX")]
-        region: Option<String>,
-    },
+    /// Tell what kind of number NUMBER is: validity, region, line type, carrier, channel. Sends
+    /// nothing. With --input, classify a whole list (one number per line) into CSV.
+    #[command(
+        override_usage = "verifyctl classify [OPTIONS] <NUMBER>\n       verifyctl classify [OPTIONS] --input <FILE> [--output <FILE>] [--chunk-size <N>]",
+        after_help = CLASSIFY_LIST_HELP
+    )]
+    Classify(ClassifyArgs),
     /// Send a code to NUMBER (or resend the code of its pending verification).
     Verify(VerifyArgs),
     /// Check a code, by verification id or, with --to, against the number's latest verification.
@@ -98,6 +106,40 @@ enum Command {
         #[arg(long, value_name = "CURSOR", default_value_t = 0)]
         after: u64,
     },
+}
+
+const CLASSIFY_LIST_HELP: &str = "\
+With --input, every line of FILE (or stdin for -) is one number; blank lines are skipped.
+The CSV has a header row and one row per number, in input order:
+  input,valid,e164,region,country_calling_code,line_type,carrier,time_zones,
+  recommended_channel,invalid_reason,national_format,international_format
+A summary (counts per validity, line type, region and invalid reason, and the rate) goes to
+stderr at the end; with --json it is one JSON object, on stdout when --output is a file.";
+
+/// Arguments of `classify`: one number, or a list with --input.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["number", "input"])))]
+struct ClassifyArgs {
+    /// The number, ideally E.164 (+14155550123); spaces, dashes and brackets are fine.
+    number: Option<String>,
+    /// Classify a list instead: a file with one number per line, or - for stdin. Writes CSV.
+    #[arg(long, short = 'i', value_name = "FILE")]
+    input: Option<String>,
+    /// Write the CSV to FILE instead of stdout (with --input).
+    #[arg(long, short = 'o', value_name = "FILE", conflicts_with = "number")]
+    output: Option<PathBuf>,
+    /// ISO 3166-1 alpha-2 region for numbers in national form, e.g. IN.
+    #[arg(long, value_name = "XX")]
+    region: Option<String>,
+    /// Numbers sent per request chunk (with --input), 1 to 10000.
+    #[arg(
+        long,
+        value_name = "N",
+        conflicts_with = "number",
+        default_value_t = batch::DEFAULT_CHUNK_SIZE,
+        value_parser = clap::value_parser!(u32).range(1..=MAX_BATCH_CHUNK as i64)
+    )]
+    chunk_size: u32,
 }
 
 /// Arguments of `verify`.
@@ -170,6 +212,7 @@ enum Action {
         number: String,
         region: Option<String>,
     },
+    ClassifyList(ListOptions),
     Verify(VerifyOptions),
     Check {
         target: CheckTarget,
@@ -191,7 +234,26 @@ impl Command {
     /// Checks what clap cannot express (the two forms of `check`) and builds the action.
     fn into_action(self) -> Result<Action, clap::Error> {
         Ok(match self {
-            Command::Classify { number, region } => Action::Classify { number, region },
+            Command::Classify(args) => match (args.number, args.input) {
+                (Some(number), None) => Action::Classify {
+                    number,
+                    region: args.region,
+                },
+                (None, Some(input)) => Action::ClassifyList(ListOptions {
+                    input,
+                    output: args.output,
+                    region: args.region,
+                    chunk_size: args.chunk_size as usize,
+                }),
+                // The `source` group lets exactly one through; this is for safety only.
+                _ => {
+                    return Err(usage_error(
+                        "classify",
+                        ErrorKind::ArgumentConflict,
+                        "give either a NUMBER or --input FILE",
+                    ));
+                }
+            },
             Command::Verify(args) => Action::Verify(VerifyOptions {
                 to: args.number,
                 channel: args.channel.map(Channel::from),
@@ -210,13 +272,15 @@ impl Command {
                     code,
                 },
                 (None, _, None) | (None, None, _) | (Some(_), None, _) => {
-                    return Err(check_usage_error(
+                    return Err(usage_error(
+                        "check",
                         ErrorKind::MissingRequiredArgument,
                         "give a verification ID and the CODE, or --to NUMBER and the CODE",
                     ));
                 }
                 (Some(_), Some(_), Some(_)) => {
-                    return Err(check_usage_error(
+                    return Err(usage_error(
+                        "check",
                         ErrorKind::ArgumentConflict,
                         "with --to, give only the CODE, not a verification ID",
                     ));
@@ -235,11 +299,11 @@ impl Command {
     }
 }
 
-/// A usage error of `check`, formatted by clap with the subcommand's usage (exit status 2).
-fn check_usage_error(kind: ErrorKind, message: &str) -> clap::Error {
+/// A usage error of `subcommand`, formatted by clap with its usage (exit status 2).
+fn usage_error(subcommand: &str, kind: ErrorKind, message: &str) -> clap::Error {
     let mut command = Cli::command();
     command.build();
-    match command.find_subcommand_mut("check") {
+    match command.find_subcommand_mut(subcommand) {
         Some(check) => check.error(kind, message),
         None => command.error(kind, message),
     }
@@ -251,6 +315,8 @@ enum Failure {
     Client(ClientError),
     /// stdout could not be written (e.g. the reader of a pipe went away).
     Output(io::Error),
+    /// Anything else, said in full (e.g. `cannot read list.txt: No such file or directory`).
+    Message(String),
 }
 
 impl From<ClientError> for Failure {
@@ -272,8 +338,8 @@ async fn main() -> ExitCode {
         .command
         .into_action()
         .unwrap_or_else(|error| error.exit());
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
+    // Not locked for the whole run: `classify --input` writes stdout from another thread.
+    let mut out = io::stdout();
     let result = run(
         &cli.addr,
         cli.api_key.as_deref(),
@@ -295,6 +361,10 @@ async fn main() -> ExitCode {
             eprintln!("error: {}", ErrorReport(&error));
             ExitCode::FAILURE
         }
+        Err(Failure::Message(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -306,6 +376,11 @@ async fn run(
     action: Action,
     out: &mut impl Write,
 ) -> Result<ExitCode, Failure> {
+    // An unreadable list is reported before any connection is tried.
+    let list_input = match &action {
+        Action::ClassifyList(options) => Some(batch::Input::open(&options.input)?),
+        _ => None,
+    };
     let mut client = VerifyClient::connect(addr).await?;
     if let Some(key) = api_key {
         client = client.with_api_key(key)?;
@@ -322,6 +397,13 @@ async fn run(
             } else {
                 write!(out, "{}", classification_text(&classification))?;
             }
+        }
+        Action::ClassifyList(options) => {
+            let input = match list_input {
+                Some(input) => input,
+                None => batch::Input::open(&options.input)?,
+            };
+            batch::classify_list(&client, json, options, input, out).await?;
         }
         Action::Verify(options) => {
             let response = client.verify(options).await?;
@@ -779,6 +861,62 @@ mod tests {
                 region: Some("IN".into())
             }
         );
+    }
+
+    #[test]
+    fn classify_takes_a_list_with_output_region_and_chunk_size() {
+        assert_eq!(
+            parse(&[
+                "classify",
+                "--input",
+                "list.txt",
+                "--output",
+                "out.csv",
+                "--region",
+                "GB",
+                "--chunk-size",
+                "5000",
+            ])
+            .unwrap(),
+            Action::ClassifyList(ListOptions {
+                input: "list.txt".into(),
+                output: Some(PathBuf::from("out.csv")),
+                region: Some("GB".into()),
+                chunk_size: 5000,
+            })
+        );
+        assert_eq!(
+            parse(&["classify", "-i", "-"]).unwrap(),
+            Action::ClassifyList(ListOptions {
+                input: "-".into(),
+                output: None,
+                region: None,
+                chunk_size: batch::DEFAULT_CHUNK_SIZE as usize,
+            })
+        );
+    }
+
+    #[test]
+    fn classify_wants_exactly_one_of_number_and_input() {
+        let both = parse(&["classify", "+447700900123", "--input", "list.txt"]).unwrap_err();
+        assert_eq!(both.kind(), ErrorKind::ArgumentConflict);
+        let neither = parse(&["classify"]).unwrap_err();
+        assert_eq!(neither.kind(), ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn list_options_need_input_and_a_chunk_size_in_range() {
+        let output_alone = parse(&["classify", "+447700900123", "--output", "x.csv"]).unwrap_err();
+        assert_eq!(output_alone.kind(), ErrorKind::ArgumentConflict);
+        let chunk_alone = parse(&["classify", "+447700900123", "--chunk-size", "10"]).unwrap_err();
+        assert_eq!(chunk_alone.kind(), ErrorKind::ArgumentConflict);
+        let output_only = parse(&["classify", "--output", "x.csv"]).unwrap_err();
+        assert_eq!(output_only.kind(), ErrorKind::MissingRequiredArgument);
+        for bad in ["0", "10001"] {
+            let error = parse(&["classify", "-i", "x", "--chunk-size", bad]).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::ValueValidation, "{bad}");
+        }
+        assert!(parse(&["classify", "-i", "x", "--chunk-size", "10000"]).is_ok());
     }
 
     #[test]
