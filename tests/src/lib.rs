@@ -11,6 +11,24 @@ use std::time::{Duration, Instant};
 use sqlx::Connection;
 use verify_client::VerifyClient;
 
+/// Defines, for each async test body `name(backend)`, the tests `name::sqlite` and
+/// `name::postgres`, so every behaviour is checked on both databases.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::Backend::Postgres).await
+            }
+        }
+    )+};
+}
+
 /// Which database a test server uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -3,22 +3,9 @@
 
 use std::process::Command;
 
-use verify_e2e::{Backend, TestServer, binary, tool, unique_mobile, workspace_root};
-
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(verify_e2e::Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(verify_e2e::Backend::Postgres).await
-            }
-        }
-    )+};
-}
+use verify_e2e::{
+    Backend, TestServer, binary, on_both_backends, tool, unique_mobile, workspace_root,
+};
 
 on_both_backends!(python_grpcio_client, grpcurl_walkthrough, verifyctl_flow);
 

@@ -9,23 +9,7 @@ use verify_client::proto::v1::{
     self, Channel, CheckResult, DeliveryStatus, EventType, VerificationStatus,
 };
 use verify_client::{VerifyClient, VerifyOptions};
-use verify_e2e::{Backend, ServerOptions, TestServer, unique_mobile};
-
-/// Runs an async test body once per backend, as `name::sqlite` and `name::postgres`.
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(verify_e2e::Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(verify_e2e::Backend::Postgres).await
-            }
-        }
-    )+};
-}
+use verify_e2e::{Backend, ServerOptions, TestServer, on_both_backends, unique_mobile};
 
 on_both_backends!(
     verify_then_check_approves,
