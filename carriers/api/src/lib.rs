@@ -5,6 +5,7 @@
 //! and a `register` function that adds its factory to a [`CarrierRegistry`]. The server builds
 //! carriers by kind name from its configuration and never depends on a carrier's internals.
 
+pub mod conformance;
 mod error;
 mod message;
 mod registry;

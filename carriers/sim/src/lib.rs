@@ -76,6 +76,26 @@ pub struct SimConfig {
     /// Time a submission takes before the carrier answers, in milliseconds.
     #[serde(default)]
     pub submit_latency_ms: u64,
+    /// Fixed outcomes for chosen destinations (E.164), e.g. `"+50499123456" = "reject"`: how a
+    /// test or a demo makes the simulator fail on demand.
+    #[serde(default)]
+    pub destinations: HashMap<String, SimOutcome>,
+}
+
+/// What the simulator does with messages to one destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SimOutcome {
+    /// Accept and report delivered.
+    Deliver,
+    /// Accept and report the delivery failed.
+    Fail,
+    /// Refuse for good, as for an unknown subscriber.
+    Reject,
+    /// Refuse for now, as a throttled bind does.
+    Throttle,
+    /// Behave as an unreachable peer.
+    Down,
 }
 
 fn default_outbox() -> PathBuf {
@@ -94,6 +114,7 @@ impl Default for SimConfig {
             countries: HashMap::new(),
             channels: default_channels(),
             submit_latency_ms: 0,
+            destinations: HashMap::new(),
         }
     }
 }
@@ -245,9 +266,31 @@ impl Carrier for SimCarrier {
         if self.config.submit_latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.config.submit_latency_ms)).await;
         }
-        let carrier_message_id = format!("sim-{}", uuid::Uuid::now_v7().simple());
         let profile = self.config.profile_for(message.region_code.as_deref());
-        let delivered = rand::rng().random_bool(profile.delivery_probability);
+        let delivered = match self.config.destinations.get(&message.to) {
+            Some(SimOutcome::Reject) => {
+                return Err(CarrierError::new(
+                    ErrorKind::InvalidDestination,
+                    "simulated refusal: unknown subscriber",
+                ));
+            }
+            Some(SimOutcome::Throttle) => {
+                return Err(CarrierError::new(
+                    ErrorKind::RateLimited,
+                    "simulated throttling: too many messages, retry later",
+                ));
+            }
+            Some(SimOutcome::Down) => {
+                return Err(CarrierError::new(
+                    ErrorKind::Unavailable,
+                    "simulated outage: the carrier cannot be reached",
+                ));
+            }
+            Some(SimOutcome::Fail) => false,
+            Some(SimOutcome::Deliver) => true,
+            None => rand::rng().random_bool(profile.delivery_probability),
+        };
+        let carrier_message_id = format!("sim-{}", uuid::Uuid::now_v7().simple());
 
         self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
         let shared = Arc::clone(&self.shared);
@@ -431,6 +474,45 @@ mod tests {
         let refused = carrier.submit(message("HN")).await.unwrap_err();
         assert_eq!(refused.kind(), ErrorKind::ShuttingDown);
         assert!(refused.is_temporary());
+    }
+
+    /// The simulator as its own conformance peer: outcomes chosen per destination.
+    struct SimPeer {
+        directory: tempfile::TempDir,
+    }
+
+    #[async_trait]
+    impl verify_carrier::conformance::ConformancePeer for SimPeer {
+        async fn carrier_for(
+            &self,
+            to: &str,
+            behaviour: verify_carrier::conformance::PeerBehaviour,
+        ) -> (
+            Arc<dyn Carrier>,
+            tokio::sync::mpsc::UnboundedReceiver<DeliveryReceipt>,
+        ) {
+            use verify_carrier::conformance::PeerBehaviour as B;
+            let outcome = match behaviour {
+                B::Deliver => "deliver",
+                B::FailDelivery => "fail",
+                B::RejectPermanently => "reject",
+                B::Throttle => "throttle",
+                B::Down => "down",
+            };
+            carrier(serde_json::json!({
+                "outbox": self.directory.path().join("outbox.jsonl"),
+                "latency_ms": 20,
+                "destinations": { to: outcome },
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn passes_the_carrier_conformance_suite() {
+        let peer = SimPeer {
+            directory: tempfile::tempdir().unwrap(),
+        };
+        verify_carrier::conformance::run_all(&peer).await;
     }
 
     #[test]
