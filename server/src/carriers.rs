@@ -54,21 +54,23 @@ impl CarrierSet {
         self.by_name.get(name)
     }
 
-    /// The first carrier of `routes` that can carry `channel` to `region`.
-    pub fn first_capable<'a>(
+    /// The carriers of `routes`, in order, that can carry `channel` to `region`: the first
+    /// gets the message, the others are its failover.
+    pub fn capable(
         &self,
-        routes: &'a [String],
+        routes: &[String],
         channel: Channel,
         region: Option<&str>,
-    ) -> Option<&'a str> {
+    ) -> Vec<String> {
         routes
             .iter()
-            .find(|name| {
+            .filter(|name| {
                 self.by_name
                     .get(name.as_str())
                     .is_some_and(|carrier| carrier.capabilities().supports(channel, region))
             })
-            .map(String::as_str)
+            .cloned()
+            .collect()
     }
 
     /// Shuts every carrier down, letting in-flight work finish.

@@ -183,6 +183,7 @@ fn event_type(event_type: EventType) -> proto::EventType {
         EventType::VerificationCanceled => P::VerificationCanceled,
         EventType::VerificationMaxAttemptsReached => P::VerificationMaxAttemptsReached,
         EventType::MessageCanceled => P::MessageCanceled,
+        EventType::MessageRerouted => P::MessageRerouted,
     }
 }
 

@@ -150,6 +150,32 @@ impl Dispatcher {
         write().await
     }
 
+    /// After a temporary refusal: the next carrier of the message's route gets it, or, with
+    /// none left, the message fails with the reason. (A carrier that did not answer in time is
+    /// not failed over: it may have sent the message, and sending twice is worse.)
+    async fn fail_over_or_fail(
+        &self,
+        message: &crate::store::MessageRecord,
+        reason: &str,
+    ) -> Result<(), crate::store::StoreError> {
+        match message.fallback_carriers.split_first() {
+            Some((next, rest)) => {
+                let detail = format!("{reason}; trying {next}");
+                tracing::info!(message = %message.id, from = %message.carrier, to = %next, "failing over");
+                self.retrying(|| {
+                    self.store
+                        .record_rerouted(&message.id, next, rest, &detail, now_ms())
+                })
+                .await
+            }
+            None => {
+                let detail = format!("{reason}; no other route left");
+                self.retrying(|| self.store.record_failed(&message.id, &detail, now_ms()))
+                    .await
+            }
+        }
+    }
+
     async fn send(&self, claimed: ClaimedMessage) {
         let ClaimedMessage {
             message,
@@ -204,9 +230,13 @@ impl Dispatcher {
                 }
                 Ok(Err(error)) => {
                     tracing::warn!(message = %message.id, carrier = %message.carrier, %error, "carrier refused message");
-                    let detail = error.to_string();
-                    self.retrying(|| self.store.record_failed(&message.id, &detail, now_ms()))
-                        .await
+                    let reason = format!("{}: {error}", message.carrier);
+                    if error.is_temporary() {
+                        self.fail_over_or_fail(&message, &reason).await
+                    } else {
+                        self.retrying(|| self.store.record_failed(&message.id, &reason, now_ms()))
+                            .await
+                    }
                 }
                 Err(_) => {
                     let detail =
@@ -221,8 +251,7 @@ impl Dispatcher {
                 "carrier `{}` is not configured on this server",
                 message.carrier
             );
-            self.retrying(|| self.store.record_failed(&message.id, &detail, now_ms()))
-                .await
+            self.fail_over_or_fail(&message, &detail).await
         };
         if let Err(error) = result {
             tracing::error!(message = %message.id, %error, "recording the send outcome failed; the claim sweep will settle it");

@@ -246,23 +246,25 @@ impl VerifyService for VerifyApi {
                 }
             })?;
         let region = classification.region_code.clone();
-        let carrier = self
+        let mut route = self
             .carriers
-            .first_capable(
+            .capable(
                 self.routes.routes_for(region.as_deref()),
                 decision.channel,
                 region.as_deref(),
             )
-            .ok_or_else(|| {
-                failed_precondition(
-                    "channel",
-                    format!(
-                        "no configured route carries {} to {}",
-                        decision.channel,
-                        region.as_deref().unwrap_or("this number")
-                    ),
-                )
-            })?;
+            .into_iter();
+        let carrier = route.next().ok_or_else(|| {
+            failed_precondition(
+                "channel",
+                format!(
+                    "no configured route carries {} to {}",
+                    decision.channel,
+                    region.as_deref().unwrap_or("this number")
+                ),
+            )
+        })?;
+        let fallback_carriers: Vec<String> = route.collect();
         let code = self
             .codes
             .issue(code_length)
@@ -274,7 +276,8 @@ impl VerifyService for VerifyApi {
             to_e164: classification.e164.clone().unwrap_or_default(),
             region_code: region,
             channel: decision.channel,
-            carrier: carrier.to_string(),
+            carrier: carrier.clone(),
+            fallback_carriers,
             locale,
             code_length,
             code,

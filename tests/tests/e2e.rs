@@ -23,6 +23,7 @@ on_both_backends!(
     shutdown_is_graceful_and_restart_keeps_everything,
     failed_delivery_is_an_event,
     api_keys_guard_the_service_but_not_health,
+    temporary_refusals_fail_over_and_permanent_ones_fail,
 );
 
 fn status_of(error: verify_client::ClientError) -> tonic::Status {
@@ -927,4 +928,77 @@ async fn classify_batch_streams_chunks_in_order() {
             status.message()
         );
     }
+}
+
+async fn temporary_refusals_fail_over_and_permanent_ones_fail(backend: Backend) {
+    let down = "+447400100200";
+    let refused = "+447400100300";
+    let server = TestServer::start_with(
+        backend,
+        ServerOptions {
+            extra_config: format!(
+                "[[carriers]]\nname = \"flaky\"\nkind = \"sim\"\n[carriers.destinations]\n\"{down}\" = \"down\"\n\"{refused}\" = \"reject\"\n\n\
+                 [[carriers]]\nname = \"backup\"\nkind = \"sim\"\n\n[routes]\ndefault = [\"flaky\", \"backup\"]\n"
+            ),
+            ..Default::default()
+        },
+    )
+    .await;
+    let client = server.client().await;
+
+    // The first route is down: the message moves to the next one and is delivered there.
+    let id = verify(&client, down).await.verification.unwrap().id;
+    let code = server.code_for(&id).await;
+    let verification = client.get(&id).await.unwrap();
+    assert_eq!(verification.attempts.len(), 1);
+    let attempt = &verification.attempts[0];
+    assert_eq!(attempt.carrier, "backup");
+    assert_eq!(attempt.delivery_status(), DeliveryStatus::Delivered);
+    let mut events = client.watch(Some(&id), 0).await.unwrap();
+    let rerouted = loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("events")
+            .unwrap()
+            .unwrap();
+        if event.r#type() == EventType::MessageRerouted {
+            break event;
+        }
+    };
+    assert_eq!(rerouted.carrier, "backup");
+    assert!(
+        rerouted.detail.contains("flaky: unavailable (temporary)"),
+        "{}",
+        rerouted.detail
+    );
+    assert_eq!(
+        client.check_by_id(&id, &code).await.unwrap().result(),
+        CheckResult::Approved
+    );
+
+    // A permanent refusal is not retried elsewhere: the message fails with the carrier's reason.
+    let id = verify(&client, refused).await.verification.unwrap().id;
+    let mut events = client.watch(Some(&id), 0).await.unwrap();
+    let failed = loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("events")
+            .unwrap()
+            .unwrap();
+        assert_ne!(
+            event.r#type(),
+            EventType::MessageRerouted,
+            "a permanent error moved on"
+        );
+        if event.r#type() == EventType::MessageFailed {
+            break event;
+        }
+    };
+    assert_eq!(failed.carrier, "flaky");
+    assert!(
+        failed.detail.contains("simulated refusal"),
+        "{}",
+        failed.detail
+    );
+    assert!(failed.detail.contains("permanent"), "{}", failed.detail);
 }

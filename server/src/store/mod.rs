@@ -67,6 +67,8 @@ pub enum EventType {
     VerificationMaxAttemptsReached,
     /// A queued message was dropped.
     MessageCanceled,
+    /// A message moved to the next carrier of its route.
+    MessageRerouted,
 }
 
 macro_rules! text_enum {
@@ -113,6 +115,7 @@ text_enum!(EventType {
     VerificationCanceled => "verification_canceled",
     VerificationMaxAttemptsReached => "verification_max_attempts_reached",
     MessageCanceled => "message_canceled",
+    MessageRerouted => "message_rerouted",
 });
 
 /// A stored verification.
@@ -181,6 +184,8 @@ pub struct MessageRecord {
     pub carrier: String,
     /// State.
     pub status: DeliveryStatus,
+    /// Carriers still to try, in order, if this one refuses the message for now.
+    pub fallback_carriers: Vec<String>,
     /// Carrier's id once submitted.
     pub carrier_message_id: Option<String>,
     /// Last detail (carrier reason).
@@ -231,6 +236,8 @@ pub struct NewVerification {
     pub channel: Channel,
     /// Carrier for the message.
     pub carrier: String,
+    /// Carriers to fail over to, in order.
+    pub fallback_carriers: Vec<String>,
     /// Locale.
     pub locale: String,
     /// Code digits.
@@ -396,6 +403,17 @@ pub trait Store: Send + Sync + 'static {
     async fn record_failed(
         &self,
         message_id: &str,
+        detail: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Moves a claimed message to `next_carrier` (queued again at once), keeping `remaining` as
+    /// its fallbacks, after its carrier refused it for now.
+    async fn record_rerouted(
+        &self,
+        message_id: &str,
+        next_carrier: &str,
+        remaining: &[String],
         detail: &str,
         now_ms: i64,
     ) -> Result<(), StoreError>;

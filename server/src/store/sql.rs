@@ -51,7 +51,7 @@ pub struct SqlStore {
 const VERIFICATION_COLUMNS: &str = "id, to_e164, region_code, status, channel, locale, code_length, code_nonce, code_check, \
      checks_used, max_checks, sends_used, max_sends, idempotency_key, classification, created_at_ms, expires_at_ms, updated_at_ms";
 
-const MESSAGE_COLUMNS: &str = "id, verification_id, channel, carrier, status, carrier_message_id, detail, created_at_ms, updated_at_ms";
+const MESSAGE_COLUMNS: &str = "id, verification_id, channel, carrier, fallback_carriers, status, carrier_message_id, detail, created_at_ms, updated_at_ms";
 
 impl SqlStore {
     /// Connects to `database_url` (`sqlite://...` or `postgres://...`) and applies migrations.
@@ -274,14 +274,15 @@ impl SqlStore {
         detail: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO messages (id, verification_id, channel, carrier, status, due_at_ms, detail, created_at_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, 'queued', $5, '', $5, $5)",
+            "INSERT INTO messages (id, verification_id, channel, carrier, fallback_carriers, status, due_at_ms, detail, created_at_ms, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $6, 'queued', $5, '', $5, $5)",
         )
         .bind(&new.message_id)
         .bind(verification_id)
         .bind(new.channel.as_str())
         .bind(&new.carrier)
         .bind(new.now_ms)
+        .bind(new.fallback_carriers.join(","))
         .execute(tx.conn())
         .await?;
         self.insert_event(
@@ -585,6 +586,13 @@ fn is_unique_violation(error: &StoreError) -> bool {
     }
 }
 
+fn split_carriers(text: &str) -> Vec<String> {
+    text.split(',')
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 fn parse_channel(text: &str) -> Result<Channel, StoreError> {
     Channel::parse(text).ok_or_else(|| StoreError::Corrupt(format!("channel `{text}`")))
 }
@@ -626,6 +634,7 @@ fn message_from_row(row: &AnyRow) -> Result<MessageRecord, StoreError> {
         verification_id: row.try_get("verification_id")?,
         channel: parse_channel(&row.try_get::<String, _>("channel")?)?,
         carrier: row.try_get("carrier")?,
+        fallback_carriers: split_carriers(&row.try_get::<String, _>("fallback_carriers")?),
         status: DeliveryStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("message status `{status}`")))?,
         carrier_message_id: row.try_get("carrier_message_id")?,
@@ -864,7 +873,7 @@ impl Store for SqlStore {
             .join(", ");
         let select = format!(
             "SELECT m.id AS m_id, m.verification_id AS m_verification_id, m.channel AS m_channel, m.carrier AS m_carrier, \
-             m.status AS m_status, m.carrier_message_id AS m_carrier_message_id, m.detail AS m_detail, \
+             m.fallback_carriers AS m_fallback_carriers, m.status AS m_status, m.carrier_message_id AS m_carrier_message_id, m.detail AS m_detail, \
              m.created_at_ms AS m_created_at_ms, m.updated_at_ms AS m_updated_at_ms, {verification_columns} \
              FROM messages m JOIN verifications v ON v.id = m.verification_id \
              WHERE m.claim_token = $1 ORDER BY m.due_at_ms, m.id"
@@ -896,6 +905,9 @@ impl Store for SqlStore {
                         verification_id: row.try_get("m_verification_id")?,
                         channel: parse_channel(&row.try_get::<String, _>("m_channel")?)?,
                         carrier: row.try_get("m_carrier")?,
+                        fallback_carriers: split_carriers(
+                            &row.try_get::<String, _>("m_fallback_carriers")?,
+                        ),
                         status: DeliveryStatus::parse(&status).ok_or_else(|| {
                             StoreError::Corrupt(format!("message status `{status}`"))
                         })?,
@@ -945,6 +957,44 @@ impl Store for SqlStore {
             now_ms,
         )
         .await
+    }
+
+    async fn record_rerouted(
+        &self,
+        message_id: &str,
+        next_carrier: &str,
+        remaining: &[String],
+        detail: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "UPDATE messages SET status = 'queued', carrier = $1, fallback_carriers = $2, detail = $3, \
+             claim_token = NULL, claim_expires_at_ms = NULL, due_at_ms = $4, updated_at_ms = $4 \
+             WHERE id = $5 AND status = 'sending' RETURNING verification_id, channel, carrier",
+        )
+        .bind(next_carrier)
+        .bind(remaining.join(","))
+        .bind(detail)
+        .bind(now_ms)
+        .bind(message_id)
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(());
+        };
+        self.record_message_event(
+            &mut tx,
+            &row,
+            message_id,
+            EventType::MessageRerouted,
+            DeliveryStatus::Queued,
+            detail,
+            now_ms,
+        )
+        .await?;
+        self.commit_with_events(tx).await
     }
 
     async fn record_canceled(
