@@ -476,8 +476,24 @@ impl SqlStore {
         .bind(message_id)
         .fetch_optional(tx.conn())
         .await?;
+        self.settle_claimed(tx, row, message_id, event_type, status, detail, now_ms)
+            .await
+    }
+
+    /// Ends the update of a claimed message: with no row (someone else settled it first, e.g.
+    /// the abandoned-claim sweep) nothing changes; otherwise the event is recorded and committed.
+    #[allow(clippy::too_many_arguments)]
+    async fn settle_claimed(
+        &self,
+        mut tx: WriteTx,
+        row: Option<AnyRow>,
+        message_id: &str,
+        event_type: EventType,
+        status: DeliveryStatus,
+        detail: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         let Some(row) = row else {
-            // Someone else already finished it (an abandoned-claim sweep); keep their answer.
             tx.rollback().await?;
             return Ok(());
         };
@@ -980,21 +996,16 @@ impl Store for SqlStore {
         .bind(message_id)
         .fetch_optional(tx.conn())
         .await?;
-        let Some(row) = row else {
-            tx.rollback().await?;
-            return Ok(());
-        };
-        self.record_message_event(
-            &mut tx,
-            &row,
+        self.settle_claimed(
+            tx,
+            row,
             message_id,
             EventType::MessageRerouted,
             DeliveryStatus::Queued,
             detail,
             now_ms,
         )
-        .await?;
-        self.commit_with_events(tx).await
+        .await
     }
 
     async fn record_canceled(
