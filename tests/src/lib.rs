@@ -169,6 +169,21 @@ impl TestServer {
         TestServer::start_with(backend, ServerOptions::default()).await
     }
 
+    /// Starts a server on `backend` with extra TOML appended to its generated config.
+    pub async fn start_with_config(
+        backend: Backend,
+        extra_config: impl Into<String>,
+    ) -> TestServer {
+        TestServer::start_with(
+            backend,
+            ServerOptions {
+                extra_config: extra_config.into(),
+                ..ServerOptions::default()
+            },
+        )
+        .await
+    }
+
     /// Starts a server on `backend` with `options`.
     pub async fn start_with(backend: Backend, options: ServerOptions) -> TestServer {
         let (temp, directory) = match &options.directory {
@@ -344,6 +359,31 @@ impl Drop for TestServer {
             );
         }
         self.kill();
+    }
+}
+
+/// Reads `events` until one of type `wanted` arrives, failing after 10 s or at the end of the
+/// stream; returns every event read, the wanted one last.
+pub async fn events_until<S>(
+    events: &mut S,
+    wanted: verify_client::proto::v1::EventType,
+) -> Vec<verify_client::proto::v1::Event>
+where
+    S: tokio_stream::Stream<Item = Result<verify_client::proto::v1::Event, tonic::Status>> + Unpin,
+{
+    use tokio_stream::StreamExt;
+    let mut seen = Vec::new();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {wanted:?} event within 10 s; saw {seen:?}"))
+            .expect("the event stream ended")
+            .expect("an event");
+        let done = event.r#type() == wanted;
+        seen.push(event);
+        if done {
+            return seen;
+        }
     }
 }
 

@@ -9,7 +9,9 @@ use verify_client::proto::v1::{
     self, Channel, CheckResult, DeliveryStatus, EventType, VerificationStatus,
 };
 use verify_client::{VerifyClient, VerifyOptions};
-use verify_e2e::{Backend, ServerOptions, TestServer, on_both_backends, unique_mobile};
+use verify_e2e::{
+    Backend, ServerOptions, TestServer, events_until, on_both_backends, unique_mobile,
+};
 
 on_both_backends!(
     verify_then_check_approves,
@@ -98,14 +100,7 @@ async fn verify_then_check_approves(backend: Backend) {
 }
 
 async fn new_verify_resends_the_same_code_until_max_sends(backend: Backend) {
-    let server = TestServer::start_with(
-        backend,
-        ServerOptions {
-            extra_config: "[codes]\nmax_sends = 3\n".into(),
-            ..Default::default()
-        },
-    )
-    .await;
+    let server = TestServer::start_with_config(backend, "[codes]\nmax_sends = 3\n").await;
     let client = server.client().await;
     let number = unique_mobile();
     let first = verify(&client, &number).await;
@@ -289,31 +284,17 @@ async fn check_outcomes_are_distinct(backend: Backend) {
 }
 
 async fn expired_codes_are_refused_and_announced(backend: Backend) {
-    let server = TestServer::start_with(
-        backend,
-        ServerOptions {
-            extra_config: "[codes]\nttl_seconds = 1\n".into(),
-            ..Default::default()
-        },
-    )
-    .await;
+    let server = TestServer::start_with_config(backend, "[codes]\nttl_seconds = 1\n").await;
     let client = server.client().await;
     let number = unique_mobile();
     let id = verify(&client, &number).await.verification.unwrap().id;
     let code = server.code_for(&id).await;
     // The sweeper expires it and says so on the event stream.
     let mut events = client.watch(Some(&id), 0).await.unwrap();
-    let expired = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(event) = events.next().await {
-            let event = event.unwrap();
-            if event.r#type() == EventType::VerificationExpired {
-                return event;
-            }
-        }
-        panic!("stream ended");
-    })
-    .await
-    .expect("an expiry event within 10 s");
+    let expired = events_until(&mut events, EventType::VerificationExpired)
+        .await
+        .pop()
+        .unwrap();
     assert_eq!(expired.verification_status(), VerificationStatus::Expired);
     let check = client.check_by_id(&id, &code).await.unwrap();
     assert_eq!(check.result(), CheckResult::Expired);
@@ -629,13 +610,7 @@ async fn shutdown_is_graceful_and_restart_keeps_everything(backend: Backend) {
 }
 
 async fn failed_delivery_is_an_event(backend: Backend) {
-    let server = TestServer::start_with(
-        backend,
-        ServerOptions {
-            extra_config: "[[carriers]]\nname = \"flaky\"\nkind = \"sim\"\n[carriers.countries.HN]\ndelivery_probability = 0.0\n".into(),
-            ..Default::default()
-        },
-    )
+    let server = TestServer::start_with_config(backend, "[[carriers]]\nname = \"flaky\"\nkind = \"sim\"\n[carriers.countries.HN]\ndelivery_probability = 0.0\n")
     .await;
     let client = server.client().await;
     let honduras = "+504 9123 4567";
@@ -643,17 +618,10 @@ async fn failed_delivery_is_an_event(backend: Backend) {
     assert!(classification.valid, "{classification:?}");
     let id = verify(&client, honduras).await.verification.unwrap().id;
     let mut events = client.watch(Some(&id), 0).await.unwrap();
-    let failed = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(event) = events.next().await {
-            let event = event.unwrap();
-            if event.r#type() == EventType::MessageFailed {
-                return event;
-            }
-        }
-        panic!("stream ended");
-    })
-    .await
-    .expect("a failure event");
+    let failed = events_until(&mut events, EventType::MessageFailed)
+        .await
+        .pop()
+        .unwrap();
     assert_eq!(failed.delivery_status(), DeliveryStatus::Failed);
     assert_eq!(failed.carrier, "flaky");
     assert!(failed.detail.contains("UNDELIV"), "{}", failed.detail);
@@ -665,12 +633,9 @@ async fn failed_delivery_is_an_event(backend: Backend) {
 async fn api_keys_guard_the_service_but_not_health(backend: Backend) {
     let key = "k3y-for-backend-7f9";
     let hash = verify_server_hash(key);
-    let server = TestServer::start_with(
+    let server = TestServer::start_with_config(
         backend,
-        ServerOptions {
-            extra_config: format!("[[api_keys]]\nname = \"backend\"\nsha256 = \"{hash}\"\n"),
-            ..Default::default()
-        },
+        format!("[[api_keys]]\nname = \"backend\"\nsha256 = \"{hash}\"\n"),
     )
     .await;
     let anonymous = server.client().await;
@@ -933,16 +898,10 @@ async fn classify_batch_streams_chunks_in_order() {
 async fn temporary_refusals_fail_over_and_permanent_ones_fail(backend: Backend) {
     let down = "+447400100200";
     let refused = "+447400100300";
-    let server = TestServer::start_with(
-        backend,
-        ServerOptions {
-            extra_config: format!(
+    let server = TestServer::start_with_config(backend, format!(
                 "[[carriers]]\nname = \"flaky\"\nkind = \"sim\"\n[carriers.destinations]\n\"{down}\" = \"down\"\n\"{refused}\" = \"reject\"\n\n\
                  [[carriers]]\nname = \"backup\"\nkind = \"sim\"\n\n[routes]\ndefault = [\"flaky\", \"backup\"]\n"
-            ),
-            ..Default::default()
-        },
-    )
+            ))
     .await;
     let client = server.client().await;
 
@@ -955,16 +914,10 @@ async fn temporary_refusals_fail_over_and_permanent_ones_fail(backend: Backend) 
     assert_eq!(attempt.carrier, "backup");
     assert_eq!(attempt.delivery_status(), DeliveryStatus::Delivered);
     let mut events = client.watch(Some(&id), 0).await.unwrap();
-    let rerouted = loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
-            .await
-            .expect("events")
-            .unwrap()
-            .unwrap();
-        if event.r#type() == EventType::MessageRerouted {
-            break event;
-        }
-    };
+    let rerouted = events_until(&mut events, EventType::MessageRerouted)
+        .await
+        .pop()
+        .unwrap();
     assert_eq!(rerouted.carrier, "backup");
     assert!(
         rerouted.detail.contains("flaky: unavailable (temporary)"),
@@ -979,21 +932,13 @@ async fn temporary_refusals_fail_over_and_permanent_ones_fail(backend: Backend) 
     // A permanent refusal is not retried elsewhere: the message fails with the carrier's reason.
     let id = verify(&client, refused).await.verification.unwrap().id;
     let mut events = client.watch(Some(&id), 0).await.unwrap();
-    let failed = loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
-            .await
-            .expect("events")
-            .unwrap()
-            .unwrap();
-        assert_ne!(
-            event.r#type(),
-            EventType::MessageRerouted,
-            "a permanent error moved on"
-        );
-        if event.r#type() == EventType::MessageFailed {
-            break event;
-        }
-    };
+    let mut seen = events_until(&mut events, EventType::MessageFailed).await;
+    assert!(
+        seen.iter()
+            .all(|e| e.r#type() != EventType::MessageRerouted),
+        "a permanent error moved on: {seen:?}"
+    );
+    let failed = seen.pop().unwrap();
     assert_eq!(failed.carrier, "flaky");
     assert!(
         failed.detail.contains("simulated refusal"),
