@@ -14,6 +14,10 @@ use crate::config::CarrierEntry;
 pub fn register_carriers() -> CarrierRegistry {
     let mut registry = CarrierRegistry::new();
     verify_carrier_sim::register(&mut registry);
+    verify_carrier_smpp::register(&mut registry);
+    verify_carrier_twilio::register(&mut registry);
+    verify_carrier_vonage::register(&mut registry);
+    verify_carrier_webhook::register(&mut registry);
     registry
 }
 
@@ -42,6 +46,7 @@ impl CarrierSet {
             let context = CarrierContext {
                 name: entry.name.clone(),
                 receipts: receipts.clone(),
+                callback_url: None,
             };
             let carrier = registry.build(&entry.kind, &settings, context)?;
             by_name.insert(entry.name.clone(), carrier);

@@ -214,6 +214,7 @@ impl Dispatcher {
                 code,
                 locale: verification.locale.clone(),
                 sender: None,
+                attributes: Default::default(),
             };
             let timeout = Duration::from_millis(self.settings.submit_timeout_ms);
             match tokio::time::timeout(timeout, carrier.submit(outbound)).await {

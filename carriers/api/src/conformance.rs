@@ -31,8 +31,8 @@ pub enum PeerBehaviour {
 /// A carrier under test and the peer it talks to.
 #[async_trait]
 pub trait ConformancePeer: Send + Sync {
-    /// Builds a carrier connected to the peer, with the receiver of its delivery receipts;
-    /// messages to `to` meet `behaviour`.
+    /// Builds and starts ([`Carrier::start`]) a carrier connected to the peer, with the receiver
+    /// of its delivery receipts; messages to `to` meet `behaviour`.
     async fn carrier_for(
         &self,
         to: &str,
@@ -59,6 +59,7 @@ fn message(to: &str, channel: Channel, n: usize) -> OutboundMessage {
         code: OneTimeCode::new("424242"),
         locale: "en".into(),
         sender: None,
+        attributes: Default::default(),
     }
 }
 

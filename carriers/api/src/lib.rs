@@ -5,11 +5,13 @@
 //! and a `register` function that adds its factory to a [`CarrierRegistry`]. The server builds
 //! carriers by kind name from its configuration and never depends on a carrier's internals.
 
+pub mod callback;
 pub mod conformance;
 mod error;
 mod message;
 mod registry;
 
+pub use callback::{CallbackRequest, CallbackResponse};
 pub use error::{CarrierError, ErrorKind};
 pub use message::{
     Capabilities, Channel, DeliveryReceipt, OneTimeCode, OutboundMessage, ReceiptSink,
@@ -37,6 +39,22 @@ pub trait Carrier: Send + Sync + 'static {
     /// Hands one message to the carrier. `Ok` means the carrier accepted it and gave its own
     /// message id; the final outcome arrives later as a [`DeliveryReceipt`].
     async fn submit(&self, message: OutboundMessage) -> Result<SubmitAccepted, CarrierError>;
+
+    /// Starts background work (binds, keep-alives, receipt readers). Called once after the
+    /// carrier is built and before the first `submit`; building alone must start nothing, so
+    /// `verifyd --check-config` can build carriers safely. A peer that is down is not an error
+    /// here: the carrier keeps reconnecting and `submit` reports it as a temporary error.
+    async fn start(&self) -> Result<(), CarrierError> {
+        Ok(())
+    }
+
+    /// Handles an HTTP request the vendor sent to `/callbacks/{name}` (delivery receipts, call
+    /// status, voice instructions): verifies its signature, sends receipts to the sink and says
+    /// what to answer. Carriers that take no callbacks answer 404.
+    async fn handle_callback(&self, request: CallbackRequest) -> CallbackResponse {
+        let _ = request;
+        CallbackResponse::not_found()
+    }
 
     /// Stops the carrier: no new submissions are accepted, in-flight ones finish, receipts that
     /// are already known are flushed to the sink. Called once at server shutdown.

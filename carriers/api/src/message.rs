@@ -1,5 +1,6 @@
 //! Messages handed to carriers, their acceptance, and the delivery receipts that come back.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -83,6 +84,10 @@ pub struct OutboundMessage {
     pub locale: String,
     /// Sender to show (alphanumeric ID, long code, short code), when the route sets one.
     pub sender: Option<String>,
+    /// Registration values policy attached to the message, by name (e.g. India's
+    /// `dlt_entity_id` and `dlt_template_id`); carriers put them where their operator wants
+    /// them (SMPP TLVs, API fields) as their config says.
+    pub attributes: BTreeMap<String, String>,
 }
 
 impl fmt::Debug for OutboundMessage {
@@ -98,6 +103,7 @@ impl fmt::Debug for OutboundMessage {
             .field("code", &self.code)
             .field("locale", &self.locale)
             .field("sender", &self.sender)
+            .field("attributes", &self.attributes)
             .finish()
     }
 }
@@ -209,6 +215,7 @@ mod tests {
             code: OneTimeCode::new("493817"),
             locale: "en".into(),
             sender: None,
+            attributes: Default::default(),
         };
         let shown = format!("{message:?}");
         assert!(!shown.contains("493817"), "{shown}");

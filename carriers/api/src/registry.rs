@@ -12,6 +12,10 @@ pub struct CarrierContext {
     pub name: String,
     /// Where the carrier sends delivery receipts.
     pub receipts: ReceiptSink,
+    /// The public URL of this carrier's callback endpoint (`{public_url}/callbacks/{name}`),
+    /// which HTTP carriers give their vendor for receipts; `None` when the server serves no
+    /// callbacks.
+    pub callback_url: Option<String>,
 }
 
 /// Builds a carrier of one kind from its settings (a JSON value taken from the config table).
@@ -92,6 +96,7 @@ mod tests {
         let context = CarrierContext {
             name: "main".into(),
             receipts,
+            callback_url: None,
         };
         let Err(error) = registry.build("twilio", &serde_json::Value::Null, context) else {
             panic!("an unknown kind must not build");

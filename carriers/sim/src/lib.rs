@@ -412,6 +412,7 @@ mod tests {
             code: OneTimeCode::new("123456"),
             locale: "en".into(),
             sender: None,
+            attributes: Default::default(),
         }
     }
 
@@ -431,6 +432,7 @@ mod tests {
                 CarrierContext {
                     name: "sim".into(),
                     receipts,
+                    callback_url: None,
                 },
             )
             .expect("sim builds");
@@ -521,6 +523,7 @@ mod tests {
         let context = CarrierContext {
             name: "sim".into(),
             receipts,
+            callback_url: None,
         };
         let Err(error) = build(
             &serde_json::json!({ "delivery_probability": 1.5 }),
