@@ -8,11 +8,15 @@
 pub mod callback;
 pub mod conformance;
 mod error;
+#[cfg(feature = "http-client")]
+mod http_client;
 mod message;
 mod registry;
 
 pub use callback::{CallbackRequest, CallbackResponse};
 pub use error::{CarrierError, ErrorKind};
+#[cfg(feature = "http-client")]
+pub use http_client::{http_client, install_crypto_provider, request_error};
 pub use message::{
     Capabilities, Channel, DeliveryReceipt, OneTimeCode, OutboundMessage, ReceiptSink,
     ReceiptStatus, SubmitAccepted, mask_number,

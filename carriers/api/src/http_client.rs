@@ -1,0 +1,48 @@
+//! The HTTP client HTTP carriers share: rustls with the ring provider, the platform's roots,
+//! a timeout per request and a user agent naming verifyd.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use crate::{CarrierError, ErrorKind};
+
+static INSTALL_PROVIDER: Once = Once::new();
+
+/// Makes ring the process's rustls crypto provider (once; an earlier choice is kept).
+pub fn install_crypto_provider() {
+    INSTALL_PROVIDER.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// A client for one carrier: each request gives up after `timeout`.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, CarrierError> {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .user_agent(concat!("verifyd/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| CarrierError::new(ErrorKind::Config, format!("HTTP client: {e}")))
+}
+
+/// Maps a failed request (no HTTP answer at all) to a carrier error: connection refused or
+/// reset is `Unavailable`, no answer in time is `Timeout`; both temporary. The message names
+/// the host only, never the URL's query or credentials.
+pub fn request_error(error: reqwest::Error) -> CarrierError {
+    let host = error
+        .url()
+        .and_then(|url| url.host_str().map(str::to_string))
+        .unwrap_or_else(|| "the carrier".to_string());
+    if error.is_timeout() {
+        CarrierError::new(ErrorKind::Timeout, format!("{host} did not answer in time"))
+    } else if error.is_connect() {
+        CarrierError::new(ErrorKind::Unavailable, format!("cannot connect to {host}"))
+    } else {
+        CarrierError::new(
+            ErrorKind::Unavailable,
+            format!("request to {host} failed: {}", error.without_url()),
+        )
+        .set_temporary()
+    }
+}
