@@ -55,17 +55,54 @@ pub async fn serve(
         .ensure_secret_fingerprint(&codes.fingerprint())
         .await
         .map_err(|e| e.to_string())?;
+    let callback_listener = match config.callbacks.listen {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .map_err(|e| format!("callbacks: cannot listen on {address}: {e}"))?,
+        ),
+        None => None,
+    };
+    let callback_address = match &callback_listener {
+        Some(listener) => Some(listener.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let callback_base = config.callbacks.base_url(callback_address);
     let (receipts, receipt_stream) = ReceiptSink::channel();
     let carriers = Arc::new(
-        CarrierSet::build(&register_carriers(), &config.carriers, &receipts)
-            .map_err(|e| e.to_string())?,
+        CarrierSet::build(
+            &register_carriers(),
+            &config.carriers,
+            &receipts,
+            callback_base.as_deref(),
+        )
+        .map_err(|e| e.to_string())?,
     );
     drop(receipts);
+    // Receipts of messages sent before a restart may arrive as soon as carriers start, so the
+    // recorder and the callback endpoint run first.
+    let receipt_recorder = tokio::spawn(record_receipts(Arc::clone(&store), receipt_stream));
+    let (callbacks_stop, callbacks_stopped) = tokio::sync::oneshot::channel::<()>();
+    let callback_server = callback_listener.map(|listener| {
+        let targets = carriers.callback_targets();
+        tokio::spawn(async move {
+            let stop = async {
+                let _ = callbacks_stopped.await;
+            };
+            if let Err(error) = verify_carrier::callback::serve(listener, targets, stop).await {
+                tracing::error!(%error, "callback endpoint failed");
+            }
+        })
+    });
+    if let (Some(address), Some(base)) = (callback_address, &callback_base) {
+        tracing::info!(listen = %address, public_url = %base, "serving carrier callbacks at /callbacks/{{carrier}}");
+        println!("verifyd callbacks on {address}");
+    }
+    carriers.start().await.map_err(|e| e.to_string())?;
 
     let address = listener.local_addr().map_err(|e| e.to_string())?;
 
     let (stopping, stopping_signal) = watch::channel(false);
-    let receipt_recorder = tokio::spawn(record_receipts(Arc::clone(&store), receipt_stream));
     let dispatcher = tokio::spawn(
         Dispatcher::new(
             Arc::clone(&store),
@@ -156,8 +193,19 @@ pub async fn serve(
     if let Err(error) = dispatcher.await {
         tracing::error!(%error, "dispatcher task failed");
     }
+    // Carriers wait for the receipts of what they accepted, some of which come as callbacks,
+    // so the callback endpoint stops only after them.
     carriers.shutdown().await;
     drop(carriers);
+    let _ = callbacks_stop.send(());
+    if let Some(mut callback_server) = callback_server
+        && tokio::time::timeout(Duration::from_secs(5), &mut callback_server)
+            .await
+            .is_err()
+    {
+        tracing::warn!("callback endpoint still busy after 5 s; closing it");
+        callback_server.abort();
+    }
     match tokio::time::timeout(RECEIPT_DRAIN_TIMEOUT, receipt_recorder).await {
         Ok(_) => {}
         Err(_) => tracing::warn!("receipts still arriving after shutdown; later ones are lost"),

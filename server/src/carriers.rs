@@ -22,10 +22,27 @@ pub fn register_carriers() -> CarrierRegistry {
 }
 
 /// Checks every carrier's kind and settings by building it against a receipt sink nobody reads;
-/// building starts nothing (no connection, no file), so it is safe for `--check-config`.
+/// building starts nothing (no connection, no file), so it is safe for `--check-config`. The
+/// error lists every carrier that is wrong, not just the first.
 pub fn check_settings(entries: &[CarrierEntry]) -> Result<(), CarrierError> {
     let (receipts, _unread) = ReceiptSink::channel();
-    CarrierSet::build(&register_carriers(), entries, &receipts).map(drop)
+    let registry = register_carriers();
+    let problems: Vec<String> = entries
+        .iter()
+        .filter_map(|entry| {
+            CarrierSet::build(&registry, std::slice::from_ref(entry), &receipts, None)
+                .err()
+                .map(|error| error.message().to_string())
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CarrierError::new(
+            verify_carrier::ErrorKind::Config,
+            problems.join("; "),
+        ))
+    }
 }
 
 /// The configured carrier instances by name.
@@ -34,11 +51,14 @@ pub struct CarrierSet {
 }
 
 impl CarrierSet {
-    /// Builds every configured carrier; the first failure names the carrier.
+    /// Builds every configured carrier; the first failure names the carrier. With
+    /// `callback_base` (the public URL of the callback listener) each carrier learns its
+    /// callback URL, `{callback_base}/callbacks/{name}`.
     pub fn build(
         registry: &CarrierRegistry,
         entries: &[CarrierEntry],
         receipts: &ReceiptSink,
+        callback_base: Option<&str>,
     ) -> Result<CarrierSet, CarrierError> {
         let mut by_name = HashMap::new();
         for entry in entries {
@@ -46,7 +66,7 @@ impl CarrierSet {
             let context = CarrierContext {
                 name: entry.name.clone(),
                 receipts: receipts.clone(),
-                callback_url: None,
+                callback_url: callback_base.map(|base| format!("{base}/callbacks/{}", entry.name)),
             };
             let carrier = registry.build(&entry.kind, &settings, context)?;
             by_name.insert(entry.name.clone(), carrier);
@@ -78,10 +98,28 @@ impl CarrierSet {
             .collect()
     }
 
-    /// Shuts every carrier down, letting in-flight work finish.
-    pub async fn shutdown(&self) {
-        for carrier in self.by_name.values() {
-            carrier.shutdown().await;
+    /// Starts every carrier (binds, keep-alives). A carrier that cannot start is an error
+    /// naming it; a peer that is merely down is not (the carrier keeps reconnecting).
+    pub async fn start(&self) -> Result<(), CarrierError> {
+        for (name, carrier) in &self.by_name {
+            carrier.start().await?;
+            tracing::info!(carrier = %name, kind = carrier.kind(), "carrier started");
         }
+        Ok(())
+    }
+
+    /// The carriers by name, for the callback endpoint.
+    pub fn callback_targets(&self) -> verify_carrier::callback::CallbackTargets {
+        Arc::new(
+            self.by_name
+                .iter()
+                .map(|(name, carrier)| (name.clone(), Arc::clone(carrier)))
+                .collect(),
+        )
+    }
+
+    /// Shuts every carrier down at once, letting in-flight work finish and receipts arrive.
+    pub async fn shutdown(&self) {
+        futures::future::join_all(self.by_name.values().map(|carrier| carrier.shutdown())).await;
     }
 }

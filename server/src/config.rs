@@ -47,6 +47,34 @@ pub struct Config {
     pub routes: RouteTable,
     /// Outbox dispatcher tuning.
     pub dispatcher: DispatcherSettings,
+    /// The HTTP endpoint where HTTP carriers post delivery receipts.
+    #[serde(default)]
+    pub callbacks: CallbackSettings,
+}
+
+/// Where verifyd serves `/callbacks/{carrier}` for HTTP carriers' receipts.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackSettings {
+    /// Address of the HTTP listener; no callback endpoint when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// The URL vendors reach that listener at (e.g. `https://verify.example.com` behind a
+    /// proxy); `http://{listen}` when unset. Each carrier's callback URL is
+    /// `{public_url}/callbacks/{name}`, and signatures are checked against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+}
+
+impl CallbackSettings {
+    /// The public base URL, without a trailing slash, when callbacks are served.
+    pub fn base_url(&self, bound: Option<SocketAddr>) -> Option<String> {
+        let listen = bound.or(self.listen)?;
+        Some(match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{listen}"),
+        })
+    }
 }
 
 fn default_routes() -> RouteTable {
@@ -137,6 +165,7 @@ impl Default for Config {
                 submit_timeout_ms: 30_000,
                 claim_timeout_seconds: 120,
             },
+            callbacks: CallbackSettings::default(),
         }
     }
 }
@@ -161,6 +190,7 @@ impl fmt::Debug for Config {
             )
             .field("routes", &self.routes)
             .field("dispatcher", &self.dispatcher)
+            .field("callbacks", &self.callbacks)
             .finish()
     }
 }
@@ -189,6 +219,7 @@ const ENV_KEYS: &[&str] = &[
     "sim_outbox",
     "codes",
     "dispatcher",
+    "callbacks",
 ];
 
 impl Config {
@@ -223,6 +254,7 @@ impl Config {
     /// none are set) and validates it, carrier settings included.
     pub fn finish(mut config: Config) -> Result<Config, ConfigError> {
         config.fill_embedded_default();
+        config.resolve_secret_variables(|name| std::env::var(name).ok())?;
         config.validate()?;
         crate::carriers::check_settings(&config.carriers)
             .map_err(|e| ConfigError(e.to_string()))?;
@@ -251,6 +283,49 @@ impl Config {
                     .insert("outbox".into(), serde_json::Value::String(outbox));
             }
         }
+    }
+
+    /// Replaces every carrier setting `X_env = "VARIABLE"` with `X` = the variable's value, so
+    /// secrets (passwords, auth tokens, API secrets) stay out of config files. A variable that
+    /// is unset or empty is an error naming the carrier, the key and the variable.
+    fn resolve_secret_variables(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        for carrier in &mut self.carriers {
+            let keys: Vec<String> = carrier
+                .settings
+                .keys()
+                .filter(|key| key.ends_with("_env"))
+                .cloned()
+                .collect();
+            for key in keys {
+                let target = key.trim_end_matches("_env").to_string();
+                let Some(serde_json::Value::String(variable)) = carrier.settings.remove(&key)
+                else {
+                    return Err(ConfigError(format!(
+                        "carriers `{}`: {key} must be the name of an environment variable",
+                        carrier.name
+                    )));
+                };
+                if carrier.settings.contains_key(&target) {
+                    return Err(ConfigError(format!(
+                        "carriers `{}`: set {target} or {key}, not both",
+                        carrier.name
+                    )));
+                }
+                let value = lookup(&variable).filter(|value| !value.is_empty()).ok_or_else(|| {
+                    ConfigError(format!(
+                        "carriers `{}`: {key} names the environment variable {variable}, which is not set",
+                        carrier.name
+                    ))
+                })?;
+                carrier
+                    .settings
+                    .insert(target, serde_json::Value::String(value));
+            }
+        }
+        Ok(())
     }
 
     /// Cross-field checks, each naming the key that is wrong.
@@ -338,6 +413,16 @@ impl Config {
         }
         // A claim must outlive the submission, or a slow but successful send would be swept
         // as abandoned and recorded failed.
+        if let Some(url) = &self.callbacks.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return fail(format!(
+                "callbacks.public_url must start with http:// or https://, got `{url}`"
+            ));
+        }
+        if self.callbacks.public_url.is_some() && self.callbacks.listen.is_none() {
+            return fail("callbacks.public_url is set but callbacks.listen is not".into());
+        }
         if d.claim_timeout_seconds > 86_400
             || d.claim_timeout_seconds * 1000 < d.submit_timeout_ms + 10_000
         {
@@ -372,6 +457,33 @@ mod tests {
         assert_eq!(
             config.carriers[0].settings["outbox"],
             serde_json::json!("verifyd-sim-outbox.jsonl")
+        );
+    }
+
+    #[test]
+    fn carrier_secrets_come_from_the_environment() {
+        let mut config = Config::default();
+        config.carriers.push(CarrierEntry {
+            name: "operator".into(),
+            kind: "smpp".into(),
+            settings: serde_json::json!({ "password_env": "OPERATOR_PASSWORD", "port": 2775 })
+                .as_object()
+                .cloned()
+                .unwrap(),
+        });
+        let lookup = |name: &str| (name == "OPERATOR_PASSWORD").then(|| "s3cret".to_string());
+        let mut resolved = config.clone();
+        resolved.resolve_secret_variables(lookup).unwrap();
+        assert_eq!(resolved.carriers[0].settings["password"], "s3cret");
+        assert!(!resolved.carriers[0].settings.contains_key("password_env"));
+        assert!(!format!("{resolved:?}").contains("s3cret"));
+
+        let error = config.resolve_secret_variables(|_| None).unwrap_err();
+        assert!(
+            error.0.contains(
+                "password_env names the environment variable OPERATOR_PASSWORD, which is not set"
+            ),
+            "{error}"
         );
     }
 

@@ -91,6 +91,14 @@ fn main() -> std::process::ExitCode {
         for (region, carriers) in &config.routes.countries {
             let _ = writeln!(out, "route {region}: {}", carriers.join(" -> "));
         }
+        match config.callbacks.base_url(None) {
+            Some(base) => {
+                let _ = writeln!(out, "callbacks: {base}/callbacks/{{carrier}}");
+            }
+            None => {
+                let _ = writeln!(out, "callbacks: off (no [callbacks] listen)");
+            }
+        }
         let _ = writeln!(out, "api keys: {}", config.api_keys.len());
         return std::process::ExitCode::SUCCESS;
     }
