@@ -253,8 +253,8 @@ impl Config {
     /// Completes a configuration built in code (the embedded default carrier and routes where
     /// none are set) and validates it, carrier settings included.
     pub fn finish(mut config: Config) -> Result<Config, ConfigError> {
-        config.fill_embedded_default();
         config.resolve_secret_variables(|name| std::env::var(name).ok())?;
+        config.fill_embedded_default();
         config.validate()?;
         crate::carriers::check_settings(&config.carriers)
             .map_err(|e| ConfigError(e.to_string()))?;

@@ -180,3 +180,67 @@ fn check_config_checks_carrier_settings() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("known kinds: sim"));
 }
+
+#[test]
+fn check_config_reads_carrier_secrets_from_the_environment_and_lists_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("verifyd.toml");
+    std::fs::write(
+        &path,
+        "[[carriers]]\nname = \"sim\"\nkind = \"sim\"\noutbox_env = \"CLI_TEST_OUTBOX\"\n\
+         [callbacks]\nlisten = \"127.0.0.1:8443\"\npublic_url = \"https://verify.example.com/\"\n",
+    )
+    .unwrap();
+    let unset = verifyd()
+        .arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .env_remove("CLI_TEST_OUTBOX")
+        .output()
+        .unwrap();
+    assert_eq!(unset.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&unset.stderr);
+    assert!(
+        stderr.contains(
+            "outbox_env names the environment variable CLI_TEST_OUTBOX, which is not set"
+        ),
+        "{stderr}"
+    );
+
+    let set = verifyd()
+        .arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .env("CLI_TEST_OUTBOX", dir.path().join("out.jsonl"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&set.stdout);
+    assert!(
+        set.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    assert!(
+        stdout.contains("callbacks: https://verify.example.com/callbacks/{carrier}"),
+        "{stdout}"
+    );
+
+    std::fs::write(
+        &path,
+        "[[carriers]]\nname = \"a\"\nkind = \"sim\"\ndelivery_probability = 2.0\n\
+         [[carriers]]\nname = \"b\"\nkind = \"carrier-pigeon\"\n",
+    )
+    .unwrap();
+    let both = verifyd()
+        .arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&both.stderr);
+    assert_eq!(both.status.code(), Some(2));
+    assert!(
+        stderr.contains("carrier `a`") && stderr.contains("carrier `b`"),
+        "both carriers named: {stderr}"
+    );
+}

@@ -159,6 +159,8 @@ pub struct TestServer {
     pub outbox: PathBuf,
     /// The database URL it uses.
     pub database_url: String,
+    /// Where it serves carrier callbacks, when its config has `[callbacks] listen`.
+    pub callbacks_address: Option<SocketAddr>,
     _temp: Option<tempfile::TempDir>,
     _postgres: Option<PostgresDatabase>,
 }
@@ -224,6 +226,7 @@ impl TestServer {
             directory: directory.clone(),
             outbox,
             database_url,
+            callbacks_address: None,
             _temp: temp,
             _postgres: postgres,
         };
@@ -252,15 +255,27 @@ impl TestServer {
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             while let Some(Ok(line)) = lines.next() {
+                if let Some(address) = line.strip_prefix("verifyd callbacks on ") {
+                    let _ = sender.send((false, address.to_string()));
+                }
                 if let Some(address) = line.strip_prefix("verifyd listening on ") {
-                    let _ = sender.send(address.to_string());
+                    let _ = sender.send((true, address.to_string()));
                 }
             }
         });
         self.child = Some(child);
-        match receiver.recv_timeout(Duration::from_secs(60)) {
-            Ok(address) => self.address = address.parse().expect("listen address"),
-            Err(_) => panic!("verifyd did not start; log:\n{}", self.log()),
+        self.callbacks_address = None;
+        loop {
+            match receiver.recv_timeout(Duration::from_secs(60)) {
+                Ok((true, address)) => {
+                    self.address = address.parse().expect("listen address");
+                    break;
+                }
+                Ok((false, address)) => {
+                    self.callbacks_address = Some(address.parse().expect("callbacks address"));
+                }
+                Err(_) => panic!("verifyd did not start; log:\n{}", self.log()),
+            }
         }
     }
 
