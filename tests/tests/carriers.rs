@@ -4,7 +4,27 @@
 
 use std::time::Duration;
 
-use verify_e2e::{Backend, TestServer};
+use verify_carrier::conformance::PeerBehaviour;
+use verify_carrier_twilio::test_peer::TwilioPeer;
+use verify_client::VerifyOptions;
+use verify_client::proto::v1::{Channel, CheckResult, DeliveryStatus, EventType};
+use verify_e2e::{Backend, TestServer, events_until, on_both_backends, unique_mobile};
+
+on_both_backends!(twilio_sends_sms_and_calls_landlines_with_twiml);
+
+/// The digits of the first code a text reads, digit by digit (`"4, 9, 3, 8"`) or in one run.
+fn code_in(text: &str) -> String {
+    let digits: String = text
+        .split(|c: char| !(c.is_ascii_digit() || c == ',' || c == ' '))
+        .map(|part| {
+            part.chars()
+                .filter(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .find(|digits| digits.len() >= 4)
+        .expect("a code in the text");
+    digits
+}
 
 /// The callback endpoint answers 404 for a carrier it does not know and for one that takes no
 /// callbacks, and logs the refusal with the carrier's name but not the body.
@@ -55,4 +75,109 @@ async fn callback_endpoint_refuses_unknown_and_callbackless_carriers() {
     assert!(log.contains("callback refused"), "{log}");
     assert!(log.contains("sim"), "{log}");
     assert!(!log.contains("424242"), "the body reached the log:\n{log}");
+}
+
+/// With the Twilio-style carrier (a local server speaking Twilio's API): a mobile gets an SMS
+/// through the Messages API, a landline a call through the Calls API whose TwiML reads the code
+/// digit by digit twice in the request's language; the signed status callbacks come back to
+/// verifyd's callback endpoint and become delivered or failed events.
+async fn twilio_sends_sms_and_calls_landlines_with_twiml(backend: Backend) {
+    let peer = TwilioPeer::start_default().await;
+    let config = format!(
+        "[callbacks]\nlisten = \"127.0.0.1:0\"\n\n[[carriers]]\nname = \"twilio\"\nkind = \"twilio\"\n{}\n[routes]\ndefault = [\"twilio\"]\n",
+        peer.carrier_settings_toml()
+    );
+    let server = TestServer::start_with_config(backend, config).await;
+    let client = server.client().await;
+
+    // A mobile: SMS, its code in the body, a delivered receipt by callback.
+    let mobile = unique_mobile();
+    let sms = client
+        .verify(VerifyOptions::new(&mobile))
+        .await
+        .expect("verify")
+        .verification
+        .unwrap();
+    assert_eq!(sms.channel(), Channel::Sms);
+    let mut events = client.watch(Some(&sms.id), 0).await.unwrap();
+    let delivered = events_until(&mut events, EventType::MessageDelivered)
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(delivered.carrier, "twilio");
+    let message = peer
+        .messages()
+        .into_iter()
+        .find(|m| m.param("To") == Some(mobile.as_str()))
+        .expect("a Messages request for the mobile");
+    let callback_base = format!(
+        "http://{}/callbacks/twilio",
+        server.callbacks_address.unwrap()
+    );
+    assert!(
+        message
+            .param("StatusCallback")
+            .is_some_and(|url| url.starts_with(&callback_base)),
+        "{:?}",
+        message.param("StatusCallback")
+    );
+    let code = code_in(message.param("Body").unwrap());
+    let check = client.check_by_id(&sms.id, &code).await.unwrap();
+    assert_eq!(check.result(), CheckResult::Approved);
+
+    // A landline, in Spanish: a call whose TwiML reads the code twice, digit by digit.
+    let landline = "+44 20 7946 0456";
+    let call = client
+        .verify(VerifyOptions {
+            locale: Some("es".into()),
+            ..VerifyOptions::new(landline)
+        })
+        .await
+        .expect("verify")
+        .verification
+        .unwrap();
+    assert_eq!(call.channel(), Channel::Voice);
+    let mut events = client.watch(Some(&call.id), 0).await.unwrap();
+    events_until(&mut events, EventType::MessageDelivered).await;
+    let request = peer
+        .calls()
+        .into_iter()
+        .find(|c| c.param("To") == Some("+442079460456"))
+        .expect("a Calls request for the landline");
+    let twiml = request.param("Twiml").expect("inline TwiML");
+    assert!(
+        twiml.starts_with("<?xml") || twiml.starts_with("<Response"),
+        "{twiml}"
+    );
+    assert!(twiml.contains("language=\"es-"), "{twiml}");
+    let code = code_in(twiml);
+    let spoken: Vec<String> = code.chars().map(String::from).collect();
+    assert_eq!(twiml.matches(&spoken.join(", ")).count(), 2, "{twiml}");
+    let check = client.check_by_id(&call.id, &code).await.unwrap();
+    assert_eq!(check.result(), CheckResult::Approved);
+
+    // An unanswered call is a failed receipt with Twilio's words.
+    let unanswered = "+44 20 7946 0457";
+    peer.set_behaviour("+442079460457", PeerBehaviour::FailDelivery);
+    let id = client
+        .verify(VerifyOptions::new(unanswered))
+        .await
+        .expect("verify")
+        .verification
+        .unwrap()
+        .id;
+    let mut events = client.watch(Some(&id), 0).await.unwrap();
+    let failed = events_until(&mut events, EventType::MessageFailed)
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(failed.delivery_status(), DeliveryStatus::Failed);
+    assert!(failed.detail.contains("no-answer"), "{}", failed.detail);
+
+    let log = server.log();
+    assert!(
+        !log.contains(&peer.auth_token()),
+        "the auth token reached the log"
+    );
+    assert!(!log.contains(&code), "a code reached the log");
 }
