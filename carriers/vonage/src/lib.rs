@@ -1,11 +1,30 @@
-//! The `vonage` carrier of verifyd (being built).
+//! The `vonage` carrier of verifyd: SMS through a Vonage-style SMS API (`POST /sms/json`),
+//! with delivery receipts taken at verifyd's callback URL and checked against Vonage's
+//! signature scheme.
+//!
+//! The crate exports the settings ([`VonageConfig`]), the kind name ([`KIND`]), [`register`]
+//! and the carrier ([`VonageCarrier`]). With the feature `test-peer` it also has
+//! [`test_peer`], a local server speaking the same API for tests.
+
+mod backend;
+mod config;
+mod gsm;
+pub mod signature;
+#[cfg(feature = "test-peer")]
+pub mod test_peer;
+mod tracker;
+
+pub use backend::VonageCarrier;
+pub use config::{DltMapping, Secret, VonageConfig};
+pub use gsm::is_gsm7;
+pub use signature::SignatureMethod;
 
 use verify_carrier::CarrierRegistry;
 
 /// The kind name of this carrier in `[[carriers]]` tables.
 pub const KIND: &str = "vonage";
 
-/// Adds this carrier kind to `registry` (not yet: the crate is being built).
+/// Adds the `vonage` kind to `registry`.
 pub fn register(registry: &mut CarrierRegistry) {
-    let _ = registry;
+    registry.register(KIND, backend::build);
 }
