@@ -285,45 +285,16 @@ impl Config {
         }
     }
 
-    /// Replaces every carrier setting `X_env = "VARIABLE"` with `X` = the variable's value, so
-    /// secrets (passwords, auth tokens, API secrets) stay out of config files. A variable that
-    /// is unset or empty is an error naming the carrier, the key and the variable.
+    /// Replaces every carrier setting `X_env = "VARIABLE"`, at any depth (`headers.X_env`
+    /// too), with `X` = the variable's value, so secrets (passwords, auth tokens, API secrets)
+    /// stay out of config files. A variable that is unset or empty is an error naming the
+    /// carrier, the key and the variable.
     fn resolve_secret_variables(
         &mut self,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<(), ConfigError> {
         for carrier in &mut self.carriers {
-            let keys: Vec<String> = carrier
-                .settings
-                .keys()
-                .filter(|key| key.ends_with("_env"))
-                .cloned()
-                .collect();
-            for key in keys {
-                let target = key.trim_end_matches("_env").to_string();
-                let Some(serde_json::Value::String(variable)) = carrier.settings.remove(&key)
-                else {
-                    return Err(ConfigError(format!(
-                        "carriers `{}`: {key} must be the name of an environment variable",
-                        carrier.name
-                    )));
-                };
-                if carrier.settings.contains_key(&target) {
-                    return Err(ConfigError(format!(
-                        "carriers `{}`: set {target} or {key}, not both",
-                        carrier.name
-                    )));
-                }
-                let value = lookup(&variable).filter(|value| !value.is_empty()).ok_or_else(|| {
-                    ConfigError(format!(
-                        "carriers `{}`: {key} names the environment variable {variable}, which is not set",
-                        carrier.name
-                    ))
-                })?;
-                carrier
-                    .settings
-                    .insert(target, serde_json::Value::String(value));
-            }
+            resolve_table(&carrier.name, "", &mut carrier.settings, &lookup)?;
         }
         Ok(())
     }
@@ -436,6 +407,47 @@ impl Config {
     }
 }
 
+/// Resolves the `X_env` keys of one settings table and of the tables inside it; `path` is the
+/// table's dotted position, for errors.
+fn resolve_table(
+    carrier: &str,
+    path: &str,
+    table: &mut serde_json::Map<String, serde_json::Value>,
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    let keys: Vec<String> = table.keys().cloned().collect();
+    for key in keys {
+        let dotted = format!("{path}{key}");
+        if let Some(serde_json::Value::Object(inner)) = table.get_mut(&key) {
+            resolve_table(carrier, &format!("{dotted}."), inner, lookup)?;
+            continue;
+        }
+        let Some(target) = key.strip_suffix("_env").filter(|t| !t.is_empty()) else {
+            continue;
+        };
+        let target = target.to_string();
+        let Some(serde_json::Value::String(variable)) = table.remove(&key) else {
+            return Err(ConfigError(format!(
+                "carriers `{carrier}`: {dotted} must be the name of an environment variable"
+            )));
+        };
+        if table.contains_key(&target) {
+            return Err(ConfigError(format!(
+                "carriers `{carrier}`: set {path}{target} or {dotted}, not both"
+            )));
+        }
+        let value = lookup(&variable)
+            .filter(|value| !value.is_empty())
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "carriers `{carrier}`: {dotted} names the environment variable {variable}, which is not set"
+                ))
+            })?;
+        table.insert(target, serde_json::Value::String(value));
+    }
+    Ok(())
+}
+
 /// A configuration problem, naming the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -466,22 +478,30 @@ mod tests {
         config.carriers.push(CarrierEntry {
             name: "operator".into(),
             kind: "smpp".into(),
-            settings: serde_json::json!({ "password_env": "OPERATOR_PASSWORD", "port": 2775 })
-                .as_object()
-                .cloned()
-                .unwrap(),
+            settings: serde_json::json!({
+                "password_env": "OPERATOR_PASSWORD",
+                "port": 2775,
+                "headers": { "Authorization_env": "OPERATOR_PASSWORD" },
+            })
+            .as_object()
+            .cloned()
+            .unwrap(),
         });
         let lookup = |name: &str| (name == "OPERATOR_PASSWORD").then(|| "s3cret".to_string());
         let mut resolved = config.clone();
         resolved.resolve_secret_variables(lookup).unwrap();
         assert_eq!(resolved.carriers[0].settings["password"], "s3cret");
         assert!(!resolved.carriers[0].settings.contains_key("password_env"));
+        assert_eq!(
+            resolved.carriers[0].settings["headers"]["Authorization"],
+            "s3cret"
+        );
         assert!(!format!("{resolved:?}").contains("s3cret"));
 
         let error = config.resolve_secret_variables(|_| None).unwrap_err();
         assert!(
             error.0.contains(
-                "password_env names the environment variable OPERATOR_PASSWORD, which is not set"
+                "_env names the environment variable OPERATOR_PASSWORD, which is not set"
             ),
             "{error}"
         );
