@@ -146,6 +146,8 @@ pub struct ServerOptions {
     pub directory: Option<PathBuf>,
     /// Name of the outbox file in the directory.
     pub outbox_name: Option<String>,
+    /// Extra environment variables of the process (carrier secrets named by `X_env`).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running `verifyd`.
@@ -161,6 +163,7 @@ pub struct TestServer {
     pub database_url: String,
     /// Where it serves carrier callbacks, when its config has `[callbacks] listen`.
     pub callbacks_address: Option<SocketAddr>,
+    env: Vec<(String, String)>,
     _temp: Option<tempfile::TempDir>,
     _postgres: Option<PostgresDatabase>,
 }
@@ -221,6 +224,7 @@ impl TestServer {
         let config_path = directory.join(format!("verifyd-{}.toml", uuid::Uuid::new_v4().simple()));
         std::fs::write(&config_path, config).expect("write config");
         let mut server = TestServer {
+            env: options.env.clone(),
             child: None,
             address: "127.0.0.1:0".parse().expect("address"),
             directory: directory.clone(),
@@ -246,6 +250,7 @@ impl TestServer {
             .current_dir(&self.directory)
             .env_remove("DATABASE_URL")
             .env("RUST_LOG", "info,verify_server=debug,sqlx=warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

@@ -699,6 +699,7 @@ async fn two_servers_on_one_postgres_never_send_twice() {
         directory: Some(directory.path().to_path_buf()),
         outbox_name: Some(outbox.to_string()),
         extra_config: "[dispatcher]\nbatch_size = 4\npoll_interval_ms = 5\nmax_in_flight = 8\nsubmit_timeout_ms = 30000\nclaim_timeout_seconds = 120\n[[carriers]]\nname = \"sim\"\nkind = \"sim\"\nsubmit_latency_ms = 5\nlatency_ms = 1\n".into(),
+        ..ServerOptions::default()
     }
     };
     let a = TestServer::start_with(Backend::Postgres, options("outbox-a.jsonl")).await;
