@@ -5,12 +5,18 @@
 use std::time::Duration;
 
 use verify_carrier::conformance::PeerBehaviour;
+use verify_carrier_smpp::test_smsc::TestSmsc;
 use verify_carrier_twilio::test_peer::TwilioPeer;
 use verify_client::VerifyOptions;
 use verify_client::proto::v1::{Channel, CheckResult, DeliveryStatus, EventType};
-use verify_e2e::{Backend, TestServer, events_until, on_both_backends, unique_mobile};
+use verify_e2e::{
+    Backend, ServerOptions, TestServer, events_until, on_both_backends, unique_mobile,
+};
 
-on_both_backends!(twilio_sends_sms_and_calls_landlines_with_twiml);
+on_both_backends!(
+    twilio_sends_sms_and_calls_landlines_with_twiml,
+    smpp_for_one_country_twilio_for_voice_and_failover_when_the_smsc_dies,
+);
 
 /// The digits of the first code a text reads, digit by digit (`"4, 9, 3, 8"`) or in one run.
 fn code_in(text: &str) -> String {
@@ -178,6 +184,205 @@ async fn twilio_sends_sms_and_calls_landlines_with_twiml(backend: Backend) {
     assert!(
         !log.contains(&peer.auth_token()),
         "the auth token reached the log"
+    );
+    assert!(!log.contains(&code), "a code reached the log");
+}
+
+/// The issue's scenario: an SMPP bind to a real SMSC carries SMS to Great Britain, the
+/// Twilio-style carrier carries voice, and a simulator is the next SMS route. A Verify goes out
+/// as `submit_sm` and the SMSC's `deliver_sm` receipt becomes a delivered event; a landline gets
+/// a call whose TwiML reads the code; then the SMSC is killed in the middle of a run of
+/// verifications, and every verification still reaches a carrier: accepted by the SMSC before
+/// it died, or rerouted to the next route.
+async fn smpp_for_one_country_twilio_for_voice_and_failover_when_the_smsc_dies(backend: Backend) {
+    let mut smsc = TestSmsc::start(serde_json::json!({
+        "system_id": "verifyd-e2e",
+        "password": "pw-e2e-1",
+        "receipt_delay_ms": 30,
+    }))
+    .expect("the test SMSC starts");
+    let twilio = TwilioPeer::start_default().await;
+    let config = format!(
+        r#"
+[callbacks]
+listen = "127.0.0.1:0"
+
+[[carriers]]
+name = "operator"
+kind = "smpp"
+host = "127.0.0.1"
+port = {port}
+system_id = "verifyd-e2e"
+password_env = "E2E_OPERATOR_PASSWORD"
+source_addr = "VERIFYD"
+window = 16
+connect_wait_ms = 300
+reconnect_min_ms = 100
+reconnect_max_ms = 1000
+response_timeout_ms = 2000
+regions = ["GB"]
+
+[[carriers]]
+name = "twilio"
+kind = "twilio"
+{twilio}
+
+[[carriers]]
+name = "backup"
+kind = "sim"
+channels = ["sms"]
+outbox = "backup-outbox.jsonl"
+
+[routes]
+default = ["twilio"]
+countries.GB = ["operator", "backup", "twilio"]
+"#,
+        port = smsc.port(),
+        twilio = twilio.carrier_settings_toml(),
+    );
+    let server = TestServer::start_with(
+        backend,
+        ServerOptions {
+            extra_config: config,
+            env: vec![("E2E_OPERATOR_PASSWORD".into(), "pw-e2e-1".into())],
+            ..ServerOptions::default()
+        },
+    )
+    .await;
+    let client = server.client().await;
+
+    // SMS to a British mobile: submit_sm over the bind, a deliver_sm receipt, delivered.
+    let mobile = unique_mobile();
+    let id = client
+        .verify(VerifyOptions::new(&mobile))
+        .await
+        .expect("verify")
+        .verification
+        .unwrap()
+        .id;
+    let mut events = client.watch(Some(&id), 0).await.unwrap();
+    let seen = events_until(&mut events, EventType::MessageDelivered).await;
+    let delivered = seen.last().unwrap();
+    assert_eq!(delivered.carrier, "operator");
+    assert!(
+        seen.iter()
+            .any(|e| e.r#type() == EventType::MessageSubmitted && e.carrier == "operator"),
+        "{seen:?}"
+    );
+    let submit = smsc
+        .submits()
+        .into_iter()
+        .find(|s| format!("+{}", s.destination) == mobile)
+        .expect("the SMSC received the submit_sm");
+    assert_eq!((submit.dest_ton, submit.dest_npi), (1, 1));
+    assert_eq!((submit.source.as_str(), submit.source_ton), ("VERIFYD", 5));
+    assert_eq!(submit.registered_delivery & 1, 1);
+    let code = code_in(&submit.text);
+    let check = client.check_by_id(&id, &code).await.unwrap();
+    assert_eq!(check.result(), CheckResult::Approved);
+
+    // A British landline: no SMS route can call, so Twilio places the call with TwiML.
+    let call = client
+        .verify(VerifyOptions::new("+44 20 7946 0789"))
+        .await
+        .expect("verify")
+        .verification
+        .unwrap();
+    assert_eq!(call.channel(), Channel::Voice);
+    twilio.wait_for_requests(1, Duration::from_secs(10)).await;
+    let twiml = twilio
+        .calls()
+        .into_iter()
+        .find(|c| c.param("To") == Some("+442079460789"))
+        .and_then(|c| c.param("Twiml").map(str::to_string))
+        .expect("a call with TwiML");
+    let spoken: Vec<String> = code_in(&twiml).chars().map(String::from).collect();
+    assert_eq!(twiml.matches(&spoken.join(", ")).count(), 2, "{twiml}");
+
+    // A run of verifications, with the SMSC killed in the middle.
+    let numbers: Vec<String> = (0..30).map(|_| unique_mobile()).collect();
+    let mut ids = Vec::new();
+    for (n, number) in numbers.iter().enumerate() {
+        if n == 12 {
+            smsc.wait_for_submits(1 + 10, Duration::from_secs(10)).await;
+            smsc.kill();
+        }
+        let verification = client
+            .verify(VerifyOptions::new(number))
+            .await
+            .expect("verify")
+            .verification
+            .unwrap();
+        ids.push(verification.id);
+    }
+    // Every verification reaches a carrier: accepted by the SMSC before it died, or rerouted.
+    let accepted_by_smsc: std::collections::HashSet<String> = smsc
+        .submits()
+        .into_iter()
+        .filter(|s| s.status == 0)
+        .map(|s| format!("+{}", s.destination))
+        .collect();
+    let backup = server.directory.join("backup-outbox.jsonl");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let rerouted: std::collections::HashSet<String> = verify_e2e::read_outbox(&backup)
+            .iter()
+            .filter_map(|line| line["to"].as_str().map(str::to_string))
+            .collect();
+        let lost: Vec<&String> = numbers
+            .iter()
+            .filter(|n| !accepted_by_smsc.contains(*n) && !rerouted.contains(*n))
+            .collect();
+        if lost.is_empty() {
+            assert!(
+                !rerouted.is_empty(),
+                "messages after the kill went to the next route"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "verifications that reached no carrier: {lost:?}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut rerouted_events = 0;
+    for id in &ids {
+        let stored = client.get(id).await.unwrap();
+        assert!(
+            stored
+                .attempts
+                .iter()
+                .all(|a| a.delivery_status() != DeliveryStatus::Failed),
+            "a message failed instead of failing over: {stored:?}"
+        );
+        if stored.attempts.iter().any(|a| a.carrier == "backup") {
+            let mut events = client.watch(Some(id), 0).await.unwrap();
+            let rerouted = events_until(&mut events, EventType::MessageRerouted)
+                .await
+                .pop()
+                .unwrap();
+            assert_eq!(rerouted.carrier, "backup");
+            assert!(rerouted.detail.contains("operator"), "{}", rerouted.detail);
+            if rerouted_events == 0 {
+                eprintln!("first reroute: {}", rerouted.detail);
+            }
+            rerouted_events += 1;
+        }
+    }
+    assert!(
+        rerouted_events > 0,
+        "some verifications moved to the backup route"
+    );
+    eprintln!(
+        "{rerouted_events} of {} verifications rerouted after the kill",
+        ids.len()
+    );
+    let log = server.log();
+    assert!(
+        !log.contains("pw-e2e-1"),
+        "the SMPP password reached the log"
     );
     assert!(!log.contains(&code), "a code reached the log");
 }

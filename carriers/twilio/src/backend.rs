@@ -84,12 +84,6 @@ impl TwilioCarrier {
                 format!("carrier `{}`: {e}", context.name),
             )
         })?;
-        if context.callback_url.is_none() {
-            tracing::warn!(
-                carrier = %context.name,
-                "no callback URL (set [callbacks] in the server config): Twilio cannot report delivery"
-            );
-        }
         let client = TwilioClient::new(&config)?;
         let voice = VoiceOptions {
             voice: config.voice.clone(),
@@ -300,6 +294,16 @@ fn origin(url: &str) -> Option<&str> {
 
 #[async_trait]
 impl Carrier for TwilioCarrier {
+    async fn start(&self) -> Result<(), CarrierError> {
+        if self.callback_url.is_none() {
+            tracing::warn!(
+                carrier = %self.name,
+                "no callback URL (set [callbacks] in the server config): Twilio cannot report delivery"
+            );
+        }
+        Ok(())
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

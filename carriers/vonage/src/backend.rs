@@ -67,12 +67,6 @@ impl VonageCarrier {
     pub fn new(context: CarrierContext, config: VonageConfig) -> Result<Self, CarrierError> {
         let client = verify_carrier::http_client(Duration::from_millis(config.timeout_ms))?;
         let endpoint = format!("{}/sms/json", config.base_url.trim_end_matches('/'));
-        if context.callback_url.is_none() {
-            tracing::warn!(carrier = %context.name, "no callback URL: Vonage will send no delivery receipts");
-        }
-        if !config.requires_signed_receipts() {
-            tracing::warn!(carrier = %context.name, "unsigned delivery receipts are accepted");
-        }
         Ok(Self {
             name: context.name,
             config,
@@ -279,6 +273,16 @@ impl VonageCarrier {
 
 #[async_trait]
 impl Carrier for VonageCarrier {
+    async fn start(&self) -> Result<(), CarrierError> {
+        if self.callback_url.is_none() {
+            tracing::warn!(carrier = %self.name, "no callback URL (set [callbacks] in the server config): Vonage will send no delivery receipts");
+        }
+        if !self.config.requires_signed_receipts() {
+            tracing::warn!(carrier = %self.name, "unsigned delivery receipts are accepted");
+        }
+        Ok(())
+    }
+
     fn name(&self) -> &str {
         &self.name
     }

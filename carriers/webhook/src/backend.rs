@@ -112,9 +112,6 @@ impl WebhookCarrier {
     /// A carrier from checked settings ([`WebhookConfig::validate`]); starts nothing.
     pub fn new(context: CarrierContext, config: WebhookConfig) -> Result<Self, CarrierError> {
         let client = verify_carrier::http_client(Duration::from_millis(config.timeout_ms))?;
-        if context.callback_url.is_none() {
-            tracing::warn!(carrier = %context.name, "no callback URL: the gateway cannot send receipts");
-        }
         Ok(Self {
             name: context.name,
             config,
@@ -307,6 +304,13 @@ impl WebhookCarrier {
 
 #[async_trait]
 impl Carrier for WebhookCarrier {
+    async fn start(&self) -> Result<(), CarrierError> {
+        if self.callback_url.is_none() {
+            tracing::warn!(carrier = %self.name, "no callback URL (set [callbacks] in the server config): the gateway cannot send receipts");
+        }
+        Ok(())
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
