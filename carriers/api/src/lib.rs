@@ -8,6 +8,7 @@
 pub mod callback;
 pub mod conformance;
 mod error;
+pub mod gsm7;
 #[cfg(feature = "http-client")]
 mod http_client;
 mod message;

@@ -10,7 +10,8 @@ use verify_carrier::ReceiptStatus;
 
 use crate::config::ReceiptIdFormat;
 use crate::pdu::{ShortMessage, tag};
-use crate::text::{DATA_CODING_UCS2, decode_gsm};
+use crate::text::DATA_CODING_UCS2;
+use verify_carrier::gsm7;
 
 /// What one deliver_sm receipt says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +126,7 @@ pub fn parse_deliver_sm(sm: &ShortMessage) -> Option<ParsedReceipt> {
     } else if octets.is_ascii() {
         String::from_utf8_lossy(octets).into_owned()
     } else {
-        decode_gsm(octets)
+        gsm7::decode(octets)
     };
     let fields = parse_receipt_text(&text);
     let tlv_id = sm

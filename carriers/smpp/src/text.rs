@@ -3,6 +3,7 @@
 //! concatenation UDH (IEI 0x00, 8-bit reference).
 
 use bytes::Bytes;
+use verify_carrier::gsm7;
 
 /// data_coding for the SMSC default alphabet (GSM 03.38).
 pub const DATA_CODING_GSM: u8 = 0x00;
@@ -21,76 +22,6 @@ const UCS2_SINGLE: usize = 70;
 const UCS2_PART: usize = 67;
 /// Most parts a concatenation UDH can number.
 const MAX_PARTS: usize = 255;
-
-/// The GSM 03.38 default alphabet, indexed by septet value.
-const GSM_BASIC: [char; 128] = [
-    '@', '£', '$', '¥', 'è', 'é', 'ù', 'ì', 'ò', 'Ç', '\n', 'Ø', 'ø', '\r', 'Å', 'å', //
-    'Δ', '_', 'Φ', 'Γ', 'Λ', 'Ω', 'Π', 'Ψ', 'Σ', 'Θ', 'Ξ', '\u{1b}', 'Æ', 'æ', 'ß', 'É', //
-    ' ', '!', '"', '#', '¤', '%', '&', '\'', '(', ')', '*', '+', ',', '-', '.', '/', //
-    '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', ':', ';', '<', '=', '>', '?', //
-    '¡', 'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J', 'K', 'L', 'M', 'N', 'O', //
-    'P', 'Q', 'R', 'S', 'T', 'U', 'V', 'W', 'X', 'Y', 'Z', 'Ä', 'Ö', 'Ñ', 'Ü', '§', //
-    '¿', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', //
-    'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x', 'y', 'z', 'ä', 'ö', 'ñ', 'ü', 'à', //
-];
-
-/// The GSM 03.38 extension table: character and the septet that follows the 0x1B escape.
-const GSM_EXTENSION: [(char, u8); 10] = [
-    ('\u{0c}', 0x0A),
-    ('^', 0x14),
-    ('{', 0x28),
-    ('}', 0x29),
-    ('\\', 0x2F),
-    ('[', 0x3C),
-    ('~', 0x3D),
-    (']', 0x3E),
-    ('|', 0x40),
-    ('€', 0x65),
-];
-
-/// The septets of `c`: one for the default alphabet, two (escape + code) for the extension
-/// table, none when GSM 03.38 cannot carry it.
-fn gsm_septets(c: char) -> Option<([u8; 2], usize)> {
-    if c != '\u{1b}'
-        && let Some(index) = GSM_BASIC.iter().position(|&g| g == c)
-    {
-        return Some(([index as u8, 0], 1));
-    }
-    GSM_EXTENSION
-        .iter()
-        .find(|(g, _)| *g == c)
-        .map(|&(_, code)| ([0x1B, code], 2))
-}
-
-/// Encodes `text` in GSM 03.38, one septet per octet, or `None` if a character does not fit.
-pub fn encode_gsm(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len());
-    for c in text.chars() {
-        let (septets, n) = gsm_septets(c)?;
-        out.extend_from_slice(&septets[..n]);
-    }
-    Some(out)
-}
-
-/// Decodes unpacked GSM 03.38 septets (for receipts and tests); unknown septets become `?`.
-pub fn decode_gsm(septets: &[u8]) -> String {
-    let mut out = String::with_capacity(septets.len());
-    let mut escaped = false;
-    for &s in septets {
-        if escaped {
-            escaped = false;
-            match GSM_EXTENSION.iter().find(|(_, code)| *code == s) {
-                Some((c, _)) => out.push(*c),
-                None => out.push('?'),
-            }
-        } else if s == 0x1B {
-            escaped = true;
-        } else {
-            out.push(GSM_BASIC.get(s as usize).copied().unwrap_or('?'));
-        }
-    }
-    out
-}
 
 /// Encodes `text` as UCS-2 (UTF-16BE; characters beyond the BMP as surrogate pairs).
 pub fn encode_ucs2(text: &str) -> Vec<u8> {
@@ -128,7 +59,7 @@ pub enum TextError {
 /// Encodes `text` (GSM 03.38 when it fits, else UCS-2) and splits it into parts with a UDH
 /// carrying `reference` when it does not fit one message.
 pub fn encode_message(text: &str, reference: u8) -> Result<Encoded, TextError> {
-    let (data_coding, chunks): (u8, Vec<Vec<u8>>) = match encode_gsm(text) {
+    let (data_coding, chunks): (u8, Vec<Vec<u8>>) = match gsm7::encode(text) {
         Some(septets) if septets.len() <= GSM_SINGLE => (DATA_CODING_GSM, vec![septets]),
         Some(septets) => (DATA_CODING_GSM, split_gsm(&septets)),
         None => {
@@ -223,28 +154,31 @@ mod tests {
     #[test]
     fn gsm_default_alphabet_is_one_septet_per_octet() {
         assert_eq!(
-            encode_gsm("A@£ 0"),
+            gsm7::encode("A@£ 0"),
             Some(vec![0x41, 0x00, 0x01, 0x20, 0x30])
         );
-        assert_eq!(encode_gsm("Ñandú"), None, "ú is not in GSM 03.38");
+        assert_eq!(gsm7::encode("Ñandú"), None, "ú is not in GSM 03.38");
         assert_eq!(
-            encode_gsm("Ñandu"),
+            gsm7::encode("Ñandu"),
             Some(vec![0x5D, 0x61, 0x6E, 0x64, 0x75])
         );
     }
 
     #[test]
     fn gsm_extension_characters_use_the_escape() {
-        assert_eq!(encode_gsm("€"), Some(vec![0x1B, 0x65]));
-        assert_eq!(encode_gsm("{x}"), Some(vec![0x1B, 0x28, 0x78, 0x1B, 0x29]));
+        assert_eq!(gsm7::encode("€"), Some(vec![0x1B, 0x65]));
         assert_eq!(
-            encode_gsm("[~]|^\\"),
+            gsm7::encode("{x}"),
+            Some(vec![0x1B, 0x28, 0x78, 0x1B, 0x29])
+        );
+        assert_eq!(
+            gsm7::encode("[~]|^\\"),
             Some(vec![
                 0x1B, 0x3C, 0x1B, 0x3D, 0x1B, 0x3E, 0x1B, 0x40, 0x1B, 0x14, 0x1B, 0x2F
             ])
         );
         let text = "Price: 5€ {code} [ok] ~ | ^ \\ @ñ";
-        assert_eq!(decode_gsm(&encode_gsm(text).expect("fits")), text);
+        assert_eq!(gsm7::decode(&gsm7::encode(text).expect("fits")), text);
     }
 
     #[test]
@@ -300,7 +234,7 @@ mod tests {
             .iter()
             .flat_map(|p| p.short_message[6..].to_vec())
             .collect();
-        assert_eq!(decode_gsm(&joined), text);
+        assert_eq!(gsm7::decode(&joined), text);
     }
 
     #[test]

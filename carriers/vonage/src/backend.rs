@@ -14,7 +14,7 @@ use verify_carrier::{
 
 use crate::config::VonageConfig;
 use crate::tracker::{Outcome, Tracker};
-use crate::{KIND, gsm, signature};
+use crate::{KIND, signature};
 
 /// Largest API answer read; Vonage's are a few hundred bytes per part.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -92,7 +92,7 @@ impl VonageCarrier {
             ));
         }
         let from = message.sender.as_deref().unwrap_or(&self.config.from);
-        let kind = if gsm::is_gsm7(&message.body) {
+        let kind = if verify_carrier::gsm7::fits(&message.body) {
             "text"
         } else {
             "unicode"

@@ -8,7 +8,6 @@
 
 mod backend;
 mod config;
-mod gsm;
 pub mod signature;
 #[cfg(feature = "test-peer")]
 pub mod test_peer;
@@ -16,7 +15,6 @@ mod tracker;
 
 pub use backend::VonageCarrier;
 pub use config::{DltMapping, Secret, VonageConfig};
-pub use gsm::is_gsm7;
 pub use signature::SignatureMethod;
 
 use verify_carrier::CarrierRegistry;
