@@ -6,6 +6,7 @@
 pub mod channel;
 pub mod classify;
 pub mod engine;
+pub mod fallback;
 pub mod messages;
 pub mod number_data;
 pub mod routing;

@@ -61,7 +61,10 @@ impl BreakerSettings {
         if !(1..=1000).contains(&self.consecutive_failures) {
             return Err(ConfigError::new(
                 key("consecutive_failures"),
-                format!("must be between 1 and 1000, got {}", self.consecutive_failures),
+                format!(
+                    "must be between 1 and 1000, got {}",
+                    self.consecutive_failures
+                ),
             ));
         }
         if self.cool_down < Duration::from_millis(100) || self.cool_down > Duration::from_secs(3600)
@@ -491,7 +494,11 @@ impl CircuitBreakers {
             .map(|(key, breaker)| (key.clone(), breaker.snapshot(&self.settings, now)))
             .collect();
         all.sort_by(|(a, _), (b, _)| {
-            (&a.carrier, &a.region, a.channel.as_str()).cmp(&(&b.carrier, &b.region, b.channel.as_str()))
+            (&a.carrier, &a.region, a.channel.as_str()).cmp(&(
+                &b.carrier,
+                &b.region,
+                b.channel.as_str(),
+            ))
         });
         all
     }

@@ -74,8 +74,7 @@ impl fmt::Display for RouteHealth {
 /// implementation; [`AllHealthy`] ignores health (tests, or no breakers configured).
 pub trait HealthView {
     /// The health of `carrier` carrying `channel` to `region` (`None`: region unknown).
-    fn health(&self, carrier: &str, region: Option<&str>, channel: crate::Channel)
-    -> RouteHealth;
+    fn health(&self, carrier: &str, region: Option<&str>, channel: crate::Channel) -> RouteHealth;
 }
 
 /// A [`HealthView`] in which every route is healthy.

@@ -216,9 +216,7 @@ fn validate_list(
             ));
         }
         for prefix in &entry.prefixes {
-            if prefix.is_empty()
-                || prefix.len() > 15
-                || !prefix.bytes().all(|b| b.is_ascii_digit())
+            if prefix.is_empty() || prefix.len() > 15 || !prefix.bytes().all(|b| b.is_ascii_digit())
             {
                 return Err(ConfigError::new(
                     at("prefixes"),
@@ -228,11 +226,13 @@ fn validate_list(
                 ));
             }
         }
-        if entry.prefixes.is_empty() && list[..i].iter().any(|earlier| {
-            earlier.carrier == entry.carrier
-                && earlier.prefixes.is_empty()
-                && earlier.channels == entry.channels
-        }) {
+        if entry.prefixes.is_empty()
+            && list[..i].iter().any(|earlier| {
+                earlier.carrier == entry.carrier
+                    && earlier.prefixes.is_empty()
+                    && earlier.channels == entry.channels
+            })
+        {
             return Err(ConfigError::new(
                 at("carrier"),
                 format!("`{}` is listed twice", entry.carrier),
@@ -320,7 +320,9 @@ impl RoutePlanner {
             let prefix_rank = |p: &Option<&str>| std::cmp::Reverse(p.map_or(0, str::len));
             prefix_rank(xa)
                 .cmp(&prefix_rank(xb))
-                .then_with(|| (a.priority.is_none(), a.priority).cmp(&(b.priority.is_none(), b.priority)))
+                .then_with(|| {
+                    (a.priority.is_none(), a.priority).cmp(&(b.priority.is_none(), b.priority))
+                })
                 .then_with(|| match (a.cost, b.cost) {
                     (Some(x), Some(y)) => x.total_cmp(&y),
                     (x, y) => x.is_none().cmp(&y.is_none()),

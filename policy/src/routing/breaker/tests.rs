@@ -154,7 +154,10 @@ fn failure_rate_over_a_window_opens_the_breaker() {
     }
     // The tenth call would open it, but it falls in the next window.
     breaker.record_failure(&settings, t0 + secs(61), "throttled");
-    assert_eq!(breaker.state(&settings, t0 + secs(61)), BreakerState::Closed);
+    assert_eq!(
+        breaker.state(&settings, t0 + secs(61)),
+        BreakerState::Closed
+    );
     assert_eq!(breaker.snapshot(&settings, t0 + secs(61)).window_calls, 1);
 }
 

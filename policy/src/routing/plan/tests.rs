@@ -52,7 +52,13 @@ fn plain_lists_keep_their_order_as_before() {
     );
     assert_eq!(carriers(&gb), ["uk-operator", "twilio"]);
     assert_eq!(gb[0].reason, "1st route listed for GB");
-    let hn = planner.candidates(Some("HN"), "50495123456", Channel::Sms, |_| true, &AllHealthy);
+    let hn = planner.candidates(
+        Some("HN"),
+        "50495123456",
+        Channel::Sms,
+        |_| true,
+        &AllHealthy,
+    );
     assert_eq!(carriers(&hn), ["sim"]);
     assert_eq!(hn[0].reason, "1st route listed in the default list");
 }
@@ -67,7 +73,10 @@ fn operator_prefix_first_then_cheapest() {
         |_| true,
         &AllHealthy,
     );
-    assert_eq!(carriers(&airtel_number), ["airtel", "gupshup", "aggregator"]);
+    assert_eq!(
+        carriers(&airtel_number),
+        ["airtel", "gupshup", "aggregator"]
+    );
     assert_eq!(
         airtel_number[0].reason,
         "operator route for IN for numbers starting +9190 (0.004/msg)"
@@ -79,7 +88,13 @@ fn operator_prefix_first_then_cheapest() {
     );
 
     // Another operator's subscriber: the prefix route is not for them.
-    let other = planner.candidates(Some("IN"), "918123456789", Channel::Sms, |_| true, &AllHealthy);
+    let other = planner.candidates(
+        Some("IN"),
+        "918123456789",
+        Channel::Sms,
+        |_| true,
+        &AllHealthy,
+    );
     assert_eq!(carriers(&other), ["gupshup", "aggregator"]);
 }
 
@@ -121,7 +136,11 @@ fn open_breakers_move_routes_to_the_end_as_last_resort() {
     let view = breakers.at(t0 + Duration::from_secs(30));
     let list = planner.candidates(Some("IN"), "918123456789", Channel::Sms, |_| true, &view);
     assert_eq!(carriers(&list), ["gupshup", "aggregator"]);
-    assert!(list[0].reason.ends_with("breaker half-open, probing"), "{}", list[0].reason);
+    assert!(
+        list[0].reason.ends_with("breaker half-open, probing"),
+        "{}",
+        list[0].reason
+    );
 }
 
 #[test]
@@ -137,9 +156,21 @@ countries.IN = [
 ]
 "#,
     ));
-    let airtel = planner.candidates(Some("IN"), "919012345678", Channel::Sms, |_| true, &AllHealthy);
+    let airtel = planner.candidates(
+        Some("IN"),
+        "919012345678",
+        Channel::Sms,
+        |_| true,
+        &AllHealthy,
+    );
     assert_eq!(carriers(&airtel), ["airtel", "sim"]);
-    let other = planner.candidates(Some("IN"), "918012345678", Channel::Sms, |_| true, &AllHealthy);
+    let other = planner.candidates(
+        Some("IN"),
+        "918012345678",
+        Channel::Sms,
+        |_| true,
+        &AllHealthy,
+    );
     assert_eq!(carriers(&other), ["airtel", "sim"]);
     assert_eq!(other[0].reason, "priority 2 route for IN");
 }
@@ -208,8 +239,10 @@ fn unknown_keys_and_bad_durations_are_refused_when_reading() {
     .unwrap_err()
     .to_string();
     assert!(error.contains("unknown field `costs`"), "{error}");
-    let error = toml::from_str::<File>("[routes]\ndefault = [\"sim\"]\n[routes.breaker]\ncool_down = \"30\"")
-        .unwrap_err()
-        .to_string();
+    let error = toml::from_str::<File>(
+        "[routes]\ndefault = [\"sim\"]\n[routes.breaker]\ncool_down = \"30\"",
+    )
+    .unwrap_err()
+    .to_string();
     assert!(error.contains("needs a unit"), "{error}");
 }
