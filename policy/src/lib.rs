@@ -14,5 +14,6 @@ pub mod routing;
 pub use channel::{ChannelDecision, ChannelRefusal, choose_channel};
 pub use classify::{Classification, InvalidReason, LineType, classify, parse_region_hint};
 pub use engine::TerritoryId;
+pub use fallback::{FallbackConfig, FallbackPolicy, FallbackStrategy, Workflow};
 pub use routing::RouteTable;
 pub use verify_carrier::Channel;

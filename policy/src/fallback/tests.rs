@@ -492,3 +492,53 @@ fn stored_strategy_names_round_trip() {
     }
     assert_eq!(StrategyKind::parse("random"), None);
 }
+
+#[test]
+fn an_open_breaker_steers_the_first_step_to_the_next_route() {
+    use crate::routing::{Admission, BreakerSettings, CircuitBreakers, RouteKey};
+    use std::time::Instant;
+
+    let planner = RoutePlanner::new(RoutePlan {
+        default: ["sim", "sim-b", "sim-voice"]
+            .iter()
+            .map(|n| crate::routing::RouteEntry::named(n))
+            .collect(),
+        ..RoutePlan::default()
+    });
+    let breakers = CircuitBreakers::new(BreakerSettings {
+        consecutive_failures: 2,
+        ..BreakerSettings::default()
+    });
+    let t0 = Instant::now();
+    let sim = RouteKey::new("sim", Some("HN"), Channel::Sms);
+    // The dispatcher reports two throttled submissions on sim to HN.
+    for _ in 0..2 {
+        assert_eq!(breakers.admit(&sim, t0), Admission::Allowed);
+        breakers.record_failure(&sim, t0, "ESME_RTHROTTLED");
+    }
+    let view = breakers.at(t0 + secs(1));
+    let routes = |channel: Channel| {
+        planner.candidates(
+            Some("HN"),
+            "50494567890",
+            channel,
+            |carrier| (carrier == "sim-voice") == (channel == Channel::Voice),
+            &view,
+        )
+    };
+    let workflow = Workflow::parse(HN_WORKFLOW).unwrap();
+    let first = send(Ordered.start(&facts(&workflow, &[]), &routes).next);
+    assert_eq!(first.carrier(), "sim-b");
+    assert_eq!(
+        first.failover(),
+        ["sim"],
+        "the open route stays as last resort"
+    );
+    assert!(
+        first.routes[1]
+            .reason
+            .starts_with("sim breaker open for 1s"),
+        "{}",
+        first.routes[1].reason
+    );
+}
