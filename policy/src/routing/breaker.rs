@@ -193,8 +193,8 @@ pub struct BreakerSnapshot {
 
 /// One route's breaker: a pure state machine; [`CircuitBreakers`] holds one per route behind a
 /// lock. Outcomes are reported with [`Breaker::record_success`] and
-/// [`Breaker::record_failure`] (temporary failures only: a permanent refusal says nothing about
-/// the route's health).
+/// [`Breaker::record_failure`]: a temporary refusal or no answer is a failure; a permanent
+/// refusal (invalid number, rejected content) shows the route answers, so it is a success.
 #[derive(Debug, Clone)]
 pub struct Breaker {
     state: BreakerState,
@@ -459,7 +459,7 @@ impl CircuitBreakers {
         self.with(route, |breaker, settings| breaker.admit(settings, now))
     }
 
-    /// `route` accepted a message.
+    /// `route` answered: it accepted a message, or refused it for good.
     pub fn record_success(&self, route: &RouteKey, now: Instant) {
         if self.settings.enabled {
             self.with(route, |breaker, settings| {

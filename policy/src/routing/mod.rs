@@ -8,6 +8,7 @@
 
 mod breaker;
 pub(crate) mod duration;
+mod layer;
 mod plan;
 mod table;
 
@@ -17,6 +18,7 @@ pub use breaker::{
     Admission, Breaker, BreakerSettings, BreakerSnapshot, BreakerState, BreakerView,
     CircuitBreakers, RouteKey,
 };
+pub use layer::{BreakerLayer, Clock, LAST_RESORT_ATTRIBUTE, SystemClock};
 pub use plan::{Candidate, RouteEntry, RoutePlan, RoutePlanner};
 pub use table::RouteTable;
 
