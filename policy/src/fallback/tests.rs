@@ -456,6 +456,10 @@ fn config_errors_name_the_key_or_step() {
         error.contains("step 2 `vioce(60s)`: unknown channel `vioce`"),
         "{error}"
     );
+    let error = toml::from_str::<File>("[fallback.countries.HN]\nstrategi = \"adaptive\"")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("unknown field `strategi`"), "{error}");
     let error = toml::from_str::<File>("[fallback]\nstrategy = \"random\"")
         .unwrap_err()
         .to_string();

@@ -206,6 +206,20 @@ mod tests {
     }
 
     #[test]
+    fn printed_workflows_parse_back_to_the_same_steps() {
+        for text in [
+            "sms(30s) -> voice(60s)",
+            "sms(1m30s) -> sms(1500ms) -> voice(2h)",
+            "voice(24h)",
+        ] {
+            let workflow = Workflow::parse(text).unwrap();
+            assert_eq!(Workflow::parse(&workflow.to_string()), Ok(workflow.clone()));
+            let json = serde_json::to_string(&workflow).unwrap();
+            assert_eq!(serde_json::from_str::<Workflow>(&json).unwrap(), workflow);
+        }
+    }
+
+    #[test]
     fn errors_name_the_step() {
         let cases = [
             ("", "empty workflow; write e.g. sms(30s) -> voice(60s)"),
