@@ -6,6 +6,7 @@
 pub mod channel;
 pub mod classify;
 pub mod engine;
+pub mod fallback;
 pub mod messages;
 pub mod number_data;
 pub mod routing;
@@ -13,5 +14,6 @@ pub mod routing;
 pub use channel::{ChannelDecision, ChannelRefusal, choose_channel};
 pub use classify::{Classification, InvalidReason, LineType, classify, parse_region_hint};
 pub use engine::TerritoryId;
+pub use fallback::{FallbackConfig, FallbackPolicy, FallbackStrategy, Workflow};
 pub use routing::RouteTable;
 pub use verify_carrier::Channel;

@@ -1,4 +1,5 @@
-//! Route tables: which carriers, in order, may carry a message to a country.
+//! Route tables: which carriers, in order, may carry a message to a country (the plain form;
+//! [`RoutePlan`](super::RoutePlan) reads the same TOML and adds cost, priority and prefixes).
 
 use std::collections::BTreeMap;
 
