@@ -678,3 +678,19 @@ fn marketing_calls_are_refused_by_default_and_explanations_read_well() {
     let nothing = RuleSet::empty().evaluate(&call, utc(2026, 11, 25, 12, 0));
     assert_eq!(nothing.explain(), "sent now: no country rule applies");
 }
+
+#[test]
+fn the_readme_table_lists_every_shipped_rule() {
+    let readme = include_str!("../../rules/README.md");
+    let rules = RuleSet::builtin();
+    let regions: Vec<&str> = rules.countries().collect();
+    for region in regions {
+        for rule in rules.rules(region) {
+            assert!(
+                readme.contains(&format!("`{}`", rule.id)),
+                "policy/rules/README.md does not list {}",
+                rule.id
+            );
+        }
+    }
+}
