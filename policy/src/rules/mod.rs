@@ -264,6 +264,11 @@ impl RuleSet {
         Ok(())
     }
 
+    /// The country's name as its rule file gives it, for listings.
+    pub fn country_name(&self, region: &str) -> Option<&str> {
+        self.countries.get(region)?.name.as_deref()
+    }
+
     /// Regions with rules of their own.
     pub fn countries(&self) -> impl Iterator<Item = &str> {
         self.countries.keys().map(String::as_str)

@@ -92,6 +92,7 @@ fn every_shipped_file_parses_validates_and_cites_a_source() {
         "IN", "US", "CA", "GB", "DE", "FR", "MX", "BR", "CN", "JP", "HN", "SV", "NG", "ID",
     ] {
         assert!(countries.contains(&region), "{region} ships rules");
+        assert!(set.country_name(region).is_some(), "{region} has a name");
         let own = set
             .rules(region)
             .filter(|r| r.id.starts_with(region))
@@ -693,4 +694,24 @@ fn the_readme_table_lists_every_shipped_rule() {
             );
         }
     }
+}
+
+#[test]
+fn every_zone_libphonenumber_names_resolves_in_the_tz_database() {
+    let data = include_str!("../../data/timezones.tsv");
+    let mut names: Vec<&str> = data
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once('\t'))
+        .flat_map(|(_, zones)| zones.split('&'))
+        .filter(|zone| *zone != "Etc/Unknown")
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() > 250, "{}", names.len());
+    let unknown: Vec<&str> = names
+        .into_iter()
+        .filter(|name| file::parse_zone(name).is_none())
+        .collect();
+    assert!(unknown.is_empty(), "not in chrono-tz: {unknown:?}");
 }
