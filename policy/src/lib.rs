@@ -10,6 +10,7 @@ pub mod fallback;
 pub mod messages;
 pub mod number_data;
 pub mod routing;
+pub mod rules;
 
 pub use channel::{ChannelDecision, ChannelRefusal, choose_channel};
 pub use classify::{Classification, InvalidReason, LineType, classify, parse_region_hint};
