@@ -98,6 +98,10 @@ impl ToJson for Verification {
             "sends_left": self.sends_left,
             "code_length": self.code_length,
             "locale": self.locale,
+            "workflow": self.workflow,
+            "workflow_step": self.workflow_step,
+            "strategy": self.strategy,
+            "decision": self.decision,
         })
     }
 }
@@ -132,6 +136,7 @@ impl ToJson for VerifyResponse {
             "verification": self.verification.to_json(),
             "resent": self.resent,
             "replayed": self.replayed,
+            "decision": self.decision,
         })
     }
 }
@@ -282,6 +287,10 @@ mod tests {
                 sends_left: 2,
                 code_length: 6,
                 locale: "en".into(),
+                workflow: "voice(10m)".into(),
+                workflow_step: 1,
+                strategy: "ordered".into(),
+                decision: "voice for a landline".into(),
             }),
         };
         assert_eq!(
@@ -311,6 +320,10 @@ mod tests {
                     "sends_left": 2,
                     "code_length": 6,
                     "locale": "en",
+                    "workflow": "voice(10m)",
+                    "workflow_step": 1,
+                    "strategy": "ordered",
+                    "decision": "voice for a landline",
                 },
             })
         );

@@ -226,6 +226,8 @@ pub struct VerifyOptions {
     pub idempotency_key: Option<String>,
     /// ISO 3166-1 alpha-2 region for a `to` written in national form, e.g. "IN".
     pub region_hint: Option<String>,
+    /// A fallback workflow instead of the configured one, e.g. "sms(30s) -> voice(60s)".
+    pub workflow: Option<String>,
 }
 
 impl VerifyOptions {
@@ -247,6 +249,7 @@ impl From<VerifyOptions> for VerifyRequest {
             code_length: options.code_length.unwrap_or(0),
             idempotency_key: options.idempotency_key.unwrap_or_default(),
             region_hint: options.region_hint.unwrap_or_default(),
+            workflow: options.workflow.unwrap_or_default(),
         }
     }
 }
@@ -483,6 +486,7 @@ mod tests {
                 code_length: 0,
                 idempotency_key: String::new(),
                 region_hint: String::new(),
+                workflow: String::new(),
             }
         );
     }
@@ -496,6 +500,7 @@ mod tests {
             code_length: Some(8),
             idempotency_key: Some("k-1".into()),
             region_hint: Some("IN".into()),
+            workflow: Some("sms(30s) -> voice(60s)".into()),
         };
         let request = VerifyRequest::from(options);
         assert_eq!(request.channel, DeliveryChannel::Voice as i32);
@@ -503,6 +508,7 @@ mod tests {
         assert_eq!(request.code_length, 8);
         assert_eq!(request.idempotency_key, "k-1");
         assert_eq!(request.region_hint, "IN");
+        assert_eq!(request.workflow, "sms(30s) -> voice(60s)");
     }
 
     #[test]

@@ -10,11 +10,14 @@ use tokio::sync::watch;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use verify_carrier::ReceiptSink;
+use verify_policy::fallback::NoConversionStats;
+use verify_policy::routing::{BreakerLayer, CircuitBreakers, SystemClock};
 
 use crate::auth::ApiKeyCheck;
 use crate::carriers::{CarrierSet, register_carriers};
 use crate::codes::{CodeBook, load_or_create_secret};
 use crate::config::{Config, redact_url_password};
+use crate::decide::Decider;
 use crate::dispatcher::{Dispatcher, record_receipts};
 use crate::proto::verify_service_server::VerifyServiceServer;
 use crate::service::VerifyApi;
@@ -69,6 +72,9 @@ pub async fn serve(
     };
     let callback_base = config.callbacks.base_url(callback_address);
     let (receipts, receipt_stream) = ReceiptSink::channel();
+    // Every carrier sits behind its routes' circuit breakers: an open breaker refuses for now
+    // without calling the carrier, so failover moves on at once.
+    let breakers = Arc::new(CircuitBreakers::new(config.routes.breaker.clone()));
     let carriers = Arc::new(
         CarrierSet::build(
             &register_carriers(),
@@ -76,8 +82,23 @@ pub async fn serve(
             &receipts,
             callback_base.as_deref(),
         )
-        .map_err(|e| e.to_string())?,
+        .map_err(|e| e.to_string())?
+        .layered(|carrier| {
+            Arc::new(BreakerLayer::new(
+                carrier,
+                Arc::clone(&breakers),
+                Arc::new(SystemClock),
+            ))
+        }),
     );
+    let decider = Arc::new(Decider::new(
+        config.routes.clone(),
+        config.fallback.clone(),
+        Arc::clone(&carriers),
+        Arc::clone(&breakers),
+        Arc::new(NoConversionStats),
+        config.codes.max_sends,
+    )?);
     drop(receipts);
     // Receipts of messages sent before a restart may arrive as soon as carriers start, so the
     // recorder and the callback endpoint run first.
@@ -107,6 +128,7 @@ pub async fn serve(
         Dispatcher::new(
             Arc::clone(&store),
             Arc::clone(&carriers),
+            Arc::clone(&decider),
             codes.clone(),
             config.dispatcher.clone(),
         )
@@ -124,8 +146,7 @@ pub async fn serve(
         Arc::clone(&store),
         codes,
         config.codes.clone(),
-        Arc::clone(&carriers),
-        config.routes.clone(),
+        Arc::clone(&decider),
         stopping_signal,
     );
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

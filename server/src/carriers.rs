@@ -79,23 +79,22 @@ impl CarrierSet {
         self.by_name.get(name)
     }
 
-    /// The carriers of `routes`, in order, that can carry `channel` to `region`: the first
-    /// gets the message, the others are its failover.
-    pub fn capable(
-        &self,
-        routes: &[String],
-        channel: Channel,
-        region: Option<&str>,
-    ) -> Vec<String> {
-        routes
-            .iter()
-            .filter(|name| {
-                self.by_name
-                    .get(name.as_str())
-                    .is_some_and(|carrier| carrier.capabilities().supports(channel, region))
-            })
-            .cloned()
-            .collect()
+    /// Whether the carrier named `name` can carry `channel` to `region`.
+    pub fn can_carry(&self, name: &str, channel: Channel, region: Option<&str>) -> bool {
+        self.by_name
+            .get(name)
+            .is_some_and(|carrier| carrier.capabilities().supports(channel, region))
+    }
+
+    /// Wraps every carrier in `layer` (e.g. a circuit breaker), keeping names.
+    pub fn layered(self, layer: impl Fn(Arc<dyn Carrier>) -> Arc<dyn Carrier>) -> CarrierSet {
+        CarrierSet {
+            by_name: self
+                .by_name
+                .into_iter()
+                .map(|(name, carrier)| (name, layer(carrier)))
+                .collect(),
+        }
     }
 
     /// Starts every carrier (binds, keep-alives). A carrier that cannot start is an error

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
-use verify_policy::RouteTable;
+use verify_policy::FallbackConfig;
+use verify_policy::routing::{RouteEntry, RoutePlan};
 
 /// Default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -43,8 +44,11 @@ pub struct Config {
     #[serde(default)]
     pub carriers: Vec<CarrierEntry>,
     /// Which carriers carry messages to which countries.
-    #[serde(default = "default_routes")]
-    pub routes: RouteTable,
+    #[serde(default)]
+    pub routes: RoutePlan,
+    /// What to send first and what next when a code is not delivered or not checked in time.
+    #[serde(default)]
+    pub fallback: FallbackConfig,
     /// Outbox dispatcher tuning.
     pub dispatcher: DispatcherSettings,
     /// The HTTP endpoint where HTTP carriers post delivery receipts.
@@ -74,13 +78,6 @@ impl CallbackSettings {
             Some(url) => url.trim_end_matches('/').to_string(),
             None => format!("http://{listen}"),
         })
-    }
-}
-
-fn default_routes() -> RouteTable {
-    RouteTable {
-        default: Vec::new(),
-        countries: Default::default(),
     }
 }
 
@@ -157,7 +154,8 @@ impl Default for Config {
             },
             api_keys: Vec::new(),
             carriers: Vec::new(),
-            routes: default_routes(),
+            routes: RoutePlan::default(),
+            fallback: FallbackConfig::default(),
             dispatcher: DispatcherSettings {
                 batch_size: 64,
                 poll_interval_ms: 100,
@@ -189,6 +187,7 @@ impl fmt::Debug for Config {
                     .collect::<Vec<_>>(),
             )
             .field("routes", &self.routes)
+            .field("fallback", &self.fallback)
             .field("dispatcher", &self.dispatcher)
             .field("callbacks", &self.callbacks)
             .finish()
@@ -272,7 +271,7 @@ impl Config {
             });
         }
         if self.routes.default.is_empty() {
-            self.routes.default = vec![self.carriers[0].name.clone()];
+            self.routes.default = vec![RouteEntry::named(&self.carriers[0].name)];
         }
         for carrier in &mut self.carriers {
             if carrier.kind == verify_carrier_sim::KIND && !carrier.settings.contains_key("outbox")
@@ -356,7 +355,10 @@ impl Config {
         }
         self.routes
             .validate(|name| names.contains(name))
-            .map_err(ConfigError)?;
+            .map_err(|e| ConfigError(e.to_string()))?;
+        self.fallback
+            .validate()
+            .map_err(|e| ConfigError(e.to_string()))?;
         let d = &self.dispatcher;
         if !(1..=10_000).contains(&d.batch_size) {
             return fail(format!(
@@ -465,7 +467,7 @@ mod tests {
         assert_eq!(config.listen.to_string(), "127.0.0.1:50051");
         assert_eq!(config.carriers.len(), 1);
         assert_eq!(config.carriers[0].kind, "sim");
-        assert_eq!(config.routes.default, ["sim"]);
+        assert_eq!(config.routes.default, [RouteEntry::named("sim")]);
         assert_eq!(
             config.carriers[0].settings["outbox"],
             serde_json::json!("verifyd-sim-outbox.jsonl")

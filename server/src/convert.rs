@@ -184,6 +184,7 @@ fn event_type(event_type: EventType) -> proto::EventType {
         EventType::VerificationMaxAttemptsReached => P::VerificationMaxAttemptsReached,
         EventType::MessageCanceled => P::MessageCanceled,
         EventType::MessageRerouted => P::MessageRerouted,
+        EventType::FallbackStep => P::FallbackStep,
     }
 }
 
@@ -229,6 +230,10 @@ pub fn verification(
         sends_left: record.sends_left(),
         code_length: record.code_length,
         locale: record.locale.clone(),
+        workflow: record.workflow.clone(),
+        workflow_step: record.step + 1,
+        strategy: record.strategy.clone(),
+        decision: record.decision.clone(),
     }
 }
 

@@ -16,7 +16,11 @@ use verify_policy::messages::render;
 use crate::carriers::CarrierSet;
 use crate::codes::CodeBook;
 use crate::config::DispatcherSettings;
-use crate::store::{ClaimedMessage, ReceiptOutcome, Store, VerificationStatus};
+use crate::decide::Decider;
+use crate::store::{
+    ClaimedMessage, ReceiptOutcome, StepAction, StepAdvance, Store, VerificationStatus,
+};
+use verify_policy::fallback::Next;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -28,6 +32,7 @@ fn now_ms() -> i64 {
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     carriers: Arc<CarrierSet>,
+    decider: Arc<Decider>,
     codes: CodeBook,
     settings: DispatcherSettings,
 }
@@ -37,12 +42,14 @@ impl Dispatcher {
     pub fn new(
         store: Arc<dyn Store>,
         carriers: Arc<CarrierSet>,
+        decider: Arc<Decider>,
         codes: CodeBook,
         settings: DispatcherSettings,
     ) -> Self {
         Dispatcher {
             store,
             carriers,
+            decider,
             codes,
             settings,
         }
@@ -126,6 +133,61 @@ impl Dispatcher {
             Ok(0) => {}
             Ok(n) => tracing::warn!(count = n, "messages abandoned mid-submission marked failed"),
             Err(error) => tracing::error!(%error, "sweeping abandoned claims failed"),
+        }
+        self.run_due_steps(now).await;
+    }
+
+    /// Moves every verification whose running step is over (deadline passed unchecked, or its
+    /// message failed) to what its fallback strategy says: the next step's message with the
+    /// same code, or a stop. Each move is conditional, so replicas never run a step twice.
+    async fn run_due_steps(&self, now: i64) {
+        let due = match self.store.due_steps(now, 100).await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::error!(%error, "reading due workflow steps failed");
+                return;
+            }
+        };
+        for step in due {
+            let verification = &step.verification;
+            let Some(expected_deadline_ms) = verification.step_deadline_ms else {
+                continue;
+            };
+            let (action, detail) = match self.decider.next(&step) {
+                Next::Send(plan) => {
+                    let deadline_ms = Decider::has_step_after(&verification.workflow, plan.step)
+                        .then(|| now + plan.wait.as_millis() as i64);
+                    let action = StepAction::Send {
+                        message_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
+                        step: plan.step as u32,
+                        channel: plan.channel,
+                        carrier: plan.carrier().to_string(),
+                        fallback_carriers: plan.failover(),
+                        deadline_ms,
+                    };
+                    (action, plan.explanation())
+                }
+                Next::Stop { reason } => (StepAction::Stop, format!("workflow stopped: {reason}")),
+                Next::Ignore { reason } => {
+                    tracing::debug!(verification = %verification.id, %reason, "stale workflow event");
+                    (StepAction::Stop, format!("workflow stopped: {reason}"))
+                }
+            };
+            let advance = StepAdvance {
+                verification_id: verification.id.clone(),
+                expected_step: verification.step,
+                expected_deadline_ms,
+                action,
+                detail,
+                now_ms: now,
+            };
+            match self.store.advance_step(advance).await {
+                Ok(true) => tracing::info!(verification = %verification.id, "workflow step run"),
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::error!(verification = %verification.id, %error, "running a workflow step failed")
+                }
+            }
         }
     }
 

@@ -8,6 +8,7 @@ pub mod carriers;
 pub mod codes;
 pub mod config;
 pub mod convert;
+pub mod decide;
 pub mod dispatcher;
 pub mod errors;
 pub mod service;

@@ -87,9 +87,30 @@ fn main() -> std::process::ExitCode {
         for carrier in &config.carriers {
             let _ = writeln!(out, "carrier: {} (kind {})", carrier.name, carrier.kind);
         }
-        let _ = writeln!(out, "route default: {}", config.routes.default.join(" -> "));
-        for (region, carriers) in &config.routes.countries {
-            let _ = writeln!(out, "route {region}: {}", carriers.join(" -> "));
+        let names = |entries: &[verify_policy::routing::RouteEntry]| {
+            entries
+                .iter()
+                .map(|entry| entry.carrier.as_str())
+                .collect::<Vec<_>>()
+                .join(" -> ")
+        };
+        let _ = writeln!(out, "route default: {}", names(&config.routes.default));
+        for (region, entries) in &config.routes.countries {
+            let _ = writeln!(out, "route {region}: {}", names(entries));
+        }
+        let fallback = &config.fallback;
+        let _ = writeln!(
+            out,
+            "fallback default: {} {}",
+            fallback.strategy, fallback.workflow
+        );
+        for (region, country) in &fallback.countries {
+            let _ = writeln!(
+                out,
+                "fallback {region}: {} {}",
+                country.strategy.unwrap_or(fallback.strategy),
+                country.workflow.as_ref().unwrap_or(&fallback.workflow)
+            );
         }
         match config.callbacks.base_url(None) {
             Some(base) => {

@@ -10,12 +10,12 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use verify_carrier::Channel;
-use verify_policy::{ChannelRefusal, RouteTable, choose_channel, classify, parse_region_hint};
+use verify_policy::{ChannelRefusal, Workflow, choose_channel, classify, parse_region_hint};
 
-use crate::carriers::CarrierSet;
 use crate::codes::CodeBook;
 use crate::config::CodeSettings;
 use crate::convert::{self, StoredClassification};
+use crate::decide::Decider;
 use crate::errors::{failed_precondition, internal, invalid_argument};
 use crate::proto;
 use crate::proto::verify_service_server::VerifyService;
@@ -35,8 +35,7 @@ pub struct VerifyApi {
     store: Arc<dyn Store>,
     codes: CodeBook,
     settings: CodeSettings,
-    carriers: Arc<CarrierSet>,
-    routes: RouteTable,
+    decider: Arc<Decider>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -46,16 +45,14 @@ impl VerifyApi {
         store: Arc<dyn Store>,
         codes: CodeBook,
         settings: CodeSettings,
-        carriers: Arc<CarrierSet>,
-        routes: RouteTable,
+        decider: Arc<Decider>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         VerifyApi {
             store,
             codes,
             settings,
-            carriers,
-            routes,
+            decider,
             shutdown,
         }
     }
@@ -233,6 +230,12 @@ impl VerifyService for VerifyApi {
             key => Some(key.to_string()),
         };
         let hint = region_hint(&request.region_hint)?;
+        let workflow = match request.workflow.trim() {
+            "" => None,
+            text => Some(
+                Workflow::parse(text).map_err(|e| invalid_argument("workflow", e.to_string()))?,
+            ),
+        };
 
         let classification = classify(&request.to, hint);
         let decision =
@@ -246,25 +249,29 @@ impl VerifyService for VerifyApi {
                 }
             })?;
         let region = classification.region_code.clone();
-        let mut route = self
-            .carriers
-            .capable(
-                self.routes.routes_for(region.as_deref()),
-                decision.channel,
-                region.as_deref(),
-            )
-            .into_iter();
-        let carrier = route.next().ok_or_else(|| {
+        // The channel check above refuses what no workflow may send (SMS to a landline,
+        // premium-rate numbers); the strategy then picks the step, channel and route.
+        let first = self
+            .decider
+            .start(&classification, requested, workflow.as_ref())
+            .map_err(|reason| failed_precondition("channel", reason))?;
+        let mut carriers = first.carriers.clone().into_iter();
+        let carrier = carriers.next().ok_or_else(|| {
             failed_precondition(
                 "channel",
                 format!(
                     "no configured route carries {} to {}",
-                    decision.channel,
+                    first.channel,
                     region.as_deref().unwrap_or("this number")
                 ),
             )
         })?;
-        let fallback_carriers: Vec<String> = route.collect();
+        let fallback_carriers: Vec<String> = carriers.collect();
+        let explanation = if first.channel == decision.channel {
+            format!("{}; {}", decision.reason, first.explanation)
+        } else {
+            first.explanation.clone()
+        };
         let code = self
             .codes
             .issue(code_length)
@@ -275,7 +282,7 @@ impl VerifyService for VerifyApi {
             message_id: new_id("msg"),
             to_e164: classification.e164.clone().unwrap_or_default(),
             region_code: region,
-            channel: decision.channel,
+            channel: first.channel,
             carrier: carrier.clone(),
             fallback_carriers,
             locale,
@@ -288,7 +295,11 @@ impl VerifyService for VerifyApi {
                 &classification,
             ))
             .map_err(|e| internal("classification encoding", e))?,
-            decision: format!("{}; route {carrier}", decision.reason),
+            decision: explanation.clone(),
+            strategy: first.strategy.to_string(),
+            workflow: first.workflow.to_string(),
+            step: first.step as u32,
+            step_deadline_ms: first.wait.map(|wait| now + wait.as_millis() as i64),
             now_ms: now,
             ttl_ms: (self.settings.ttl_seconds * 1000) as i64,
         };
@@ -311,6 +322,11 @@ impl VerifyService for VerifyApi {
             verification: Some(convert::verification(&record, &messages)),
             resent,
             replayed,
+            decision: if replayed {
+                record.decision.clone()
+            } else {
+                explanation
+            },
         }))
     }
 

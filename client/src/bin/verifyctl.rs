@@ -162,6 +162,9 @@ struct VerifyArgs {
     /// ISO 3166-1 alpha-2 region for a number in national form, e.g. IN.
     #[arg(long, value_name = "XX")]
     region: Option<String>,
+    /// A fallback workflow instead of the configured one, e.g. "sms(30s) -> voice(60s)".
+    #[arg(long, value_name = "STEPS")]
+    workflow: Option<String>,
 }
 
 /// The channels a user can ask for.
@@ -261,6 +264,7 @@ impl Command {
                 code_length: args.code_length,
                 idempotency_key: args.idempotency_key,
                 region_hint: args.region,
+                workflow: args.workflow,
             }),
             Command::Check(args) => match (args.to, args.id, args.code) {
                 (None, Some(id), Some(code)) => Action::Check {
@@ -945,6 +949,7 @@ mod tests {
                 code_length: Some(8),
                 idempotency_key: Some("k-1".into()),
                 region_hint: Some("GB".into()),
+                workflow: None,
             })
         );
     }
@@ -1079,6 +1084,7 @@ mod tests {
             verification: Some(pending_verification()),
             resent: false,
             replayed: false,
+            decision: String::new(),
         };
         // 200 ms of latency still reads as the full ten minutes.
         let now = moment(1_000) + chrono::Duration::milliseconds(200);

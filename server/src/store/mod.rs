@@ -69,6 +69,8 @@ pub enum EventType {
     MessageCanceled,
     /// A message moved to the next carrier of its route.
     MessageRerouted,
+    /// The verification's workflow moved to its next step (or stopped), with the reason.
+    FallbackStep,
 }
 
 macro_rules! text_enum {
@@ -116,6 +118,7 @@ text_enum!(EventType {
     VerificationMaxAttemptsReached => "verification_max_attempts_reached",
     MessageCanceled => "message_canceled",
     MessageRerouted => "message_rerouted",
+    FallbackStep => "fallback_step",
 });
 
 /// A stored verification.
@@ -157,6 +160,18 @@ pub struct VerificationRecord {
     pub expires_at_ms: i64,
     /// Last change, unix ms.
     pub updated_at_ms: i64,
+    /// The fallback strategy that chose the steps (`ordered`, `adaptive`).
+    pub strategy: String,
+    /// The workflow as it runs, e.g. `sms(30s) -> voice(1m)`.
+    pub workflow: String,
+    /// Index of the running step in `workflow`.
+    pub step: u32,
+    /// When the running step gives way to the next; `None` when no next step is due.
+    pub step_deadline_ms: Option<i64>,
+    /// Why the running step ended early (its message failed); empty while it runs.
+    pub step_failure: String,
+    /// Why the first message went where it went: the decision Verify answered with.
+    pub decision: String,
 }
 
 impl VerificationRecord {
@@ -186,6 +201,8 @@ pub struct MessageRecord {
     pub status: DeliveryStatus,
     /// Carriers still to try, in order, if this one refuses the message for now.
     pub fallback_carriers: Vec<String>,
+    /// The workflow step the message belongs to.
+    pub step: u32,
     /// Carrier's id once submitted.
     pub carrier_message_id: Option<String>,
     /// Last detail (carrier reason).
@@ -254,10 +271,68 @@ pub struct NewVerification {
     pub classification_json: String,
     /// Why this channel and carrier, for the queued event.
     pub decision: String,
+    /// The fallback strategy that chose the first step.
+    pub strategy: String,
+    /// The workflow as it will run.
+    pub workflow: String,
+    /// Index of the first step in `workflow` (0 unless steps were skipped).
+    pub step: u32,
+    /// When the first step gives way to the next; `None` for a one-step workflow.
+    pub step_deadline_ms: Option<i64>,
     /// Now, unix ms.
     pub now_ms: i64,
     /// Lifetime of the code, ms.
     pub ttl_ms: i64,
+}
+
+/// A pending verification whose running step is over (its deadline passed, or its message
+/// failed), with its messages, for the dispatcher to ask the fallback strategy what is next.
+#[derive(Debug, Clone)]
+pub struct DueStep {
+    /// The verification.
+    pub verification: VerificationRecord,
+    /// Its messages, oldest first.
+    pub messages: Vec<MessageRecord>,
+}
+
+/// What the dispatcher decided for a [`DueStep`].
+#[derive(Debug, Clone)]
+pub enum StepAction {
+    /// Queue the next step's message (the same code) and run that step.
+    Send {
+        /// Id of the new message.
+        message_id: String,
+        /// Index of the new step.
+        step: u32,
+        /// Its channel.
+        channel: Channel,
+        /// Its carrier.
+        carrier: String,
+        /// Its failover carriers.
+        fallback_carriers: Vec<String>,
+        /// When it gives way to the next; `None` at the last step.
+        deadline_ms: Option<i64>,
+    },
+    /// Send nothing more; the code stays valid until it is checked or expires.
+    Stop,
+}
+
+/// One move of a verification's workflow, applied only if the verification is still where
+/// the decision saw it (another replica may have moved it first).
+#[derive(Debug, Clone)]
+pub struct StepAdvance {
+    /// The verification.
+    pub verification_id: String,
+    /// The step the decision was made at.
+    pub expected_step: u32,
+    /// That step's deadline as read.
+    pub expected_deadline_ms: i64,
+    /// What to do.
+    pub action: StepAction,
+    /// The reason, for the `fallback_step` event.
+    pub detail: String,
+    /// Now, unix ms.
+    pub now_ms: i64,
 }
 
 /// What `start_verification` did.
@@ -439,6 +514,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks pending verifications past their lifetime expired; returns how many.
     async fn expire_due(&self, now_ms: i64) -> Result<u64, StoreError>;
+
+    /// Pending verifications whose running step is over by `now_ms`, at most `limit`.
+    async fn due_steps(&self, now_ms: i64, limit: u32) -> Result<Vec<DueStep>, StoreError>;
+
+    /// Applies a workflow move; `false` when the verification moved on meanwhile (approved,
+    /// expired, out of sends, or advanced by another replica) and nothing changed.
+    async fn advance_step(&self, advance: StepAdvance) -> Result<bool, StoreError>;
 
     /// Fails messages whose claim ran out (their dispatcher died mid-submission). They are not
     /// resent: the carrier may have them, and sending twice is worse than a resend request.

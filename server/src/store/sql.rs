@@ -49,9 +49,10 @@ pub struct SqlStore {
 }
 
 const VERIFICATION_COLUMNS: &str = "id, to_e164, region_code, status, channel, locale, code_length, code_nonce, code_check, \
-     checks_used, max_checks, sends_used, max_sends, idempotency_key, classification, created_at_ms, expires_at_ms, updated_at_ms";
+     checks_used, max_checks, sends_used, max_sends, idempotency_key, classification, created_at_ms, expires_at_ms, updated_at_ms, \
+     strategy, workflow, step, step_deadline_ms, step_failure, decision";
 
-const MESSAGE_COLUMNS: &str = "id, verification_id, channel, carrier, fallback_carriers, status, carrier_message_id, detail, created_at_ms, updated_at_ms";
+const MESSAGE_COLUMNS: &str = "id, verification_id, channel, carrier, fallback_carriers, step, status, carrier_message_id, detail, created_at_ms, updated_at_ms";
 
 impl SqlStore {
     /// Connects to `database_url` (`sqlite://...` or `postgres://...`) and applies migrations.
@@ -269,34 +270,34 @@ impl SqlStore {
     async fn queue_message(
         &self,
         tx: &mut WriteTx,
-        new: &NewVerification,
-        verification_id: &str,
+        message: QueuedMessage<'_>,
         detail: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO messages (id, verification_id, channel, carrier, fallback_carriers, status, due_at_ms, detail, created_at_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, $6, 'queued', $5, '', $5, $5)",
+            "INSERT INTO messages (id, verification_id, channel, carrier, fallback_carriers, step, status, due_at_ms, detail, created_at_ms, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $6, $7, 'queued', $5, '', $5, $5)",
         )
-        .bind(&new.message_id)
-        .bind(verification_id)
-        .bind(new.channel.as_str())
-        .bind(&new.carrier)
-        .bind(new.now_ms)
-        .bind(new.fallback_carriers.join(","))
+        .bind(message.id)
+        .bind(message.verification_id)
+        .bind(message.channel.as_str())
+        .bind(message.carrier)
+        .bind(message.now_ms)
+        .bind(message.fallback_carriers.join(","))
+        .bind(i64::from(message.step))
         .execute(tx.conn())
         .await?;
         self.insert_event(
             tx,
             NewEvent {
                 event_type: EventType::MessageQueued,
-                verification_id,
-                message_id: Some(&new.message_id),
-                channel: Some(new.channel),
-                carrier: Some(&new.carrier),
+                verification_id: message.verification_id,
+                message_id: Some(message.id),
+                channel: Some(message.channel),
+                carrier: Some(message.carrier),
                 delivery_status: Some(DeliveryStatus::Queued),
                 verification_status: VerificationStatus::Pending,
                 detail,
-                now_ms: new.now_ms,
+                now_ms: message.now_ms,
             },
         );
         Ok(())
@@ -375,8 +376,12 @@ impl SqlStore {
                 .execute(tx.conn())
                 .await?;
                 let detail = format!("resend of the same code; {}", new.decision);
-                self.queue_message(&mut tx, new, &pending.id, &detail)
-                    .await?;
+                self.queue_message(
+                    &mut tx,
+                    QueuedMessage::first_of(new, &pending.id, pending.step),
+                    &detail,
+                )
+                .await?;
                 self.remember_idempotency_key(&mut tx, new, &pending.id)
                     .await?;
                 self.commit_with_events(tx).await?;
@@ -414,11 +419,18 @@ impl SqlStore {
             created_at_ms: new.now_ms,
             expires_at_ms: new.now_ms + new.ttl_ms,
             updated_at_ms: new.now_ms,
+            strategy: new.strategy.clone(),
+            workflow: new.workflow.clone(),
+            step: new.step,
+            step_deadline_ms: new.step_deadline_ms,
+            step_failure: String::new(),
+            decision: new.decision.clone(),
         };
         sqlx::query(
             "INSERT INTO verifications (id, to_e164, region_code, status, channel, locale, code_length, code_nonce, code_check, \
-             checks_used, max_checks, sends_used, max_sends, idempotency_key, classification, created_at_ms, expires_at_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, 0, $9, 1, $10, $11, $12, $13, $14, $13)",
+             checks_used, max_checks, sends_used, max_sends, idempotency_key, classification, created_at_ms, expires_at_ms, updated_at_ms, \
+             strategy, workflow, step, step_deadline_ms, decision) \
+             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, 0, $9, 1, $10, $11, $12, $13, $14, $13, $15, $16, $17, $18, $19)",
         )
         .bind(&record.id)
         .bind(&record.to_e164)
@@ -434,6 +446,11 @@ impl SqlStore {
         .bind(&record.classification_json)
         .bind(record.created_at_ms)
         .bind(record.expires_at_ms)
+        .bind(&record.strategy)
+        .bind(&record.workflow)
+        .bind(i64::from(record.step))
+        .bind(record.step_deadline_ms)
+        .bind(&record.decision)
         .execute(tx.conn())
         .await?;
         self.insert_event(
@@ -446,8 +463,12 @@ impl SqlStore {
                 new.now_ms,
             ),
         );
-        self.queue_message(&mut tx, new, &record.id, &new.decision)
-            .await?;
+        self.queue_message(
+            &mut tx,
+            QueuedMessage::first_of(new, &record.id, record.step),
+            &new.decision,
+        )
+        .await?;
         self.remember_idempotency_key(&mut tx, new, &record.id)
             .await?;
         self.commit_with_events(tx).await?;
@@ -518,6 +539,20 @@ impl SqlStore {
         let verification_id: String = row.try_get("verification_id")?;
         let channel = parse_channel(&row.try_get::<String, _>("channel")?)?;
         let carrier: String = row.try_get("carrier")?;
+        if status == DeliveryStatus::Failed {
+            // The running step's message failed: its next step is due now, not at its deadline.
+            sqlx::query(
+                "UPDATE verifications SET step_deadline_ms = $1, step_failure = $2 \
+                 WHERE id = $3 AND status = 'pending' AND step_deadline_ms IS NOT NULL \
+                 AND step = (SELECT step FROM messages WHERE id = $4)",
+            )
+            .bind(now_ms)
+            .bind(format!("{carrier}: {detail}"))
+            .bind(&verification_id)
+            .bind(message_id)
+            .execute(tx.conn())
+            .await?;
+        }
         let verification_status: String =
             sqlx::query_scalar("SELECT status FROM verifications WHERE id = $1")
                 .bind(&verification_id)
@@ -542,6 +577,32 @@ impl SqlStore {
             },
         );
         Ok(())
+    }
+}
+
+/// A message to insert into the outbox.
+struct QueuedMessage<'a> {
+    id: &'a str,
+    verification_id: &'a str,
+    channel: Channel,
+    carrier: &'a str,
+    fallback_carriers: &'a [String],
+    step: u32,
+    now_ms: i64,
+}
+
+impl<'a> QueuedMessage<'a> {
+    /// The message a Verify call queues for `verification_id` at `step`.
+    fn first_of(new: &'a NewVerification, verification_id: &'a str, step: u32) -> Self {
+        QueuedMessage {
+            id: &new.message_id,
+            verification_id,
+            channel: new.channel,
+            carrier: &new.carrier,
+            fallback_carriers: &new.fallback_carriers,
+            step,
+            now_ms: new.now_ms,
+        }
     }
 }
 
@@ -640,6 +701,12 @@ fn verification_from_row(row: &AnyRow) -> Result<VerificationRecord, StoreError>
         created_at_ms: row.try_get("created_at_ms")?,
         expires_at_ms: row.try_get("expires_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
+        strategy: row.try_get("strategy")?,
+        workflow: row.try_get("workflow")?,
+        step: parse_u32(row, "step")?,
+        step_deadline_ms: row.try_get("step_deadline_ms")?,
+        step_failure: row.try_get("step_failure")?,
+        decision: row.try_get("decision")?,
     })
 }
 
@@ -651,6 +718,7 @@ fn message_from_row(row: &AnyRow) -> Result<MessageRecord, StoreError> {
         channel: parse_channel(&row.try_get::<String, _>("channel")?)?,
         carrier: row.try_get("carrier")?,
         fallback_carriers: split_carriers(&row.try_get::<String, _>("fallback_carriers")?),
+        step: parse_u32(row, "step")?,
         status: DeliveryStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("message status `{status}`")))?,
         carrier_message_id: row.try_get("carrier_message_id")?,
@@ -889,7 +957,7 @@ impl Store for SqlStore {
             .join(", ");
         let select = format!(
             "SELECT m.id AS m_id, m.verification_id AS m_verification_id, m.channel AS m_channel, m.carrier AS m_carrier, \
-             m.fallback_carriers AS m_fallback_carriers, m.status AS m_status, m.carrier_message_id AS m_carrier_message_id, m.detail AS m_detail, \
+             m.fallback_carriers AS m_fallback_carriers, m.step AS m_step, m.status AS m_status, m.carrier_message_id AS m_carrier_message_id, m.detail AS m_detail, \
              m.created_at_ms AS m_created_at_ms, m.updated_at_ms AS m_updated_at_ms, {verification_columns} \
              FROM messages m JOIN verifications v ON v.id = m.verification_id \
              WHERE m.claim_token = $1 ORDER BY m.due_at_ms, m.id"
@@ -924,6 +992,7 @@ impl Store for SqlStore {
                         fallback_carriers: split_carriers(
                             &row.try_get::<String, _>("m_fallback_carriers")?,
                         ),
+                        step: parse_u32(row, "m_step")?,
                         status: DeliveryStatus::parse(&status).ok_or_else(|| {
                             StoreError::Corrupt(format!("message status `{status}`"))
                         })?,
@@ -1128,6 +1197,100 @@ impl Store for SqlStore {
         }
         self.commit_with_events(tx).await?;
         Ok(count)
+    }
+
+    async fn due_steps(&self, now_ms: i64, limit: u32) -> Result<Vec<DueStep>, StoreError> {
+        let sql = format!(
+            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE status = 'pending' \
+             AND step_deadline_ms IS NOT NULL AND step_deadline_ms <= $1 \
+             ORDER BY step_deadline_ms, id LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut due = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let verification = verification_from_row(row)?;
+            let messages = self.messages(&verification.id).await?;
+            due.push(DueStep {
+                verification,
+                messages,
+            });
+        }
+        Ok(due)
+    }
+
+    async fn advance_step(&self, advance: StepAdvance) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let (step, deadline, sends) = match &advance.action {
+            StepAction::Send {
+                step, deadline_ms, ..
+            } => (*step, *deadline_ms, 1i64),
+            StepAction::Stop => (advance.expected_step, None, 0i64),
+        };
+        let moved = sqlx::query(
+            "UPDATE verifications SET step = $1, step_deadline_ms = $2, step_failure = '', \
+             sends_used = sends_used + $3, updated_at_ms = $4 \
+             WHERE id = $5 AND status = 'pending' AND step = $6 AND step_deadline_ms = $7 \
+             AND sends_used + $3 <= max_sends AND expires_at_ms > $4",
+        )
+        .bind(i64::from(step))
+        .bind(deadline)
+        .bind(sends)
+        .bind(advance.now_ms)
+        .bind(&advance.verification_id)
+        .bind(i64::from(advance.expected_step))
+        .bind(advance.expected_deadline_ms)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        if moved == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        self.insert_event(
+            &mut tx,
+            NewEvent::verification(
+                EventType::FallbackStep,
+                &advance.verification_id,
+                VerificationStatus::Pending,
+                &advance.detail,
+                advance.now_ms,
+            ),
+        );
+        if let StepAction::Send {
+            message_id,
+            step,
+            channel,
+            carrier,
+            fallback_carriers,
+            ..
+        } = &advance.action
+        {
+            sqlx::query("UPDATE verifications SET channel = $1 WHERE id = $2")
+                .bind(channel.as_str())
+                .bind(&advance.verification_id)
+                .execute(tx.conn())
+                .await?;
+            self.queue_message(
+                &mut tx,
+                QueuedMessage {
+                    id: message_id,
+                    verification_id: &advance.verification_id,
+                    channel: *channel,
+                    carrier,
+                    fallback_carriers,
+                    step: *step,
+                    now_ms: advance.now_ms,
+                },
+                &advance.detail,
+            )
+            .await?;
+        }
+        self.commit_with_events(tx).await?;
+        Ok(true)
     }
 
     async fn fail_abandoned_claims(&self, now_ms: i64) -> Result<u64, StoreError> {
