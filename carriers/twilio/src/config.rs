@@ -2,36 +2,12 @@
 //! before anything is built, with errors that name the offending field.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use verify_carrier::Channel;
+use verify_carrier::{Channel, Secret};
 
 /// The Twilio REST API, the default `base_url`.
 pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
-
-/// A secret setting (auth token, API key secret): its `Debug` output is redacted.
-#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for signing and authenticating. Never log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
 
 /// Answering-machine detection for voice calls (Twilio's `MachineDetection` parameter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

@@ -1,11 +1,14 @@
-//! Messages accepted by the vendor whose final receipt has not arrived yet: what lets a receipt
-//! be reported once per message (multi-part messages included) and shutdown wait for receipts.
+//! Messages accepted by an HTTP vendor whose final receipt has not arrived yet: what lets a
+//! receipt be reported once per message (multi-part messages included) and shutdown wait for
+//! receipts.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+
+use crate::shutdown::wait_for;
 
 /// How long a message is remembered after its submission; receipts later than this are
 /// reported as receipts of an unknown message.
@@ -16,9 +19,9 @@ const EARLY_FOR: Duration = Duration::from_secs(10 * 60);
 /// Early receipts remembered at most.
 const MAX_EARLY: usize = 10_000;
 
-/// What to do with a receipt for one part.
+/// What to do with a final receipt for one part, as [`PendingReceipts::final_receipt`] says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub enum ReceiptOutcome {
     /// Report it, under the message's carrier id (the first part's id).
     Report {
         /// The id `submit` returned.
@@ -44,8 +47,6 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct State {
-    closed: bool,
-    submitting: usize,
     unfinished: usize,
     parts: HashMap<String, String>,
     messages: HashMap<String, Entry>,
@@ -78,49 +79,34 @@ impl State {
     }
 }
 
-/// The carrier's in-flight bookkeeping.
+/// The accepted messages of one carrier that still await their final receipt: each message is
+/// reported once (failed as soon as a part fails, delivered when every part is), receipts that
+/// overtake their submission's answer are matched, and shutdown can wait for the rest.
 #[derive(Debug, Default)]
-pub(crate) struct Tracker {
+pub struct PendingReceipts {
     state: Mutex<State>,
     changed: Notify,
 }
 
-/// A submission in progress; shutdown waits for it to end.
-pub(crate) struct Submitting<'a> {
-    tracker: &'a Tracker,
-}
-
-impl Drop for Submitting<'_> {
-    fn drop(&mut self) {
-        self.tracker.lock().submitting -= 1;
-        self.tracker.changed.notify_waiters();
+impl PendingReceipts {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
     }
-}
 
-impl Tracker {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere while holding the lock leaves plain data behind: keep using it.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts a submission, or `None` once shutdown has begun.
-    pub(crate) fn begin_submit(&self) -> Option<Submitting<'_>> {
-        let mut state = self.lock();
-        if state.closed {
-            return None;
-        }
-        state.submitting += 1;
-        Some(Submitting { tracker: self })
-    }
-
     /// Records an accepted message made of `parts` (the first names the message).
-    pub(crate) fn accepted(&self, parts: &[String], message_id: &str) {
+    pub fn accepted(&self, parts: &[String], message_id: &str) {
         self.remember(parts, message_id, false);
     }
 
     /// Records parts the vendor accepted of a submission that failed as a whole, so their
     /// receipts are ignored.
-    pub(crate) fn suppress(&self, parts: &[String], message_id: &str) {
+    pub fn suppress(&self, parts: &[String], message_id: &str) {
         self.remember(parts, message_id, true);
     }
 
@@ -157,107 +143,128 @@ impl Tracker {
 
     /// A final receipt for `part`: delivered or not. A failed part fails the message at once;
     /// the message is delivered when every part is.
-    pub(crate) fn final_receipt(&self, part: &str, delivered: bool) -> Outcome {
+    pub fn final_receipt(&self, part: &str, delivered: bool) -> ReceiptOutcome {
         let mut state = self.lock();
         let Some(key) = state.parts.get(part).cloned() else {
             if state.early.len() < MAX_EARLY {
                 state.early.insert(part.to_string(), Instant::now());
             }
-            return Outcome::Unknown;
+            return ReceiptOutcome::Unknown;
         };
         let Some(entry) = state.messages.get_mut(&key) else {
-            return Outcome::Unknown;
+            return ReceiptOutcome::Unknown;
         };
         if entry.finished {
-            return Outcome::Duplicate;
+            return ReceiptOutcome::Duplicate;
         }
         entry.parts_left.remove(part);
         if delivered && !entry.parts_left.is_empty() {
-            return Outcome::Wait;
+            return ReceiptOutcome::Wait;
         }
         entry.finished = true;
         let message_id = entry.message_id.clone();
         state.unfinished -= 1;
         drop(state);
         self.changed.notify_waiters();
-        Outcome::Report {
+        ReceiptOutcome::Report {
             carrier_message_id: key,
             message_id,
         }
     }
 
-    /// Refuses new submissions, then waits up to `wait` for running submissions to end and
-    /// for the receipts of accepted messages. Returns how many receipts never came.
-    pub(crate) async fn drain(&self, wait: Duration) -> usize {
-        self.lock().closed = true;
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let state = self.lock();
-                if state.submitting == 0 && state.unfinished == 0 {
-                    return 0;
-                }
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.lock().unfinished;
-            }
-        }
+    /// How many accepted messages still await their final receipt.
+    pub fn unfinished(&self) -> usize {
+        self.lock().unfinished
+    }
+
+    /// Waits until every accepted message has its final receipt or `deadline` passes. Returns
+    /// how many receipts never came (0 when settled). Call it once no submission is in flight
+    /// (see [`InFlightGate::wait_idle`](crate::shutdown::InFlightGate::wait_idle)), so no
+    /// message is accepted meanwhile.
+    pub async fn wait_until_settled(&self, deadline: tokio::time::Instant) -> usize {
+        wait_for(&self.changed, || self.unfinished() == 0, Some(deadline)).await;
+        self.unfinished()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shutdown::InFlightGate;
 
     fn ids(parts: &[&str]) -> Vec<String> {
         parts.iter().map(|s| s.to_string()).collect()
     }
 
+    fn soon() -> tokio::time::Instant {
+        tokio::time::Instant::now() + Duration::from_millis(20)
+    }
+
     #[test]
     fn multipart_is_delivered_once_when_every_part_is() {
-        let tracker = Tracker::default();
+        let tracker = PendingReceipts::default();
         tracker.accepted(&ids(&["A", "B"]), "msg_1");
-        assert_eq!(tracker.final_receipt("B", true), Outcome::Wait);
-        let report = Outcome::Report {
+        assert_eq!(tracker.final_receipt("B", true), ReceiptOutcome::Wait);
+        let report = ReceiptOutcome::Report {
             carrier_message_id: "A".into(),
             message_id: "msg_1".into(),
         };
         assert_eq!(tracker.final_receipt("A", true), report);
-        assert_eq!(tracker.final_receipt("A", true), Outcome::Duplicate);
-        assert_eq!(tracker.final_receipt("Z", true), Outcome::Unknown);
+        assert_eq!(tracker.final_receipt("A", true), ReceiptOutcome::Duplicate);
+        assert_eq!(tracker.final_receipt("Z", true), ReceiptOutcome::Unknown);
     }
 
     #[test]
     fn a_failed_part_fails_the_message_once() {
-        let tracker = Tracker::default();
+        let tracker = PendingReceipts::default();
         tracker.accepted(&ids(&["A", "B", "C"]), "msg_1");
         assert!(matches!(
             tracker.final_receipt("B", false),
-            Outcome::Report { .. }
+            ReceiptOutcome::Report { .. }
         ));
-        assert_eq!(tracker.final_receipt("A", true), Outcome::Duplicate);
-        assert_eq!(tracker.final_receipt("C", false), Outcome::Duplicate);
+        assert_eq!(tracker.final_receipt("A", true), ReceiptOutcome::Duplicate);
+        assert_eq!(tracker.final_receipt("C", false), ReceiptOutcome::Duplicate);
         tracker.suppress(&ids(&["S"]), "msg_2");
-        assert_eq!(tracker.final_receipt("S", true), Outcome::Duplicate);
+        assert_eq!(tracker.final_receipt("S", true), ReceiptOutcome::Duplicate);
     }
 
     #[tokio::test]
     async fn a_receipt_before_the_answer_is_not_awaited_again() {
-        let tracker = Tracker::default();
-        assert_eq!(tracker.final_receipt("A", true), Outcome::Unknown);
+        let tracker = PendingReceipts::default();
+        assert_eq!(tracker.final_receipt("A", true), ReceiptOutcome::Unknown);
         tracker.accepted(&ids(&["A"]), "msg_1");
-        assert_eq!(tracker.final_receipt("A", true), Outcome::Duplicate);
-        assert_eq!(tracker.drain(Duration::from_millis(20)).await, 0);
+        assert_eq!(tracker.final_receipt("A", true), ReceiptOutcome::Duplicate);
+        assert_eq!(tracker.wait_until_settled(soon()).await, 0);
     }
 
     #[tokio::test]
     async fn drain_refuses_new_submissions_and_times_out() {
-        let tracker = Tracker::default();
+        let gate = InFlightGate::new();
+        let tracker = PendingReceipts::default();
         tracker.accepted(&ids(&["A"]), "msg_1");
-        assert_eq!(tracker.drain(Duration::from_millis(20)).await, 1);
-        assert!(tracker.begin_submit().is_none());
+        gate.close();
+        let deadline = soon();
+        assert!(gate.wait_idle(Some(deadline)).await);
+        assert_eq!(tracker.wait_until_settled(deadline).await, 1);
+        assert!(gate.try_enter().is_none());
+    }
+
+    #[tokio::test]
+    async fn settles_when_the_last_receipt_comes() {
+        let tracker = std::sync::Arc::new(PendingReceipts::default());
+        tracker.accepted(&ids(&["A"]), "msg_1");
+        let waiter = tokio::spawn({
+            let tracker = std::sync::Arc::clone(&tracker);
+            async move {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+                tracker.wait_until_settled(deadline).await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(matches!(
+            tracker.final_receipt("A", true),
+            ReceiptOutcome::Report { .. }
+        ));
+        assert_eq!(waiter.await.unwrap(), 0);
     }
 }
