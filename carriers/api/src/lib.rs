@@ -27,7 +27,7 @@ pub use http_client::{
 };
 pub use message::{
     Capabilities, Channel, DeliveryReceipt, OneTimeCode, OutboundMessage, ReceiptSink,
-    ReceiptStatus, SubmitAccepted, mask_number,
+    ReceiptStatus, SubmitAccepted, check_regions, mask_number,
 };
 pub use receipts::{PendingReceipts, ReceiptOutcome};
 pub use registry::{CarrierContext, CarrierFactory, CarrierRegistry};

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::shutdown::wait_for;
+use crate::shutdown::{InFlightGate, wait_for};
+use crate::{DeliveryReceipt, ReceiptStatus};
 
 /// How long a message is remembered after its submission; receipts later than this are
 /// reported as receipts of an unknown message.
@@ -172,6 +173,40 @@ impl PendingReceipts {
         }
     }
 
+    /// The receipt carrier `carrier` reports for a final status of `part` (see
+    /// [`final_receipt`](Self::final_receipt)), or `None` when there is nothing to report now: a
+    /// part of a message whose other parts are outstanding, or a message already reported.
+    /// `message_id` is verifyd's id as the vendor's receipt names it, for a message this process
+    /// does not know.
+    pub fn receipt(
+        &self,
+        carrier: &str,
+        part: &str,
+        delivered: bool,
+        message_id: Option<String>,
+        detail: String,
+    ) -> Option<DeliveryReceipt> {
+        let (carrier_message_id, message_id) = match self.final_receipt(part, delivered) {
+            ReceiptOutcome::Report {
+                carrier_message_id,
+                message_id,
+            } => (carrier_message_id, Some(message_id)),
+            ReceiptOutcome::Unknown => (part.to_string(), message_id),
+            ReceiptOutcome::Wait | ReceiptOutcome::Duplicate => return None,
+        };
+        Some(DeliveryReceipt {
+            carrier: carrier.to_string(),
+            carrier_message_id,
+            message_id,
+            status: if delivered {
+                ReceiptStatus::Delivered
+            } else {
+                ReceiptStatus::Failed
+            },
+            detail,
+        })
+    }
+
     /// How many accepted messages still await their final receipt.
     pub fn unfinished(&self) -> usize {
         self.lock().unfinished
@@ -187,10 +222,18 @@ impl PendingReceipts {
     }
 }
 
+/// A carrier's shutdown: closes `gate`, then waits up to `wait` in all for the submissions in
+/// flight and for the receipts of accepted messages. Returns how many receipts never came.
+pub async fn drain(gate: &InFlightGate, pending: &PendingReceipts, wait: Duration) -> usize {
+    gate.close();
+    let deadline = tokio::time::Instant::now() + wait;
+    gate.wait_idle(Some(deadline)).await;
+    pending.wait_until_settled(deadline).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shutdown::InFlightGate;
 
     fn ids(parts: &[&str]) -> Vec<String> {
         parts.iter().map(|s| s.to_string()).collect()
@@ -242,11 +285,29 @@ mod tests {
         let gate = InFlightGate::new();
         let tracker = PendingReceipts::default();
         tracker.accepted(&ids(&["A"]), "msg_1");
-        gate.close();
-        let deadline = soon();
-        assert!(gate.wait_idle(Some(deadline)).await);
-        assert_eq!(tracker.wait_until_settled(deadline).await, 1);
+        assert_eq!(drain(&gate, &tracker, Duration::from_millis(20)).await, 1);
         assert!(gate.try_enter().is_none());
+    }
+
+    #[test]
+    fn receipts_name_the_message_or_what_the_vendor_said() {
+        let tracker = PendingReceipts::default();
+        tracker.accepted(&ids(&["A", "B"]), "msg_1");
+        let receipt = |part| tracker.receipt("c", part, true, Some("msg_x".into()), "ok".into());
+        assert!(receipt("B").is_none());
+        let reported = receipt("A").unwrap();
+        assert_eq!(reported.carrier, "c");
+        assert_eq!(reported.carrier_message_id, "A");
+        assert_eq!(reported.message_id.as_deref(), Some("msg_1"));
+        assert_eq!(reported.status, ReceiptStatus::Delivered);
+        assert_eq!(reported.detail, "ok");
+        assert!(receipt("A").is_none());
+        let unknown = tracker
+            .receipt("c", "Z", false, Some("msg_x".into()), "gone".into())
+            .unwrap();
+        assert_eq!(unknown.carrier_message_id, "Z");
+        assert_eq!(unknown.message_id.as_deref(), Some("msg_x"));
+        assert_eq!(unknown.status, ReceiptStatus::Failed);
     }
 
     #[tokio::test]

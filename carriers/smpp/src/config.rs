@@ -284,14 +284,7 @@ impl SmppConfig {
                 }
             }
         }
-        for region in &self.regions {
-            if region.len() != 2 || !region.chars().all(|c| c.is_ascii_uppercase()) {
-                return Err(format!(
-                    "regions: `{region}` is not an ISO 3166-1 alpha-2 code like `IN`"
-                ));
-            }
-        }
-        Ok(())
+        verify_carrier::check_regions(&self.regions)
     }
 
     /// Response timeout as a duration.

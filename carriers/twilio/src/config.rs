@@ -203,13 +203,7 @@ impl TwilioConfig {
         if self.timeout_ms == 0 {
             return Err("timeout_ms: must be greater than 0".into());
         }
-        for region in &self.regions {
-            if region.len() != 2 || !region.bytes().all(|b| b.is_ascii_uppercase()) {
-                return Err(format!(
-                    "regions: `{region}` is not an ISO 3166-1 alpha-2 code such as `GB`"
-                ));
-            }
-        }
+        verify_carrier::check_regions(&self.regions)?;
         for (scope, value) in self
             .voice
             .iter()

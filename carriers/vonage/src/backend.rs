@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use verify_carrier::{
     CallbackRequest, CallbackResponse, Capabilities, Carrier, CarrierContext, CarrierError,
-    Channel, DeliveryReceipt, ErrorKind, InFlightGate, OutboundMessage, PendingReceipts,
-    ReceiptOutcome as Outcome, ReceiptSink, ReceiptStatus, SubmitAccepted, mask_number,
+    Channel, ErrorKind, InFlightGate, OutboundMessage, PendingReceipts, ReceiptSink,
+    SubmitAccepted, mask_number,
 };
 
 use crate::config::VonageConfig;
@@ -345,28 +345,12 @@ impl Carrier for VonageCarrier {
         };
         let err_code = params.get("err-code").map(String::as_str).unwrap_or("");
         let detail = receipt_detail(status, err_code);
-        let (carrier_message_id, message_id) = match self.pending.final_receipt(part_id, delivered)
-        {
-            Outcome::Report {
-                carrier_message_id,
-                message_id,
-            } => (carrier_message_id, Some(message_id)),
-            Outcome::Unknown => (
-                part_id.clone(),
-                params.get("client-ref").filter(|r| !r.is_empty()).cloned(),
-            ),
-            Outcome::Wait | Outcome::Duplicate => return CallbackResponse::ok(),
-        };
-        let receipt = DeliveryReceipt {
-            carrier: self.name.clone(),
-            carrier_message_id,
-            message_id,
-            status: if delivered {
-                ReceiptStatus::Delivered
-            } else {
-                ReceiptStatus::Failed
-            },
-            detail,
+        let message_id = params.get("client-ref").filter(|r| !r.is_empty()).cloned();
+        let Some(receipt) = self
+            .pending
+            .receipt(&self.name, part_id, delivered, message_id, detail)
+        else {
+            return CallbackResponse::ok();
         };
         if !self.receipts.deliver(receipt) {
             return CallbackResponse::rejected(503, "verifyd is not taking receipts now");
@@ -376,10 +360,7 @@ impl Carrier for VonageCarrier {
 
     async fn shutdown(&self) {
         let wait = Duration::from_millis(self.config.shutdown_receipt_wait_ms);
-        self.gate.close();
-        let deadline = tokio::time::Instant::now() + wait;
-        self.gate.wait_idle(Some(deadline)).await;
-        let missing = self.pending.wait_until_settled(deadline).await;
+        let missing = verify_carrier::receipts::drain(&self.gate, &self.pending, wait).await;
         if missing > 0 {
             tracing::warn!(carrier = %self.name, missing, "shut down before every delivery receipt arrived");
         }

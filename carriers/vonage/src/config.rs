@@ -176,15 +176,7 @@ impl VonageConfig {
         if self.max_messages_per_second == 0 {
             return Err("max_messages_per_second must be greater than 0".into());
         }
-        if let Some(region) = self
-            .regions
-            .iter()
-            .find(|r| r.len() != 2 || !r.chars().all(|c| c.is_ascii_uppercase()))
-        {
-            return Err(format!(
-                "regions: `{region}` is not an ISO 3166-1 alpha-2 code such as `IN`"
-            ));
-        }
+        verify_carrier::check_regions(&self.regions)?;
         if self.dlt.entity_id_attribute.is_empty() || self.dlt.content_id_attribute.is_empty() {
             return Err("dlt: attribute names must not be empty".into());
         }

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use verify_carrier::{
     CallbackRequest, CallbackResponse, Capabilities, Carrier, CarrierContext, CarrierError,
-    Channel, DeliveryReceipt, ErrorKind, InFlightGate, OutboundMessage, PendingReceipts,
-    ReceiptOutcome as Outcome, ReceiptSink, ReceiptStatus, SubmitAccepted,
+    Channel, ErrorKind, InFlightGate, OutboundMessage, PendingReceipts, ReceiptSink,
+    SubmitAccepted,
 };
 
 use crate::KIND;
@@ -364,24 +364,12 @@ impl Carrier for WebhookCarrier {
             .map(|d| clean_text(d, "", MAX_TEXT))
             .filter(|d| !d.is_empty())
             .unwrap_or_else(|| receipt.status.clone());
-        let (carrier_message_id, message_id) = match self.pending.final_receipt(&key, delivered) {
-            Outcome::Report {
-                carrier_message_id,
-                message_id,
-            } => (carrier_message_id, Some(message_id)),
-            Outcome::Unknown => (key, receipt.message_id.filter(|id| !id.is_empty())),
-            Outcome::Wait | Outcome::Duplicate => return CallbackResponse::ok(),
-        };
-        let receipt = DeliveryReceipt {
-            carrier: self.name.clone(),
-            carrier_message_id,
-            message_id,
-            status: if delivered {
-                ReceiptStatus::Delivered
-            } else {
-                ReceiptStatus::Failed
-            },
-            detail,
+        let message_id = receipt.message_id.filter(|id| !id.is_empty());
+        let Some(receipt) = self
+            .pending
+            .receipt(&self.name, &key, delivered, message_id, detail)
+        else {
+            return CallbackResponse::ok();
         };
         if !self.receipts.deliver(receipt) {
             return CallbackResponse::rejected(503, "verifyd is not taking receipts now");
@@ -391,10 +379,7 @@ impl Carrier for WebhookCarrier {
 
     async fn shutdown(&self) {
         let wait = Duration::from_millis(self.config.shutdown_receipt_wait_ms);
-        self.gate.close();
-        let deadline = tokio::time::Instant::now() + wait;
-        self.gate.wait_idle(Some(deadline)).await;
-        let missing = self.pending.wait_until_settled(deadline).await;
+        let missing = verify_carrier::receipts::drain(&self.gate, &self.pending, wait).await;
         if missing > 0 {
             tracing::warn!(carrier = %self.name, missing, "shut down before every delivery receipt arrived");
         }

@@ -108,15 +108,7 @@ impl WebhookConfig {
         if self.max_messages_per_second == Some(0) {
             return Err("max_messages_per_second must be greater than 0".into());
         }
-        if let Some(region) = self
-            .regions
-            .iter()
-            .find(|r| r.len() != 2 || !r.chars().all(|c| c.is_ascii_uppercase()))
-        {
-            return Err(format!(
-                "regions: `{region}` is not an ISO 3166-1 alpha-2 code such as `IN`"
-            ));
-        }
+        verify_carrier::check_regions(&self.regions)?;
         for (name, value) in &self.headers {
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(format!("headers: `{name}` is not a valid header name"));
