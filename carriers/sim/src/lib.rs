@@ -399,21 +399,7 @@ mod tests {
         Arc<dyn Carrier>,
         tokio::sync::mpsc::UnboundedReceiver<DeliveryReceipt>,
     ) {
-        let (receipts, rx) = ReceiptSink::channel();
-        let mut registry = CarrierRegistry::new();
-        register(&mut registry);
-        let carrier = registry
-            .build(
-                KIND,
-                &settings,
-                CarrierContext {
-                    name: "sim".into(),
-                    receipts,
-                    callback_url: None,
-                },
-            )
-            .expect("sim builds");
-        (carrier, rx)
+        verify_carrier::test_support::build(register, KIND, "sim", settings, None).into_parts()
     }
 
     #[tokio::test]
