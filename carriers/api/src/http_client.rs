@@ -1,8 +1,8 @@
-//! The HTTP client HTTP carriers share: rustls with the ring provider, the platform's roots,
-//! a timeout per request and a user agent naming verifyd.
+//! The HTTP client HTTP carriers share (rustls with the ring provider, the platform's roots, a
+//! timeout per request, a user agent naming verifyd) and the small helpers for vendors' answers.
 
 use std::sync::Once;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::{CarrierError, ErrorKind};
 
@@ -45,4 +45,44 @@ pub fn request_error(error: reqwest::Error) -> CarrierError {
         )
         .set_temporary()
     }
+}
+
+/// Reads an answer body, keeping at most `max_bytes` of it (vendors' answers are small; a
+/// larger one is cut, not buffered whole).
+pub async fn read_bounded(
+    mut response: reqwest::Response,
+    max_bytes: usize,
+) -> Result<Vec<u8>, CarrierError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(request_error)? {
+        let room = max_bytes.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if room <= chunk.len() {
+            break;
+        }
+    }
+    Ok(body)
+}
+
+/// Seconds since the Unix epoch (0 for a clock before it): the timestamps of vendors' request
+/// and receipt signatures.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Vendor text fit for an error or a receipt detail: at most `max_chars` characters, control
+/// characters as spaces, and the one-time `code` (when not empty) replaced by `<code>`.
+pub fn vendor_text(text: &str, code: &str, max_chars: usize) -> String {
+    let mut clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max_chars)
+        .collect();
+    if !code.is_empty() {
+        clean = clean.replace(code, "<code>");
+    }
+    clean
 }

@@ -12,17 +12,27 @@ pub mod gsm7;
 #[cfg(feature = "http-client")]
 mod http_client;
 mod message;
+pub mod receipts;
 mod registry;
+mod secret;
+pub mod shutdown;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 
 pub use callback::{CallbackRequest, CallbackResponse};
 pub use error::{CarrierError, ErrorKind};
 #[cfg(feature = "http-client")]
-pub use http_client::{http_client, install_crypto_provider, request_error};
+pub use http_client::{
+    http_client, install_crypto_provider, read_bounded, request_error, unix_now, vendor_text,
+};
 pub use message::{
     Capabilities, Channel, DeliveryReceipt, OneTimeCode, OutboundMessage, ReceiptSink,
-    ReceiptStatus, SubmitAccepted, mask_number,
+    ReceiptStatus, SubmitAccepted, check_regions, mask_number,
 };
+pub use receipts::{PendingReceipts, ReceiptOutcome};
 pub use registry::{CarrierContext, CarrierFactory, CarrierRegistry};
+pub use secret::Secret;
+pub use shutdown::{InFlight, InFlightGate};
 
 use async_trait::async_trait;
 

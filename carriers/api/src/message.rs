@@ -189,6 +189,20 @@ pub struct Capabilities {
     pub delivery_receipts: bool,
 }
 
+/// Checks a carrier's `regions` setting: each must be an ISO 3166-1 alpha-2 code (two capital
+/// letters); the error names the first that is not.
+pub fn check_regions(regions: &[String]) -> Result<(), String> {
+    match regions
+        .iter()
+        .find(|r| r.len() != 2 || !r.chars().all(|c| c.is_ascii_uppercase()))
+    {
+        Some(region) => Err(format!(
+            "regions: `{region}` is not an ISO 3166-1 alpha-2 code such as `IN`"
+        )),
+        None => Ok(()),
+    }
+}
+
 impl Capabilities {
     /// Whether the carrier can carry `channel` to `region`.
     pub fn supports(&self, channel: Channel, region: Option<&str>) -> bool {

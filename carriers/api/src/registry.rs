@@ -18,6 +18,26 @@ pub struct CarrierContext {
     pub callback_url: Option<String>,
 }
 
+impl CarrierContext {
+    /// A configuration error of this carrier: [`ErrorKind::Config`], naming the carrier and the
+    /// `reason` (which must name the setting, never a secret value).
+    pub fn config_error(&self, reason: impl std::fmt::Display) -> CarrierError {
+        CarrierError::new(
+            ErrorKind::Config,
+            format!("carrier `{}`: {reason}", self.name),
+        )
+    }
+
+    /// Reads this carrier's settings into its config type; a mismatch is a
+    /// [`config_error`](Self::config_error).
+    pub fn parse_settings<T: serde::de::DeserializeOwned>(
+        &self,
+        settings: &serde_json::Value,
+    ) -> Result<T, CarrierError> {
+        serde_json::from_value(settings.clone()).map_err(|e| self.config_error(e))
+    }
+}
+
 /// Builds a carrier of one kind from its settings (a JSON value taken from the config table).
 pub type CarrierFactory = fn(
     settings: &serde_json::Value,

@@ -7,17 +7,16 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Mutex;
 use verify_carrier::{
     Capabilities, Carrier, CarrierContext, CarrierError, CarrierRegistry, Channel, DeliveryReceipt,
-    ErrorKind, OutboundMessage, ReceiptSink, ReceiptStatus, SubmitAccepted,
+    ErrorKind, InFlightGate, OutboundMessage, ReceiptSink, ReceiptStatus, SubmitAccepted,
 };
 
 /// The kind name under which this carrier registers.
@@ -176,19 +175,9 @@ fn build(
     let config: SimConfig = if settings.is_null() {
         SimConfig::default()
     } else {
-        serde_json::from_value(settings.clone()).map_err(|e| {
-            CarrierError::new(
-                ErrorKind::Config,
-                format!("carrier `{}`: {e}", context.name),
-            )
-        })?
+        context.parse_settings(settings)?
     };
-    config.validate().map_err(|e| {
-        CarrierError::new(
-            ErrorKind::Config,
-            format!("carrier `{}`: {e}", context.name),
-        )
-    })?;
+    config.validate().map_err(|e| context.config_error(e))?;
     Ok(Arc::new(SimCarrier::new(
         context.name,
         config,
@@ -206,9 +195,8 @@ pub struct SimCarrier {
 struct Shared {
     receipts: ReceiptSink,
     outbox: Mutex<()>,
-    in_flight: AtomicUsize,
-    drained: Notify,
-    closed: AtomicBool,
+    /// Counts submissions until their receipt is delivered, so shutdown can wait for them.
+    gate: InFlightGate,
 }
 
 impl SimCarrier {
@@ -220,9 +208,7 @@ impl SimCarrier {
             shared: Arc::new(Shared {
                 receipts,
                 outbox: Mutex::new(()),
-                in_flight: AtomicUsize::new(0),
-                drained: Notify::new(),
-                closed: AtomicBool::new(false),
+                gate: InFlightGate::new(),
             }),
         }
     }
@@ -248,12 +234,12 @@ impl Carrier for SimCarrier {
     }
 
     async fn submit(&self, message: OutboundMessage) -> Result<SubmitAccepted, CarrierError> {
-        if self.shared.closed.load(Ordering::Acquire) {
+        let Some(in_flight) = self.shared.gate.try_enter() else {
             return Err(CarrierError::new(
                 ErrorKind::ShuttingDown,
                 "simulator is shutting down",
             ));
-        }
+        };
         if !self.config.channels.contains(&message.channel) {
             return Err(CarrierError::new(
                 ErrorKind::Unsupported,
@@ -292,7 +278,6 @@ impl Carrier for SimCarrier {
         };
         let carrier_message_id = format!("sim-{}", uuid::Uuid::now_v7().simple());
 
-        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
         let shared = Arc::clone(&self.shared);
         let carrier = self.name.clone();
         let outbox = self.config.outbox.clone();
@@ -329,22 +314,14 @@ impl Carrier for SimCarrier {
                 )
             };
             shared.receipts.deliver(receipt);
-            if shared.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-                shared.drained.notify_waiters();
-            }
+            drop(in_flight);
         });
         Ok(SubmitAccepted { carrier_message_id })
     }
 
     async fn shutdown(&self) {
-        self.shared.closed.store(true, Ordering::Release);
-        loop {
-            let drained = self.shared.drained.notified();
-            if self.shared.in_flight.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            drained.await;
-        }
+        self.shared.gate.close();
+        self.shared.gate.wait_idle(None).await;
     }
 }
 
@@ -422,21 +399,7 @@ mod tests {
         Arc<dyn Carrier>,
         tokio::sync::mpsc::UnboundedReceiver<DeliveryReceipt>,
     ) {
-        let (receipts, rx) = ReceiptSink::channel();
-        let mut registry = CarrierRegistry::new();
-        register(&mut registry);
-        let carrier = registry
-            .build(
-                KIND,
-                &settings,
-                CarrierContext {
-                    name: "sim".into(),
-                    receipts,
-                    callback_url: None,
-                },
-            )
-            .expect("sim builds");
-        (carrier, rx)
+        verify_carrier::test_support::build(register, KIND, "sim", settings, None).into_parts()
     }
 
     #[tokio::test]

@@ -11,8 +11,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use verify_carrier::{
-    Capabilities, Carrier, CarrierContext, CarrierError, Channel, ErrorKind, OutboundMessage,
-    SubmitAccepted, mask_number,
+    Capabilities, Carrier, CarrierContext, CarrierError, Channel, ErrorKind, InFlightGate,
+    OutboundMessage, SubmitAccepted, mask_number,
 };
 
 use crate::KIND;
@@ -27,12 +27,7 @@ pub fn build(
     settings: &serde_json::Value,
     context: CarrierContext,
 ) -> Result<Arc<dyn Carrier>, CarrierError> {
-    let config = SmppConfig::from_settings(settings).map_err(|e| {
-        CarrierError::new(
-            ErrorKind::Config,
-            format!("carrier `{}`: {e}", context.name),
-        )
-    })?;
+    let config = SmppConfig::from_settings(settings).map_err(|e| context.config_error(e))?;
     Ok(Arc::new(SmppCarrier::new(context, config)))
 }
 
@@ -42,10 +37,8 @@ pub struct SmppCarrier {
     config: Arc<SmppConfig>,
     shared: Arc<Shared>,
     sessions: Vec<Arc<Session>>,
-    closed: AtomicBool,
+    gate: InFlightGate,
     started: AtomicBool,
-    in_flight: AtomicUsize,
-    idle: Notify,
     next_session: AtomicUsize,
     reference: AtomicU8,
     stop: CancellationToken,
@@ -85,10 +78,8 @@ impl SmppCarrier {
             config,
             shared,
             sessions,
-            closed: AtomicBool::new(false),
+            gate: InFlightGate::new(),
             started: AtomicBool::new(false),
-            in_flight: AtomicUsize::new(0),
-            idle: Notify::new(),
             next_session: AtomicUsize::new(0),
             reference: AtomicU8::new(0),
             stop: CancellationToken::new(),
@@ -342,17 +333,6 @@ impl SmppCarrier {
     }
 }
 
-/// Decrements the in-flight count when a submit ends, however it ends.
-struct InFlight<'a>(&'a SmppCarrier);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
-
 #[async_trait]
 impl Carrier for SmppCarrier {
     fn name(&self) -> &str {
@@ -376,20 +356,7 @@ impl Carrier for SmppCarrier {
     }
 
     async fn submit(&self, message: OutboundMessage) -> Result<SubmitAccepted, CarrierError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(CarrierError::new(
-                ErrorKind::ShuttingDown,
-                format!("carrier `{}` is shutting down", self.name),
-            ));
-        }
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let _in_flight = InFlight(self);
-        if self.closed.load(Ordering::Acquire) {
-            return Err(CarrierError::new(
-                ErrorKind::ShuttingDown,
-                format!("carrier `{}` is shutting down", self.name),
-            ));
-        }
+        let _in_flight = self.gate.enter(&self.name)?;
         if message.channel != Channel::Sms {
             return Err(CarrierError::new(
                 ErrorKind::Unsupported,
@@ -444,15 +411,9 @@ impl Carrier for SmppCarrier {
     }
 
     async fn shutdown(&self) {
-        self.closed.store(true, Ordering::Release);
+        self.gate.close();
         // Outstanding submits get their responses (each is bounded by the response timeout).
-        loop {
-            let idle = self.idle.notified();
-            if self.in_flight.load(Ordering::Acquire) == 0 {
-                break;
-            }
-            idle.await;
-        }
+        self.gate.wait_idle(None).await;
         let wait = Duration::from_millis(self.config.shutdown_receipt_wait_ms);
         if tokio::time::timeout(wait, self.shared.tracker.wait_settled())
             .await

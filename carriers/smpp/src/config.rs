@@ -2,33 +2,13 @@
 //!
 //! Every duration is in milliseconds; every error names the setting at fault.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// The bind password. Never printed: its `Debug` output is redacted.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(transparent)]
-pub struct Password(String);
-
-impl Password {
-    /// Wraps a password.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The password, for the bind PDU only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+/// The bind password: the shared [`verify_carrier::Secret`], never printed (its `Debug` output
+/// is redacted).
+pub type Password = verify_carrier::Secret;
 
 /// How each bind connects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -304,14 +284,7 @@ impl SmppConfig {
                 }
             }
         }
-        for region in &self.regions {
-            if region.len() != 2 || !region.chars().all(|c| c.is_ascii_uppercase()) {
-                return Err(format!(
-                    "regions: `{region}` is not an ISO 3166-1 alpha-2 code like `IN`"
-                ));
-            }
-        }
-        Ok(())
+        verify_carrier::check_regions(&self.regions)
     }
 
     /// Response timeout as a duration.

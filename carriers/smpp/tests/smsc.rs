@@ -7,9 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc::UnboundedReceiver;
 use verify_carrier::conformance::{ConformancePeer, PeerBehaviour};
+use verify_carrier::test_support::{self, next_receipt};
 use verify_carrier::{
-    Carrier, CarrierContext, CarrierRegistry, Channel, DeliveryReceipt, ErrorKind, OneTimeCode,
-    OutboundMessage, ReceiptSink, ReceiptStatus,
+    Carrier, CarrierContext, Channel, DeliveryReceipt, ErrorKind, OneTimeCode, OutboundMessage,
+    ReceiptSink, ReceiptStatus,
 };
 use verify_carrier_smpp::test_smsc::TestSmsc;
 
@@ -38,20 +39,14 @@ async fn start_carrier(
     port: u16,
     extra: serde_json::Value,
 ) -> (Arc<dyn Carrier>, UnboundedReceiver<DeliveryReceipt>) {
-    let (receipts, rx) = ReceiptSink::channel();
-    let mut registry = CarrierRegistry::new();
-    verify_carrier_smpp::register(&mut registry);
-    let carrier = registry
-        .build(
-            verify_carrier_smpp::KIND,
-            &settings(port, extra),
-            CarrierContext {
-                name: "test-smpp".into(),
-                receipts,
-                callback_url: None,
-            },
-        )
-        .expect("carrier builds");
+    let (carrier, rx) = test_support::build(
+        verify_carrier_smpp::register,
+        verify_carrier_smpp::KIND,
+        "test-smpp",
+        settings(port, extra),
+        None,
+    )
+    .into_parts();
     carrier.start().await.expect("starts");
     (carrier, rx)
 }
@@ -69,13 +64,6 @@ fn message(to: &str, body: &str) -> OutboundMessage {
         sender: None,
         attributes: BTreeMap::new(),
     }
-}
-
-async fn next_receipt(rx: &mut UnboundedReceiver<DeliveryReceipt>) -> DeliveryReceipt {
-    tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .expect("a receipt in time")
-        .expect("receipt channel open")
 }
 
 fn free_port() -> u16 {

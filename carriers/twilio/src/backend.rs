@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use verify_carrier::{
     CallbackRequest, CallbackResponse, Capabilities, Carrier, CarrierContext, CarrierError,
-    Channel, DeliveryReceipt, ErrorKind, OutboundMessage, ReceiptSink, ReceiptStatus,
+    Channel, DeliveryReceipt, ErrorKind, InFlightGate, OutboundMessage, ReceiptSink, ReceiptStatus,
     SubmitAccepted, mask_number,
 };
 
@@ -36,20 +36,12 @@ pub(crate) fn build(
     settings: &serde_json::Value,
     context: CarrierContext,
 ) -> Result<Arc<dyn Carrier>, CarrierError> {
-    let config_error = |e: String| {
-        CarrierError::new(
-            ErrorKind::Config,
-            format!("carrier `{}`: {e}", context.name),
-        )
-    };
     if settings.is_null() {
-        return Err(config_error(
-            "settings: account_sid, auth_token and from (or messaging_service_sid) are required"
-                .into(),
+        return Err(context.config_error(
+            "settings: account_sid, auth_token and from (or messaging_service_sid) are required",
         ));
     }
-    let config: TwilioConfig =
-        serde_json::from_value(settings.clone()).map_err(|e| config_error(e.to_string()))?;
+    let config: TwilioConfig = context.parse_settings(settings)?;
     Ok(Arc::new(TwilioCarrier::new(config, context)?))
 }
 
@@ -78,12 +70,7 @@ impl TwilioCarrier {
     /// A carrier from validated settings; receipts go to `context.receipts`, and Twilio is told
     /// to send status callbacks to `context.callback_url`.
     pub fn new(config: TwilioConfig, context: CarrierContext) -> Result<Self, CarrierError> {
-        config.validate().map_err(|e| {
-            CarrierError::new(
-                ErrorKind::Config,
-                format!("carrier `{}`: {e}", context.name),
-            )
-        })?;
+        config.validate().map_err(|e| context.config_error(e))?;
         let client = TwilioClient::new(&config)?;
         let voice = VoiceOptions {
             voice: config.voice.clone(),
@@ -333,13 +320,7 @@ impl Carrier for TwilioCarrier {
             Channel::Sms => (Resource::Messages, self.sms_form(&message)),
             Channel::Voice => (Resource::Calls, self.call_form(&message)?),
         };
-        let Some(_in_flight) = self.tracker.begin() else {
-            return Err(CarrierError::new(
-                ErrorKind::ShuttingDown,
-                format!("carrier `{}` is shutting down", self.name),
-            )
-            .set_temporary());
-        };
+        let _in_flight = self.tracker.gate.enter(&self.name)?;
         let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let redactions = Redactions {
             to: &message.to,
@@ -401,7 +382,7 @@ impl Carrier for TwilioCarrier {
 
     async fn shutdown(&self) {
         self.tracker.close();
-        self.tracker.wait(|state| state.in_flight == 0, None).await;
+        self.tracker.gate.wait_idle(None).await;
         let deadline = Instant::now() + Duration::from_millis(self.config.shutdown_receipt_wait_ms);
         let all_in = self
             .tracker
@@ -418,31 +399,20 @@ impl Carrier for TwilioCarrier {
     }
 }
 
-/// Submissions in flight and accepted messages whose final status callback is due.
+/// Submissions in flight (the shared [`InFlightGate`]) and accepted messages whose final
+/// status callback is due. Unlike [`verify_carrier::PendingReceipts`], nothing is deduplicated
+/// (every callback is forwarded): only sids are kept, at most [`MAX_AWAITED`].
 #[derive(Default)]
 struct Tracker {
+    gate: InFlightGate,
     state: Mutex<TrackerState>,
     changed: Notify,
 }
 
 #[derive(Default)]
 struct TrackerState {
-    closed: bool,
-    in_flight: usize,
     awaited: HashMap<String, Instant>,
     finished_early: VecDeque<String>,
-}
-
-/// One submission in flight; counted until dropped.
-struct InFlight<'a> {
-    tracker: &'a Tracker,
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.tracker.lock().in_flight -= 1;
-        self.tracker.changed.notify_waiters();
-    }
 }
 
 impl Tracker {
@@ -453,13 +423,9 @@ impl Tracker {
     }
 
     /// Counts a submission in, unless shutdown has begun.
-    fn begin(&self) -> Option<InFlight<'_>> {
-        let mut state = self.lock();
-        if state.closed {
-            return None;
-        }
-        state.in_flight += 1;
-        Some(InFlight { tracker: self })
+    #[cfg(test)]
+    fn begin(&self) -> Option<verify_carrier::InFlight> {
+        self.gate.try_enter()
     }
 
     fn accepted(&self, sid: &str) {
@@ -482,7 +448,7 @@ impl Tracker {
 
     fn finished(&self, sid: &str) {
         let mut state = self.lock();
-        if state.awaited.remove(sid).is_none() && state.in_flight > 0 {
+        if state.awaited.remove(sid).is_none() && self.gate.in_flight() > 0 {
             // The callback may have beaten the answer to its own submission.
             if state.finished_early.len() >= MAX_FINISHED_EARLY {
                 state.finished_early.pop_front();
@@ -494,28 +460,12 @@ impl Tracker {
     }
 
     fn close(&self) {
-        self.lock().closed = true;
-        self.changed.notify_waiters();
+        self.gate.close();
     }
 
     /// Waits until `done` holds (true) or `deadline` passes (false).
     async fn wait(&self, done: impl Fn(&TrackerState) -> bool, deadline: Option<Instant>) -> bool {
-        loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            if done(&self.lock()) {
-                return true;
-            }
-            match deadline {
-                Some(deadline) => {
-                    if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                        return done(&self.lock());
-                    }
-                }
-                None => changed.await,
-            }
-        }
+        verify_carrier::shutdown::wait_for(&self.changed, || done(&self.lock()), deadline).await
     }
 }
 

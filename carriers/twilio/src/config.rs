@@ -2,36 +2,12 @@
 //! before anything is built, with errors that name the offending field.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use verify_carrier::Channel;
+use verify_carrier::{Channel, Secret};
 
 /// The Twilio REST API, the default `base_url`.
 pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
-
-/// A secret setting (auth token, API key secret): its `Debug` output is redacted.
-#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for signing and authenticating. Never log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
 
 /// Answering-machine detection for voice calls (Twilio's `MachineDetection` parameter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -227,13 +203,7 @@ impl TwilioConfig {
         if self.timeout_ms == 0 {
             return Err("timeout_ms: must be greater than 0".into());
         }
-        for region in &self.regions {
-            if region.len() != 2 || !region.bytes().all(|b| b.is_ascii_uppercase()) {
-                return Err(format!(
-                    "regions: `{region}` is not an ISO 3166-1 alpha-2 code such as `GB`"
-                ));
-            }
-        }
+        verify_carrier::check_regions(&self.regions)?;
         for (scope, value) in self
             .voice
             .iter()

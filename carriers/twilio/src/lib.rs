@@ -17,8 +17,9 @@ pub mod twiml;
 pub mod test_peer;
 
 pub use backend::{MESSAGE_ID_PARAM, TwilioCarrier};
-pub use config::{DEFAULT_BASE_URL, MachineDetection, Secret, TwilioConfig};
+pub use config::{DEFAULT_BASE_URL, MachineDetection, TwilioConfig};
 pub use core::API_VERSION;
+pub use verify_carrier::Secret;
 
 use verify_carrier::CarrierRegistry;
 

@@ -26,10 +26,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 use tokio::sync::oneshot;
+use verify_carrier::Secret;
 
 pub use verify_carrier::conformance::PeerBehaviour;
 
-use crate::config::{Secret, TwilioConfig};
+use crate::config::TwilioConfig;
 use crate::core::API_VERSION;
 use crate::signature::{SIGNATURE_HEADER, sign};
 

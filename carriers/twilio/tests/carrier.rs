@@ -1,13 +1,13 @@
 //! The `twilio` carrier against the local Twilio API (`test-peer`), with status callbacks
 //! served by verifyd's real callback endpoint.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc::UnboundedReceiver;
 use verify_carrier::conformance::{self, ConformancePeer};
+use verify_carrier::test_support::{self, next_receipt};
 use verify_carrier::{
     Carrier, CarrierContext, CarrierRegistry, Channel, DeliveryReceipt, ErrorKind, OneTimeCode,
     OutboundMessage, ReceiptSink, ReceiptStatus,
@@ -30,33 +30,13 @@ struct Built {
 }
 
 async fn build(settings: serde_json::Value) -> Built {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let callback_url = format!("http://{}/callbacks/{NAME}", listener.local_addr().unwrap());
-    let (sink, receipts) = ReceiptSink::channel();
-    let mut registry = CarrierRegistry::new();
-    verify_carrier_twilio::register(&mut registry);
-    let carrier = registry
-        .build(
-            KIND,
-            &settings,
-            CarrierContext {
-                name: NAME.into(),
-                receipts: sink,
-                callback_url: Some(callback_url.clone()),
-            },
-        )
-        .expect("the carrier builds");
-    carrier.start().await.expect("the carrier starts");
-    let targets = Arc::new(BTreeMap::from([(NAME.to_string(), Arc::clone(&carrier))]));
-    tokio::spawn(verify_carrier::callback::serve(
-        listener,
-        targets,
-        std::future::pending(),
-    ));
+    let built =
+        test_support::build_with_callbacks(verify_carrier_twilio::register, KIND, NAME, settings)
+            .await;
     Built {
-        carrier,
-        receipts,
-        callback_url,
+        carrier: built.carrier,
+        receipts: built.receipts,
+        callback_url: built.callback_url.expect("served callbacks"),
     }
 }
 
@@ -83,13 +63,6 @@ fn sms(to: &str) -> OutboundMessage {
         "GB",
         "Your verification code is 493817. It expires in 10 minutes.",
     )
-}
-
-async fn next_receipt(receipts: &mut UnboundedReceiver<DeliveryReceipt>) -> DeliveryReceipt {
-    tokio::time::timeout(WAIT, receipts.recv())
-        .await
-        .expect("a receipt in time")
-        .expect("receipts stay open")
 }
 
 struct Peer {

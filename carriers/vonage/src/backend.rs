@@ -3,17 +3,16 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use verify_carrier::{
     CallbackRequest, CallbackResponse, Capabilities, Carrier, CarrierContext, CarrierError,
-    Channel, DeliveryReceipt, ErrorKind, OutboundMessage, ReceiptSink, ReceiptStatus,
+    Channel, ErrorKind, InFlightGate, OutboundMessage, PendingReceipts, ReceiptSink,
     SubmitAccepted, mask_number,
 };
 
 use crate::config::VonageConfig;
-use crate::tracker::{Outcome, Tracker};
 use crate::{KIND, signature};
 
 /// Largest API answer read; Vonage's are a few hundred bytes per part.
@@ -29,15 +28,8 @@ pub(crate) fn build(
     settings: &serde_json::Value,
     context: CarrierContext,
 ) -> Result<Arc<dyn Carrier>, CarrierError> {
-    let config_error = |e: String| {
-        CarrierError::new(
-            ErrorKind::Config,
-            format!("carrier `{}`: {e}", context.name),
-        )
-    };
-    let config: VonageConfig =
-        serde_json::from_value(settings.clone()).map_err(|e| config_error(e.to_string()))?;
-    config.validate().map_err(config_error)?;
+    let config: VonageConfig = context.parse_settings(settings)?;
+    config.validate().map_err(|e| context.config_error(e))?;
     Ok(Arc::new(VonageCarrier::new(context, config)?))
 }
 
@@ -49,7 +41,8 @@ pub struct VonageCarrier {
     endpoint: String,
     callback_url: Option<String>,
     receipts: ReceiptSink,
-    tracker: Tracker,
+    gate: InFlightGate,
+    pending: PendingReceipts,
     nonces: std::sync::Mutex<BTreeMap<String, u64>>,
 }
 
@@ -74,7 +67,8 @@ impl VonageCarrier {
             endpoint,
             callback_url: context.callback_url,
             receipts: context.receipts,
-            tracker: Tracker::default(),
+            gate: InFlightGate::new(),
+            pending: PendingReceipts::new(),
             nonces: Default::default(),
         })
     }
@@ -120,7 +114,7 @@ impl VonageCarrier {
         }
         match (&self.config.signature_secret, self.config.signs_requests()) {
             (Some(secret), true) => {
-                params.push(("timestamp".into(), unix_now().to_string()));
+                params.push(("timestamp".into(), verify_carrier::unix_now().to_string()));
                 let sig = signature::sign(
                     params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
                     secret.expose(),
@@ -153,7 +147,7 @@ impl VonageCarrier {
             .await
             .map_err(verify_carrier::request_error)?;
         let status = response.status().as_u16();
-        let answer = read_bounded(response).await?;
+        let answer = verify_carrier::read_bounded(response, MAX_ANSWER_BYTES).await?;
         let code = message.code.expose();
         if status == 429 {
             return Err(CarrierError::new(
@@ -194,7 +188,7 @@ impl VonageCarrier {
             if !accepted.is_empty() {
                 tracing::warn!(carrier = %self.name, message_id = %message.message_id, parts = parts.len(),
                     accepted = accepted.len(), "Vonage refused part of a multi-part message");
-                self.tracker.suppress(&accepted, &message.message_id);
+                self.pending.suppress(&accepted, &message.message_id);
             }
             return Err(status_error(
                 &failed.status,
@@ -208,7 +202,7 @@ impl VonageCarrier {
                 "Vonage accepted the message but named no message-id",
             ));
         }
-        self.tracker.accepted(&accepted, &message.message_id);
+        self.pending.accepted(&accepted, &message.message_id);
         tracing::debug!(carrier = %self.name, message_id = %message.message_id,
             carrier_message_id = %accepted[0], parts = accepted.len(), "Vonage accepted the message");
         Ok(SubmitAccepted {
@@ -231,7 +225,7 @@ impl VonageCarrier {
             .get("timestamp")
             .and_then(|t| t.trim().parse::<u64>().ok())
             .ok_or_else(|| CallbackResponse::rejected(401, "signed receipt without a timestamp"))?;
-        let now = unix_now();
+        let now = verify_carrier::unix_now();
         if now.abs_diff(timestamp) > self.config.max_clock_skew_s {
             return Err(CallbackResponse::rejected(
                 403,
@@ -301,12 +295,7 @@ impl Carrier for VonageCarrier {
     }
 
     async fn submit(&self, message: OutboundMessage) -> Result<SubmitAccepted, CarrierError> {
-        let Some(_submitting) = self.tracker.begin_submit() else {
-            return Err(CarrierError::new(
-                ErrorKind::ShuttingDown,
-                format!("carrier `{}` is shutting down", self.name),
-            ));
-        };
+        let _in_flight = self.gate.enter(&self.name)?;
         if message.channel != Channel::Sms {
             return Err(CarrierError::new(
                 ErrorKind::Unsupported,
@@ -356,28 +345,12 @@ impl Carrier for VonageCarrier {
         };
         let err_code = params.get("err-code").map(String::as_str).unwrap_or("");
         let detail = receipt_detail(status, err_code);
-        let (carrier_message_id, message_id) = match self.tracker.final_receipt(part_id, delivered)
-        {
-            Outcome::Report {
-                carrier_message_id,
-                message_id,
-            } => (carrier_message_id, Some(message_id)),
-            Outcome::Unknown => (
-                part_id.clone(),
-                params.get("client-ref").filter(|r| !r.is_empty()).cloned(),
-            ),
-            Outcome::Wait | Outcome::Duplicate => return CallbackResponse::ok(),
-        };
-        let receipt = DeliveryReceipt {
-            carrier: self.name.clone(),
-            carrier_message_id,
-            message_id,
-            status: if delivered {
-                ReceiptStatus::Delivered
-            } else {
-                ReceiptStatus::Failed
-            },
-            detail,
+        let message_id = params.get("client-ref").filter(|r| !r.is_empty()).cloned();
+        let Some(receipt) = self
+            .pending
+            .receipt(&self.name, part_id, delivered, message_id, detail)
+        else {
+            return CallbackResponse::ok();
         };
         if !self.receipts.deliver(receipt) {
             return CallbackResponse::rejected(503, "verifyd is not taking receipts now");
@@ -387,35 +360,11 @@ impl Carrier for VonageCarrier {
 
     async fn shutdown(&self) {
         let wait = Duration::from_millis(self.config.shutdown_receipt_wait_ms);
-        let missing = self.tracker.drain(wait).await;
+        let missing = verify_carrier::receipts::drain(&self.gate, &self.pending, wait).await;
         if missing > 0 {
             tracing::warn!(carrier = %self.name, missing, "shut down before every delivery receipt arrived");
         }
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Reads an answer body up to [`MAX_ANSWER_BYTES`].
-async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, CarrierError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(verify_carrier::request_error)?
-    {
-        let room = MAX_ANSWER_BYTES.saturating_sub(body.len());
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if room <= chunk.len() {
-            break;
-        }
-    }
-    Ok(body)
 }
 
 /// The name/value pairs of a POSTed receipt: a JSON object or a form.
@@ -476,15 +425,7 @@ fn parse_answer(body: &[u8]) -> Option<Vec<AnswerPart>> {
 
 /// Vendor text fit for an error: bounded, one line, without the code.
 fn clean_text(text: &str, code: &str) -> String {
-    let mut clean: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_TEXT)
-        .collect();
-    if !code.is_empty() {
-        clean = clean.replace(code, "<code>");
-    }
-    clean
+    verify_carrier::vendor_text(text, code, MAX_TEXT)
 }
 
 /// Maps a non-zero SMS API status to a carrier error with Vonage's status and words.

@@ -11,11 +11,11 @@ mod config;
 pub mod signature;
 #[cfg(feature = "test-peer")]
 pub mod test_peer;
-mod tracker;
 
 pub use backend::VonageCarrier;
-pub use config::{DltMapping, Secret, VonageConfig};
+pub use config::{DltMapping, VonageConfig};
 pub use signature::SignatureMethod;
+pub use verify_carrier::Secret;
 
 use verify_carrier::CarrierRegistry;
 

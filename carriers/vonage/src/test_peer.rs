@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -200,20 +200,13 @@ impl VonagePeer {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn sign_params(settings: &PeerSettings, params: &mut BTreeMap<String, String>) {
     let Some(secret) = &settings.signature_secret else {
         return;
     };
     params
         .entry("timestamp".into())
-        .or_insert_with(|| unix_now().to_string());
+        .or_insert_with(|| verify_carrier::unix_now().to_string());
     params
         .entry("nonce".into())
         .or_insert_with(|| format!("{:032x}", rand::rng().random::<u128>()));
@@ -298,7 +291,7 @@ async fn submit(
             let fresh = params
                 .get("timestamp")
                 .and_then(|t| t.parse::<u64>().ok())
-                .is_some_and(|t| t.abs_diff(unix_now()) <= 300);
+                .is_some_and(|t| t.abs_diff(verify_carrier::unix_now()) <= 300);
             let valid = signature::verify(
                 params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
                 sig,

@@ -3,20 +3,19 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use verify_carrier::{
     CallbackRequest, CallbackResponse, Capabilities, Carrier, CarrierContext, CarrierError,
-    Channel, DeliveryReceipt, ErrorKind, OutboundMessage, ReceiptSink, ReceiptStatus,
+    Channel, ErrorKind, InFlightGate, OutboundMessage, PendingReceipts, ReceiptSink,
     SubmitAccepted,
 };
 
 use crate::KIND;
 use crate::config::WebhookConfig;
 use crate::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use crate::tracker::{Outcome, Tracker};
 
 /// Largest gateway answer read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -33,15 +32,8 @@ pub(crate) fn build(
     settings: &serde_json::Value,
     context: CarrierContext,
 ) -> Result<Arc<dyn Carrier>, CarrierError> {
-    let config_error = |e: String| {
-        CarrierError::new(
-            ErrorKind::Config,
-            format!("carrier `{}`: {e}", context.name),
-        )
-    };
-    let config: WebhookConfig =
-        serde_json::from_value(settings.clone()).map_err(|e| config_error(e.to_string()))?;
-    config.validate().map_err(config_error)?;
+    let config: WebhookConfig = context.parse_settings(settings)?;
+    config.validate().map_err(|e| context.config_error(e))?;
     Ok(Arc::new(WebhookCarrier::new(context, config)?))
 }
 
@@ -95,7 +87,8 @@ pub struct WebhookCarrier {
     client: reqwest::Client,
     callback_url: Option<String>,
     receipts: ReceiptSink,
-    tracker: Tracker,
+    gate: InFlightGate,
+    pending: PendingReceipts,
     seen: std::sync::Mutex<BTreeMap<String, u64>>,
 }
 
@@ -118,7 +111,8 @@ impl WebhookCarrier {
             client,
             callback_url: context.callback_url,
             receipts: context.receipts,
-            tracker: Tracker::default(),
+            gate: InFlightGate::new(),
+            pending: PendingReceipts::new(),
             seen: Default::default(),
         })
     }
@@ -146,7 +140,7 @@ impl WebhookCarrier {
         };
         let body = serde_json::to_vec(&request)
             .map_err(|e| CarrierError::new(ErrorKind::Other, format!("request body: {e}")))?;
-        let timestamp = unix_now();
+        let timestamp = verify_carrier::unix_now();
         let signature = signature::sign(self.config.secret.expose().as_bytes(), timestamp, &body);
         let mut builder = self
             .client
@@ -170,7 +164,7 @@ impl WebhookCarrier {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .map(|v| clean_text(v, "", 40));
-        let answer = read_bounded(response).await?;
+        let answer = verify_carrier::read_bounded(response, MAX_ANSWER_BYTES).await?;
         let code = message.code.expose();
         let host = self.host();
         let parsed: Option<serde_json::Value> = if answer.iter().all(u8::is_ascii_whitespace) {
@@ -215,7 +209,7 @@ impl WebhookCarrier {
                     message.message_id.clone()
                 }
             };
-            self.tracker
+            self.pending
                 .accepted(std::slice::from_ref(&id), &message.message_id);
             return Ok(SubmitAccepted {
                 carrier_message_id: id,
@@ -266,7 +260,7 @@ impl WebhookCarrier {
 
     /// Checks a receipt's timestamp, signature and freshness; `Err` is the answer to refuse with.
     fn authenticate(&self, request: &CallbackRequest) -> Result<(), CallbackResponse> {
-        let now = unix_now();
+        let now = verify_carrier::unix_now();
         let signature_header = request.header(SIGNATURE_HEADER);
         signature::verify(
             self.config.secret.expose().as_bytes(),
@@ -329,12 +323,7 @@ impl Carrier for WebhookCarrier {
     }
 
     async fn submit(&self, message: OutboundMessage) -> Result<SubmitAccepted, CarrierError> {
-        let Some(_submitting) = self.tracker.begin_submit() else {
-            return Err(CarrierError::new(
-                ErrorKind::ShuttingDown,
-                format!("carrier `{}` is shutting down", self.name),
-            ));
-        };
+        let _in_flight = self.gate.enter(&self.name)?;
         if !self.config.channels.contains(&message.channel) {
             return Err(CarrierError::new(
                 ErrorKind::Unsupported,
@@ -375,24 +364,12 @@ impl Carrier for WebhookCarrier {
             .map(|d| clean_text(d, "", MAX_TEXT))
             .filter(|d| !d.is_empty())
             .unwrap_or_else(|| receipt.status.clone());
-        let (carrier_message_id, message_id) = match self.tracker.final_receipt(&key, delivered) {
-            Outcome::Report {
-                carrier_message_id,
-                message_id,
-            } => (carrier_message_id, Some(message_id)),
-            Outcome::Unknown => (key, receipt.message_id.filter(|id| !id.is_empty())),
-            Outcome::Wait | Outcome::Duplicate => return CallbackResponse::ok(),
-        };
-        let receipt = DeliveryReceipt {
-            carrier: self.name.clone(),
-            carrier_message_id,
-            message_id,
-            status: if delivered {
-                ReceiptStatus::Delivered
-            } else {
-                ReceiptStatus::Failed
-            },
-            detail,
+        let message_id = receipt.message_id.filter(|id| !id.is_empty());
+        let Some(receipt) = self
+            .pending
+            .receipt(&self.name, &key, delivered, message_id, detail)
+        else {
+            return CallbackResponse::ok();
         };
         if !self.receipts.deliver(receipt) {
             return CallbackResponse::rejected(503, "verifyd is not taking receipts now");
@@ -402,48 +379,18 @@ impl Carrier for WebhookCarrier {
 
     async fn shutdown(&self) {
         let wait = Duration::from_millis(self.config.shutdown_receipt_wait_ms);
-        let missing = self.tracker.drain(wait).await;
+        let missing = verify_carrier::receipts::drain(&self.gate, &self.pending, wait).await;
         if missing > 0 {
             tracing::warn!(carrier = %self.name, missing, "shut down before every delivery receipt arrived");
         }
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Reads an answer body up to [`MAX_ANSWER_BYTES`].
-async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, CarrierError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(verify_carrier::request_error)?
-    {
-        let room = MAX_ANSWER_BYTES.saturating_sub(body.len());
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if room <= chunk.len() {
-            break;
-        }
-    }
-    Ok(body)
-}
-
 /// Gateway text fit for an error: at most `max` characters, one line, without the code.
 fn clean_text(text: &str, code: &str, max: usize) -> String {
-    let mut clean: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(max)
-        .collect();
-    if !code.is_empty() {
-        clean = clean.replace(code, "<code>");
-    }
-    clean.trim().to_string()
+    verify_carrier::vendor_text(text, code, max)
+        .trim()
+        .to_string()
 }
 
 #[cfg(test)]

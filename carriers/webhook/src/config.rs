@@ -4,61 +4,10 @@
 //! redacted, and validation errors name the setting, never its value.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use verify_carrier::Channel;
-
-/// A secret setting (the HMAC key, header values). `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The value, for signing or sending to the vendor. Never log this.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // A visitor of our own, so a mistyped secret (a number) is not echoed in the error.
-        struct SecretVisitor;
-        impl serde::de::Visitor<'_> for SecretVisitor {
-            type Value = Secret;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
-                Ok(Secret(v.to_string()))
-            }
-            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Secret, E> {
-                Err(E::custom("a secret must be a string"))
-            }
-            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Secret, E> {
-                Err(E::custom("a secret must be a string"))
-            }
-            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
-                Err(E::custom("a secret must be a string"))
-            }
-            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
-                Err(E::custom("a secret must be a string"))
-            }
-        }
-        deserializer.deserialize_any(SecretVisitor)
-    }
-}
+use verify_carrier::Secret;
 
 /// Headers this carrier sets itself; `headers` may not override them.
 pub const RESERVED_HEADERS: [&str; 6] = [
@@ -159,15 +108,7 @@ impl WebhookConfig {
         if self.max_messages_per_second == Some(0) {
             return Err("max_messages_per_second must be greater than 0".into());
         }
-        if let Some(region) = self
-            .regions
-            .iter()
-            .find(|r| r.len() != 2 || !r.chars().all(|c| c.is_ascii_uppercase()))
-        {
-            return Err(format!(
-                "regions: `{region}` is not an ISO 3166-1 alpha-2 code such as `IN`"
-            ));
-        }
+        verify_carrier::check_regions(&self.regions)?;
         for (name, value) in &self.headers {
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(format!("headers: `{name}` is not a valid header name"));

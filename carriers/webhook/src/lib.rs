@@ -11,10 +11,10 @@ mod config;
 pub mod signature;
 #[cfg(feature = "test-peer")]
 pub mod test_peer;
-mod tracker;
 
 pub use backend::{GatewayReceipt, GatewayRequest, WebhookCarrier};
-pub use config::{RESERVED_HEADERS, Secret, WebhookConfig};
+pub use config::{RESERVED_HEADERS, WebhookConfig};
+pub use verify_carrier::Secret;
 
 use verify_carrier::CarrierRegistry;
 

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -88,13 +88,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl GatewayPeer {
     /// The secret a peer from [`GatewayPeer::start`] shares.
     pub const DEFAULT_SECRET: &'static str = "gateway-test-secret-0123456789";
@@ -172,7 +165,7 @@ impl GatewayPeer {
 
     /// The headers a receipt `body` signed now by this gateway carries.
     pub fn receipt_headers(&self, body: &[u8]) -> Vec<(String, String)> {
-        signed_headers(&self.shared.secret, unix_now(), body)
+        signed_headers(&self.shared.secret, verify_carrier::unix_now(), body)
     }
 }
 
@@ -207,7 +200,7 @@ async fn take_message(
         header(TIMESTAMP_HEADER),
         header(SIGNATURE_HEADER),
         &body,
-        unix_now(),
+        verify_carrier::unix_now(),
         300,
     )
     .is_ok();
@@ -303,7 +296,9 @@ async fn take_message(
                 };
                 let body = serde_json::to_vec(&receipt).unwrap_or_default();
                 let mut post = shared.client.post(&callback);
-                for (name, value) in signed_headers(&shared.secret, unix_now(), &body) {
+                for (name, value) in
+                    signed_headers(&shared.secret, verify_carrier::unix_now(), &body)
+                {
                     post = post.header(name, value);
                 }
                 match post.body(body).send().await {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc::UnboundedReceiver;
 use verify_carrier::conformance::{ConformancePeer, PeerBehaviour};
+use verify_carrier::test_support::{self, next_receipt};
 use verify_carrier::{
     CallbackRequest, Carrier, CarrierContext, CarrierRegistry, Channel, DeliveryReceipt, ErrorKind,
     OneTimeCode, OutboundMessage, ReceiptSink, ReceiptStatus,
@@ -21,30 +22,20 @@ type Built = (Arc<dyn Carrier>, UnboundedReceiver<DeliveryReceipt>);
 
 /// Builds a carrier from `settings` whose callback URL is served on a local listener.
 async fn carrier_with_callbacks(settings: serde_json::Value) -> Built {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let callback_url = format!("http://{}/callbacks/{NAME}", listener.local_addr().unwrap());
-    let (carrier, receipts) = build(settings, Some(callback_url));
-    let targets = Arc::new(BTreeMap::from([(NAME.to_string(), Arc::clone(&carrier))]));
-    tokio::spawn(verify_carrier::callback::serve(
-        listener,
-        targets,
-        std::future::pending(),
-    ));
-    carrier.start().await.unwrap();
-    (carrier, receipts)
+    test_support::build_with_callbacks(verify_carrier_webhook::register, KIND, NAME, settings)
+        .await
+        .into_parts()
 }
 
 fn build(settings: serde_json::Value, callback_url: Option<String>) -> Built {
-    let (sink, receipts) = ReceiptSink::channel();
-    let mut registry = CarrierRegistry::new();
-    verify_carrier_webhook::register(&mut registry);
-    let context = CarrierContext {
-        name: NAME.into(),
-        receipts: sink,
+    test_support::build(
+        verify_carrier_webhook::register,
+        KIND,
+        NAME,
+        settings,
         callback_url,
-    };
-    let carrier = registry.build(KIND, &settings, context).expect("builds");
-    (carrier, receipts)
+    )
+    .into_parts()
 }
 
 fn message(to: &str) -> OutboundMessage {
@@ -60,13 +51,6 @@ fn message(to: &str) -> OutboundMessage {
         sender: Some("VRFYD".into()),
         attributes: BTreeMap::from([("dlt_template_id".into(), "1107123".into())]),
     }
-}
-
-async fn next_receipt(receipts: &mut UnboundedReceiver<DeliveryReceipt>) -> DeliveryReceipt {
-    tokio::time::timeout(Duration::from_secs(5), receipts.recv())
-        .await
-        .expect("receipt in time")
-        .expect("channel open")
 }
 
 struct Peer {
