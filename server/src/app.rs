@@ -218,6 +218,7 @@ pub async fn serve(
     // so the callback endpoint stops only after them.
     carriers.shutdown().await;
     drop(carriers);
+    drop(decider);
     let _ = callbacks_stop.send(());
     if let Some(mut callback_server) = callback_server
         && tokio::time::timeout(Duration::from_secs(5), &mut callback_server)
