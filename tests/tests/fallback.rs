@@ -1,0 +1,118 @@
+//! Fallback workflows end to end: Honduras, where SMS converts poorly, runs
+//! `sms(30s) -> voice(60s)`; a code not checked in time, or an SMS whose receipt fails, is called
+//! by voice with the same code, and each step is explained on the event stream.
+
+use std::time::{Duration, Instant};
+
+use verify_client::VerifyOptions;
+use verify_client::proto::v1::{Channel, CheckResult, EventType};
+use verify_e2e::{Backend, TestServer, events_until, on_both_backends};
+
+on_both_backends!(
+    an_unchecked_sms_is_followed_by_a_call_with_the_same_code,
+    a_failed_sms_receipt_calls_at_once,
+);
+
+/// Two simulators, one per channel, so an SMS can fail while calls go through; Honduras runs
+/// the issue's workflow.
+const HONDURAS: &str = r#"
+[[carriers]]
+name = "hn-sms"
+kind = "sim"
+channels = ["sms"]
+latency_ms = 20
+destinations."+50491234002" = "fail"
+
+[[carriers]]
+name = "hn-voice"
+kind = "sim"
+channels = ["voice"]
+latency_ms = 20
+
+[routes]
+default = ["hn-sms", "hn-voice"]
+
+[fallback.countries.HN]
+strategy = "ordered"
+workflow = "sms(30s) -> voice(60s)"
+"#;
+
+/// A code left unchecked past the SMS step's wait (shortened by the request to 2 s) is called
+/// with the same code, with a FALLBACK_STEP event saying why; the call's code approves.
+async fn an_unchecked_sms_is_followed_by_a_call_with_the_same_code(backend: Backend) {
+    let server = TestServer::start_with_config(backend, HONDURAS).await;
+    let client = server.client().await;
+    let response = client
+        .verify(VerifyOptions {
+            workflow: Some("sms(2s) -> voice(60s)".into()),
+            ..VerifyOptions::new("+504 9123 4001")
+        })
+        .await
+        .expect("verify");
+    let verification = response.verification.unwrap();
+    assert_eq!(verification.channel(), Channel::Sms);
+    assert_eq!(verification.workflow, "sms(2s) -> voice(1m)");
+    assert_eq!(verification.workflow_step, 1);
+    assert_eq!(verification.strategy, "ordered");
+    assert!(
+        response.decision.contains("hn-sms"),
+        "the decision names the route: {}",
+        response.decision
+    );
+
+    let mut events = client.watch(Some(&verification.id), 0).await.unwrap();
+    let seen = events_until(&mut events, EventType::FallbackStep).await;
+    let step = seen.last().unwrap();
+    assert!(
+        step.detail.contains("voice") && step.detail.contains("hn-voice"),
+        "{}",
+        step.detail
+    );
+    let lines = server.wait_for_messages(&verification.id, 2).await;
+    assert_eq!(lines[0]["channel"], "sms");
+    assert_eq!(lines[1]["channel"], "voice");
+    assert_eq!(
+        lines[0]["code"], lines[1]["code"],
+        "the same code on both steps"
+    );
+
+    let stored = client.get(&verification.id).await.unwrap();
+    assert_eq!(stored.workflow_step, 2);
+    assert_eq!(stored.channel(), Channel::Voice);
+    assert_eq!(stored.attempts.len(), 2);
+    let code = lines[1]["code"].as_str().unwrap();
+    let check = client.check_by_id(&verification.id, code).await.unwrap();
+    assert_eq!(check.result(), CheckResult::Approved);
+}
+
+/// An SMS whose receipt fails does not wait out its 30 s: the call goes at once, and the
+/// FALLBACK_STEP event carries the carrier's failure.
+async fn a_failed_sms_receipt_calls_at_once(backend: Backend) {
+    let server = TestServer::start_with_config(backend, HONDURAS).await;
+    let client = server.client().await;
+    let started = Instant::now();
+    let verification = client
+        .verify(VerifyOptions::new("+504 9123 4002"))
+        .await
+        .expect("verify")
+        .verification
+        .unwrap();
+    assert_eq!(verification.workflow, "sms(30s) -> voice(1m)");
+    let mut events = client.watch(Some(&verification.id), 0).await.unwrap();
+    let seen = events_until(&mut events, EventType::FallbackStep).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the call did not wait for the SMS step's 30 s"
+    );
+    assert!(
+        seen.iter().any(|e| e.r#type() == EventType::MessageFailed),
+        "{seen:?}"
+    );
+    let step = seen.last().unwrap();
+    assert!(step.detail.contains("voice"), "{}", step.detail);
+    let lines = server.wait_for_messages(&verification.id, 1).await;
+    assert_eq!(lines[0]["channel"], "voice");
+    let code = lines[0]["code"].as_str().unwrap();
+    let check = client.check_by_id(&verification.id, code).await.unwrap();
+    assert_eq!(check.result(), CheckResult::Approved);
+}
