@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use verify_policy::fallback::{
-    ConversionStats, FallbackEvent, Next, StepOutcome, StepRecord, StrategyKind, VerificationFacts,
+    ConversionStats, FallbackEvent, Next, StepOutcome, StepPlan, StepRecord, StrategyKind,
+    VerificationFacts,
 };
 use verify_policy::routing::{Candidate, CircuitBreakers, RoutePlan, RoutePlanner};
 use verify_policy::{Channel, Classification, FallbackConfig, FallbackPolicy, Workflow};
@@ -118,7 +119,7 @@ impl Decider {
                 step: plan.step,
                 channel: plan.channel,
                 carriers: plan.routes.iter().map(|c| c.carrier.clone()).collect(),
-                explanation: plan.explanation(),
+                explanation: explain(&plan),
                 workflow: start.workflow,
             }),
             Next::Stop { reason } | Next::Ignore { reason } => Err(reason),
@@ -179,8 +180,28 @@ impl Decider {
             .next(&facts, &event, &routes)
     }
 
+    /// The explanation of a later step, as [`Decider::start`] gives the first.
+    pub fn explain(plan: &StepPlan) -> String {
+        explain(plan)
+    }
+
     /// Whether a step after `step` exists in `workflow` (its text as stored).
     pub fn has_step_after(workflow: &str, step: usize) -> bool {
         Workflow::parse(workflow).is_ok_and(|w| step + 1 < w.len())
+    }
+}
+
+/// A step's decision in one line, with the routes its breakers set aside and why.
+fn explain(plan: &StepPlan) -> String {
+    let aside: Vec<&str> = plan
+        .routes
+        .iter()
+        .filter(|candidate| !candidate.health.is_usable())
+        .map(|candidate| candidate.reason.as_str())
+        .collect();
+    if aside.is_empty() {
+        plan.explanation()
+    } else {
+        format!("{}; set aside: {}", plan.explanation(), aside.join("; "))
     }
 }

@@ -21,6 +21,7 @@ use crate::store::{
     ClaimedMessage, ReceiptOutcome, StepAction, StepAdvance, Store, VerificationStatus,
 };
 use verify_policy::fallback::Next;
+use verify_policy::routing::LAST_RESORT_ATTRIBUTE;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -165,7 +166,7 @@ impl Dispatcher {
                         fallback_carriers: plan.failover(),
                         deadline_ms,
                     };
-                    (action, plan.explanation())
+                    (action, Decider::explain(&plan))
                 }
                 Next::Stop { reason } => (StepAction::Stop, format!("workflow stopped: {reason}")),
                 Next::Ignore { reason } => {
@@ -276,7 +277,12 @@ impl Dispatcher {
                 code,
                 locale: verification.locale.clone(),
                 sender: None,
-                attributes: Default::default(),
+                attributes: if message.fallback_carriers.is_empty() {
+                    // No route left after this one: its breaker must not stop the message.
+                    [(LAST_RESORT_ATTRIBUTE.to_string(), "true".to_string())].into()
+                } else {
+                    Default::default()
+                },
             };
             let timeout = Duration::from_millis(self.settings.submit_timeout_ms);
             match tokio::time::timeout(timeout, carrier.submit(outbound)).await {

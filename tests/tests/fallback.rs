@@ -11,6 +11,7 @@ use verify_e2e::{Backend, TestServer, events_until, on_both_backends};
 on_both_backends!(
     an_unchecked_sms_is_followed_by_a_call_with_the_same_code,
     a_failed_sms_receipt_calls_at_once,
+    a_failing_route_is_set_aside_by_its_breaker,
 );
 
 /// Two simulators, one per channel, so an SMS can fail while calls go through; Honduras runs
@@ -115,4 +116,76 @@ async fn a_failed_sms_receipt_calls_at_once(backend: Backend) {
     let code = lines[0]["code"].as_str().unwrap();
     let check = client.check_by_id(&verification.id, code).await.unwrap();
     assert_eq!(check.result(), CheckResult::Approved);
+}
+
+/// After three temporary failures in a row on one route, its breaker opens: the next message
+/// is rerouted at once without the carrier being asked, and the reroute says why.
+async fn a_failing_route_is_set_aside_by_its_breaker(backend: Backend) {
+    let config = r#"
+[[carriers]]
+name = "flaky"
+kind = "sim"
+destinations."+447400200001" = "down"
+destinations."+447400200002" = "down"
+destinations."+447400200003" = "down"
+
+[[carriers]]
+name = "backup"
+kind = "sim"
+
+[routes]
+default = ["backup"]
+countries.GB = ["flaky", "backup"]
+
+[routes.breaker]
+consecutive_failures = 3
+cool_down = "60s"
+"#;
+    let server = TestServer::start_with_config(backend, config).await;
+    let client = server.client().await;
+    for n in 1..=3 {
+        let id = client
+            .verify(VerifyOptions::new(format!("+44740020000{n}")))
+            .await
+            .expect("verify")
+            .verification
+            .unwrap()
+            .id;
+        let mut events = client.watch(Some(&id), 0).await.unwrap();
+        let rerouted = events_until(&mut events, EventType::MessageRerouted)
+            .await
+            .pop()
+            .unwrap();
+        assert!(
+            rerouted.detail.contains("unavailable"),
+            "{}",
+            rerouted.detail
+        );
+    }
+    // A number the simulator would deliver: flaky is not asked, its breaker is open, so the
+    // planner puts it last and the message goes to backup first, saying why.
+    let id = client
+        .verify(VerifyOptions::new("+447400200009"))
+        .await
+        .expect("verify")
+        .verification
+        .unwrap()
+        .id;
+    let mut events = client.watch(Some(&id), 0).await.unwrap();
+    let seen = events_until(&mut events, EventType::MessageDelivered).await;
+    let queued = seen
+        .iter()
+        .find(|e| e.r#type() == EventType::MessageQueued)
+        .expect("queued");
+    assert_eq!(queued.carrier, "backup");
+    assert!(
+        queued.detail.contains("set aside") && queued.detail.contains("flaky breaker open"),
+        "{}",
+        queued.detail
+    );
+    assert!(
+        seen.iter()
+            .all(|e| e.r#type() != EventType::MessageRerouted),
+        "{seen:?}"
+    );
 }
