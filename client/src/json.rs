@@ -112,6 +112,7 @@ impl ToJson for Event {
             "cursor": self.cursor,
             "type": enum_name(self.r#type, EventType::as_str_name),
             "verification_id": self.verification_id,
+            "notification_id": self.notification_id,
             "message_id": self.message_id,
             "channel": enum_name(self.channel, Channel::as_str_name),
             "carrier": self.carrier,
@@ -343,6 +344,7 @@ mod tests {
                 verification_status: VerificationStatus::Pending as i32,
                 detail: "absent subscriber".into(),
                 time: at(1_764_033_600, 0),
+                notification_id: String::new(),
             }),
         };
         let line = serde_json::to_string(&event.to_json()).unwrap();

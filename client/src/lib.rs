@@ -460,6 +460,7 @@ impl VerifyClient {
         let request = WatchEventsRequest {
             verification_id: verification_id.unwrap_or_default().to_owned(),
             after_cursor,
+            notification_id: String::new(),
         };
         let stream = self.raw().watch_events(request).await?.into_inner();
         Ok(stream.map(|item| {

@@ -19,9 +19,11 @@ use crate::codes::{CodeBook, load_or_create_secret};
 use crate::config::{Config, redact_url_password};
 use crate::decide::Decider;
 use crate::dispatcher::{Dispatcher, record_receipts};
+use crate::notify::NotifyPolicy;
 use crate::proto::verify_service_server::VerifyServiceServer;
 use crate::service::VerifyApi;
 use crate::store::{SqlStore, Store};
+use verify_policy::rules::RuleSet;
 
 /// Time in-flight requests get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -45,6 +47,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), String> {
     verify_policy::classify::warm_up();
+    if let Some(start) = config.debug.clock_start_ms().map_err(|e| e.to_string())? {
+        crate::clock::start_at(start);
+        tracing::warn!(
+            clock_start = config.debug.clock_start.as_deref().unwrap_or_default(),
+            "debug.clock_start: the server's clock does not show the real time"
+        );
+    }
     let secret = load_or_create_secret(config.secret.as_deref(), &config.data_dir)?;
     let codes = CodeBook::new(secret);
     let store: Arc<dyn Store> =
@@ -91,6 +100,10 @@ pub async fn serve(
             ))
         }),
     );
+    let notify = Arc::new(NotifyPolicy::new(
+        RuleSet::from_config(&config.policy.rules).map_err(|e| e.to_string())?,
+        config.programs.clone(),
+    ));
     let decider = Arc::new(Decider::new(
         config.routes.clone(),
         config.fallback.clone(),
@@ -129,6 +142,7 @@ pub async fn serve(
             Arc::clone(&store),
             Arc::clone(&carriers),
             Arc::clone(&decider),
+            Arc::clone(&notify),
             codes.clone(),
             config.dispatcher.clone(),
         )
@@ -147,6 +161,7 @@ pub async fn serve(
         codes,
         config.codes.clone(),
         Arc::clone(&decider),
+        notify,
         stopping_signal,
     );
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

@@ -10,6 +10,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use verify_policy::FallbackConfig;
 use verify_policy::routing::{RouteEntry, RoutePlan};
+use verify_policy::rules::{Program, RuleSet, RulesConfig};
 
 /// Default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -54,6 +55,54 @@ pub struct Config {
     /// The HTTP endpoint where HTTP carriers post delivery receipts.
     #[serde(default)]
     pub callbacks: CallbackSettings,
+    /// Country rules: the shipped rule set, overrides and blocked countries.
+    #[serde(default)]
+    pub policy: PolicySettings,
+    /// Client programs and what they registered per country (India's DLT entity, templates
+    /// and headers), which country rules check for Notify.
+    #[serde(default)]
+    pub programs: Vec<Program>,
+    /// Settings for trying verifyd out, never for production.
+    #[serde(default)]
+    pub debug: DebugSettings,
+}
+
+/// `[policy]`: country rules.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySettings {
+    /// `[policy.rules]`: see `policy/rules/README.md`.
+    #[serde(default)]
+    pub rules: RulesConfig,
+}
+
+/// `[debug]`: settings for trying verifyd out.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebugSettings {
+    /// Start the server's clock at this instant (RFC 3339, e.g. `2026-11-25T16:30:00Z`)
+    /// instead of now, so country rules can be tried at another hour. Never in production:
+    /// codes' lifetimes and every stored time follow this clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_start: Option<String>,
+}
+
+impl DebugSettings {
+    /// The configured clock start, unix ms.
+    pub fn clock_start_ms(&self) -> Result<Option<i64>, ConfigError> {
+        self.clock_start
+            .as_deref()
+            .map(|text| {
+                chrono::DateTime::parse_from_rfc3339(text)
+                    .map(|t| t.timestamp_millis())
+                    .map_err(|e| {
+                        ConfigError(format!(
+                            "debug.clock_start: `{text}` is not an RFC 3339 time such as 2026-11-25T16:30:00Z ({e})"
+                        ))
+                    })
+            })
+            .transpose()
+    }
 }
 
 /// Where verifyd serves `/callbacks/{carrier}` for HTTP carriers' receipts.
@@ -164,6 +213,9 @@ impl Default for Config {
                 claim_timeout_seconds: 120,
             },
             callbacks: CallbackSettings::default(),
+            policy: PolicySettings::default(),
+            programs: Vec::new(),
+            debug: DebugSettings::default(),
         }
     }
 }
@@ -190,6 +242,9 @@ impl fmt::Debug for Config {
             .field("fallback", &self.fallback)
             .field("dispatcher", &self.dispatcher)
             .field("callbacks", &self.callbacks)
+            .field("policy", &self.policy)
+            .field("programs", &self.programs.len())
+            .field("debug", &self.debug)
             .finish()
     }
 }
@@ -219,6 +274,7 @@ const ENV_KEYS: &[&str] = &[
     "codes",
     "dispatcher",
     "callbacks",
+    "debug",
 ];
 
 impl Config {
@@ -359,6 +415,17 @@ impl Config {
         self.fallback
             .validate()
             .map_err(|e| ConfigError(e.to_string()))?;
+        RuleSet::from_config(&self.policy.rules).map_err(|e| ConfigError(e.to_string()))?;
+        let mut programs = std::collections::HashSet::new();
+        for program in &self.programs {
+            if program.id.trim().is_empty() {
+                return fail("programs: every program needs an id".into());
+            }
+            if !programs.insert(program.id.as_str()) {
+                return fail(format!("programs: id `{}` is used twice", program.id));
+            }
+        }
+        self.debug.clock_start_ms()?;
         let d = &self.dispatcher;
         if !(1..=10_000).contains(&d.batch_size) {
             return fail(format!(

@@ -185,6 +185,7 @@ fn event_type(event_type: EventType) -> proto::EventType {
         EventType::MessageCanceled => P::MessageCanceled,
         EventType::MessageRerouted => P::MessageRerouted,
         EventType::FallbackStep => P::FallbackStep,
+        EventType::NotificationScheduled => P::NotificationScheduled,
     }
 }
 
@@ -239,10 +240,20 @@ pub fn verification(
 
 /// A stored event to the proto message.
 pub fn event(record: &EventRecord) -> proto::Event {
+    // A notification's events have the notification as their subject.
+    let notification = record
+        .verification_id
+        .starts_with(crate::store::NOTIFICATION_ID_PREFIX);
+    let (verification_id, notification_id) = if notification {
+        (String::new(), record.verification_id.clone())
+    } else {
+        (record.verification_id.clone(), String::new())
+    };
     proto::Event {
         cursor: record.cursor.max(0) as u64,
         r#type: event_type(record.event_type) as i32,
-        verification_id: record.verification_id.clone(),
+        verification_id,
+        notification_id,
         message_id: record.message_id.clone().unwrap_or_default(),
         channel: record.channel.map_or(proto::Channel::Unspecified, channel) as i32,
         carrier: record.carrier.clone().unwrap_or_default(),
@@ -250,9 +261,53 @@ pub fn event(record: &EventRecord) -> proto::Event {
             .delivery_status
             .map_or(proto::DeliveryStatus::Unspecified, delivery_status)
             as i32,
-        verification_status: verification_status(record.verification_status) as i32,
+        verification_status: if notification {
+            proto::VerificationStatus::Unspecified as i32
+        } else {
+            verification_status(record.verification_status) as i32
+        },
         detail: record.detail.clone(),
         time: Some(timestamp(record.created_at_ms)),
+    }
+}
+
+/// A stored notification to the proto message.
+pub fn notification(record: &crate::store::NotificationRecord) -> proto::Notification {
+    use crate::store::NotificationStatus as S;
+    use proto::NotificationStatus as P;
+    let status = match record.status {
+        S::Scheduled => P::Scheduled,
+        S::Queued | S::Sending => P::Queued,
+        S::Submitted => P::Submitted,
+        S::Delivered => P::Delivered,
+        S::Failed => P::Failed,
+    };
+    proto::Notification {
+        id: record.id.clone(),
+        to: record.to_e164.clone(),
+        category: category_to_proto(&record.category) as i32,
+        program_id: record.program_id.clone(),
+        status: status as i32,
+        channel: channel(record.channel) as i32,
+        carrier: record.carrier.clone(),
+        carrier_message_id: record.carrier_message_id.clone().unwrap_or_default(),
+        detail: record.detail.clone(),
+        send_at: Some(timestamp(record.due_at_ms)),
+        created_at: Some(timestamp(record.created_at_ms)),
+        updated_at: Some(timestamp(record.updated_at_ms)),
+        decision: record.decision.clone(),
+    }
+}
+
+/// A stored category name (`MARKETING`) to its proto value.
+pub fn category_to_proto(name: &str) -> proto::MessageCategory {
+    use proto::MessageCategory as P;
+    match name {
+        "OTP" => P::Otp,
+        "TRANSACTIONAL" => P::Transactional,
+        "ALERT" => P::Alert,
+        "MARKETING" => P::Marketing,
+        _ => P::Unspecified,
     }
 }
 

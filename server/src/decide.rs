@@ -88,6 +88,11 @@ impl Decider {
         }
     }
 
+    /// Candidate routes for `channel` to a number, best first, each with its reason.
+    pub fn routes_for(&self, region: Option<&str>, e164: &str, channel: Channel) -> Vec<Candidate> {
+        self.routes(region, e164)(channel)
+    }
+
     /// The workflow and first step for a new verification of `classification`; `Err` is why
     /// nothing can be sent (no route carries any step's channel).
     pub fn start(

@@ -17,23 +17,24 @@ use crate::carriers::CarrierSet;
 use crate::codes::CodeBook;
 use crate::config::DispatcherSettings;
 use crate::decide::Decider;
+use crate::notify::NotifyPolicy;
 use crate::store::{
     ClaimedMessage, ReceiptOutcome, StepAction, StepAdvance, Store, VerificationStatus,
 };
+use crate::store::{NotificationOutcome, NotificationRecord};
+use verify_carrier::OneTimeCode;
 use verify_policy::fallback::Next;
 use verify_policy::routing::LAST_RESORT_ATTRIBUTE;
+use verify_policy::rules::Decision;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use crate::clock::now_ms;
 
 /// Sends queued messages until `shutdown` turns true, then finishes what it already claimed.
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     carriers: Arc<CarrierSet>,
     decider: Arc<Decider>,
+    notify: Arc<NotifyPolicy>,
     codes: CodeBook,
     settings: DispatcherSettings,
 }
@@ -44,6 +45,7 @@ impl Dispatcher {
         store: Arc<dyn Store>,
         carriers: Arc<CarrierSet>,
         decider: Arc<Decider>,
+        notify: Arc<NotifyPolicy>,
         codes: CodeBook,
         settings: DispatcherSettings,
     ) -> Self {
@@ -51,6 +53,7 @@ impl Dispatcher {
             store,
             carriers,
             decider,
+            notify,
             codes,
             settings,
         }
@@ -94,7 +97,36 @@ impl Dispatcher {
                     }
                 }
             };
-            let got = claimed.len();
+            let free_after = free.saturating_sub(claimed.len() as u32);
+            let notifications = if free_after == 0 {
+                Vec::new()
+            } else {
+                let token = format!("{worker}-n-{}", uuid::Uuid::now_v7().simple());
+                let claim_until = now + (this.settings.claim_timeout_seconds * 1000) as i64;
+                match this
+                    .store
+                    .claim_due_notifications(&token, now, claim_until, free_after)
+                    .await
+                {
+                    Ok(claimed) => claimed,
+                    Err(error) => {
+                        tracing::error!(%error, "claiming due notifications failed");
+                        Vec::new()
+                    }
+                }
+            };
+            let got = claimed.len() + notifications.len();
+            for notification in notifications {
+                let permit = Arc::clone(&slots)
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
+                let this = Arc::clone(&this);
+                in_flight.spawn(async move {
+                    this.send_notification(notification).await;
+                    drop(permit);
+                });
+            }
             for message in claimed {
                 let permit = Arc::clone(&slots)
                     .acquire_owned()
@@ -236,6 +268,99 @@ impl Dispatcher {
                 self.retrying(|| self.store.record_failed(&message.id, &detail, now_ms()))
                     .await
             }
+        }
+    }
+
+    /// Sends one due notification if the country rules allow it now: a rule may hold it again
+    /// (it is rescheduled) or refuse it (it fails with the rule's reason).
+    async fn send_notification(&self, notification: NotificationRecord) {
+        let now = now_ms();
+        let decision = self.notify.evaluate(&notification, now);
+        let outcome = match &decision {
+            Decision::Reject { .. } => NotificationOutcome::Failed {
+                detail: format!("not sent: {}", decision.explain()),
+            },
+            Decision::Defer { until, .. } => NotificationOutcome::Deferred {
+                until_ms: until.timestamp_millis(),
+                detail: decision.explain(),
+            },
+            Decision::SendNow {
+                entity_id,
+                template_id,
+                ..
+            } => {
+                let mut attributes = std::collections::BTreeMap::new();
+                if let Some(id) = entity_id {
+                    attributes.insert("dlt_entity_id".to_string(), id.clone());
+                }
+                if let Some(id) = template_id {
+                    attributes.insert("dlt_template_id".to_string(), id.clone());
+                }
+                if notification.fallback_carriers.is_empty() {
+                    attributes.insert(LAST_RESORT_ATTRIBUTE.to_string(), "true".to_string());
+                }
+                self.submit_notification(&notification, attributes).await
+            }
+        };
+        if let Err(error) = self
+            .retrying(|| {
+                self.store
+                    .settle_notification(&notification.id, outcome.clone(), now_ms())
+            })
+            .await
+        {
+            tracing::error!(notification = %notification.id, %error, "recording a notification's outcome failed");
+        }
+    }
+
+    async fn submit_notification(
+        &self,
+        notification: &NotificationRecord,
+        attributes: std::collections::BTreeMap<String, String>,
+    ) -> NotificationOutcome {
+        let Some(carrier) = self.carriers.get(&notification.carrier) else {
+            return NotificationOutcome::Failed {
+                detail: format!(
+                    "carrier `{}` is not configured on this server",
+                    notification.carrier
+                ),
+            };
+        };
+        let outbound = OutboundMessage {
+            message_id: notification.id.clone(),
+            // Carriers that echo a reference (and the sim outbox) see the notification id.
+            verification_id: notification.id.clone(),
+            to: notification.to_e164.clone(),
+            region_code: Some(notification.region_code.clone()),
+            channel: notification.channel,
+            body: notification.body.clone(),
+            code: OneTimeCode::new(""),
+            locale: "en".to_string(),
+            sender: (!notification.sender.is_empty()).then(|| notification.sender.clone()),
+            attributes,
+        };
+        let timeout = Duration::from_millis(self.settings.submit_timeout_ms);
+        match tokio::time::timeout(timeout, carrier.submit(outbound)).await {
+            Ok(Ok(accepted)) => NotificationOutcome::Submitted {
+                carrier_message_id: accepted.carrier_message_id,
+            },
+            Ok(Err(error)) => {
+                let reason = format!("{}: {error}", notification.carrier);
+                match notification.fallback_carriers.split_first() {
+                    Some((next, rest)) if error.is_temporary() => NotificationOutcome::Rerouted {
+                        carrier: next.clone(),
+                        rest: rest.to_vec(),
+                        detail: format!("{reason}; trying {next}"),
+                    },
+                    _ => NotificationOutcome::Failed { detail: reason },
+                }
+            }
+            Err(_) => NotificationOutcome::Failed {
+                detail: format!(
+                    "{}: no answer within {} ms; not resent, the carrier may have sent it",
+                    notification.carrier, self.settings.submit_timeout_ms
+                ),
+            },
         }
     }
 

@@ -5,12 +5,14 @@
 pub mod app;
 pub mod auth;
 pub mod carriers;
+pub mod clock;
 pub mod codes;
 pub mod config;
 pub mod convert;
 pub mod decide;
 pub mod dispatcher;
 pub mod errors;
+pub mod notify;
 pub mod service;
 pub mod store;
 

@@ -112,6 +112,38 @@ fn main() -> std::process::ExitCode {
                 country.workflow.as_ref().unwrap_or(&fallback.workflow)
             );
         }
+        let rules = &config.policy.rules;
+        let _ = writeln!(
+            out,
+            "country rules: {}{} override(s){}",
+            if rules.builtin {
+                "shipped set, "
+            } else {
+                "none shipped, "
+            },
+            rules.overrides.len(),
+            if rules.blocked_countries.is_empty() {
+                String::new()
+            } else {
+                format!(", blocked: {}", rules.blocked_countries.join(", "))
+            }
+        );
+        for program in &config.programs {
+            let regions: Vec<&str> = program.registrations.keys().map(String::as_str).collect();
+            let _ = writeln!(
+                out,
+                "program: {} (registered in {})",
+                program.id,
+                if regions.is_empty() {
+                    "no country".to_string()
+                } else {
+                    regions.join(", ")
+                }
+            );
+        }
+        if let Some(start) = &config.debug.clock_start {
+            let _ = writeln!(out, "debug clock starts at {start}: not for production");
+        }
         match config.callbacks.base_url(None) {
             Some(base) => {
                 let _ = writeln!(out, "callbacks: {base}/callbacks/{{carrier}}");

@@ -17,14 +17,21 @@ use crate::config::CodeSettings;
 use crate::convert::{self, StoredClassification};
 use crate::decide::Decider;
 use crate::errors::{failed_precondition, internal, invalid_argument};
+use crate::notify::{NotifyPolicy, field_of_rule};
 use crate::proto;
 use crate::proto::verify_service_server::VerifyService;
-use crate::store::{CheckTarget, NewVerification, Store, StoreError, VerifyOutcome};
+use crate::store::{
+    CheckTarget, NOTIFICATION_ID_PREFIX, NewVerification, NotificationRecord, NotificationStatus,
+    Store, StoreError, VerifyOutcome,
+};
+use verify_policy::rules::{Category, Decision};
 
 /// Longest verification id, idempotency key or number text accepted.
 const MAX_ID_LENGTH: usize = 128;
 const MAX_IDEMPOTENCY_KEY_LENGTH: usize = 255;
 const MAX_NUMBER_INPUT_LENGTH: usize = 250;
+/// Longest Notify body, in characters (ten concatenated SMS parts).
+const MAX_NOTIFY_BODY_CHARS: usize = 1600;
 /// Events read from the store per round of a watch.
 const WATCH_BATCH: u32 = 500;
 /// How often a watcher looks for events other processes recorded.
@@ -36,6 +43,7 @@ pub struct VerifyApi {
     codes: CodeBook,
     settings: CodeSettings,
     decider: Arc<Decider>,
+    notify: Arc<NotifyPolicy>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -46,6 +54,7 @@ impl VerifyApi {
         codes: CodeBook,
         settings: CodeSettings,
         decider: Arc<Decider>,
+        notify: Arc<NotifyPolicy>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         VerifyApi {
@@ -53,6 +62,7 @@ impl VerifyApi {
             codes,
             settings,
             decider,
+            notify,
             shutdown,
         }
     }
@@ -70,11 +80,7 @@ impl VerifyApi {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use crate::clock::now_ms;
 
 fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
@@ -438,16 +444,195 @@ impl VerifyService for VerifyApi {
 
     type WatchEventsStream = EventStream;
 
+    async fn notify(
+        &self,
+        request: Request<proto::NotifyRequest>,
+    ) -> Result<Response<proto::NotifyResponse>, Status> {
+        let request = request.into_inner();
+        validate_number_input("to", &request.to)?;
+        let category = match proto::MessageCategory::try_from(request.category) {
+            Ok(proto::MessageCategory::Otp) => Category::Otp,
+            Ok(proto::MessageCategory::Transactional) => Category::Transactional,
+            Ok(proto::MessageCategory::Alert) => Category::Alert,
+            Ok(proto::MessageCategory::Marketing) => Category::Marketing,
+            _ => {
+                return Err(invalid_argument(
+                    "category",
+                    "set one of MESSAGE_CATEGORY_OTP, _TRANSACTIONAL, _ALERT or _MARKETING",
+                ));
+            }
+        };
+        let body = request.body.trim();
+        if body.is_empty() {
+            return Err(invalid_argument("body", "must not be empty"));
+        }
+        if body.chars().count() > MAX_NOTIFY_BODY_CHARS {
+            return Err(invalid_argument(
+                "body",
+                format!("longer than {MAX_NOTIFY_BODY_CHARS} characters"),
+            ));
+        }
+        let sender = request.sender.trim();
+        if sender.chars().count() > 20 {
+            return Err(invalid_argument("sender", "longer than 20 characters"));
+        }
+        let program_id = request.program_id.trim();
+        if !program_id.is_empty() && !self.notify.has_program(program_id) {
+            return Err(invalid_argument(
+                "program_id",
+                format!(
+                    "no program `{program_id}` is configured (configured: {})",
+                    self.notify.program_ids().join(", ")
+                ),
+            ));
+        }
+        if request.template.len() > MAX_ID_LENGTH {
+            return Err(invalid_argument(
+                "template",
+                format!("longer than {MAX_ID_LENGTH} characters"),
+            ));
+        }
+        let idempotency_key = match request.idempotency_key.as_str() {
+            "" => None,
+            key if key.len() > MAX_IDEMPOTENCY_KEY_LENGTH => {
+                return Err(invalid_argument(
+                    "idempotency_key",
+                    format!("longer than {MAX_IDEMPOTENCY_KEY_LENGTH} characters"),
+                ));
+            }
+            key => Some(key.to_string()),
+        };
+        let hint = region_hint(&request.region_hint)?;
+        let classification = classify(&request.to, hint);
+        let (Some(e164), Some(region)) = (
+            classification.e164.clone().filter(|_| classification.valid),
+            classification.region_code.clone(),
+        ) else {
+            return Err(invalid_argument(
+                "to",
+                format!("invalid phone number: {}", classification.detail),
+            ));
+        };
+        let channel = Channel::Sms;
+        let routes = self.decider.routes_for(Some(&region), &e164, channel);
+        let Some((first, rest)) = routes.split_first() else {
+            return Err(failed_precondition(
+                "to",
+                format!("no configured route carries {channel} to {region}"),
+            ));
+        };
+        let now = now_ms();
+        let mut record = NotificationRecord {
+            id: new_id(NOTIFICATION_ID_PREFIX.trim_end_matches('_')),
+            to_e164: e164,
+            region_code: region,
+            time_zones: classification.time_zones.clone(),
+            category: category.as_str().to_string(),
+            program_id: program_id.to_string(),
+            template: request.template.trim().to_string(),
+            body: body.to_string(),
+            sender: sender.to_string(),
+            channel,
+            carrier: first.carrier.clone(),
+            fallback_carriers: rest.iter().map(|c| c.carrier.clone()).collect(),
+            status: NotificationStatus::Queued,
+            due_at_ms: now,
+            carrier_message_id: None,
+            detail: String::new(),
+            decision: String::new(),
+            idempotency_key,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        let decision = self.notify.evaluate(&record, now);
+        let route = format!("route {}: {}", first.carrier, first.reason);
+        let (action, rule) = match &decision {
+            Decision::Reject { rule, .. } => {
+                return Err(failed_precondition(
+                    field_of_rule(&rule.id),
+                    decision.explain(),
+                ));
+            }
+            Decision::SendNow { .. } => (proto::PolicyAction::SendNow, None),
+            Decision::Defer { until, rule, .. } => {
+                record.status = NotificationStatus::Scheduled;
+                record.due_at_ms = until.timestamp_millis();
+                (proto::PolicyAction::Defer, Some(rule.clone()))
+            }
+        };
+        record.decision = format!("{}; {route}", decision.explain());
+        let (stored, replayed) = self.store.create_notification(record).await?;
+        tracing::info!(
+            notification = %stored.id,
+            to = %verify_carrier::mask_number(&stored.to_e164),
+            category = %stored.category,
+            action = action.as_str_name(),
+            carrier = %stored.carrier,
+            replayed,
+            "notification stored"
+        );
+        Ok(Response::new(proto::NotifyResponse {
+            decision: Some(proto::PolicyDecision {
+                action: action as i32,
+                rule_id: rule.as_ref().map(|r| r.id.to_string()).unwrap_or_default(),
+                rule_source: rule.map(|r| r.source.to_string()).unwrap_or_default(),
+                explanation: stored.decision.clone(),
+                send_at: Some(convert::timestamp(stored.due_at_ms)),
+                channel: convert::channel(stored.channel) as i32,
+                carrier: stored.carrier.clone(),
+            }),
+            notification: Some(convert::notification(&stored)),
+            replayed,
+        }))
+    }
+
+    async fn get_notification(
+        &self,
+        request: Request<proto::GetNotificationRequest>,
+    ) -> Result<Response<proto::GetNotificationResponse>, Status> {
+        let id = request.into_inner().notification_id;
+        validate_id("notification_id", &id)?;
+        match self.store.notification(&id).await? {
+            Some(record) => Ok(Response::new(proto::GetNotificationResponse {
+                notification: Some(convert::notification(&record)),
+            })),
+            None => Err(Status::not_found(format!(
+                "notification_id: no notification {id}"
+            ))),
+        }
+    }
+
     async fn watch_events(
         &self,
         request: Request<proto::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         let request = request.into_inner();
-        let filter = match request.verification_id.as_str() {
-            "" => None,
-            id => {
+        let filter = match (
+            request.verification_id.as_str(),
+            request.notification_id.as_str(),
+        ) {
+            ("", "") => None,
+            (id, "") => {
                 validate_id("verification_id", id)?;
                 Some(id.to_string())
+            }
+            ("", id) => {
+                validate_id("notification_id", id)?;
+                if !id.starts_with(NOTIFICATION_ID_PREFIX) {
+                    return Err(invalid_argument(
+                        "notification_id",
+                        format!(
+                            "`{id}` is not a notification id (they start with {NOTIFICATION_ID_PREFIX})"
+                        ),
+                    ));
+                }
+                Some(id.to_string())
+            }
+            _ => {
+                return Err(invalid_argument(
+                    "notification_id",
+                    "set verification_id or notification_id, not both",
+                ));
             }
         };
         let mut cursor = i64::try_from(request.after_cursor)

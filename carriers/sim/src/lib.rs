@@ -166,6 +166,12 @@ pub struct OutboxLine {
     pub locale: String,
     /// When it was delivered, RFC 3339.
     pub delivered_at: String,
+    /// Where it came from: the sender shown, when the message set one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    /// Registration values carried with it (India's `dlt_entity_id`, `dlt_template_id`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 fn build(
@@ -358,6 +364,13 @@ impl Shared {
             code: message.code.expose().to_string(),
             locale: message.locale.clone(),
             delivered_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            sender: message.sender.clone(),
+            attributes: message
+                .attributes
+                .iter()
+                .filter(|(name, _)| !name.starts_with("verifyd."))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
         };
         let mut text = serde_json::to_string(&line).map_err(std::io::Error::other)?;
         text.push('\n');

@@ -788,7 +788,11 @@ fn event_line(event: &Event) -> String {
         event.cursor,
         time_text(event.time.as_ref()),
         words(event.r#type, EventType::as_str_name, "EVENT_TYPE_"),
-        or_dash(&event.verification_id),
+        or_dash(if event.verification_id.is_empty() {
+            &event.notification_id
+        } else {
+            &event.verification_id
+        }),
         status,
         or_dash(&event.carrier),
         event.detail
@@ -1221,6 +1225,7 @@ mod tests {
             verification_status: VerificationStatus::Pending as i32,
             detail: "absent subscriber".into(),
             time: at(1_764_033_600),
+            notification_id: String::new(),
         };
         assert_eq!(
             event_line(&event),

@@ -71,6 +71,8 @@ pub enum EventType {
     MessageRerouted,
     /// The verification's workflow moved to its next step (or stopped), with the reason.
     FallbackStep,
+    /// A notification was deferred by a country rule until its send time.
+    NotificationScheduled,
 }
 
 macro_rules! text_enum {
@@ -119,7 +121,113 @@ text_enum!(EventType {
     MessageCanceled => "message_canceled",
     MessageRerouted => "message_rerouted",
     FallbackStep => "fallback_step",
+    NotificationScheduled => "notification_scheduled",
 });
+
+/// Where a notification's message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationStatus {
+    /// Held until its send time by a country rule.
+    Scheduled,
+    /// Due; waiting for a dispatcher.
+    Queued,
+    /// Claimed by a dispatcher and being handed to the carrier.
+    Sending,
+    /// Accepted by the carrier.
+    Submitted,
+    /// Delivered to the handset.
+    Delivered,
+    /// Refused, undelivered, or refused by a rule at send time.
+    Failed,
+}
+
+text_enum!(NotificationStatus {
+    Scheduled => "scheduled",
+    Queued => "queued",
+    Sending => "sending",
+    Submitted => "submitted",
+    Delivered => "delivered",
+    Failed => "failed",
+});
+
+/// Prefix of notification ids; events whose subject starts with it are a notification's.
+pub const NOTIFICATION_ID_PREFIX: &str = "nt_";
+
+/// A stored notification: a message that is not a code, and its own outbox entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationRecord {
+    /// Id (`nt_...`).
+    pub id: String,
+    /// Recipient in E.164.
+    pub to_e164: String,
+    /// Recipient's region.
+    pub region_code: String,
+    /// Recipient's time zones (for the rules' local time).
+    pub time_zones: Vec<String>,
+    /// Category (`OTP`, `TRANSACTIONAL`, `ALERT`, `MARKETING`).
+    pub category: String,
+    /// Sending program; empty for none.
+    pub program_id: String,
+    /// Registered template name; empty for none.
+    pub template: String,
+    /// The text.
+    pub body: String,
+    /// Sender to show; empty for the carrier's own.
+    pub sender: String,
+    /// Channel.
+    pub channel: Channel,
+    /// Carrier name.
+    pub carrier: String,
+    /// Carriers to fail over to, in order.
+    pub fallback_carriers: Vec<String>,
+    /// State.
+    pub status: NotificationStatus,
+    /// When it is due, unix ms.
+    pub due_at_ms: i64,
+    /// Carrier's id once submitted.
+    pub carrier_message_id: Option<String>,
+    /// Last detail.
+    pub detail: String,
+    /// The decision at Notify.
+    pub decision: String,
+    /// Client's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Created, unix ms.
+    pub created_at_ms: i64,
+    /// Last change, unix ms.
+    pub updated_at_ms: i64,
+}
+
+/// How a dispatcher's attempt at a notification ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotificationOutcome {
+    /// The carrier took it.
+    Submitted {
+        /// The carrier's id.
+        carrier_message_id: String,
+    },
+    /// Refused for good, by the carrier or by a rule at send time.
+    Failed {
+        /// Why.
+        detail: String,
+    },
+    /// Refused for now; the next carrier gets it.
+    Rerouted {
+        /// The next carrier.
+        carrier: String,
+        /// The carriers after it.
+        rest: Vec<String>,
+        /// Why.
+        detail: String,
+    },
+    /// A rule holds it again until `until_ms`.
+    Deferred {
+        /// New send time, unix ms.
+        until_ms: i64,
+        /// Why.
+        detail: String,
+    },
+}
 
 /// A stored verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -521,6 +629,33 @@ pub trait Store: Send + Sync + 'static {
     /// Applies a workflow move; `false` when the verification moved on meanwhile (approved,
     /// expired, out of sends, or advanced by another replica) and nothing changed.
     async fn advance_step(&self, advance: StepAdvance) -> Result<bool, StoreError>;
+
+    /// Stores a notification with its queued or scheduled event, or, when its idempotency key
+    /// was used before, returns the earlier one and `true`.
+    async fn create_notification(
+        &self,
+        notification: NotificationRecord,
+    ) -> Result<(NotificationRecord, bool), StoreError>;
+
+    /// A notification by id.
+    async fn notification(&self, id: &str) -> Result<Option<NotificationRecord>, StoreError>;
+
+    /// Claims due notifications (queued, or scheduled whose time came), at most `limit`.
+    async fn claim_due_notifications(
+        &self,
+        claim_token: &str,
+        now_ms: i64,
+        claim_expires_at_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<NotificationRecord>, StoreError>;
+
+    /// Records how a claimed notification's attempt ended, with its event.
+    async fn settle_notification(
+        &self,
+        id: &str,
+        outcome: NotificationOutcome,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
 
     /// Fails messages whose claim ran out (their dispatcher died mid-submission). They are not
     /// resent: the carrier may have them, and sending twice is worse than a resend request.

@@ -12,6 +12,8 @@ use verify_carrier::{Channel, ReceiptStatus};
 
 use super::*;
 
+mod notifications;
+
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Dialect {
@@ -1123,7 +1125,17 @@ impl Store for SqlStore {
         };
         let Some(found) = found else {
             tx.rollback().await?;
-            return Ok(ReceiptOutcome::Unknown);
+            return Ok(self
+                .notification_receipt(
+                    carrier,
+                    carrier_message_id,
+                    message_id,
+                    status,
+                    detail,
+                    now_ms,
+                )
+                .await?
+                .unwrap_or(ReceiptOutcome::Unknown));
         };
         let id: String = found.try_get("id")?;
         let current: String = found.try_get("status")?;
@@ -1291,6 +1303,37 @@ impl Store for SqlStore {
         }
         self.commit_with_events(tx).await?;
         Ok(true)
+    }
+
+    async fn create_notification(
+        &self,
+        notification: NotificationRecord,
+    ) -> Result<(NotificationRecord, bool), StoreError> {
+        self.insert_notification(notification).await
+    }
+
+    async fn notification(&self, id: &str) -> Result<Option<NotificationRecord>, StoreError> {
+        self.select_notification(id).await
+    }
+
+    async fn claim_due_notifications(
+        &self,
+        claim_token: &str,
+        now_ms: i64,
+        claim_expires_at_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<NotificationRecord>, StoreError> {
+        self.claim_notifications(claim_token, now_ms, claim_expires_at_ms, limit)
+            .await
+    }
+
+    async fn settle_notification(
+        &self,
+        id: &str,
+        outcome: NotificationOutcome,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.settle(id, outcome, now_ms).await
     }
 
     async fn fail_abandoned_claims(&self, now_ms: i64) -> Result<u64, StoreError> {
