@@ -228,6 +228,8 @@ pub struct VerifyOptions {
     pub region_hint: Option<String>,
     /// A fallback workflow instead of the configured one, e.g. "sms(30s) -> voice(60s)".
     pub workflow: Option<String>,
+    /// The configured program the code is sent for (its registrations are checked and sent).
+    pub program_id: Option<String>,
 }
 
 impl VerifyOptions {
@@ -250,6 +252,7 @@ impl From<VerifyOptions> for VerifyRequest {
             idempotency_key: options.idempotency_key.unwrap_or_default(),
             region_hint: options.region_hint.unwrap_or_default(),
             workflow: options.workflow.unwrap_or_default(),
+            program_id: options.program_id.unwrap_or_default(),
         }
     }
 }
@@ -488,6 +491,7 @@ mod tests {
                 idempotency_key: String::new(),
                 region_hint: String::new(),
                 workflow: String::new(),
+                program_id: String::new(),
             }
         );
     }
@@ -502,6 +506,7 @@ mod tests {
             idempotency_key: Some("k-1".into()),
             region_hint: Some("IN".into()),
             workflow: Some("sms(30s) -> voice(60s)".into()),
+            program_id: Some("shop".into()),
         };
         let request = VerifyRequest::from(options);
         assert_eq!(request.channel, DeliveryChannel::Voice as i32);

@@ -364,6 +364,41 @@ impl Dispatcher {
         }
     }
 
+    /// The attributes a code's message carries: the program's registrations the country
+    /// requires (India's DLT entity and OTP template IDs), and the last-resort mark when no
+    /// route is left after this one (its breaker must not stop the message).
+    fn code_attributes(
+        &self,
+        verification: &crate::store::VerificationRecord,
+        message: &crate::store::MessageRecord,
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut attributes = std::collections::BTreeMap::new();
+        if !verification.program_id.is_empty()
+            && let Decision::SendNow {
+                entity_id,
+                template_id,
+                ..
+            } = self.notify.evaluate_code(
+                verification.region_code.as_deref().unwrap_or_default(),
+                &[],
+                message.channel,
+                &verification.program_id,
+                now_ms(),
+            )
+        {
+            if let Some(id) = entity_id {
+                attributes.insert("dlt_entity_id".to_string(), id);
+            }
+            if let Some(id) = template_id {
+                attributes.insert("dlt_template_id".to_string(), id);
+            }
+        }
+        if message.fallback_carriers.is_empty() {
+            attributes.insert(LAST_RESORT_ATTRIBUTE.to_string(), "true".to_string());
+        }
+        attributes
+    }
+
     async fn send(&self, claimed: ClaimedMessage) {
         let ClaimedMessage {
             message,
@@ -402,12 +437,7 @@ impl Dispatcher {
                 code,
                 locale: verification.locale.clone(),
                 sender: None,
-                attributes: if message.fallback_carriers.is_empty() {
-                    // No route left after this one: its breaker must not stop the message.
-                    [(LAST_RESORT_ATTRIBUTE.to_string(), "true".to_string())].into()
-                } else {
-                    Default::default()
-                },
+                attributes: self.code_attributes(&verification, &message),
             };
             let timeout = Duration::from_millis(self.settings.submit_timeout_ms);
             match tokio::time::timeout(timeout, carrier.submit(outbound)).await {

@@ -66,6 +66,36 @@ impl NotifyPolicy {
     }
 }
 
+impl NotifyPolicy {
+    /// What the rules say about sending a one-time code to `region` on `channel` at `now_ms`.
+    /// Without a program, registration rules are not checked (verifyd cannot know which of a
+    /// client's registrations the code belongs to).
+    pub fn evaluate_code(
+        &self,
+        region: &str,
+        time_zones: &[String],
+        channel: verify_carrier::Channel,
+        program_id: &str,
+        now_ms: i64,
+    ) -> Decision {
+        let now = DateTime::<Utc>::from_timestamp_millis(now_ms).unwrap_or_default();
+        let program = self.programs.get(program_id);
+        let message = Message {
+            region,
+            time_zones,
+            category: Category::Otp,
+            channel,
+            sender: None,
+            program: program.unwrap_or(&self.no_program),
+            template: None,
+        };
+        match program {
+            Some(_) => self.rules.evaluate(&message, now),
+            None => self.rules.evaluate_unregistered(&message, now),
+        }
+    }
+}
+
 /// The request field a refusing rule is about, for the error's field violation.
 pub fn field_of_rule(rule_id: &str) -> &'static str {
     if rule_id.contains("template") {

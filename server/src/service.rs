@@ -236,6 +236,16 @@ impl VerifyService for VerifyApi {
             key => Some(key.to_string()),
         };
         let hint = region_hint(&request.region_hint)?;
+        let program_id = request.program_id.trim().to_string();
+        if !program_id.is_empty() && !self.notify.has_program(&program_id) {
+            return Err(invalid_argument(
+                "program_id",
+                format!(
+                    "no program `{program_id}` is configured (configured: {})",
+                    self.notify.program_ids().join(", ")
+                ),
+            ));
+        }
         let workflow = match request.workflow.trim() {
             "" => None,
             text => Some(
@@ -273,10 +283,40 @@ impl VerifyService for VerifyApi {
             )
         })?;
         let fallback_carriers: Vec<String> = carriers.collect();
+        // Country rules for a code (category OTP): blocked countries, channels, and with a
+        // program its registrations. A code is never held for later: a rule that would defer
+        // it refuses it.
+        let rules = self.notify.evaluate_code(
+            region.as_deref().unwrap_or_default(),
+            &classification.time_zones,
+            first.channel,
+            &program_id,
+            now_ms(),
+        );
+        match &rules {
+            Decision::SendNow { .. } => {}
+            Decision::Reject { rule, .. } => {
+                return Err(failed_precondition(
+                    field_of_rule(&rule.id),
+                    rules.explain(),
+                ));
+            }
+            Decision::Defer { rule, .. } => {
+                return Err(failed_precondition(
+                    field_of_rule(&rule.id),
+                    format!("a code cannot wait: {}", rules.explain()),
+                ));
+            }
+        }
         let explanation = if first.channel == decision.channel {
-            format!("{}; {}", decision.reason, first.explanation)
+            format!(
+                "{}; {}; {}",
+                rules.explain(),
+                decision.reason,
+                first.explanation
+            )
         } else {
-            first.explanation.clone()
+            format!("{}; {}", rules.explain(), first.explanation)
         };
         let code = self
             .codes
@@ -306,6 +346,7 @@ impl VerifyService for VerifyApi {
             workflow: first.workflow.to_string(),
             step: first.step as u32,
             step_deadline_ms: first.wait.map(|wait| now + wait.as_millis() as i64),
+            program_id,
             now_ms: now,
             ttl_ms: (self.settings.ttl_seconds * 1000) as i64,
         };

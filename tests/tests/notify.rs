@@ -24,7 +24,7 @@ id = "shop"
 [programs.registrations.IN]
 entity_id = "1101234567890123456"
 senders = ["SHOPIN"]
-templates = { MARKETING = "1107000000000000001", ALERT = "1107000000000000002" }
+templates = { MARKETING = "1107000000000000001", ALERT = "1107000000000000002", OTP = "1107000000000000003" }
 
 [[programs]]
 id = "bare"

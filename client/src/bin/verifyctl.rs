@@ -165,6 +165,9 @@ struct VerifyArgs {
     /// A fallback workflow instead of the configured one, e.g. "sms(30s) -> voice(60s)".
     #[arg(long, value_name = "STEPS")]
     workflow: Option<String>,
+    /// The configured program the code is sent for (e.g. its India DLT registrations).
+    #[arg(long, value_name = "ID")]
+    program: Option<String>,
 }
 
 /// The channels a user can ask for.
@@ -265,6 +268,7 @@ impl Command {
                 idempotency_key: args.idempotency_key,
                 region_hint: args.region,
                 workflow: args.workflow,
+                program_id: args.program,
             }),
             Command::Check(args) => match (args.to, args.id, args.code) {
                 (None, Some(id), Some(code)) => Action::Check {
@@ -954,6 +958,7 @@ mod tests {
                 idempotency_key: Some("k-1".into()),
                 region_hint: Some("GB".into()),
                 workflow: None,
+                program_id: None,
             })
         );
     }

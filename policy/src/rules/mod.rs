@@ -293,6 +293,17 @@ impl RuleSet {
     /// registrations) come first; then windows, which defer to the first instant allowed in
     /// every one of the number's zones. Reads no clock of its own.
     pub fn evaluate(&self, message: &Message<'_>, now: DateTime<Utc>) -> Decision {
+        self.decide(message, now, true)
+    }
+
+    /// Like [`RuleSet::evaluate`], without the registration rules: for a message whose sending
+    /// program is not known (a Verify that names none), so only blocks, channels, sender kinds
+    /// and windows apply.
+    pub fn evaluate_unregistered(&self, message: &Message<'_>, now: DateTime<Utc>) -> Decision {
+        self.decide(message, now, false)
+    }
+
+    fn decide(&self, message: &Message<'_>, now: DateTime<Utc>, registrations: bool) -> Decision {
         let in_scope = self
             .effective(message.region)
             .filter(|rule| rule.applies(message.category, message.channel));
@@ -305,6 +316,9 @@ impl RuleSet {
             RuleKind::SenderKinds,
             RuleKind::Registration,
         ] {
+            if kind == RuleKind::Registration && !registrations {
+                continue;
+            }
             for rule in in_scope.clone().filter(|rule| rule.kind == kind) {
                 match check(rule, message, &mut entity_id, &mut template_id) {
                     Check::Pass => applied.push(rule.meta.clone()),

@@ -11,3 +11,5 @@ ALTER TABLE verifications ADD COLUMN step_failure TEXT NOT NULL DEFAULT '';
 ALTER TABLE verifications ADD COLUMN decision TEXT NOT NULL DEFAULT '';
 ALTER TABLE messages ADD COLUMN step INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX verifications_step_due ON verifications (step_deadline_ms) WHERE status = 'pending' AND step_deadline_ms IS NOT NULL;
+-- The program (configured [[programs]]) a code is sent for; its registrations go with the message.
+ALTER TABLE verifications ADD COLUMN program_id TEXT NOT NULL DEFAULT '';

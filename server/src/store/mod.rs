@@ -280,6 +280,8 @@ pub struct VerificationRecord {
     pub step_failure: String,
     /// Why the first message went where it went: the decision Verify answered with.
     pub decision: String,
+    /// The program the code is sent for; empty for none.
+    pub program_id: String,
 }
 
 impl VerificationRecord {
@@ -387,6 +389,8 @@ pub struct NewVerification {
     pub step: u32,
     /// When the first step gives way to the next; `None` for a one-step workflow.
     pub step_deadline_ms: Option<i64>,
+    /// The program the code is sent for; empty for none.
+    pub program_id: String,
     /// Now, unix ms.
     pub now_ms: i64,
     /// Lifetime of the code, ms.

@@ -52,7 +52,7 @@ pub struct SqlStore {
 
 const VERIFICATION_COLUMNS: &str = "id, to_e164, region_code, status, channel, locale, code_length, code_nonce, code_check, \
      checks_used, max_checks, sends_used, max_sends, idempotency_key, classification, created_at_ms, expires_at_ms, updated_at_ms, \
-     strategy, workflow, step, step_deadline_ms, step_failure, decision";
+     strategy, workflow, step, step_deadline_ms, step_failure, decision, program_id";
 
 const MESSAGE_COLUMNS: &str = "id, verification_id, channel, carrier, fallback_carriers, step, status, carrier_message_id, detail, created_at_ms, updated_at_ms";
 
@@ -427,12 +427,13 @@ impl SqlStore {
             step_deadline_ms: new.step_deadline_ms,
             step_failure: String::new(),
             decision: new.decision.clone(),
+            program_id: new.program_id.clone(),
         };
         sqlx::query(
             "INSERT INTO verifications (id, to_e164, region_code, status, channel, locale, code_length, code_nonce, code_check, \
              checks_used, max_checks, sends_used, max_sends, idempotency_key, classification, created_at_ms, expires_at_ms, updated_at_ms, \
-             strategy, workflow, step, step_deadline_ms, decision) \
-             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, 0, $9, 1, $10, $11, $12, $13, $14, $13, $15, $16, $17, $18, $19)",
+             strategy, workflow, step, step_deadline_ms, decision, program_id) \
+             VALUES ($1, $2, $3, 'pending', $4, $5, $6, $7, $8, 0, $9, 1, $10, $11, $12, $13, $14, $13, $15, $16, $17, $18, $19, $20)",
         )
         .bind(&record.id)
         .bind(&record.to_e164)
@@ -453,6 +454,7 @@ impl SqlStore {
         .bind(i64::from(record.step))
         .bind(record.step_deadline_ms)
         .bind(&record.decision)
+        .bind(&record.program_id)
         .execute(tx.conn())
         .await?;
         self.insert_event(
@@ -709,6 +711,7 @@ fn verification_from_row(row: &AnyRow) -> Result<VerificationRecord, StoreError>
         step_deadline_ms: row.try_get("step_deadline_ms")?,
         step_failure: row.try_get("step_failure")?,
         decision: row.try_get("decision")?,
+        program_id: row.try_get("program_id")?,
     })
 }
 
