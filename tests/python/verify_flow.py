@@ -412,6 +412,33 @@ def run(args: argparse.Namespace, r: Results) -> None:
     expect_error(f"get verification of unknown id {unknown!r} is NOT_FOUND", stub.GetVerification,
                  pb.GetVerificationRequest(verification_id=unknown), grpc.StatusCode.NOT_FOUND, None)
 
+    # -- notify under the country rules ----------------------------------------------------------
+    to = random_mobile()
+    n = call(stub.Notify, pb.NotifyRequest(to=to, category=pb.MESSAGE_CATEGORY_TRANSACTIONAL,
+                                           body="Your order has shipped."), "notify")
+    r.check("notify of a transactional message decides to send now, with the route",
+            n.decision.action == pb.POLICY_ACTION_SEND_NOW and n.decision.carrier != ""
+            and n.notification.id.startswith("nt_") and "route" in n.decision.explanation,
+            "POLICY_ACTION_SEND_NOW naming a route",
+            f"{pb.PolicyAction.Name(n.decision.action)} {n.decision.explanation!r}")
+    deadline = time.monotonic() + args.watch_timeout
+    status = None
+    while time.monotonic() < deadline:
+        got = call(stub.GetNotification, pb.GetNotificationRequest(notification_id=n.notification.id),
+                   "get notification")
+        status = pb.NotificationStatus.Name(got.notification.status)
+        if status == "NOTIFICATION_STATUS_DELIVERED":
+            break
+        time.sleep(0.05)
+    r.check("the notification is delivered", status == "NOTIFICATION_STATUS_DELIVERED",
+            "NOTIFICATION_STATUS_DELIVERED", status)
+    expect_error("notify without a category is INVALID_ARGUMENT about `category`", stub.Notify,
+                 pb.NotifyRequest(to=to, body="hello"), grpc.StatusCode.INVALID_ARGUMENT, "category")
+    expect_error("notify from an alphanumeric sender to a US number is FAILED_PRECONDITION about `sender`",
+                 stub.Notify, pb.NotifyRequest(to="+12127365000", category=pb.MESSAGE_CATEGORY_TRANSACTIONAL,
+                                               body="Your order has shipped.", sender="SHOP"),
+                 grpc.StatusCode.FAILED_PRECONDITION, "sender")
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
