@@ -29,6 +29,25 @@ use verify_policy::rules::Decision;
 
 use crate::clock::now_ms;
 
+/// Claims up to `limit` due items with `claim`; none when `limit` is 0 or the claim fails
+/// (logged; the next round tries again).
+async fn claim_or_log<T, F, Fut>(what: &str, limit: u32, claim: F) -> Vec<T>
+where
+    F: FnOnce(u32) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, crate::store::StoreError>>,
+{
+    if limit == 0 {
+        return Vec::new();
+    }
+    match claim(limit).await {
+        Ok(claimed) => claimed,
+        Err(error) => {
+            tracing::error!(%error, "claiming due {what} failed");
+            Vec::new()
+        }
+    }
+}
+
 /// Sends queued messages until `shutdown` turns true, then finishes what it already claimed.
 pub struct Dispatcher {
     store: Arc<dyn Store>,
@@ -80,41 +99,28 @@ impl Dispatcher {
             let free = slots
                 .available_permits()
                 .min(this.settings.batch_size as usize) as u32;
-            let claimed = if free == 0 {
-                Vec::new()
-            } else {
+            let claim_until = now + (this.settings.claim_timeout_seconds * 1000) as i64;
+            let claimed = claim_or_log("messages", free, |limit| {
                 let token = format!("{worker}-{}", uuid::Uuid::now_v7().simple());
-                let claim_until = now + (this.settings.claim_timeout_seconds * 1000) as i64;
-                match this
-                    .store
-                    .claim_due_messages(&token, now, claim_until, free)
-                    .await
-                {
-                    Ok(claimed) => claimed,
-                    Err(error) => {
-                        tracing::error!(%error, "claiming due messages failed");
-                        Vec::new()
-                    }
+                let store = Arc::clone(&this.store);
+                async move {
+                    store
+                        .claim_due_messages(&token, now, claim_until, limit)
+                        .await
                 }
-            };
+            })
+            .await;
             let free_after = free.saturating_sub(claimed.len() as u32);
-            let notifications = if free_after == 0 {
-                Vec::new()
-            } else {
+            let notifications = claim_or_log("notifications", free_after, |limit| {
                 let token = format!("{worker}-n-{}", uuid::Uuid::now_v7().simple());
-                let claim_until = now + (this.settings.claim_timeout_seconds * 1000) as i64;
-                match this
-                    .store
-                    .claim_due_notifications(&token, now, claim_until, free_after)
-                    .await
-                {
-                    Ok(claimed) => claimed,
-                    Err(error) => {
-                        tracing::error!(%error, "claiming due notifications failed");
-                        Vec::new()
-                    }
+                let store = Arc::clone(&this.store);
+                async move {
+                    store
+                        .claim_due_notifications(&token, now, claim_until, limit)
+                        .await
                 }
-            };
+            })
+            .await;
             let got = claimed.len() + notifications.len();
             for notification in notifications {
                 let permit = Arc::clone(&slots)

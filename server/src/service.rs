@@ -67,6 +67,20 @@ impl VerifyApi {
         }
     }
 
+    /// A named program must be configured; empty names none.
+    fn check_program(&self, program_id: &str) -> Result<(), Status> {
+        if program_id.is_empty() || self.notify.has_program(program_id) {
+            return Ok(());
+        }
+        Err(invalid_argument(
+            "program_id",
+            format!(
+                "no program `{program_id}` is configured (configured: {})",
+                self.notify.program_ids().join(", ")
+            ),
+        ))
+    }
+
     async fn verification_response(&self, id: &str) -> Result<proto::Verification, Status> {
         let Some(record) = self.store.verification(id).await? else {
             return Err(StoreError::NotFound {
@@ -114,6 +128,18 @@ fn validate_number_input(field: &str, number: &str) -> Result<(), Status> {
         ));
     }
     Ok(())
+}
+
+/// A client's idempotency key: empty is none, and it has a length limit.
+fn idempotency_key(key: &str) -> Result<Option<String>, Status> {
+    match key {
+        "" => Ok(None),
+        key if key.len() > MAX_IDEMPOTENCY_KEY_LENGTH => Err(invalid_argument(
+            "idempotency_key",
+            format!("longer than {MAX_IDEMPOTENCY_KEY_LENGTH} characters"),
+        )),
+        key => Ok(Some(key.to_string())),
+    }
 }
 
 fn validate_locale(locale: &str) -> Result<(), Status> {
@@ -225,27 +251,10 @@ impl VerifyService for VerifyApi {
             validate_locale(&request.locale)?;
             request.locale.clone()
         };
-        let idempotency_key = match request.idempotency_key.as_str() {
-            "" => None,
-            key if key.len() > MAX_IDEMPOTENCY_KEY_LENGTH => {
-                return Err(invalid_argument(
-                    "idempotency_key",
-                    format!("longer than {MAX_IDEMPOTENCY_KEY_LENGTH} characters"),
-                ));
-            }
-            key => Some(key.to_string()),
-        };
+        let idempotency_key = idempotency_key(&request.idempotency_key)?;
         let hint = region_hint(&request.region_hint)?;
         let program_id = request.program_id.trim().to_string();
-        if !program_id.is_empty() && !self.notify.has_program(&program_id) {
-            return Err(invalid_argument(
-                "program_id",
-                format!(
-                    "no program `{program_id}` is configured (configured: {})",
-                    self.notify.program_ids().join(", ")
-                ),
-            ));
-        }
+        self.check_program(&program_id)?;
         let workflow = match request.workflow.trim() {
             "" => None,
             text => Some(
@@ -518,31 +527,14 @@ impl VerifyService for VerifyApi {
             return Err(invalid_argument("sender", "longer than 20 characters"));
         }
         let program_id = request.program_id.trim();
-        if !program_id.is_empty() && !self.notify.has_program(program_id) {
-            return Err(invalid_argument(
-                "program_id",
-                format!(
-                    "no program `{program_id}` is configured (configured: {})",
-                    self.notify.program_ids().join(", ")
-                ),
-            ));
-        }
+        self.check_program(program_id)?;
         if request.template.len() > MAX_ID_LENGTH {
             return Err(invalid_argument(
                 "template",
                 format!("longer than {MAX_ID_LENGTH} characters"),
             ));
         }
-        let idempotency_key = match request.idempotency_key.as_str() {
-            "" => None,
-            key if key.len() > MAX_IDEMPOTENCY_KEY_LENGTH => {
-                return Err(invalid_argument(
-                    "idempotency_key",
-                    format!("longer than {MAX_IDEMPOTENCY_KEY_LENGTH} characters"),
-                ));
-            }
-            key => Some(key.to_string()),
-        };
+        let idempotency_key = idempotency_key(&request.idempotency_key)?;
         let hint = region_hint(&request.region_hint)?;
         let classification = classify(&request.to, hint);
         let (Some(e164), Some(region)) = (
