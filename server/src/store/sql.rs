@@ -1354,7 +1354,8 @@ impl Store for SqlStore {
             )
             .await?;
         }
-        Ok(ids.len() as u64)
+        let notifications = self.fail_abandoned_notifications(now_ms).await?;
+        Ok(ids.len() as u64 + notifications)
     }
 
     async fn events_after(

@@ -166,12 +166,9 @@ impl SqlStore {
             Dialect::Sqlite => "",
             Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
         };
-        // A claim that ran out (its dispatcher died) is taken again: the rules are asked again
-        // before sending, and a carrier that took it answers with its own receipt.
         let claim = format!(
             "UPDATE notifications SET status = 'sending', claim_token = $1, claim_expires_at_ms = $2, updated_at_ms = $3 \
-             WHERE id IN (SELECT id FROM notifications WHERE \
-             ((status IN ('queued', 'scheduled') AND due_at_ms <= $3) OR (status = 'sending' AND claim_expires_at_ms <= $3)) \
+             WHERE id IN (SELECT id FROM notifications WHERE status IN ('queued', 'scheduled') AND due_at_ms <= $3 \
              ORDER BY due_at_ms, id LIMIT $4{skip_locked})"
         );
         let mut tx = self.begin_write().await?;
@@ -259,6 +256,32 @@ impl SqlStore {
         .await?;
         self.notification_event(&mut tx, &n, event_type, &detail, now_ms);
         self.commit_with_events(tx).await
+    }
+
+    /// Fails notifications whose claim ran out (their dispatcher died mid-submission): like a
+    /// code's message, not resent, since the carrier may have it.
+    pub(super) async fn fail_abandoned_notifications(
+        &self,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM notifications WHERE status = 'sending' AND claim_expires_at_ms <= $1 LIMIT 500",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        for id in &ids {
+            self.settle(
+                id,
+                NotificationOutcome::Failed {
+                    detail: "dispatcher stopped during submission; not resent to avoid a duplicate"
+                        .into(),
+                },
+                now_ms,
+            )
+            .await?;
+        }
+        Ok(ids.len() as u64)
     }
 
     /// A receipt for a notification's message: `None` when it names no notification.
