@@ -12,6 +12,7 @@ pub mod decide;
 pub mod dispatcher;
 pub mod errors;
 pub mod service;
+pub mod stats;
 pub mod store;
 
 /// The generated `verify.v1` messages and service.
