@@ -10,7 +10,6 @@ use tokio::sync::watch;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use verify_carrier::ReceiptSink;
-use verify_policy::fallback::NoConversionStats;
 use verify_policy::routing::{BreakerLayer, CircuitBreakers, SystemClock};
 
 use crate::auth::ApiKeyCheck;
@@ -22,6 +21,7 @@ use crate::dispatcher::{Dispatcher, record_receipts};
 use crate::notify::NotifyPolicy;
 use crate::proto::verify_service_server::VerifyServiceServer;
 use crate::service::VerifyApi;
+use crate::stats::ConversionRefresher;
 use crate::store::{SqlStore, Store};
 use verify_policy::rules::RuleSet;
 
@@ -104,12 +104,14 @@ pub async fn serve(
         RuleSet::from_config(&config.policy.rules).map_err(|e| e.to_string())?,
         config.programs.clone(),
     ));
+    // Measured conversion for `adaptive`, loaded now and then in the background.
+    let conversion = ConversionRefresher::start(Arc::clone(&store), &config.fallback).await;
     let decider = Arc::new(Decider::new(
         config.routes.clone(),
         config.fallback.clone(),
         Arc::clone(&carriers),
         Arc::clone(&breakers),
-        Arc::new(NoConversionStats),
+        conversion.stats(),
         config.codes.max_sends,
     )?);
     drop(receipts);
@@ -234,6 +236,7 @@ pub async fn serve(
     carriers.shutdown().await;
     drop(carriers);
     drop(decider);
+    conversion.stop().await;
     let _ = callbacks_stop.send(());
     if let Some(mut callback_server) = callback_server
         && tokio::time::timeout(Duration::from_secs(5), &mut callback_server)

@@ -14,6 +14,7 @@ pub mod dispatcher;
 pub mod errors;
 pub mod notify;
 pub mod service;
+pub mod stats;
 pub mod store;
 
 /// The generated `verify.v1` messages and service.

@@ -1,17 +1,19 @@
 //! Fallback workflows end to end: Honduras, where SMS converts poorly, runs
 //! `sms(30s) -> voice(60s)`; a code not checked in time, or an SMS whose receipt fails, is called
-//! by voice with the same code, and each step is explained on the event stream.
+//! by voice with the same code, and each step is explained on the event stream. With
+//! `adaptive`, once measured SMS conversion for HN is below voice's, verifications start on voice.
 
 use std::time::{Duration, Instant};
 
-use verify_client::VerifyOptions;
-use verify_client::proto::v1::{Channel, CheckResult, EventType};
+use verify_client::proto::v1::{Channel, CheckResult, DeliveryStatus, EventType};
+use verify_client::{VerifyClient, VerifyOptions};
 use verify_e2e::{Backend, TestServer, events_until, on_both_backends};
 
 on_both_backends!(
     an_unchecked_sms_is_followed_by_a_call_with_the_same_code,
     a_failed_sms_receipt_calls_at_once,
     a_failing_route_is_set_aside_by_its_breaker,
+    adaptive_starts_on_voice_once_sms_converts_worse,
 );
 
 /// Two simulators, one per channel, so an SMS can fail while calls go through; Honduras runs
@@ -188,4 +190,135 @@ cool_down = "60s"
             .all(|e| e.r#type() != EventType::MessageRerouted),
         "{seen:?}"
     );
+}
+
+/// Honduras on `adaptive`, trusting 5 sends and reloading the counts every second.
+const HONDURAS_ADAPTIVE: &str = r#"
+[[carriers]]
+name = "hn-sms"
+kind = "sim"
+channels = ["sms"]
+latency_ms = 20
+
+[[carriers]]
+name = "hn-voice"
+kind = "sim"
+channels = ["voice"]
+latency_ms = 20
+
+[routes]
+default = ["hn-sms", "hn-voice"]
+
+[fallback.adaptive]
+min_samples = 5
+stats_refresh = "1s"
+
+[fallback.countries.HN]
+strategy = "adaptive"
+workflow = "sms(30s) -> voice(60s)"
+"#;
+
+/// Waits until the carrier has taken every message of `id` (submitted or delivered).
+async fn wait_until_sent(client: &VerifyClient, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stored = client.get(id).await.expect("get");
+        if !stored.attempts.is_empty()
+            && stored.attempts.iter().all(|a| {
+                matches!(
+                    a.delivery_status(),
+                    DeliveryStatus::Submitted | DeliveryStatus::Delivered
+                )
+            })
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{id} not sent: {stored:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Before 5 sends are measured, `adaptive` runs the workflow in order (SMS first). Then 6 SMS
+/// codes go unchecked and 5 called codes are checked: at the next load of the counts, a new
+/// verification starts with the call, and its decision gives the measured conversion.
+async fn adaptive_starts_on_voice_once_sms_converts_worse(backend: Backend) {
+    let server = TestServer::start_with_config(backend, HONDURAS_ADAPTIVE).await;
+    let client = server.client().await;
+
+    let first = client
+        .verify(VerifyOptions::new("+504 9123 4100"))
+        .await
+        .expect("verify");
+    let verification = first.verification.unwrap();
+    assert_eq!(verification.channel(), Channel::Sms);
+    assert_eq!(verification.strategy, "adaptive");
+    assert_eq!(verification.workflow, "sms(30s) -> voice(1m)");
+    assert!(
+        first
+            .decision
+            .contains("fewer than 5 sends measured on every route to HN"),
+        "{}",
+        first.decision
+    );
+    let mut ids = vec![verification.id];
+
+    // SMS that nobody checks: 6 sent, none verified.
+    for n in 1..=5 {
+        let verification = client
+            .verify(VerifyOptions::new(format!("+504 9123 41{n:02}")))
+            .await
+            .expect("verify")
+            .verification
+            .unwrap();
+        assert_eq!(verification.channel(), Channel::Sms);
+        ids.push(verification.id);
+    }
+    // Calls (asked for by the client) whose codes are checked: 5 sent, 5 verified.
+    for n in 1..=5 {
+        let verification = client
+            .verify(VerifyOptions {
+                channel: Some(Channel::Voice),
+                ..VerifyOptions::new(format!("+504 9123 42{n:02}"))
+            })
+            .await
+            .expect("verify")
+            .verification
+            .unwrap();
+        assert_eq!(verification.channel(), Channel::Voice);
+        let code = server.code_for(&verification.id).await;
+        let check = client.check_by_id(&verification.id, &code).await.unwrap();
+        assert_eq!(check.result(), CheckResult::Approved);
+        ids.push(verification.id);
+    }
+    for id in &ids {
+        wait_until_sent(&client, id).await;
+    }
+    // The counts are reloaded every second.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+
+    let adaptive = client
+        .verify(VerifyOptions::new("+504 9123 4300"))
+        .await
+        .expect("verify");
+    let verification = adaptive.verification.unwrap();
+    assert_eq!(
+        verification.channel(),
+        Channel::Voice,
+        "{}",
+        adaptive.decision
+    );
+    assert_eq!(verification.strategy, "adaptive");
+    assert_eq!(verification.workflow, "voice(1m) -> sms(30s)");
+    assert!(
+        adaptive.decision.contains(
+            "adaptive: voice via hn-voice converts best for HN (100% of 5 sends; sms via hn-sms: 0% of 6)"
+        ),
+        "{}",
+        adaptive.decision
+    );
+    let lines = server.wait_for_messages(&verification.id, 1).await;
+    assert_eq!(lines[0]["channel"], "voice");
+    let code = lines[0]["code"].as_str().unwrap();
+    let check = client.check_by_id(&verification.id, code).await.unwrap();
+    assert_eq!(check.result(), CheckResult::Approved);
 }

@@ -293,15 +293,34 @@ pub struct AdaptiveSettings {
     /// Sends a (country, channel, carrier) needs before its conversion is trusted; below it,
     /// the ordered workflow runs.
     pub min_samples: u64,
+    /// How often the server reloads conversion counts from its database (`"60s"`; at least
+    /// `1s`). Only servers where some country uses `adaptive` load them.
+    #[serde(with = "duration::text")]
+    pub stats_refresh: Duration,
 }
+
+/// Shortest `[fallback.adaptive]` `stats_refresh`.
+pub const MIN_STATS_REFRESH: Duration = Duration::from_secs(1);
 
 impl Default for AdaptiveSettings {
     fn default() -> Self {
-        AdaptiveSettings { min_samples: 100 }
+        AdaptiveSettings {
+            min_samples: 100,
+            stats_refresh: Duration::from_secs(60),
+        }
     }
 }
 
 impl FallbackConfig {
+    /// Whether the default or any country's strategy is `adaptive`.
+    pub fn uses_adaptive(&self) -> bool {
+        self.strategy == StrategyKind::Adaptive
+            || self
+                .countries
+                .values()
+                .any(|c| c.strategy == Some(StrategyKind::Adaptive))
+    }
+
     /// Checks regions and ranges, naming the key (`fallback.countries.hn`).
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=1_000_000_000).contains(&self.adaptive.min_samples) {
@@ -310,6 +329,15 @@ impl FallbackConfig {
                 format!(
                     "must be between 1 and 1000000000, got {}",
                     self.adaptive.min_samples
+                ),
+            ));
+        }
+        if self.adaptive.stats_refresh < MIN_STATS_REFRESH {
+            return Err(ConfigError::new(
+                "fallback.adaptive.stats_refresh",
+                format!(
+                    "must be at least 1s, got {}",
+                    duration::format(self.adaptive.stats_refresh)
                 ),
             ));
         }

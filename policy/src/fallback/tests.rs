@@ -414,6 +414,7 @@ workflow = "sms(60s) -> voice(2m)"
 
 [fallback.adaptive]
 min_samples = 200
+stats_refresh = "1m30s"
 
 [fallback.countries.HN]
 strategy = "adaptive"
@@ -435,10 +436,17 @@ workflow = "sms(30s) -> sms(30s) -> voice(1m)"
     assert_eq!(strategy.kind(), StrategyKind::Ordered);
     assert_eq!(workflow.to_string(), "sms(1m) -> voice(2m)");
     assert_eq!(policy.config().adaptive.min_samples, 200);
+    assert_eq!(
+        policy.config().adaptive.stats_refresh,
+        Duration::from_secs(90)
+    );
+    assert!(policy.config().uses_adaptive());
 
     // With no [fallback] at all: one send, as before workflows.
     let defaults = FallbackConfig::default();
     assert_eq!(defaults.workflow.to_string(), "sms(10m)");
+    assert_eq!(defaults.adaptive.stats_refresh, Duration::from_secs(60));
+    assert!(!defaults.uses_adaptive());
 }
 
 #[test]
@@ -487,6 +495,18 @@ fn config_errors_name_the_key_or_step() {
         config.validate().unwrap_err().key,
         "fallback.adaptive.min_samples"
     );
+    config.adaptive = AdaptiveSettings {
+        stats_refresh: Duration::from_millis(500),
+        ..AdaptiveSettings::default()
+    };
+    assert_eq!(
+        config.validate().unwrap_err().to_string(),
+        "fallback.adaptive.stats_refresh: must be at least 1s, got 500ms"
+    );
+    let error = toml::from_str::<File>("[fallback.adaptive]\nstats_refresh = 60")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("stats_refresh"), "{error}");
 }
 
 #[test]

@@ -1,11 +1,13 @@
 //! Durable state: verifications, their messages (the outbox the dispatcher drains) and the event
 //! log clients watch. One [`Store`] trait; SQLite and PostgreSQL behind it.
 
+mod conversion;
 mod sql;
 
 use async_trait::async_trait;
 use verify_carrier::{Channel, ReceiptStatus};
 
+pub use conversion::ConversionCount;
 pub use sql::SqlStore;
 
 use crate::codes::{CodeBook, StoredCode};
@@ -676,6 +678,10 @@ pub trait Store: Send + Sync + 'static {
     /// Records the code secret's fingerprint on first use and refuses a different one later, so
     /// replicas with different secrets cannot share a database.
     async fn ensure_secret_fingerprint(&self, fingerprint: &str) -> Result<(), StoreError>;
+
+    /// Conversion counts per region, channel and carrier over the messages queued from
+    /// `since_ms` on, for the `adaptive` fallback strategy (see [`ConversionCount`]).
+    async fn conversion_counts(&self, since_ms: i64) -> Result<Vec<ConversionCount>, StoreError>;
 
     /// A signal that changes whenever this process records events, so watchers wake at once
     /// (they also poll, for events recorded by other processes).

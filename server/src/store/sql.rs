@@ -1418,6 +1418,10 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn conversion_counts(&self, since_ms: i64) -> Result<Vec<ConversionCount>, StoreError> {
+        super::conversion::conversion_counts(&self.pool, since_ms).await
+    }
+
     fn event_signal(&self) -> watch::Receiver<u64> {
         self.events_changed.subscribe()
     }
