@@ -183,21 +183,42 @@ impl SqlStore {
         });
     }
 
-    async fn verification_in(
+    /// The row of `table` where `clause` (binding `$1` to `value`) holds, locked for the rest of
+    /// the transaction, read with `from_row`.
+    async fn locked_row<T>(
         &self,
         tx: &mut WriteTx,
+        table_and_columns: (&'static str, &'static str),
         clause: &'static str,
         value: &str,
-    ) -> Result<Option<VerificationRecord>, StoreError> {
+        from_row: fn(&AnyRow) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let (table, columns) = table_and_columns;
         let sql = format!(
-            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE {clause}{}",
+            "SELECT {columns} FROM {table} WHERE {clause}{}",
             self.lock_rows()
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(value)
             .fetch_optional(tx.conn())
             .await?;
-        row.as_ref().map(verification_from_row).transpose()
+        row.as_ref().map(from_row).transpose()
+    }
+
+    async fn verification_in(
+        &self,
+        tx: &mut WriteTx,
+        clause: &'static str,
+        value: &str,
+    ) -> Result<Option<VerificationRecord>, StoreError> {
+        self.locked_row(
+            tx,
+            ("verifications", VERIFICATION_COLUMNS),
+            clause,
+            value,
+            verification_from_row,
+        )
+        .await
     }
 
     async fn set_verification_status(

@@ -79,15 +79,14 @@ impl SqlStore {
         clause: &'static str,
         value: &str,
     ) -> Result<Option<NotificationRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE {clause}{}",
-            self.lock_rows()
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(value)
-            .fetch_optional(tx.conn())
-            .await?;
-        row.as_ref().map(notification_from_row).transpose()
+        self.locked_row(
+            tx,
+            ("notifications", NOTIFICATION_COLUMNS),
+            clause,
+            value,
+            notification_from_row,
+        )
+        .await
     }
 
     pub(super) async fn insert_notification(
