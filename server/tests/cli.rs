@@ -11,6 +11,13 @@ fn verifyd() -> Command {
     command
 }
 
+/// `verifyd --config PATH --check-config`, to add environment to and run.
+fn check_config(path: &std::path::Path) -> Command {
+    let mut command = verifyd();
+    command.arg("--config").arg(path).arg("--check-config");
+    command
+}
+
 #[test]
 fn check_config_prints_the_embedded_default() {
     let dir = tempfile::tempdir().unwrap();
@@ -35,12 +42,7 @@ fn bad_config_is_refused_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("verifyd.toml");
     std::fs::write(&path, "[codes]\nlength = 12\n").unwrap();
-    let output = verifyd()
-        .arg("--config")
-        .arg(&path)
-        .arg("--check-config")
-        .output()
-        .unwrap();
+    let output = check_config(&path).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let text = String::from_utf8(output.stderr).unwrap();
     assert!(text.contains("codes.length"), "{text}");
@@ -50,12 +52,7 @@ fn bad_config_is_refused_naming_the_key() {
         "[[carriers]]\nname = \"x\"\nkind = \"sim\"\n[routes]\ndefault = [\"y\"]\n",
     )
     .unwrap();
-    let output = verifyd()
-        .arg("--config")
-        .arg(&path)
-        .arg("--check-config")
-        .output()
-        .unwrap();
+    let output = check_config(&path).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("`y`"));
 }
@@ -154,12 +151,7 @@ fn check_config_checks_carrier_settings() {
             format!("[[carriers]]\nname = \"sim\"\nkind = \"sim\"\n{table}\n"),
         )
         .unwrap();
-        let output = verifyd()
-            .arg("--config")
-            .arg(&path)
-            .arg("--check-config")
-            .output()
-            .unwrap();
+        let output = check_config(&path).output().unwrap();
         assert_eq!(output.status.code(), Some(2), "{table}");
         assert!(
             String::from_utf8_lossy(&output.stderr).contains(expected),
@@ -171,12 +163,7 @@ fn check_config_checks_carrier_settings() {
         "[[carriers]]\nname = \"op\"\nkind = \"carrier-pigeon\"\n",
     )
     .unwrap();
-    let output = verifyd()
-        .arg("--config")
-        .arg(&path)
-        .arg("--check-config")
-        .output()
-        .unwrap();
+    let output = check_config(&path).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("known kinds: sim"));
 }
@@ -191,10 +178,7 @@ fn check_config_reads_carrier_secrets_from_the_environment_and_lists_every_probl
          [callbacks]\nlisten = \"127.0.0.1:8443\"\npublic_url = \"https://verify.example.com/\"\n",
     )
     .unwrap();
-    let unset = verifyd()
-        .arg("--config")
-        .arg(&path)
-        .arg("--check-config")
+    let unset = check_config(&path)
         .env_remove("CLI_TEST_OUTBOX")
         .output()
         .unwrap();
@@ -207,10 +191,7 @@ fn check_config_reads_carrier_secrets_from_the_environment_and_lists_every_probl
         "{stderr}"
     );
 
-    let set = verifyd()
-        .arg("--config")
-        .arg(&path)
-        .arg("--check-config")
+    let set = check_config(&path)
         .env("CLI_TEST_OUTBOX", dir.path().join("out.jsonl"))
         .output()
         .unwrap();
@@ -231,12 +212,7 @@ fn check_config_reads_carrier_secrets_from_the_environment_and_lists_every_probl
          [[carriers]]\nname = \"b\"\nkind = \"carrier-pigeon\"\n",
     )
     .unwrap();
-    let both = verifyd()
-        .arg("--config")
-        .arg(&path)
-        .arg("--check-config")
-        .output()
-        .unwrap();
+    let both = check_config(&path).output().unwrap();
     let stderr = String::from_utf8_lossy(&both.stderr);
     assert_eq!(both.status.code(), Some(2));
     assert!(
