@@ -135,6 +135,15 @@ impl SqlStore {
         }
     }
 
+    /// The clause that claims rows no other transaction holds (PostgreSQL); SQLite has a
+    /// single writer and needs none.
+    fn skip_locked_rows(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        }
+    }
+
     async fn commit_with_events(&self, mut tx: WriteTx) -> Result<(), StoreError> {
         let events = std::mem::take(&mut tx.events);
         if !events.is_empty() && self.dialect == Dialect::Postgres {
@@ -967,10 +976,7 @@ impl Store for SqlStore {
         claim_expires_at_ms: i64,
         limit: u32,
     ) -> Result<Vec<ClaimedMessage>, StoreError> {
-        let skip_locked = match self.dialect {
-            Dialect::Sqlite => "",
-            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-        };
+        let skip_locked = self.skip_locked_rows();
         let claim = format!(
             "UPDATE messages SET status = 'sending', claim_token = $1, claim_expires_at_ms = $2, updated_at_ms = $3 \
              WHERE id IN (SELECT id FROM messages WHERE status = 'queued' AND due_at_ms <= $3 \

@@ -161,10 +161,7 @@ impl SqlStore {
         claim_expires_at_ms: i64,
         limit: u32,
     ) -> Result<Vec<NotificationRecord>, StoreError> {
-        let skip_locked = match self.dialect {
-            Dialect::Sqlite => "",
-            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-        };
+        let skip_locked = self.skip_locked_rows();
         let claim = format!(
             "UPDATE notifications SET status = 'sending', claim_token = $1, claim_expires_at_ms = $2, updated_at_ms = $3 \
              WHERE id IN (SELECT id FROM notifications WHERE status IN ('queued', 'scheduled') AND due_at_ms <= $3 \
