@@ -189,11 +189,6 @@ impl Decider {
     pub fn explain(plan: &StepPlan) -> String {
         explain(plan)
     }
-
-    /// Whether a step after `step` exists in `workflow` (its text as stored).
-    pub fn has_step_after(workflow: &str, step: usize) -> bool {
-        Workflow::parse(workflow).is_ok_and(|w| step + 1 < w.len())
-    }
 }
 
 /// A step's decision in one line, with the routes its breakers set aside and why.

@@ -194,8 +194,9 @@ impl Dispatcher {
             };
             let (action, detail) = match self.decider.next(&step) {
                 Next::Send(plan) => {
-                    let deadline_ms = Decider::has_step_after(&verification.workflow, plan.step)
-                        .then(|| now + plan.wait.as_millis() as i64);
+                    // The last step has no successor to wait for.
+                    let deadline_ms =
+                        (plan.step + 1 < plan.of).then(|| now + plan.wait.as_millis() as i64);
                     let action = StepAction::Send {
                         message_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
                         step: plan.step as u32,
