@@ -62,10 +62,17 @@ impl fmt::Display for ErrorKind {
 }
 
 /// An error from a carrier. Messages must never contain codes, passwords or API keys.
+///
+/// A submission ends in one of three ways: accepted, refused (temporary or permanent), or
+/// *maybe sent*: the request went out (a PDU was written, an HTTP request was sent) and no
+/// answer came (a timeout, a link lost, a later part of a long message refused). A maybe-sent
+/// error is neither temporary nor permanent: the message must not be failed over or resent,
+/// since the peer may have it; a late receipt or the fallback workflow settles it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CarrierError {
     kind: ErrorKind,
     temporary: bool,
+    maybe_sent: bool,
     message: String,
 }
 
@@ -75,13 +82,26 @@ impl CarrierError {
         Self {
             kind,
             temporary: kind.is_temporary_by_default(),
+            maybe_sent: false,
             message: message.into(),
         }
     }
 
-    /// Marks the error temporary: retrying later or on another route may succeed.
+    /// An error after the request went out: the peer may have taken the message (see the type's
+    /// documentation). Never temporary, so nothing fails it over.
+    pub fn maybe_sent(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            temporary: false,
+            maybe_sent: true,
+            message: message.into(),
+        }
+    }
+
+    /// Marks the error temporary: retrying later or on another route may succeed. A
+    /// maybe-sent error stays as it is: it can never be retried.
     pub fn set_temporary(mut self) -> Self {
-        self.temporary = true;
+        self.temporary = !self.maybe_sent;
         self
     }
 
@@ -101,6 +121,12 @@ impl CarrierError {
         self.temporary
     }
 
+    /// Whether the request went out before the error: the peer may have the message, so it
+    /// must be neither failed over nor resent.
+    pub fn is_maybe_sent(&self) -> bool {
+        self.maybe_sent
+    }
+
     /// The carrier's reason, for people.
     pub fn message(&self) -> &str {
         &self.message
@@ -109,7 +135,9 @@ impl CarrierError {
 
 impl fmt::Display for CarrierError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let persistence = if self.temporary {
+        let persistence = if self.maybe_sent {
+            "maybe sent"
+        } else if self.temporary {
             "temporary"
         } else {
             "permanent"
@@ -135,5 +163,14 @@ mod tests {
         );
         let shown = CarrierError::new(ErrorKind::Timeout, "no answer").to_string();
         assert_eq!(shown, "timeout (temporary): no answer");
+    }
+
+    #[test]
+    fn maybe_sent_is_never_temporary() {
+        let error = CarrierError::maybe_sent(ErrorKind::Timeout, "no answer").set_temporary();
+        assert!(error.is_maybe_sent());
+        assert!(!error.is_temporary());
+        assert_eq!(error.to_string(), "timeout (maybe sent): no answer");
+        assert!(!CarrierError::new(ErrorKind::Timeout, "x").is_maybe_sent());
     }
 }

@@ -155,6 +155,10 @@ pub struct DeliveryReceipt {
     pub status: ReceiptStatus,
     /// The carrier's words, e.g. `stat:UNDELIV err:001`.
     pub detail: String,
+    /// Other spellings of `carrier_message_id` that name the same message (an SMSC that gives
+    /// the id in hexadecimal in `submit_sm_resp` and in decimal in receipts), tried in order
+    /// when no message is known by `carrier_message_id` itself.
+    pub alternative_ids: Vec<String>,
 }
 
 /// Where carriers send their receipts; the server drains the other end.
@@ -187,6 +191,11 @@ pub struct Capabilities {
     pub max_messages_per_second: Option<u32>,
     /// Whether it reports delivery receipts.
     pub delivery_receipts: bool,
+    /// Whether its peer recognises a message it was already handed by verifyd's message id
+    /// (the webhook's `Idempotency-Key`) and does not send it twice. A message whose hand-off
+    /// a crash interrupted is handed again only to such a carrier; otherwise it is recorded as
+    /// maybe sent.
+    pub deduplicates_submissions: bool,
 }
 
 /// Checks a carrier's `regions` setting: each must be an ISO 3166-1 alpha-2 code (two capital
@@ -244,6 +253,7 @@ mod tests {
             regions: vec!["IN".into()],
             max_messages_per_second: None,
             delivery_receipts: true,
+            deduplicates_submissions: false,
         };
         assert!(caps.supports(Channel::Sms, Some("IN")));
         assert!(!caps.supports(Channel::Voice, Some("IN")));

@@ -204,6 +204,7 @@ impl PendingReceipts {
                 ReceiptStatus::Failed
             },
             detail,
+            alternative_ids: Vec::new(),
         })
     }
 

@@ -236,6 +236,7 @@ impl Carrier for SimCarrier {
             regions: Vec::new(),
             max_messages_per_second: None,
             delivery_receipts: true,
+            deduplicates_submissions: false,
         }
     }
 
@@ -344,6 +345,7 @@ fn receipt(
         message_id: Some(message.message_id.clone()),
         status,
         detail: detail.to_string(),
+        alternative_ids: Vec::new(),
     }
 }
 

@@ -352,6 +352,7 @@ impl Carrier for SmppCarrier {
                 .max_messages_per_second
                 .map(|rate| rate.saturating_mul(self.config.binds as u32)),
             delivery_receipts: self.config.registered_delivery != 0,
+            deduplicates_submissions: false,
         }
     }
 

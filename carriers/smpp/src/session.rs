@@ -652,6 +652,7 @@ impl Session {
                     message_id: resolved.message_id,
                     status: resolved.status,
                     detail: resolved.detail,
+                    alternative_ids: Vec::new(),
                 });
             });
     }

@@ -263,6 +263,7 @@ impl TwilioCarrier {
             message_id,
             status,
             detail,
+            alternative_ids: Vec::new(),
         }))
     }
 }
@@ -305,6 +306,7 @@ impl Carrier for TwilioCarrier {
             regions: self.config.regions.clone(),
             max_messages_per_second: None,
             delivery_receipts: self.callback_url.is_some(),
+            deduplicates_submissions: false,
         }
     }
 

@@ -291,6 +291,7 @@ impl Carrier for VonageCarrier {
             regions: self.config.regions.clone(),
             max_messages_per_second: Some(self.config.max_messages_per_second),
             delivery_receipts: self.callback_url.is_some(),
+            deduplicates_submissions: false,
         }
     }
 

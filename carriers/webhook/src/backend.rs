@@ -319,6 +319,8 @@ impl Carrier for WebhookCarrier {
             regions: self.config.regions.clone(),
             max_messages_per_second: self.config.max_messages_per_second,
             delivery_receipts: self.callback_url.is_some(),
+            // Every request carries `Idempotency-Key`, which gateways must honour (see README).
+            deduplicates_submissions: true,
         }
     }
 

@@ -39,8 +39,9 @@ impl Clock for SystemClock {
 ///
 /// `submit` asks the breaker first: open means a temporary `Unavailable` error naming the
 /// breaker, without calling the carrier. Then it reports the outcome: accepted, or refused
-/// for good (the route answered), count as success; a temporary refusal, or no answer before
-/// the caller gave up (the future dropped by the dispatcher's timeout), as failure.
+/// for good (the route answered), count as success; a temporary refusal, a maybe-sent error
+/// (the request went out and no answer came), or no answer before the caller gave up (the
+/// future dropped by the dispatcher's timeout), as failure.
 pub struct BreakerLayer {
     inner: Arc<dyn Carrier>,
     breakers: Arc<CircuitBreakers>,
@@ -133,10 +134,9 @@ impl Carrier for BreakerLayer {
         guard.settled = true;
         let now = self.clock.now();
         match &result {
-            Err(error) if error.is_temporary() => {
-                self.breakers
-                    .record_failure(&guard.route, now, error.message())
-            }
+            Err(error) if error.is_temporary() || error.is_maybe_sent() => self
+                .breakers
+                .record_failure(&guard.route, now, error.message()),
             _ => self.breakers.record_success(&guard.route, now),
         }
         result

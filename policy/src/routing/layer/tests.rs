@@ -30,6 +30,7 @@ impl Carrier for Scripted {
             regions: Vec::new(),
             max_messages_per_second: None,
             delivery_receipts: true,
+            deduplicates_submissions: false,
         }
     }
     async fn submit(&self, message: OutboundMessage) -> Result<SubmitAccepted, CarrierError> {
