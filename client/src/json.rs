@@ -345,6 +345,7 @@ mod tests {
                 detail: "absent subscriber".into(),
                 time: at(1_764_033_600, 0),
                 notification_id: String::new(),
+                notification_status: 0,
             }),
         };
         let line = serde_json::to_string(&event.to_json()).unwrap();

@@ -18,11 +18,12 @@ use crate::codes::{CodeBook, load_or_create_secret};
 use crate::config::{Config, redact_url_password};
 use crate::decide::Decider;
 use crate::dispatcher::{Dispatcher, record_receipts};
+use crate::grpc::VerifyApi;
 use crate::notify::NotifyPolicy;
 use crate::proto::verify_service_server::VerifyServiceServer;
-use crate::service::VerifyApi;
 use crate::stats::ConversionRefresher;
-use crate::store::{SqlStore, Store};
+use crate::store::SqlStore;
+use crate::usecases::UseCases;
 use verify_policy::rules::RuleSet;
 
 /// Time in-flight requests get to finish after a shutdown signal.
@@ -56,17 +57,24 @@ pub async fn serve(
     }
     let secret = load_or_create_secret(config.secret.as_deref(), &config.data_dir)?;
     let codes = CodeBook::new(secret);
-    let store: Arc<dyn Store> =
-        Arc::new(SqlStore::connect(&config.database_url).await.map_err(|e| {
-            format!(
-                "database {}: {e}",
-                redact_url_password(&config.database_url)
-            )
-        })?);
-    store
-        .ensure_secret_fingerprint(&codes.fingerprint())
+    let store = Arc::new(SqlStore::connect(&config.database_url).await.map_err(|e| {
+        format!(
+            "database {}: {e}",
+            redact_url_password(&config.database_url)
+        )
+    })?);
+    let same_secret = store
+        .secret_fingerprint_matches(&codes.fingerprint())
         .await
         .map_err(|e| e.to_string())?;
+    if !same_secret {
+        return Err(
+            "this database was first used with another code secret: every verifyd sharing a \
+             database needs the same `secret` (or the same data_dir/verifyd-secret.key); with \
+             another secret, codes already sent would not check"
+                .into(),
+        );
+    }
     let callback_listener = match config.callbacks.listen {
         Some(address) => Some(
             TcpListener::bind(address)
@@ -158,14 +166,14 @@ pub async fn serve(
             "no api_keys configured: serving without authentication on a loopback address only"
         );
     }
-    let api = VerifyApi::new(
+    let api = VerifyApi::new(Arc::new(UseCases::new(
         Arc::clone(&store),
         codes,
         config.codes.clone(),
         Arc::clone(&decider),
         notify,
         stopping_signal,
-    );
+    )));
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<VerifyServiceServer<VerifyApi>>()

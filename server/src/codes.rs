@@ -13,6 +13,8 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use verify_carrier::OneTimeCode;
 
+use crate::domain::{CodeMatcher, StoredCode};
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// Smallest accepted secret, in bytes.
@@ -28,15 +30,6 @@ impl std::fmt::Debug for CodeBook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("CodeBook(<secret redacted>)")
     }
-}
-
-/// What a new code is stored as.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredCode {
-    /// Random bytes the code is derived from.
-    pub nonce: Vec<u8>,
-    /// HMAC of the code, for checking.
-    pub check: Vec<u8>,
 }
 
 impl CodeBook {
@@ -69,10 +62,9 @@ impl CodeBook {
         OneTimeCode::new(format!("{value:0width$}", width = length as usize))
     }
 
-    /// Whether `code` is the code stored as `check` for `nonce`, in constant time.
-    pub fn matches(&self, nonce: &[u8], check: &[u8], code: &str) -> bool {
-        let candidate = self.check_value(nonce, code);
-        candidate.ct_eq(check).into()
+    /// The code a stored code stands for, to send it.
+    pub fn code_of(&self, stored: &StoredCode, length: u32) -> OneTimeCode {
+        self.code_for(&stored.nonce, length)
     }
 
     /// A public fingerprint of the secret (it reveals nothing of it), to tell whether two
@@ -97,6 +89,13 @@ impl CodeBook {
             .expect("HMAC takes any key length");
         mac.update(purpose);
         mac
+    }
+}
+
+impl CodeMatcher for CodeBook {
+    fn matches(&self, stored: &StoredCode, candidate: &str) -> bool {
+        let value = self.check_value(&stored.nonce, candidate);
+        value.ct_eq(&stored.check).into()
     }
 }
 
@@ -196,7 +195,7 @@ mod tests {
         let code = book.code_for(&stored.nonce, 6);
         assert_eq!(code.expose().len(), 6);
         assert!(code.expose().bytes().all(|b| b.is_ascii_digit()));
-        assert!(book.matches(&stored.nonce, &stored.check, code.expose()));
+        assert!(book.matches(&stored, code.expose()));
         assert_eq!(
             book.code_for(&stored.nonce, 6),
             code,
@@ -207,9 +206,9 @@ mod tests {
         } else {
             "000000"
         };
-        assert!(!book.matches(&stored.nonce, &stored.check, wrong));
+        assert!(!book.matches(&stored, wrong));
         // Another secret cannot check it.
-        assert!(!CodeBook::new(vec![8u8; 32]).matches(&stored.nonce, &stored.check, code.expose()));
+        assert!(!CodeBook::new(vec![8u8; 32]).matches(&stored, code.expose()));
         // Nothing stored contains the code's digits in clear.
         assert!(!hex::encode(&stored.check).contains(code.expose()) || code.expose().len() < 4);
     }

@@ -178,10 +178,20 @@ pub struct DispatcherSettings {
     pub poll_interval_ms: u64,
     /// Submissions in flight at once.
     pub max_in_flight: usize,
-    /// Time a carrier gets to accept a message, in milliseconds.
+    /// Time a carrier gets to accept a message, in milliseconds. A carrier that does not
+    /// answer in time may have sent it: the message is maybe sent, never resent.
     pub submit_timeout_ms: u64,
-    /// Time after which a claimed but unfinished message is considered abandoned, in seconds.
-    pub claim_timeout_seconds: u64,
+    /// How long a dispatcher's hold on its messages lasts without a heartbeat, in seconds (it
+    /// renews it every fifth of that). When it lapses, or at once when the dispatcher ran on
+    /// the same host and its process is gone, other dispatchers take its messages over.
+    pub lease_seconds: u64,
+}
+
+impl DispatcherSettings {
+    /// The lease as a duration.
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lease_seconds)
+    }
 }
 
 impl Default for Config {
@@ -210,7 +220,7 @@ impl Default for Config {
                 poll_interval_ms: 100,
                 max_in_flight: 256,
                 submit_timeout_ms: 30_000,
-                claim_timeout_seconds: 120,
+                lease_seconds: 5,
             },
             callbacks: CallbackSettings::default(),
             policy: PolicySettings::default(),
@@ -451,8 +461,6 @@ impl Config {
                 d.submit_timeout_ms
             ));
         }
-        // A claim must outlive the submission, or a slow but successful send would be swept
-        // as abandoned and recorded failed.
         if let Some(url) = &self.callbacks.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -463,13 +471,10 @@ impl Config {
         if self.callbacks.public_url.is_some() && self.callbacks.listen.is_none() {
             return fail("callbacks.public_url is set but callbacks.listen is not".into());
         }
-        if d.claim_timeout_seconds > 86_400
-            || d.claim_timeout_seconds * 1000 < d.submit_timeout_ms + 10_000
-        {
+        if !(2..=3_600).contains(&d.lease_seconds) {
             return fail(format!(
-                "dispatcher.claim_timeout_seconds must exceed submit_timeout_ms by at least 10 s \
-                 (and be at most 86400), got {} s for a {} ms submit timeout",
-                d.claim_timeout_seconds, d.submit_timeout_ms
+                "dispatcher.lease_seconds must be between 2 and 3600, got {}",
+                d.lease_seconds
             ));
         }
         Ok(())

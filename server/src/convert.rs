@@ -5,11 +5,14 @@ use serde::{Deserialize, Serialize};
 use verify_carrier::Channel;
 use verify_policy::{Classification, InvalidReason, LineType};
 
-use crate::proto;
-use crate::store::{
-    CheckResult, DeliveryStatus, EventRecord, EventType, MessageRecord, VerificationRecord,
-    VerificationStatus,
+use verify_policy::rules::Category;
+
+use crate::domain::{
+    CheckResult, DeliveryStatus, EventKind, NotificationStatus, OutboxMessage, RecordedEvent,
+    Subject, SubjectStatus, VerificationStatus,
 };
+use crate::proto;
+use crate::usecases::{NotificationView, VerificationView};
 
 /// Unix milliseconds to a protobuf timestamp.
 pub fn timestamp(ms: i64) -> Timestamp {
@@ -145,15 +148,33 @@ pub fn verification_status(status: VerificationStatus) -> proto::VerificationSta
     }
 }
 
-/// A delivery status to its proto value (`sending` is still `queued` to clients).
+/// A delivery status to its proto value: clients see a message held by a dispatcher, or being
+/// handed over, as queued until the carrier answers.
 pub fn delivery_status(status: DeliveryStatus) -> proto::DeliveryStatus {
     use proto::DeliveryStatus as P;
     match status {
-        DeliveryStatus::Queued | DeliveryStatus::Sending => P::Queued,
+        DeliveryStatus::Scheduled
+        | DeliveryStatus::Queued
+        | DeliveryStatus::Claimed
+        | DeliveryStatus::Sending => P::Queued,
         DeliveryStatus::Submitted => P::Submitted,
+        DeliveryStatus::MaybeSent => P::MaybeSent,
         DeliveryStatus::Delivered => P::Delivered,
         DeliveryStatus::Failed => P::Failed,
         DeliveryStatus::Canceled => P::Canceled,
+    }
+}
+
+/// A notification status to its proto value.
+pub fn notification_status(status: NotificationStatus) -> proto::NotificationStatus {
+    use proto::NotificationStatus as P;
+    match status {
+        NotificationStatus::Scheduled => P::Scheduled,
+        NotificationStatus::Queued => P::Queued,
+        NotificationStatus::Submitted => P::Submitted,
+        NotificationStatus::MaybeSent => P::MaybeSent,
+        NotificationStatus::Delivered => P::Delivered,
+        NotificationStatus::Failed => P::Failed,
     }
 }
 
@@ -169,28 +190,30 @@ pub fn check_result(result: CheckResult) -> proto::CheckResult {
     }
 }
 
-fn event_type(event_type: EventType) -> proto::EventType {
+fn event_kind(kind: EventKind) -> proto::EventType {
     use proto::EventType as P;
-    match event_type {
-        EventType::VerificationCreated => P::VerificationCreated,
-        EventType::MessageQueued => P::MessageQueued,
-        EventType::MessageSubmitted => P::MessageSubmitted,
-        EventType::MessageDelivered => P::MessageDelivered,
-        EventType::MessageFailed => P::MessageFailed,
-        EventType::CheckFailed => P::CheckFailed,
-        EventType::VerificationApproved => P::VerificationApproved,
-        EventType::VerificationExpired => P::VerificationExpired,
-        EventType::VerificationCanceled => P::VerificationCanceled,
-        EventType::VerificationMaxAttemptsReached => P::VerificationMaxAttemptsReached,
-        EventType::MessageCanceled => P::MessageCanceled,
-        EventType::MessageRerouted => P::MessageRerouted,
-        EventType::FallbackStep => P::FallbackStep,
-        EventType::NotificationScheduled => P::NotificationScheduled,
+    match kind {
+        EventKind::VerificationCreated => P::VerificationCreated,
+        EventKind::MessageQueued => P::MessageQueued,
+        EventKind::MessageSubmitted => P::MessageSubmitted,
+        EventKind::MessageDelivered => P::MessageDelivered,
+        EventKind::MessageFailed => P::MessageFailed,
+        EventKind::CheckFailed => P::CheckFailed,
+        EventKind::VerificationApproved => P::VerificationApproved,
+        EventKind::VerificationExpired => P::VerificationExpired,
+        EventKind::VerificationCanceled => P::VerificationCanceled,
+        EventKind::VerificationMaxAttemptsReached => P::VerificationMaxAttemptsReached,
+        EventKind::MessageCanceled => P::MessageCanceled,
+        EventKind::MessageRerouted => P::MessageRerouted,
+        EventKind::FallbackStep => P::FallbackStep,
+        EventKind::NotificationScheduled => P::NotificationScheduled,
+        EventKind::MessageMaybeSent => P::MessageMaybeSent,
+        EventKind::MessageRequeued => P::MessageRequeued,
     }
 }
 
-/// A stored message to an attempt.
-pub fn attempt(message: &MessageRecord) -> proto::Attempt {
+/// A message to an attempt.
+pub fn attempt(message: &OutboxMessage) -> proto::Attempt {
     proto::Attempt {
         message_id: message.id.clone(),
         channel: channel(message.channel) as i32,
@@ -203,11 +226,9 @@ pub fn attempt(message: &MessageRecord) -> proto::Attempt {
     }
 }
 
-/// A stored verification and its messages to the proto message.
-pub fn verification(
-    record: &VerificationRecord,
-    messages: &[MessageRecord],
-) -> proto::Verification {
+/// A verification and its messages to the proto message.
+pub fn verification(view: &VerificationView) -> proto::Verification {
+    let record = &view.verification;
     let classification = serde_json::from_str::<StoredClassification>(&record.classification_json)
         .map(StoredClassification::into_proto)
         .unwrap_or_else(|error| {
@@ -224,90 +245,98 @@ pub fn verification(
         status: verification_status(record.status) as i32,
         channel: channel(record.channel) as i32,
         classification: Some(classification),
-        attempts: messages.iter().map(attempt).collect(),
+        attempts: view.messages.iter().map(attempt).collect(),
         created_at: Some(timestamp(record.created_at_ms)),
         expires_at: Some(timestamp(record.expires_at_ms)),
         checks_left: record.checks_left(),
         sends_left: record.sends_left(),
         code_length: record.code_length,
         locale: record.locale.clone(),
-        workflow: record.workflow.clone(),
-        workflow_step: record.step + 1,
-        strategy: record.strategy.clone(),
+        workflow: record.workflow.workflow.clone(),
+        workflow_step: record.workflow.step + 1,
+        strategy: record.workflow.strategy.clone(),
         decision: record.decision.clone(),
     }
 }
 
-/// A stored event to the proto message.
-pub fn event(record: &EventRecord) -> proto::Event {
-    // A notification's events have the notification as their subject.
-    let notification = record
-        .verification_id
-        .starts_with(crate::store::NOTIFICATION_ID_PREFIX);
-    let (verification_id, notification_id) = if notification {
-        (String::new(), record.verification_id.clone())
-    } else {
-        (record.verification_id.clone(), String::new())
+/// A recorded event to the proto message: its subject's id and status go in the verification
+/// or the notification fields.
+pub fn event(recorded: &RecordedEvent) -> proto::Event {
+    let event = &recorded.event;
+    let (verification_id, notification_id) = match &event.subject {
+        Subject::Verification(id) => (id.clone(), String::new()),
+        Subject::Notification(id) => (String::new(), id.clone()),
     };
+    let (verification_status, notification_status) = match event.subject_status {
+        SubjectStatus::Verification(status) => (
+            self::verification_status(status),
+            proto::NotificationStatus::Unspecified,
+        ),
+        SubjectStatus::Notification(status) => (
+            proto::VerificationStatus::Unspecified,
+            self::notification_status(status),
+        ),
+    };
+    let message = event.message.as_ref();
     proto::Event {
-        cursor: record.cursor.max(0) as u64,
-        r#type: event_type(record.event_type) as i32,
+        cursor: recorded.cursor.max(0) as u64,
+        r#type: event_kind(event.kind) as i32,
         verification_id,
         notification_id,
-        message_id: record.message_id.clone().unwrap_or_default(),
-        channel: record.channel.map_or(proto::Channel::Unspecified, channel) as i32,
-        carrier: record.carrier.clone().unwrap_or_default(),
-        delivery_status: record
-            .delivery_status
-            .map_or(proto::DeliveryStatus::Unspecified, delivery_status)
-            as i32,
-        verification_status: if notification {
-            proto::VerificationStatus::Unspecified as i32
-        } else {
-            verification_status(record.verification_status) as i32
-        },
-        detail: record.detail.clone(),
-        time: Some(timestamp(record.created_at_ms)),
+        message_id: message.map(|m| m.id.clone()).unwrap_or_default(),
+        channel: message.map_or(proto::Channel::Unspecified, |m| channel(m.channel)) as i32,
+        carrier: message.map(|m| m.carrier.clone()).unwrap_or_default(),
+        delivery_status: message.map_or(proto::DeliveryStatus::Unspecified, |m| {
+            delivery_status(m.status)
+        }) as i32,
+        verification_status: verification_status as i32,
+        notification_status: notification_status as i32,
+        detail: event.detail.clone(),
+        time: Some(timestamp(event.at_ms)),
     }
 }
 
-/// A stored notification to the proto message.
-pub fn notification(record: &crate::store::NotificationRecord) -> proto::Notification {
-    use crate::store::NotificationStatus as S;
-    use proto::NotificationStatus as P;
-    let status = match record.status {
-        S::Scheduled => P::Scheduled,
-        S::Queued | S::Sending => P::Queued,
-        S::Submitted => P::Submitted,
-        S::Delivered => P::Delivered,
-        S::Failed => P::Failed,
-    };
+/// A notification and its message to the proto message.
+pub fn notification(view: &NotificationView) -> proto::Notification {
+    let record = &view.notification;
+    let message = &view.message;
     proto::Notification {
         id: record.id.clone(),
         to: record.to_e164.clone(),
-        category: category_to_proto(&record.category) as i32,
+        category: category(record.category) as i32,
         program_id: record.program_id.clone(),
-        status: status as i32,
-        channel: channel(record.channel) as i32,
-        carrier: record.carrier.clone(),
-        carrier_message_id: record.carrier_message_id.clone().unwrap_or_default(),
-        detail: record.detail.clone(),
-        send_at: Some(timestamp(record.due_at_ms)),
+        status: notification_status(NotificationStatus::of(message.status)) as i32,
+        channel: channel(message.channel) as i32,
+        carrier: message.carrier.clone(),
+        carrier_message_id: message.carrier_message_id.clone().unwrap_or_default(),
+        detail: message.detail.clone(),
+        send_at: Some(timestamp(message.due_at_ms)),
         created_at: Some(timestamp(record.created_at_ms)),
-        updated_at: Some(timestamp(record.updated_at_ms)),
+        updated_at: Some(timestamp(message.updated_at_ms)),
         decision: record.decision.clone(),
     }
 }
 
-/// A stored category name (`MARKETING`) to its proto value.
-pub fn category_to_proto(name: &str) -> proto::MessageCategory {
+/// A category to its proto value.
+pub fn category(category: Category) -> proto::MessageCategory {
     use proto::MessageCategory as P;
-    match name {
-        "OTP" => P::Otp,
-        "TRANSACTIONAL" => P::Transactional,
-        "ALERT" => P::Alert,
-        "MARKETING" => P::Marketing,
-        _ => P::Unspecified,
+    match category {
+        Category::Otp => P::Otp,
+        Category::Transactional => P::Transactional,
+        Category::Alert => P::Alert,
+        Category::Marketing => P::Marketing,
+    }
+}
+
+/// A proto category to the policy's; `None` for unspecified or unknown values.
+pub fn category_from_proto(value: i32) -> Option<Category> {
+    use proto::MessageCategory as P;
+    match P::try_from(value) {
+        Ok(P::Otp) => Some(Category::Otp),
+        Ok(P::Transactional) => Some(Category::Transactional),
+        Ok(P::Alert) => Some(Category::Alert),
+        Ok(P::Marketing) => Some(Category::Marketing),
+        _ => None,
     }
 }
 

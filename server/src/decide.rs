@@ -13,7 +13,7 @@ use verify_policy::routing::{Candidate, CircuitBreakers, RoutePlan, RoutePlanner
 use verify_policy::{Channel, Classification, FallbackConfig, FallbackPolicy, Workflow};
 
 use crate::carriers::CarrierSet;
-use crate::store::{DeliveryStatus, DueStep};
+use crate::domain::{DeliveryStatus, OutboxMessage, Verification};
 
 /// The first step of a new verification, as the fallback strategy chose it.
 #[derive(Debug, Clone)]
@@ -132,24 +132,23 @@ impl Decider {
     }
 
     /// What to do for a verification whose running step is over: the strategy's answer,
-    /// given the stored workflow and the steps' outcomes.
-    pub fn next(&self, due: &DueStep) -> Next {
-        let verification = &due.verification;
-        let Ok(workflow) = Workflow::parse(&verification.workflow) else {
+    /// given the stored workflow and the steps' outcomes (`messages`, oldest first).
+    pub fn next(&self, verification: &Verification, messages: &[OutboxMessage]) -> Next {
+        let state = &verification.workflow;
+        let Ok(workflow) = Workflow::parse(&state.workflow) else {
             return Next::Stop {
-                reason: format!("stored workflow `{}` is unreadable", verification.workflow),
+                reason: format!("stored workflow `{}` is unreadable", state.workflow),
             };
         };
-        let strategy = StrategyKind::parse(&verification.strategy).unwrap_or_default();
+        let strategy = StrategyKind::parse(&state.strategy).unwrap_or_default();
         let classification = verify_policy::classify(&verification.to_e164, None);
         let Some(line_type) = classification.line_type else {
             return Next::Stop {
                 reason: "the number no longer classifies".into(),
             };
         };
-        let step = verification.step as usize;
-        let history: Vec<StepRecord> = due
-            .messages
+        let step = state.step as usize;
+        let history: Vec<StepRecord> = messages
             .iter()
             .map(|message| StepRecord {
                 step: message.step as usize,
@@ -171,12 +170,12 @@ impl Decider {
             sends: verification.sends_used,
             history: &history,
         };
-        let event = if verification.step_failure.is_empty() {
+        let event = if state.step_failure.is_empty() {
             FallbackEvent::DeadlinePassed { step }
         } else {
             FallbackEvent::MessageFailed {
                 step,
-                reason: verification.step_failure.clone(),
+                reason: state.step_failure.clone(),
             }
         };
         let routes = self.routes(verification.region_code.as_deref(), &verification.to_e164);

@@ -1,27 +1,25 @@
-//! The one place where domain errors become gRPC statuses. Bad input names the field (in the
+//! The one place where use-case errors become gRPC statuses. Bad input names the field (in the
 //! message and as a `google.rpc.BadRequest` detail); internal failures are logged with context
 //! and reach the client as a short message without internals.
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::store::StoreError;
+use crate::usecases::UseCaseError;
 
 /// `INVALID_ARGUMENT` naming `field`, with a BadRequest detail for clients that read details.
 pub fn invalid_argument(field: &str, reason: impl Into<String>) -> Status {
-    let reason = reason.into();
-    Status::with_error_details(
-        Code::InvalidArgument,
-        format!("{field}: {reason}"),
-        ErrorDetails::with_bad_request_violation(field, reason),
-    )
+    with_field(Code::InvalidArgument, field, reason.into())
 }
 
 /// `FAILED_PRECONDITION` about `field`: valid input that cannot be served as asked.
 pub fn failed_precondition(field: &str, reason: impl Into<String>) -> Status {
-    let reason = reason.into();
+    with_field(Code::FailedPrecondition, field, reason.into())
+}
+
+fn with_field(code: Code, field: &str, reason: String) -> Status {
     Status::with_error_details(
-        Code::FailedPrecondition,
+        code,
         format!("{field}: {reason}"),
         ErrorDetails::with_bad_request_violation(field, reason),
     )
@@ -33,23 +31,29 @@ pub fn internal(context: &str, error: impl std::fmt::Display) -> Status {
     Status::internal(format!("{context} failed; see the server log"))
 }
 
-impl From<StoreError> for Status {
-    fn from(error: StoreError) -> Status {
+impl From<UseCaseError> for Status {
+    fn from(error: UseCaseError) -> Status {
         match error {
-            StoreError::NotFound { field, value } => Status::with_error_details(
-                Code::NotFound,
-                format!("{field}: no verification {value}"),
-                ErrorDetails::with_resource_info("verification", value, "", "not found"),
-            ),
-            StoreError::TooManySends { .. } => {
-                Status::new(Code::ResourceExhausted, error.to_string())
+            UseCaseError::InvalidArgument { field, reason } => invalid_argument(field, reason),
+            UseCaseError::FailedPrecondition { field, reason } => {
+                failed_precondition(field, reason)
             }
-            StoreError::CodeLength { expected, got } => invalid_argument(
-                "code",
-                format!("this verification's code has {expected} digits, got {got}"),
+            UseCaseError::NotFound {
+                resource,
+                field,
+                value,
+            } => Status::with_error_details(
+                Code::NotFound,
+                format!("{field}: no {resource} {value}"),
+                ErrorDetails::with_resource_info(resource, value, "", "not found"),
             ),
-            StoreError::Conflict(message) => Status::failed_precondition(message),
-            StoreError::Corrupt(_) | StoreError::Database(_) => internal("storage", error),
+            UseCaseError::ResourceExhausted(message) => {
+                Status::new(Code::ResourceExhausted, message)
+            }
+            UseCaseError::Contended(what) => Status::aborted(format!(
+                "another request changed {what} at the same moment; try again"
+            )),
+            UseCaseError::Internal { context, detail } => internal(context, detail),
         }
     }
 }

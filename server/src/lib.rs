@@ -1,4 +1,6 @@
-//! verifyd, the phone-verification server: gRPC API, storage, outbox dispatcher and carriers.
+//! verifyd, the phone-verification server. Its layers, outside in: transports (`grpc`), use
+//! cases (`usecases`), the domain core (`domain`: every rule, no I/O), the store (`store`:
+//! loads and saves), and the dispatcher (`dispatcher`: claims, sends, records outcomes).
 //!
 //! `app::run` assembles a server from a [`config::Config`]; the `verifyd` binary wraps it.
 
@@ -11,11 +13,13 @@ pub mod config;
 pub mod convert;
 pub mod decide;
 pub mod dispatcher;
+pub mod domain;
 pub mod errors;
+pub mod grpc;
 pub mod notify;
-pub mod service;
 pub mod stats;
 pub mod store;
+pub mod usecases;
 
 /// The generated `verify.v1` messages and service.
 #[allow(missing_docs, clippy::all)]

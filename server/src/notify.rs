@@ -1,13 +1,21 @@
-//! Country rules for Notify messages: the rule set and the configured programs, asked when a
-//! notification is created and again when the dispatcher is about to send it (a deferred
-//! message is sent only once the rules allow it at that time).
+//! Country rules for messages: the rule set and the configured programs, asked when a
+//! notification or a code is created and again when the dispatcher is about to send it (a
+//! deferred message is sent only once the rules allow it at that time).
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use verify_policy::rules::{Category, Decision, Message, Program, RuleSet, Sender, SenderKind};
+use verify_carrier::Channel;
+use verify_policy::rules::{
+    Category, Concern, Decision, Message, Program, RuleSet, Sender, SenderKind,
+};
 
-use crate::store::NotificationRecord;
+use crate::domain::Notification;
+
+/// Message attribute carrying India's DLT principal entity ID.
+pub const DLT_ENTITY_ID_ATTRIBUTE: &str = "dlt_entity_id";
+/// Message attribute carrying India's DLT template ID.
+pub const DLT_TEMPLATE_ID_ATTRIBUTE: &str = "dlt_template_id";
 
 /// The rules and programs of one server.
 #[derive(Debug)]
@@ -15,11 +23,6 @@ pub struct NotifyPolicy {
     rules: RuleSet,
     programs: BTreeMap<String, Program>,
     no_program: Program,
-}
-
-/// A stored category name back to the category.
-pub fn category(name: &str) -> Option<Category> {
-    Category::ALL.into_iter().find(|c| c.as_str() == name)
 }
 
 impl NotifyPolicy {
@@ -42,9 +45,8 @@ impl NotifyPolicy {
         self.programs.keys().map(String::as_str).collect()
     }
 
-    /// What the rules say about `notification` at `now_ms`.
-    pub fn evaluate(&self, notification: &NotificationRecord, now_ms: i64) -> Decision {
-        let now = DateTime::<Utc>::from_timestamp_millis(now_ms).unwrap_or_default();
+    /// What the rules say about sending `notification` on `channel` at `now_ms`.
+    pub fn evaluate(&self, notification: &Notification, channel: Channel, now_ms: i64) -> Decision {
         let program = self
             .programs
             .get(&notification.program_id)
@@ -56,17 +58,15 @@ impl NotifyPolicy {
         let message = Message {
             region: &notification.region_code,
             time_zones: &notification.time_zones,
-            category: category(&notification.category).unwrap_or(Category::Marketing),
-            channel: notification.channel,
+            category: notification.category,
+            channel,
             sender,
             program,
             template: (!notification.template.is_empty()).then_some(notification.template.as_str()),
         };
-        self.rules.evaluate(&message, now)
+        self.rules.evaluate(&message, instant(now_ms))
     }
-}
 
-impl NotifyPolicy {
     /// What the rules say about sending a one-time code to `region` on `channel` at `now_ms`.
     /// Without a program, registration rules are not checked (verifyd cannot know which of a
     /// client's registrations the code belongs to).
@@ -74,11 +74,10 @@ impl NotifyPolicy {
         &self,
         region: &str,
         time_zones: &[String],
-        channel: verify_carrier::Channel,
+        channel: Channel,
         program_id: &str,
         now_ms: i64,
     ) -> Decision {
-        let now = DateTime::<Utc>::from_timestamp_millis(now_ms).unwrap_or_default();
         let program = self.programs.get(program_id);
         let message = Message {
             region,
@@ -90,26 +89,44 @@ impl NotifyPolicy {
             template: None,
         };
         match program {
-            Some(_) => self.rules.evaluate(&message, now),
-            None => self.rules.evaluate_unregistered(&message, now),
+            Some(_) => self.rules.evaluate(&message, instant(now_ms)),
+            None => self.rules.evaluate_unregistered(&message, instant(now_ms)),
         }
     }
 }
 
-/// The request field a refusing rule is about, for the error's field violation.
-pub fn field_of_rule(rule_id: &str) -> &'static str {
-    if rule_id.contains("template") {
-        "template"
-    } else if rule_id.contains("sender")
-        || rule_id.contains("header")
-        || rule_id.contains("signature")
+fn instant(now_ms: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_millis(now_ms).unwrap_or_default()
+}
+
+/// The registrations a send-now decision attaches to the message, as carrier attributes
+/// (`dlt_entity_id`, `dlt_template_id`); none for other decisions.
+pub fn registration_attributes(decision: &Decision) -> BTreeMap<String, String> {
+    let mut attributes = BTreeMap::new();
+    if let Decision::SendNow {
+        entity_id,
+        template_id,
+        ..
+    } = decision
     {
-        "sender"
-    } else if rule_id.contains("entity") {
-        "program_id"
-    } else if rule_id.contains("blocked") {
-        "to"
-    } else {
-        "category"
+        if let Some(id) = entity_id {
+            attributes.insert(DLT_ENTITY_ID_ATTRIBUTE.to_string(), id.clone());
+        }
+        if let Some(id) = template_id {
+            attributes.insert(DLT_TEMPLATE_ID_ATTRIBUTE.to_string(), id.clone());
+        }
+    }
+    attributes
+}
+
+/// The request field a rule's concern is about, for the error's field violation.
+pub fn field_of(concern: Concern) -> &'static str {
+    match concern {
+        Concern::Destination => "to",
+        Concern::Channel => "channel",
+        Concern::Sender => "sender",
+        Concern::Program => "program_id",
+        Concern::Template => "template",
+        Concern::Timing => "category",
     }
 }

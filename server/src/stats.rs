@@ -12,7 +12,7 @@ use verify_policy::fallback::{
     Conversion, ConversionStats, ConversionTable, MIN_STATS_REFRESH, NoConversionStats,
 };
 
-use crate::store::{ConversionCount, Store};
+use crate::store::{ConversionCount, SqlStore};
 
 /// How far back conversion is measured.
 pub const CONVERSION_WINDOW: Duration = Duration::from_secs(7 * 24 * 60 * 60);
@@ -37,7 +37,7 @@ impl StoredConversionStats {
 
     /// Loads the counts of the last [`CONVERSION_WINDOW`] from `store`; returns the number of
     /// (region, channel, carrier) rows.
-    pub async fn load(&self, store: &dyn Store) -> Result<usize, String> {
+    pub async fn load(&self, store: &SqlStore) -> Result<usize, String> {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
@@ -99,7 +99,7 @@ impl ConversionRefresher {
     /// Loads the counts once, then every `stats_refresh` in the background, when `fallback`
     /// uses `adaptive` anywhere; otherwise does nothing and [`stats`](Self::stats) measures
     /// nothing. A failed load keeps the previous counts and is logged.
-    pub async fn start(store: Arc<dyn Store>, fallback: &FallbackConfig) -> ConversionRefresher {
+    pub async fn start(store: Arc<SqlStore>, fallback: &FallbackConfig) -> ConversionRefresher {
         if !fallback.uses_adaptive() {
             return ConversionRefresher {
                 stats: Arc::new(NoConversionStats),
@@ -165,8 +165,6 @@ fn log_load(loaded: Result<usize, String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::SqlStore;
-    use sqlx::AnyPool;
     use verify_policy::Channel;
 
     fn count(
@@ -215,102 +213,5 @@ mod tests {
             Conversion::default()
         );
         assert_eq!(stats.conversion("SV", Channel::Sms, "a").sent, 1);
-    }
-
-    async fn insert_verification(
-        pool: &AnyPool,
-        id: &str,
-        region: Option<&str>,
-        status: &str,
-        updated_at_ms: i64,
-    ) {
-        sqlx::query(
-            "INSERT INTO verifications (id, to_e164, region_code, status, channel, locale, code_length, \
-             code_nonce, code_check, max_checks, max_sends, classification, created_at_ms, expires_at_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, 'sms', 'en', 6, $5, $5, 5, 5, '{}', 0, 999999999, $6)",
-        )
-        .bind(id)
-        .bind(format!("+{id}"))
-        .bind(region)
-        .bind(status)
-        .bind(vec![0u8; 4])
-        .bind(updated_at_ms)
-        .execute(pool)
-        .await
-        .unwrap();
-    }
-
-    async fn insert_message(
-        pool: &AnyPool,
-        id: &str,
-        verification_id: &str,
-        (channel, carrier, status): (&str, &str, &str),
-        created_at_ms: i64,
-    ) {
-        sqlx::query(
-            "INSERT INTO messages (id, verification_id, channel, carrier, status, due_at_ms, created_at_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $6)",
-        )
-        .bind(id)
-        .bind(verification_id)
-        .bind(channel)
-        .bind(carrier)
-        .bind(status)
-        .bind(created_at_ms)
-        .execute(pool)
-        .await
-        .unwrap();
-    }
-
-    /// The store query on SQLite (the e2e tests cover PostgreSQL): what counts as sent, and
-    /// which message an approval is credited to.
-    #[tokio::test]
-    async fn the_store_counts_sent_messages_and_credits_the_last_one_before_approval() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("stats.db").display());
-        let store = SqlStore::connect(&url).await.unwrap();
-        let pool = AnyPool::connect(&url).await.unwrap();
-
-        // Approved on the call: the SMS before it is sent, not verified.
-        insert_verification(&pool, "v1", Some("HN"), "approved", 5_000).await;
-        insert_message(&pool, "m1", "v1", ("sms", "hn-sms", "delivered"), 1_000).await;
-        insert_message(&pool, "m2", "v1", ("voice", "hn-voice", "submitted"), 2_000).await;
-        // Approved on the SMS; the call queued afterwards was canceled (not sent).
-        insert_verification(&pool, "v2", Some("HN"), "approved", 3_000).await;
-        insert_message(&pool, "m3", "v2", ("sms", "hn-sms", "submitted"), 1_000).await;
-        insert_message(&pool, "m4", "v2", ("voice", "hn-voice", "canceled"), 2_000).await;
-        // Expired after a failed SMS and a call: both sent, none verified.
-        insert_verification(&pool, "v3", Some("HN"), "expired", 9_000).await;
-        insert_message(&pool, "m5", "v3", ("sms", "hn-sms", "failed"), 1_000).await;
-        insert_message(&pool, "m6", "v3", ("voice", "hn-voice", "delivered"), 2_000).await;
-        // Still queued or sending: not sent.
-        insert_verification(&pool, "v4", Some("HN"), "pending", 1_000).await;
-        insert_message(&pool, "m7", "v4", ("sms", "hn-sms", "queued"), 1_000).await;
-        insert_message(&pool, "m8", "v4", ("sms", "hn-sms", "sending"), 1_000).await;
-        // Without a region: left out. Before the window: left out.
-        insert_verification(&pool, "v5", None, "approved", 5_000).await;
-        insert_message(&pool, "m9", "v5", ("sms", "hn-sms", "delivered"), 1_000).await;
-        insert_verification(&pool, "v6", Some("HN"), "approved", 5_000).await;
-        insert_message(&pool, "m10", "v6", ("sms", "hn-sms", "delivered"), 10).await;
-        // Another country.
-        insert_verification(&pool, "v7", Some("SV"), "approved", 5_000).await;
-        insert_message(&pool, "m11", "v7", ("sms", "sv-sms", "delivered"), 1_000).await;
-
-        let counts = store.conversion_counts(500).await.unwrap();
-        assert_eq!(
-            counts,
-            vec![
-                count("HN", Channel::Sms, "hn-sms", 3, 1),
-                count("HN", Channel::Voice, "hn-voice", 2, 1),
-                count("SV", Channel::Sms, "sv-sms", 1, 1),
-            ]
-        );
-        let stats = StoredConversionStats::new();
-        assert_eq!(
-            stats.load(&store).await.unwrap(),
-            0,
-            "all older than a week"
-        );
-        store.close().await;
     }
 }

@@ -130,12 +130,15 @@ fn nested_environment_keys_are_applied_and_validated() {
 
     let output = verifyd()
         .arg("--check-config")
-        .env("VERIFYD_DISPATCHER__SUBMIT_TIMEOUT_MS", "200000")
+        .env("VERIFYD_DISPATCHER__LEASE_SECONDS", "1")
         .current_dir(dir.path())
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("claim_timeout_seconds must exceed"));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("dispatcher.lease_seconds must be between 2 and 3600, got 1")
+    );
 }
 
 #[test]

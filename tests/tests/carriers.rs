@@ -315,13 +315,19 @@ countries.GB = ["operator", "backup", "twilio"]
             .unwrap();
         ids.push(verification.id);
     }
-    // Every verification reaches a carrier: accepted by the SMSC before it died, or rerouted.
-    let accepted_by_smsc: std::collections::HashSet<String> = smsc
-        .submits()
-        .into_iter()
-        .filter(|s| s.status == 0)
-        .map(|s| format!("+{}", s.destination))
-        .collect();
+    // Nothing reached the SMSC twice: one accepted submit_sm at most per number.
+    let submits = smsc.submits();
+    let mut per_number: std::collections::HashMap<String, usize> = Default::default();
+    for submit in submits.iter().filter(|s| s.status == 0) {
+        *per_number
+            .entry(format!("+{}", submit.destination))
+            .or_default() += 1;
+    }
+    let doubled: Vec<_> = per_number.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubled.is_empty(), "sent twice to the SMSC: {doubled:?}");
+    // Every verification reaches a carrier: accepted by the SMSC before it died, rerouted, or
+    // (handed over as the link dropped) maybe sent, which is never resent anywhere.
+    let accepted_by_smsc: std::collections::HashSet<String> = per_number.into_keys().collect();
     let backup = server.directory.join("backup-outbox.jsonl");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -329,10 +335,19 @@ countries.GB = ["operator", "backup", "twilio"]
             .iter()
             .filter_map(|line| line["to"].as_str().map(str::to_string))
             .collect();
-        let lost: Vec<&String> = numbers
-            .iter()
-            .filter(|n| !accepted_by_smsc.contains(*n) && !rerouted.contains(*n))
-            .collect();
+        let mut lost = Vec::new();
+        for (number, id) in numbers.iter().zip(&ids) {
+            if accepted_by_smsc.contains(number) || rerouted.contains(number) {
+                continue;
+            }
+            let stored = client.get(id).await.unwrap();
+            let maybe_sent = stored.attempts.iter().any(|a| {
+                a.delivery_status() == DeliveryStatus::MaybeSent && a.carrier == "operator"
+            });
+            if !maybe_sent {
+                lost.push(number.clone());
+            }
+        }
         if lost.is_empty() {
             assert!(
                 !rerouted.is_empty(),
@@ -347,7 +362,7 @@ countries.GB = ["operator", "backup", "twilio"]
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut rerouted_events = 0;
+    let (mut rerouted_events, mut set_aside) = (0, 0);
     for id in &ids {
         let stored = client.get(id).await.unwrap();
         assert!(
@@ -357,18 +372,35 @@ countries.GB = ["operator", "backup", "twilio"]
                 .all(|a| a.delivery_status() != DeliveryStatus::Failed),
             "a message failed instead of failing over: {stored:?}"
         );
-        if stored.attempts.iter().any(|a| a.carrier == "backup") {
-            let mut events = client.watch(Some(id), 0).await.unwrap();
-            let rerouted = events_until(&mut events, EventType::MessageRerouted)
-                .await
-                .pop()
-                .unwrap();
+        let Some(attempt) = stored.attempts.iter().find(|a| a.carrier == "backup") else {
+            continue;
+        };
+        // On the backup route because the operator refused it (rerouted), or because the
+        // operator's breaker was already open when Verify chose the route (set aside).
+        let mut events = client.watch(Some(id), 0).await.unwrap();
+        let seen = events_until(&mut events, EventType::MessageSubmitted).await;
+        let queued = seen
+            .iter()
+            .find(|e| e.r#type() == EventType::MessageQueued)
+            .expect("a queued event");
+        if let Some(rerouted) = seen
+            .iter()
+            .find(|e| e.r#type() == EventType::MessageRerouted)
+        {
             assert_eq!(rerouted.carrier, "backup");
             assert!(rerouted.detail.contains("operator"), "{}", rerouted.detail);
             if rerouted_events == 0 {
                 eprintln!("first reroute: {}", rerouted.detail);
             }
             rerouted_events += 1;
+        } else {
+            assert_eq!(queued.carrier, "backup", "{attempt:?}");
+            assert!(
+                queued.detail.contains("set aside: operator breaker open"),
+                "{}",
+                queued.detail
+            );
+            set_aside += 1;
         }
     }
     assert!(
@@ -376,7 +408,7 @@ countries.GB = ["operator", "backup", "twilio"]
         "some verifications moved to the backup route"
     );
     eprintln!(
-        "{rerouted_events} of {} verifications rerouted after the kill",
+        "of {} verifications, {rerouted_events} rerouted after the kill and {set_aside} queued to the backup with the operator set aside",
         ids.len()
     );
     let log = server.log();

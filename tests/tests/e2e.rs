@@ -698,7 +698,7 @@ async fn two_servers_on_one_postgres_never_send_twice() {
         database_url: Some(database.url().to_string()),
         directory: Some(directory.path().to_path_buf()),
         outbox_name: Some(outbox.to_string()),
-        extra_config: "[dispatcher]\nbatch_size = 4\npoll_interval_ms = 5\nmax_in_flight = 8\nsubmit_timeout_ms = 30000\nclaim_timeout_seconds = 120\n[[carriers]]\nname = \"sim\"\nkind = \"sim\"\nsubmit_latency_ms = 5\nlatency_ms = 1\n".into(),
+        extra_config: "[dispatcher]\nbatch_size = 4\npoll_interval_ms = 5\nmax_in_flight = 8\nsubmit_timeout_ms = 30000\nlease_seconds = 5\n[[carriers]]\nname = \"sim\"\nkind = \"sim\"\nsubmit_latency_ms = 5\nlatency_ms = 1\n".into(),
         ..ServerOptions::default()
     }
     };
@@ -909,16 +909,17 @@ async fn temporary_refusals_fail_over_and_permanent_ones_fail(backend: Backend) 
     // The first route is down: the message moves to the next one and is delivered there.
     let id = verify(&client, down).await.verification.unwrap().id;
     let code = server.code_for(&id).await;
+    let mut events = client.watch(Some(&id), 0).await.unwrap();
+    let seen = events_until(&mut events, EventType::MessageDelivered).await;
     let verification = client.get(&id).await.unwrap();
     assert_eq!(verification.attempts.len(), 1);
     let attempt = &verification.attempts[0];
     assert_eq!(attempt.carrier, "backup");
     assert_eq!(attempt.delivery_status(), DeliveryStatus::Delivered);
-    let mut events = client.watch(Some(&id), 0).await.unwrap();
-    let rerouted = events_until(&mut events, EventType::MessageRerouted)
-        .await
-        .pop()
-        .unwrap();
+    let rerouted = seen
+        .iter()
+        .find(|e| e.r#type() == EventType::MessageRerouted)
+        .expect("a rerouted event before delivery");
     assert_eq!(rerouted.carrier, "backup");
     assert!(
         rerouted.detail.contains("flaky: unavailable (temporary)"),

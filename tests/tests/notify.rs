@@ -151,7 +151,7 @@ async fn india_defers_marketing_at_night_sends_alerts_and_requires_dlt(backend: 
     let line = server
         .outbox_lines()
         .into_iter()
-        .find(|line| line["message_id"] == id.as_str())
+        .find(|line| line["verification_id"] == id.as_str())
         .expect("the alert in the outbox");
     assert_eq!(line["attributes"]["dlt_entity_id"], "1101234567890123456");
     assert_eq!(line["attributes"]["dlt_template_id"], "1107000000000000002");
@@ -215,7 +215,7 @@ async fn a_deferred_message_is_sent_when_the_window_opens_even_after_a_restart(b
     let line = server
         .outbox_lines()
         .into_iter()
-        .find(|line| line["message_id"] == id.as_str())
+        .find(|line| line["verification_id"] == id.as_str())
         .expect("sent once the window opened");
     assert_eq!(line["attributes"]["dlt_template_id"], "1107000000000000001");
 }

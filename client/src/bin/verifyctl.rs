@@ -1231,6 +1231,7 @@ mod tests {
             detail: "absent subscriber".into(),
             time: at(1_764_033_600),
             notification_id: String::new(),
+            notification_status: 0,
         };
         assert_eq!(
             event_line(&event),

@@ -19,6 +19,23 @@ pub struct RuleRef {
     pub url: Option<Arc<str>>,
 }
 
+/// The part of a message a refusal is about, so a client can be told which field to change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concern {
+    /// The recipient (a blocked country).
+    Destination,
+    /// The channel (SMS where only voice may go, or the reverse).
+    Channel,
+    /// The sender shown (its kind, or that it is not registered).
+    Sender,
+    /// The sending program's registration (India's DLT entity).
+    Program,
+    /// The registered template the message follows.
+    Template,
+    /// When it is sent (outside the allowed hours).
+    Timing,
+}
+
 /// Policy's answer for one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -49,6 +66,8 @@ pub enum Decision {
     Reject {
         /// The rule that forbids it.
         rule: RuleRef,
+        /// The part of the message the rule objects to.
+        concern: Concern,
         /// Why, in one sentence about this message.
         reason: String,
     },
@@ -87,9 +106,18 @@ impl Decision {
                 );
                 text
             }
-            Decision::Reject { rule, reason } => {
+            Decision::Reject { rule, reason, .. } => {
                 format!("{reason} ({}, {}): rejected", rule.id, rule.source)
             }
+        }
+    }
+
+    /// What a defer or a reject is about; `None` when the message is sent now.
+    pub fn concern(&self) -> Option<Concern> {
+        match self {
+            Decision::SendNow { .. } => None,
+            Decision::Defer { .. } => Some(Concern::Timing),
+            Decision::Reject { concern, .. } => Some(*concern),
         }
     }
 

@@ -42,7 +42,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-pub use decision::{Decision, RuleRef};
+pub use decision::{Concern, Decision, RuleRef};
 pub use file::{CountryFile, Requirement, RuleKind, RuleSpec, RulesError};
 pub use message::{Category, Message, Program, Registration, Sender, SenderKind};
 
@@ -121,7 +121,7 @@ pub struct RuleSet {
 enum Check {
     Pass,
     Skipped,
-    Refuse(String),
+    Refuse(Concern, String),
 }
 
 impl RuleSet {
@@ -323,9 +323,10 @@ impl RuleSet {
                 match check(rule, message, &mut entity_id, &mut template_id) {
                     Check::Pass => applied.push(rule.meta.clone()),
                     Check::Skipped => {}
-                    Check::Refuse(reason) => {
+                    Check::Refuse(concern, reason) => {
                         return Decision::Reject {
                             rule: rule.meta.clone(),
+                            concern,
                             reason,
                         };
                     }
@@ -412,6 +413,7 @@ fn defer_or_reject(
         },
         None => Decision::Reject {
             rule: rule.meta.clone(),
+            concern: Concern::Timing,
             reason: format!(
                 "{detail} is outside {}, and no time in the next {SEARCH_DAYS} days is inside the windows in all of the number's zones ({})",
                 schedule.text,
@@ -434,37 +436,46 @@ fn check(
 ) -> Check {
     let region = message.region;
     match &rule.effect {
-        Effect::Block => Check::Refuse(format!("messages to {region} are blocked")),
+        Effect::Block => Check::Refuse(
+            Concern::Destination,
+            format!("messages to {region} are blocked"),
+        ),
         Effect::Channels(allowed) => {
             if allowed & file::channel_bit(message.channel) != 0 {
                 Check::Pass
             } else {
-                Check::Refuse(format!(
-                    "{} messages to {region} cannot go by {}",
-                    message.category, message.channel
-                ))
+                Check::Refuse(
+                    Concern::Channel,
+                    format!(
+                        "{} messages to {region} cannot go by {}",
+                        message.category, message.channel
+                    ),
+                )
             }
         }
         Effect::SenderKinds(allowed) => match message.sender {
             None => Check::Skipped,
             Some(sender) if allowed & sender.kind.bit() != 0 => Check::Pass,
-            Some(sender) => Check::Refuse(format!(
-                "{} {} sender ({}) cannot send {} to {region} numbers; use one of: {}",
-                if sender.kind == SenderKind::Alphanumeric {
-                    "an"
-                } else {
-                    "a"
-                },
-                sender.kind.as_str().replace('_', " "),
-                sender.address,
-                message.channel,
-                SenderKind::ALL
-                    .iter()
-                    .filter(|k| allowed & k.bit() != 0)
-                    .map(|k| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
+            Some(sender) => Check::Refuse(
+                Concern::Sender,
+                format!(
+                    "{} {} sender ({}) cannot send {} to {region} numbers; use one of: {}",
+                    if sender.kind == SenderKind::Alphanumeric {
+                        "an"
+                    } else {
+                        "a"
+                    },
+                    sender.kind.as_str().replace('_', " "),
+                    sender.address,
+                    message.channel,
+                    SenderKind::ALL
+                        .iter()
+                        .filter(|k| allowed & k.bit() != 0)
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
         },
         Effect::Registration {
             entity,
@@ -480,10 +491,13 @@ fn check(
                 {
                     Some(id) => *entity_id = Some(id.to_string()),
                     None => {
-                        return Check::Refuse(format!(
-                            "program `{}` has no registered entity ID for {region}, which every {} {} there needs",
-                            program.id, message.category, message.channel
-                        ));
+                        return Check::Refuse(
+                            Concern::Program,
+                            format!(
+                                "program `{}` has no registered entity ID for {region}, which every {} {} there needs",
+                                program.id, message.category, message.channel
+                            ),
+                        );
                     }
                 }
             }
@@ -494,10 +508,13 @@ fn check(
                         let name = message
                             .template
                             .map_or(String::new(), |t| format!("`{t}` or "));
-                        return Check::Refuse(format!(
-                            "program `{}` has no registered template ID for {name}{} messages to {region}",
-                            program.id, message.category
-                        ));
+                        return Check::Refuse(
+                            Concern::Template,
+                            format!(
+                                "program `{}` has no registered template ID for {name}{} messages to {region}",
+                                program.id, message.category
+                            ),
+                        );
                     }
                 }
             }
@@ -508,10 +525,13 @@ fn check(
                         let registered = registration
                             .is_some_and(|r| r.senders.iter().any(|s| s == sender.address));
                         if !registered {
-                            return Check::Refuse(format!(
-                                "sender `{}` is not registered for program `{}` in {region}",
-                                sender.address, program.id
-                            ));
+                            return Check::Refuse(
+                                Concern::Sender,
+                                format!(
+                                    "sender `{}` is not registered for program `{}` in {region}",
+                                    sender.address, program.id
+                                ),
+                            );
                         }
                     }
                     _ => {}

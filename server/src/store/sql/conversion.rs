@@ -4,7 +4,7 @@
 use sqlx::{AnyPool, Row};
 use verify_carrier::Channel;
 
-use super::StoreError;
+use crate::store::StoreError;
 
 /// Messages sent and verifications approved after them, for one region, channel and carrier.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,12 +24,12 @@ pub struct ConversionCount {
 
 /// Counts over the messages queued (or last rerouted) from `since_ms` on.
 ///
-/// A message counts as sent once the carrier took it (`submitted`, `delivered`, `failed`);
-/// queued, sending and canceled messages do not. It counts as verified when its verification
+/// A message counts as sent once the carrier took it (`submitted`, `delivered`, `failed`) or
+/// may have (`maybe_sent`); queued, claimed, sending and canceled messages do not. It counts as verified when its verification
 /// is approved and it is the verification's last sent message queued before the approval (an
 /// approved verification's `updated_at_ms` is the approval: nothing changes it afterwards).
 /// The window uses `messages_due (status, due_at_ms)`; the credit lookup uses
-/// `messages_by_verification (verification_id, created_at_ms)` and runs only for approved
+/// `messages_by_subject (subject_id, created_at_ms)` and runs only for approved
 /// verifications. Verifications without a region are left out.
 pub(super) async fn conversion_counts(
     pool: &AnyPool,
@@ -39,13 +39,13 @@ pub(super) async fn conversion_counts(
         "SELECT v.region_code AS region, m.channel AS channel, m.carrier AS carrier, \
          COUNT(*) AS sent, \
          CAST(SUM(CASE WHEN v.status = 'approved' AND m.id = ( \
-             SELECT l.id FROM messages l WHERE l.verification_id = v.id \
-             AND l.status IN ('submitted', 'delivered', 'failed') \
+             SELECT l.id FROM messages l WHERE l.subject_id = v.id \
+             AND l.status IN ('submitted', 'maybe_sent', 'delivered', 'failed') \
              AND l.created_at_ms <= v.updated_at_ms \
              ORDER BY l.created_at_ms DESC, l.step DESC, l.id DESC LIMIT 1) \
          THEN 1 ELSE 0 END) AS BIGINT) AS verified \
-         FROM messages m JOIN verifications v ON v.id = m.verification_id \
-         WHERE m.status IN ('submitted', 'delivered', 'failed') AND m.due_at_ms >= $1 \
+         FROM messages m JOIN verifications v ON v.id = m.subject_id AND m.subject_kind = 'verification' \
+         WHERE m.status IN ('submitted', 'maybe_sent', 'delivered', 'failed') AND m.due_at_ms >= $1 \
          AND v.region_code IS NOT NULL \
          GROUP BY v.region_code, m.channel, m.carrier \
          ORDER BY v.region_code, m.channel, m.carrier",

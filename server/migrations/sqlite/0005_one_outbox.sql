@@ -1,0 +1,104 @@
+-- One outbox for every kind of message, keyed by a typed subject (a verification or a
+-- notification); events name their subject the same way. Dispatchers hold messages under a
+-- lease renewed by a heartbeat (`claimed_by` names the dispatcher), so the messages of one that
+-- died are taken over in seconds. Receipts that arrive before their message's submission is
+-- recorded wait in `early_receipts`.
+
+CREATE TABLE messages_new (
+    id TEXT PRIMARY KEY,
+    subject_kind TEXT NOT NULL,
+    subject_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    carrier TEXT NOT NULL,
+    fallback_carriers TEXT NOT NULL DEFAULT '',
+    step INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL,
+    due_at_ms INTEGER NOT NULL,
+    claimed_by TEXT,
+    carrier_message_id TEXT,
+    detail TEXT NOT NULL DEFAULT '',
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+);
+-- A message left 'sending' by the previous version may have reached its carrier: maybe sent.
+INSERT INTO messages_new (id, subject_kind, subject_id, channel, carrier, fallback_carriers, step, status,
+                          due_at_ms, claimed_by, carrier_message_id, detail, created_at_ms, updated_at_ms)
+SELECT id, 'verification', verification_id, channel, carrier, fallback_carriers, step,
+       CASE status WHEN 'sending' THEN 'maybe_sent' ELSE status END,
+       due_at_ms, NULL, carrier_message_id, detail, created_at_ms, updated_at_ms
+FROM messages;
+INSERT INTO messages_new (id, subject_kind, subject_id, channel, carrier, fallback_carriers, step, status,
+                          due_at_ms, claimed_by, carrier_message_id, detail, created_at_ms, updated_at_ms)
+SELECT 'msg_' || substr(id, 4), 'notification', id, channel, carrier, fallback_carriers, 0,
+       CASE status WHEN 'sending' THEN 'maybe_sent' ELSE status END,
+       due_at_ms, NULL, carrier_message_id, detail, created_at_ms, updated_at_ms
+FROM notifications;
+DROP TABLE messages;
+ALTER TABLE messages_new RENAME TO messages;
+CREATE INDEX messages_due ON messages (status, due_at_ms);
+CREATE INDEX messages_by_subject ON messages (subject_id, created_at_ms);
+CREATE INDEX messages_by_carrier_message_id ON messages (carrier, carrier_message_id);
+CREATE INDEX messages_by_holder ON messages (claimed_by) WHERE claimed_by IS NOT NULL;
+
+CREATE TABLE notifications_new (
+    id TEXT PRIMARY KEY,
+    to_e164 TEXT NOT NULL,
+    region_code TEXT NOT NULL,
+    time_zones TEXT NOT NULL,
+    category TEXT NOT NULL,
+    program_id TEXT NOT NULL DEFAULT '',
+    template TEXT NOT NULL DEFAULT '',
+    body TEXT NOT NULL,
+    sender TEXT NOT NULL DEFAULT '',
+    decision TEXT NOT NULL DEFAULT '',
+    idempotency_key TEXT UNIQUE,
+    created_at_ms INTEGER NOT NULL
+);
+INSERT INTO notifications_new (id, to_e164, region_code, time_zones, category, program_id, template, body, sender,
+                               decision, idempotency_key, created_at_ms)
+SELECT id, to_e164, region_code, time_zones, category, program_id, template, body, sender,
+       decision, idempotency_key, created_at_ms
+FROM notifications;
+DROP TABLE notifications;
+ALTER TABLE notifications_new RENAME TO notifications;
+
+ALTER TABLE events RENAME COLUMN verification_id TO subject_id;
+ALTER TABLE events RENAME COLUMN verification_status TO subject_status;
+ALTER TABLE events ADD COLUMN subject_kind TEXT NOT NULL DEFAULT 'verification';
+UPDATE events
+SET subject_kind = 'notification',
+    message_id = 'msg_' || substr(message_id, 4),
+    subject_status = CASE
+        WHEN event_type = 'notification_scheduled' THEN 'scheduled'
+        WHEN delivery_status IN ('queued', 'sending') THEN 'queued'
+        WHEN delivery_status = 'canceled' THEN 'failed'
+        ELSE delivery_status END
+WHERE subject_id LIKE 'nt\_%' ESCAPE '\';
+DROP INDEX events_by_verification;
+CREATE INDEX events_by_subject ON events (subject_id, cursor);
+
+-- One row per dispatcher: a dispatcher whose heartbeat is older than the lease (or whose
+-- process on this host is gone) is dead, and its messages are taken over.
+CREATE TABLE dispatcher_workers (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at_ms INTEGER NOT NULL,
+    heartbeat_at_ms INTEGER NOT NULL
+);
+
+-- Receipts whose message is not known as submitted yet, under every id they may be known by
+-- (`receipt_id` groups them); applied when the submission is recorded, forgotten after a while.
+CREATE TABLE early_receipts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    receipt_id TEXT NOT NULL,
+    carrier TEXT NOT NULL,
+    carrier_message_id TEXT NOT NULL,
+    message_id TEXT,
+    status TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    received_at_ms INTEGER NOT NULL
+);
+CREATE INDEX early_receipts_by_carrier_id ON early_receipts (carrier, carrier_message_id);
+CREATE INDEX early_receipts_by_message ON early_receipts (message_id) WHERE message_id IS NOT NULL;
+CREATE INDEX early_receipts_by_age ON early_receipts (received_at_ms);

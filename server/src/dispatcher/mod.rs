@@ -1,0 +1,343 @@
+//! The outbox dispatcher: claims due messages under its lease, decides for each whether it may
+//! go now (its verification still pending, the country rules at send time), hands it to its
+//! carrier, and records how that ended. Any number of dispatchers can share one database; a
+//! message is held by one at a time, and a dispatcher that dies has its messages taken over
+//! within seconds (see [`lease`]). Its sweep also expires verifications and runs fallback steps.
+
+mod lease;
+mod prepare;
+mod receipts;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use verify_carrier::{Carrier, OutboundMessage};
+
+pub use lease::WorkerIdentity;
+pub use receipts::record_receipts;
+
+use crate::carriers::CarrierSet;
+use crate::clock::now_ms;
+use crate::codes::CodeBook;
+use crate::config::DispatcherSettings;
+use crate::decide::Decider;
+use crate::domain::SendOutcome;
+use crate::notify::NotifyPolicy;
+use crate::store::{SqlStore, StoreError};
+use crate::usecases::{delivery, workflow};
+use prepare::Prepared;
+
+/// How often the sweep runs: takes over dead dispatchers, expires codes, runs due steps.
+const SWEEP_EVERY: Duration = Duration::from_millis(500);
+/// Receipts that never found their message are forgotten after this long.
+const KEEP_RECEIPTS_FOR: Duration = Duration::from_secs(60 * 60);
+
+/// Sends queued messages until `shutdown` turns true, then finishes what it already handed
+/// over and gives back what it claimed.
+pub struct Dispatcher {
+    store: Arc<SqlStore>,
+    carriers: Arc<CarrierSet>,
+    decider: Arc<Decider>,
+    rules: Arc<NotifyPolicy>,
+    codes: CodeBook,
+    settings: DispatcherSettings,
+    identity: WorkerIdentity,
+}
+
+impl Dispatcher {
+    /// A dispatcher over its parts, with a new identity.
+    pub fn new(
+        store: Arc<SqlStore>,
+        carriers: Arc<CarrierSet>,
+        decider: Arc<Decider>,
+        rules: Arc<NotifyPolicy>,
+        codes: CodeBook,
+        settings: DispatcherSettings,
+    ) -> Self {
+        Dispatcher {
+            store,
+            carriers,
+            decider,
+            rules,
+            codes,
+            settings,
+            identity: WorkerIdentity::of_this_process(),
+        }
+    }
+
+    /// Runs until `shutdown` is true and every message handed over has an outcome.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let this = Arc::new(self);
+        let worker = this.identity.id.clone();
+        if !this.register(&mut shutdown).await {
+            return;
+        }
+        let heartbeat = tokio::spawn(lease::keep_alive(
+            Arc::clone(&this.store),
+            this.identity.clone(),
+            this.settings.lease(),
+            shutdown.clone(),
+        ));
+        let slots = Arc::new(Semaphore::new(this.settings.max_in_flight));
+        let mut in_flight = JoinSet::new();
+        let mut signal = this.store.event_signal();
+        let mut last_sweep = 0i64;
+        let mut last_forget = 0i64;
+        tracing::info!(worker, "dispatcher started");
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let now = now_ms();
+            if now - last_sweep >= SWEEP_EVERY.as_millis() as i64 {
+                last_sweep = now;
+                this.sweep(now).await;
+            }
+            if now - last_forget >= KEEP_RECEIPTS_FOR.as_millis() as i64 / 60 {
+                last_forget = now;
+                this.forget_old_receipts(now).await;
+            }
+            let free = slots
+                .available_permits()
+                .min(this.settings.batch_size as usize) as u32;
+            let claimed = if free == 0 {
+                Vec::new()
+            } else {
+                match delivery::claim(&this.store, &worker, now, free).await {
+                    Ok(claimed) => claimed,
+                    Err(error) => {
+                        tracing::error!(%error, "claiming due messages failed");
+                        Vec::new()
+                    }
+                }
+            };
+            let got = claimed.len() as u32;
+            if got > 0 {
+                let ready = this.prepare_and_hand_off(claimed).await;
+                for (message_id, carrier, outbound) in ready {
+                    let permit = Arc::clone(&slots)
+                        .acquire_owned()
+                        .await
+                        .expect("the semaphore is never closed");
+                    let this = Arc::clone(&this);
+                    in_flight.spawn(async move {
+                        this.send(&message_id, carrier, outbound).await;
+                        drop(permit);
+                    });
+                }
+            }
+            while in_flight.try_join_next().is_some() {}
+            if got == free && free > 0 {
+                continue; // More may be due right now.
+            }
+            tokio::select! {
+                _ = shutdown.wait_for(|stopping| *stopping) => break,
+                _ = signal.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(this.settings.poll_interval_ms)) => {}
+            }
+        }
+        tracing::info!(
+            in_flight = in_flight.len(),
+            "dispatcher stopping; finishing messages handed to carriers"
+        );
+        while in_flight.join_next().await.is_some() {}
+        heartbeat.abort();
+        match delivery::release_worker(&this.store, &worker, now_ms()).await {
+            Ok(0) => {}
+            Ok(released) => tracing::info!(released, "claimed messages given back to the queue"),
+            Err(error) => {
+                tracing::error!(%error, "giving back claimed messages failed; another dispatcher takes them over")
+            }
+        }
+        tracing::info!("dispatcher stopped");
+    }
+
+    /// Registers this dispatcher, retrying until the database answers; `false` on shutdown.
+    async fn register(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match delivery::register_worker(&self.store, &self.identity.record(now_ms())).await {
+                Ok(()) => return true,
+                Err(error) => {
+                    tracing::error!(%error, "registering the dispatcher failed; retrying")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.wait_for(|stopping| *stopping) => return false,
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn sweep(&self, now: i64) {
+        let lease = self.settings.lease();
+        let taken = delivery::take_over_dead_workers(
+            &self.store,
+            |worker| self.identity.takes_for_dead(worker, lease, now),
+            |carrier| {
+                self.carriers
+                    .get(carrier)
+                    .is_some_and(|c| c.capabilities().deduplicates_submissions)
+            },
+            now,
+        )
+        .await;
+        match taken {
+            Ok(0) => {}
+            Ok(count) => tracing::warn!(count, "messages of stopped dispatchers taken over"),
+            Err(error) => tracing::error!(%error, "taking over stopped dispatchers failed"),
+        }
+        match workflow::expire_due(&self.store, now).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "verifications expired"),
+            Err(error) => tracing::error!(%error, "expiring verifications failed"),
+        }
+        if let Err(error) = workflow::run_due_steps(&self.store, &self.decider, now).await {
+            tracing::error!(%error, "running workflow steps failed");
+        }
+    }
+
+    async fn forget_old_receipts(&self, now: i64) {
+        let before = now - KEEP_RECEIPTS_FOR.as_millis() as i64;
+        match delivery::forget_receipts_before(&self.store, before).await {
+            Ok(0) => {}
+            Ok(count) => tracing::warn!(
+                count,
+                "receipts that matched no message within an hour were dropped"
+            ),
+            Err(error) => tracing::error!(%error, "dropping old receipts failed"),
+        }
+    }
+
+    /// Decides for each claimed message, settles those that will not go, and marks the others
+    /// as being handed over; returns those this dispatcher still holds, ready to submit.
+    async fn prepare_and_hand_off(
+        &self,
+        claimed: Vec<crate::domain::OutboxMessage>,
+    ) -> Vec<(String, Arc<dyn Carrier>, OutboundMessage)> {
+        let now = now_ms();
+        let prepared = prepare::prepare(
+            &self.store,
+            &self.carriers,
+            &self.rules,
+            &self.codes,
+            claimed,
+            now,
+        )
+        .await;
+        let mut settled = Vec::new();
+        let mut ready = Vec::new();
+        let mut later = Vec::new();
+        for item in prepared {
+            match item {
+                Prepared::Settle {
+                    message_id,
+                    outcome,
+                } => settled.push((message_id, outcome)),
+                Prepared::Release { message_id } => later.push(message_id),
+                Prepared::Send {
+                    message_id,
+                    carrier,
+                    outbound,
+                } => ready.push((message_id, carrier, outbound)),
+            }
+        }
+        let ids: Vec<String> = ready.iter().map(|(id, _, _)| id.clone()).collect();
+        let worker = &self.identity.id;
+        if !later.is_empty()
+            && let Err(error) = delivery::release_claims(&self.store, worker, &later, now).await
+        {
+            tracing::error!(%error, "giving claimed messages back failed; they wait until this dispatcher stops");
+        }
+        let handed = self
+            .retrying(|| {
+                delivery::settle_and_hand_off(&self.store, worker, settled.clone(), &ids, now_ms())
+            })
+            .await;
+        match handed {
+            Ok(handed) => {
+                ready.retain(|(id, _, _)| handed.contains(id));
+                ready
+            }
+            Err(error) => {
+                // Nothing was handed over: they stay claimed by this live dispatcher, which
+                // gives them back now (or, failing that, when it stops or dies).
+                tracing::error!(%error, count = ids.len(), "handing messages over failed; giving them back");
+                let claimed: Vec<String> =
+                    settled.into_iter().map(|(id, _)| id).chain(ids).collect();
+                if let Err(error) =
+                    delivery::release_claims(&self.store, worker, &claimed, now_ms()).await
+                {
+                    tracing::error!(%error, "giving claimed messages back failed; they wait until this dispatcher stops");
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// Hands one message to its carrier and records how that ended. A carrier that does not
+    /// answer in time may have sent the message: it is maybe sent, never failed over.
+    async fn send(&self, message_id: &str, carrier: Arc<dyn Carrier>, outbound: OutboundMessage) {
+        let timeout = Duration::from_millis(self.settings.submit_timeout_ms);
+        let name = carrier.name().to_string();
+        let outcome = match tokio::time::timeout(timeout, carrier.submit(outbound)).await {
+            Ok(Ok(accepted)) => {
+                tracing::debug!(message = %message_id, carrier = %name, "submitted");
+                SendOutcome::Accepted {
+                    carrier_message_id: accepted.carrier_message_id,
+                }
+            }
+            Ok(Err(error)) if error.is_maybe_sent() => {
+                tracing::warn!(message = %message_id, carrier = %name, %error, "no answer after the message went out; not resent");
+                SendOutcome::MaybeSent {
+                    reason: format!("{name}: {error}"),
+                }
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(message = %message_id, carrier = %name, %error, "carrier refused message");
+                SendOutcome::Refused {
+                    reason: format!("{name}: {error}"),
+                    temporary: error.is_temporary(),
+                }
+            }
+            Err(_) => {
+                tracing::warn!(message = %message_id, carrier = %name, timeout_ms = timeout.as_millis() as u64, "carrier did not answer in time; not resent");
+                SendOutcome::MaybeSent {
+                    reason: format!("{name}: no answer within {} ms", timeout.as_millis()),
+                }
+            }
+        };
+        let recorded = self
+            .retrying(|| {
+                delivery::record_outcome(&self.store, message_id, outcome.clone(), now_ms())
+            })
+            .await;
+        if let Err(error) = recorded {
+            tracing::error!(message = %message_id, %error, "recording the send outcome failed; the message stays held until this dispatcher stops");
+        }
+    }
+
+    /// Runs a store write until it succeeds, backing off, for at most about six seconds: the
+    /// outcome of a submission must not be lost to a passing database error.
+    async fn retrying<'a, T, F, Fut>(&'a self, mut write: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>> + 'a,
+    {
+        let mut delay = Duration::from_millis(100);
+        for _ in 0..6 {
+            match write().await {
+                Ok(value) => return Ok(value),
+                Err(error) => {
+                    tracing::warn!(%error, "store write failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+        write().await
+    }
+}

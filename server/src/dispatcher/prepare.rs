@@ -1,0 +1,238 @@
+//! What to do with each claimed message just before sending: its subject still wants it (a
+//! verification still pending, a notification the country rules allow at this moment), and
+//! what the carrier is handed: the text, the code, and the registrations rules require.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use verify_carrier::{Carrier, OneTimeCode, OutboundMessage};
+use verify_policy::messages::render;
+use verify_policy::routing::LAST_RESORT_ATTRIBUTE;
+use verify_policy::rules::Decision;
+
+use crate::carriers::CarrierSet;
+use crate::codes::CodeBook;
+use crate::domain::{Notification, OutboxMessage, SendOutcome, Subject, Verification};
+use crate::notify::{NotifyPolicy, registration_attributes};
+use crate::store::SqlStore;
+
+/// The decision for one claimed message.
+pub enum Prepared {
+    /// Hand it to `carrier`.
+    Send {
+        /// The message.
+        message_id: String,
+        /// Its carrier.
+        carrier: Arc<dyn Carrier>,
+        /// What the carrier gets.
+        outbound: OutboundMessage,
+    },
+    /// Not now: its subject could not be read; give it back to the queue.
+    Release {
+        /// The message.
+        message_id: String,
+    },
+    /// Do not hand it over; settle it with `outcome`.
+    Settle {
+        /// The message.
+        message_id: String,
+        /// Why it does not go.
+        outcome: SendOutcome,
+    },
+}
+
+/// Decides for each claimed message, loading their subjects in two reads.
+pub async fn prepare(
+    store: &SqlStore,
+    carriers: &CarrierSet,
+    rules: &NotifyPolicy,
+    codes: &CodeBook,
+    claimed: Vec<OutboxMessage>,
+    now_ms: i64,
+) -> Vec<Prepared> {
+    let ids_of = |wanted: fn(&Subject) -> Option<&str>| -> Vec<String> {
+        claimed
+            .iter()
+            .filter_map(|m| wanted(&m.subject).map(str::to_string))
+            .collect()
+    };
+    let verification_ids = ids_of(|s| match s {
+        Subject::Verification(id) => Some(id),
+        Subject::Notification(_) => None,
+    });
+    let notification_ids = ids_of(|s| match s {
+        Subject::Notification(id) => Some(id),
+        Subject::Verification(_) => None,
+    });
+    let (verifications, notifications) = tokio::join!(
+        store.verifications(&verification_ids),
+        store.notifications(&notification_ids)
+    );
+    let verifications: Option<HashMap<String, Verification>> = match verifications {
+        Ok(found) => Some(found.into_iter().map(|v| (v.id.clone(), v)).collect()),
+        Err(error) => {
+            tracing::error!(%error, "loading the verifications of claimed messages failed");
+            None
+        }
+    };
+    let notifications: Option<HashMap<String, Notification>> = match notifications {
+        Ok(found) => Some(found.into_iter().map(|n| (n.id.clone(), n)).collect()),
+        Err(error) => {
+            tracing::error!(%error, "loading the notifications of claimed messages failed");
+            None
+        }
+    };
+    claimed
+        .into_iter()
+        .map(|message| {
+            let settle = |outcome| Prepared::Settle {
+                message_id: message.id.clone(),
+                outcome,
+            };
+            let Some(carrier) = carriers.get(&message.carrier) else {
+                return settle(SendOutcome::Refused {
+                    reason: format!(
+                        "carrier `{}` is not configured on this server",
+                        message.carrier
+                    ),
+                    temporary: true,
+                });
+            };
+            let outbound = match &message.subject {
+                Subject::Verification(id) => match verifications.as_ref().map(|v| v.get(id)) {
+                    Some(Some(verification)) => {
+                        for_code(codes, rules, verification, &message, now_ms)
+                    }
+                    Some(None) => Err(missing_subject(&message)),
+                    None => {
+                        return Prepared::Release {
+                            message_id: message.id,
+                        };
+                    }
+                },
+                Subject::Notification(id) => match notifications.as_ref().map(|n| n.get(id)) {
+                    Some(Some(notification)) => {
+                        for_notification(rules, notification, &message, now_ms)
+                    }
+                    Some(None) => Err(missing_subject(&message)),
+                    None => {
+                        return Prepared::Release {
+                            message_id: message.id,
+                        };
+                    }
+                },
+            };
+            match outbound {
+                Ok(outbound) => Prepared::Send {
+                    message_id: message.id.clone(),
+                    carrier: Arc::clone(carrier),
+                    outbound,
+                },
+                Err(outcome) => settle(outcome),
+            }
+        })
+        .collect()
+}
+
+/// A message whose subject is not stored (the database lost a row): it cannot be sent.
+fn missing_subject(message: &OutboxMessage) -> SendOutcome {
+    SendOutcome::NotSent {
+        reason: format!("not sent: {} is missing", message.subject),
+    }
+}
+
+/// The message carrying a verification's code, or why it does not go.
+fn for_code(
+    codes: &CodeBook,
+    rules: &NotifyPolicy,
+    verification: &Verification,
+    message: &OutboxMessage,
+    now_ms: i64,
+) -> Result<OutboundMessage, SendOutcome> {
+    verification
+        .may_send(now_ms)
+        .map_err(|reason| SendOutcome::NotSent { reason })?;
+    let code = codes.code_of(&verification.code, verification.code_length);
+    // A resend keeps the first expiry, so say what is left of it.
+    let minutes_left = ((verification.expires_at_ms - now_ms).max(0) as u64)
+        .div_ceil(60_000)
+        .max(1);
+    // With a program, the registrations the country requires go with the code (India's DLT
+    // entity and OTP template IDs).
+    let mut attributes = if verification.program_id.is_empty() {
+        BTreeMap::new()
+    } else {
+        registration_attributes(&rules.evaluate_code(
+            verification.region_code.as_deref().unwrap_or_default(),
+            &[],
+            message.channel,
+            &verification.program_id,
+            now_ms,
+        ))
+    };
+    mark_last_resort(&mut attributes, message);
+    Ok(OutboundMessage {
+        message_id: message.id.clone(),
+        verification_id: verification.id.clone(),
+        to: verification.to_e164.clone(),
+        region_code: verification.region_code.clone(),
+        channel: message.channel,
+        body: render(
+            message.channel,
+            &verification.locale,
+            code.expose(),
+            minutes_left,
+        ),
+        code,
+        locale: verification.locale.clone(),
+        sender: None,
+        attributes,
+    })
+}
+
+/// A notification's message if the country rules allow it now; held again, or refused, with
+/// the rule otherwise.
+fn for_notification(
+    rules: &NotifyPolicy,
+    notification: &Notification,
+    message: &OutboxMessage,
+    now_ms: i64,
+) -> Result<OutboundMessage, SendOutcome> {
+    let decision = rules.evaluate(notification, message.channel, now_ms);
+    match &decision {
+        Decision::Reject { .. } => {
+            return Err(SendOutcome::Rejected {
+                reason: format!("not sent: {}", decision.explain()),
+            });
+        }
+        Decision::Defer { until, .. } => {
+            return Err(SendOutcome::Deferred {
+                until_ms: until.timestamp_millis(),
+                reason: decision.explain(),
+            });
+        }
+        Decision::SendNow { .. } => {}
+    }
+    let mut attributes = registration_attributes(&decision);
+    mark_last_resort(&mut attributes, message);
+    Ok(OutboundMessage {
+        message_id: message.id.clone(),
+        // Carriers that echo a reference (and the sim outbox) see the notification id.
+        verification_id: notification.id.clone(),
+        to: notification.to_e164.clone(),
+        region_code: Some(notification.region_code.clone()),
+        channel: message.channel,
+        body: notification.body.clone(),
+        code: OneTimeCode::new(""),
+        locale: "en".to_string(),
+        sender: (!notification.sender.is_empty()).then(|| notification.sender.clone()),
+        attributes,
+    })
+}
+
+/// With no route left after this one, the route's breaker must not stop the message.
+fn mark_last_resort(attributes: &mut BTreeMap<String, String>, message: &OutboxMessage) {
+    if message.fallback_carriers.is_empty() {
+        attributes.insert(LAST_RESORT_ATTRIBUTE.to_string(), "true".to_string());
+    }
+}

@@ -1,0 +1,64 @@
+//! The receipt recorder: takes carrier receipts from the sink in batches and applies each
+//! batch in one transaction. A receipt whose message is not known as submitted yet is kept in
+//! the store and applied when the submission is recorded, so it never holds up the others.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use verify_carrier::DeliveryReceipt;
+
+use crate::clock::now_ms;
+use crate::store::SqlStore;
+use crate::usecases::delivery;
+
+/// Receipts applied per transaction at most.
+const RECEIPT_BATCH: usize = 256;
+/// How long a batch is retried while the database fails before its receipts are dropped.
+const RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// Records carrier receipts until every sender is gone (all carriers shut down).
+pub async fn record_receipts(
+    store: Arc<SqlStore>,
+    mut receipts: mpsc::UnboundedReceiver<DeliveryReceipt>,
+) {
+    let mut batch = Vec::with_capacity(RECEIPT_BATCH);
+    while receipts.recv_many(&mut batch, RECEIPT_BATCH).await > 0 {
+        record_batch(&store, &batch).await;
+        batch.clear();
+    }
+}
+
+async fn record_batch(store: &SqlStore, batch: &[DeliveryReceipt]) {
+    let started = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match delivery::record_receipts(store, batch, now_ms()).await {
+            Ok(tally) => {
+                tracing::debug!(
+                    receipts = batch.len(),
+                    applied = tally.applied,
+                    kept = tally.kept,
+                    duplicates = tally.duplicates,
+                    "receipts recorded"
+                );
+                if tally.kept > 0 {
+                    tracing::info!(
+                        kept = tally.kept,
+                        "receipts kept until their message's submission is recorded"
+                    );
+                }
+                return;
+            }
+            Err(error) if started.elapsed() < RETRY_FOR => {
+                tracing::warn!(%error, receipts = batch.len(), "recording receipts failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(error) => {
+                tracing::error!(%error, dropped = batch.len(), "recording receipts kept failing; these receipts are lost");
+                return;
+            }
+        }
+    }
+}

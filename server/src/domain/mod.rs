@@ -1,0 +1,222 @@
+//! The domain core: verifications, notifications and the messages that carry them, as plain
+//! types with every rule and transition and no I/O. Each transition returns the events to
+//! record; use cases load the types from the store, call a transition and save the result.
+
+pub mod message;
+pub mod notification;
+pub mod verification;
+
+use std::fmt;
+
+use verify_carrier::Channel;
+
+pub use message::{
+    DeliveryStatus, MessageSpec, OutboxMessage, ReceiptEffect, SendOutcome, SubjectState,
+};
+pub use notification::{Notification, NotificationStatus};
+pub use verification::{
+    CheckRefusal, CheckResult, Checked, CodeMatcher, StepMove, StoredCode, Verification,
+    VerificationRefusal, VerificationSpec, VerificationStatus, WorkflowState,
+};
+
+/// Defines `as_str`/`parse` for an enum stored as text.
+macro_rules! text_enum {
+    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $name {
+            /// The name stored in the database.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+            /// Parses a stored name.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use text_enum;
+
+/// What a message, an event or a watch is about: a verification or a notification.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Subject {
+    /// A verification (`vf_...`).
+    Verification(String),
+    /// A notification sent with Notify (`nt_...`).
+    Notification(String),
+}
+
+/// The kind of a [`Subject`], as stored beside its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SubjectKind {
+    /// A verification.
+    Verification,
+    /// A notification.
+    Notification,
+}
+
+text_enum!(SubjectKind {
+    Verification => "verification",
+    Notification => "notification",
+});
+
+impl Subject {
+    /// A subject from its stored kind and id.
+    pub fn new(kind: SubjectKind, id: impl Into<String>) -> Subject {
+        match kind {
+            SubjectKind::Verification => Subject::Verification(id.into()),
+            SubjectKind::Notification => Subject::Notification(id.into()),
+        }
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> SubjectKind {
+        match self {
+            Subject::Verification(_) => SubjectKind::Verification,
+            Subject::Notification(_) => SubjectKind::Notification,
+        }
+    }
+
+    /// Its id.
+    pub fn id(&self) -> &str {
+        match self {
+            Subject::Verification(id) | Subject::Notification(id) => id,
+        }
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind(), self.id())
+    }
+}
+
+/// The state of an event's subject after the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectStatus {
+    /// A verification's status.
+    Verification(VerificationStatus),
+    /// A notification's status.
+    Notification(NotificationStatus),
+}
+
+impl SubjectStatus {
+    /// The name stored in the database (the kind is stored with the subject).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubjectStatus::Verification(status) => status.as_str(),
+            SubjectStatus::Notification(status) => status.as_str(),
+        }
+    }
+
+    /// Parses a stored name for a subject of `kind`.
+    pub fn parse(kind: SubjectKind, text: &str) -> Option<SubjectStatus> {
+        match kind {
+            SubjectKind::Verification => {
+                VerificationStatus::parse(text).map(SubjectStatus::Verification)
+            }
+            SubjectKind::Notification => {
+                NotificationStatus::parse(text).map(SubjectStatus::Notification)
+            }
+        }
+    }
+}
+
+/// What an event records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A verification was created.
+    VerificationCreated,
+    /// A message was queued.
+    MessageQueued,
+    /// A carrier accepted a message.
+    MessageSubmitted,
+    /// A message was delivered.
+    MessageDelivered,
+    /// A message failed.
+    MessageFailed,
+    /// A wrong code was checked.
+    CheckFailed,
+    /// The verification was approved.
+    VerificationApproved,
+    /// The verification expired.
+    VerificationExpired,
+    /// The verification was canceled.
+    VerificationCanceled,
+    /// The last allowed check failed.
+    VerificationMaxAttemptsReached,
+    /// A queued message was dropped.
+    MessageCanceled,
+    /// A message moved to the next carrier of its route.
+    MessageRerouted,
+    /// The verification's workflow moved to its next step (or stopped), with the reason.
+    FallbackStep,
+    /// A notification was deferred by a country rule until its send time.
+    NotificationScheduled,
+    /// A message went out and no answer came: it may have been sent, and is not sent again.
+    MessageMaybeSent,
+    /// A message whose dispatcher stopped before handing it to a carrier is queued again.
+    MessageRequeued,
+}
+
+text_enum!(EventKind {
+    VerificationCreated => "verification_created",
+    MessageQueued => "message_queued",
+    MessageSubmitted => "message_submitted",
+    MessageDelivered => "message_delivered",
+    MessageFailed => "message_failed",
+    CheckFailed => "check_failed",
+    VerificationApproved => "verification_approved",
+    VerificationExpired => "verification_expired",
+    VerificationCanceled => "verification_canceled",
+    VerificationMaxAttemptsReached => "verification_max_attempts_reached",
+    MessageCanceled => "message_canceled",
+    MessageRerouted => "message_rerouted",
+    FallbackStep => "fallback_step",
+    NotificationScheduled => "notification_scheduled",
+    MessageMaybeSent => "message_maybe_sent",
+    MessageRequeued => "message_requeued",
+});
+
+/// The message an event is about, as it is after the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageFacts {
+    /// Message id.
+    pub id: String,
+    /// Its channel.
+    pub channel: Channel,
+    /// Its carrier, by configured name.
+    pub carrier: String,
+    /// Its status after the event.
+    pub status: DeliveryStatus,
+}
+
+/// One change to record in the event log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventKind,
+    /// Whom it happened to.
+    pub subject: Subject,
+    /// The message concerned, for message events.
+    pub message: Option<MessageFacts>,
+    /// The subject's state after the event.
+    pub subject_status: SubjectStatus,
+    /// Words for people.
+    pub detail: String,
+    /// When, unix ms.
+    pub at_ms: i64,
+}
+
+/// An event as stored, with its place in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    /// Position in the log; later events have larger cursors.
+    pub cursor: i64,
+    /// The event.
+    pub event: Event,
+}

@@ -1,0 +1,291 @@
+//! The gRPC transport: `verify.v1.VerifyService`. Each handler turns the request into a
+//! use-case input (reading the proto's enums), calls the use case, and turns the answer into
+//! the response; errors are mapped in one place (`crate::errors`). No rule lives here.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+use verify_carrier::Channel;
+use verify_policy::classify;
+
+use crate::convert;
+use crate::errors::{internal, invalid_argument};
+use crate::proto;
+use crate::proto::verify_service_server::VerifyService;
+use crate::usecases::{CheckTarget, NotifyInput, UseCases, VerifyInput};
+
+/// Longest number text accepted by Classify.
+const MAX_NUMBER_INPUT_LENGTH: usize = 250;
+/// Most numbers in one ClassifyBatch chunk.
+const MAX_BATCH_CHUNK: usize = 10_000;
+/// Chunks classified at once per stream (in order on the way out).
+const BATCH_CHUNKS_IN_FLIGHT: usize = 4;
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<proto::WatchEventsResponse, Status>> + Send>>;
+type BatchStream = Pin<Box<dyn Stream<Item = Result<proto::ClassifyBatchResponse, Status>> + Send>>;
+
+/// The gRPC service over the use cases.
+pub struct VerifyApi {
+    cases: Arc<UseCases>,
+}
+
+impl VerifyApi {
+    /// The service over `cases`.
+    pub fn new(cases: Arc<UseCases>) -> Self {
+        VerifyApi { cases }
+    }
+}
+
+/// The channel a request asks for; `None` lets verifyd choose.
+fn requested_channel(value: i32) -> Result<Option<Channel>, Status> {
+    match proto::Channel::try_from(value) {
+        Ok(proto::Channel::Unspecified) => Ok(None),
+        Ok(proto::Channel::Sms) => Ok(Some(Channel::Sms)),
+        Ok(proto::Channel::Voice) => Ok(Some(Channel::Voice)),
+        Err(_) => Err(invalid_argument(
+            "channel",
+            format!(
+                "unknown value {value}; use CHANNEL_SMS, CHANNEL_VOICE, or leave it unset to let verifyd choose"
+            ),
+        )),
+    }
+}
+
+fn region_hint(hint: &str) -> Result<Option<verify_policy::TerritoryId>, Status> {
+    verify_policy::parse_region_hint(hint)
+        .map_err(|e| invalid_argument("region_hint", e.to_string()))
+}
+
+/// Classifies one chunk on a blocking thread (it is pure CPU work).
+async fn classify_chunk(
+    index: u64,
+    chunk: proto::ClassifyBatchRequest,
+) -> Result<proto::ClassifyBatchResponse, Status> {
+    if chunk.numbers.len() > MAX_BATCH_CHUNK {
+        return Err(invalid_argument(
+            "numbers",
+            format!(
+                "chunk {index} has {} numbers; send at most {MAX_BATCH_CHUNK} per chunk",
+                chunk.numbers.len()
+            ),
+        ));
+    }
+    let hint = region_hint(&chunk.region_hint)?;
+    tokio::task::spawn_blocking(move || proto::ClassifyBatchResponse {
+        classifications: chunk
+            .numbers
+            .iter()
+            .map(|number| convert::classification(&classify(number, hint)))
+            .collect(),
+        chunk_index: index,
+    })
+    .await
+    .map_err(|e| internal("batch classification", e))
+}
+
+#[tonic::async_trait]
+impl VerifyService for VerifyApi {
+    async fn verify(
+        &self,
+        request: Request<proto::VerifyRequest>,
+    ) -> Result<Response<proto::VerifyResponse>, Status> {
+        let request = request.into_inner();
+        let input = VerifyInput {
+            channel: requested_channel(request.channel)?,
+            to: request.to,
+            locale: request.locale,
+            code_length: request.code_length,
+            idempotency_key: request.idempotency_key,
+            region_hint: request.region_hint,
+            workflow: request.workflow,
+            program_id: request.program_id,
+        };
+        let outcome = self.cases.verify(input).await?;
+        Ok(Response::new(proto::VerifyResponse {
+            verification: Some(convert::verification(&outcome.view)),
+            resent: outcome.resent,
+            replayed: outcome.replayed,
+            decision: outcome.decision,
+        }))
+    }
+
+    async fn check(
+        &self,
+        request: Request<proto::CheckRequest>,
+    ) -> Result<Response<proto::CheckResponse>, Status> {
+        let request = request.into_inner();
+        let target = match request.target {
+            Some(proto::check_request::Target::VerificationId(id)) => CheckTarget::Id(id),
+            Some(proto::check_request::Target::To(to)) => CheckTarget::Number(to),
+            None => CheckTarget::Missing,
+        };
+        let (result, view) = self.cases.check(target, &request.code).await?;
+        Ok(Response::new(proto::CheckResponse {
+            result: convert::check_result(result) as i32,
+            checks_left: view.verification.checks_left(),
+            verification: Some(convert::verification(&view)),
+        }))
+    }
+
+    async fn classify(
+        &self,
+        request: Request<proto::ClassifyRequest>,
+    ) -> Result<Response<proto::ClassifyResponse>, Status> {
+        let request = request.into_inner();
+        if request.number.len() > MAX_NUMBER_INPUT_LENGTH {
+            return Err(invalid_argument(
+                "number",
+                format!("longer than {MAX_NUMBER_INPUT_LENGTH} characters"),
+            ));
+        }
+        let hint = region_hint(&request.region_hint)?;
+        let classification = classify(&request.number, hint);
+        Ok(Response::new(proto::ClassifyResponse {
+            classification: Some(convert::classification(&classification)),
+        }))
+    }
+
+    type ClassifyBatchStream = BatchStream;
+
+    async fn classify_batch(
+        &self,
+        request: Request<tonic::Streaming<proto::ClassifyBatchRequest>>,
+    ) -> Result<Response<Self::ClassifyBatchStream>, Status> {
+        use futures::StreamExt as _;
+        let chunks = request.into_inner();
+        let answers = chunks
+            .enumerate()
+            .map(|(index, chunk)| async move {
+                match chunk {
+                    Ok(chunk) => classify_chunk(index as u64, chunk).await,
+                    Err(status) => Err(status),
+                }
+            })
+            .buffered(BATCH_CHUNKS_IN_FLIGHT);
+        Ok(Response::new(Box::pin(answers)))
+    }
+
+    async fn get_verification(
+        &self,
+        request: Request<proto::GetVerificationRequest>,
+    ) -> Result<Response<proto::GetVerificationResponse>, Status> {
+        let view = self
+            .cases
+            .get_verification(&request.into_inner().verification_id)
+            .await?;
+        Ok(Response::new(proto::GetVerificationResponse {
+            verification: Some(convert::verification(&view)),
+        }))
+    }
+
+    async fn cancel_verification(
+        &self,
+        request: Request<proto::CancelVerificationRequest>,
+    ) -> Result<Response<proto::CancelVerificationResponse>, Status> {
+        let view = self
+            .cases
+            .cancel(&request.into_inner().verification_id)
+            .await?;
+        Ok(Response::new(proto::CancelVerificationResponse {
+            verification: Some(convert::verification(&view)),
+        }))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        request: Request<proto::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let request = request.into_inner();
+        let events = self
+            .cases
+            .watch(
+                &request.verification_id,
+                &request.notification_id,
+                request.after_cursor,
+            )
+            .await?;
+        use futures::StreamExt as _;
+        let events = events.map(|item| {
+            item.map(|event| proto::WatchEventsResponse {
+                event: Some(convert::event(&event)),
+            })
+            .map_err(Status::from)
+        });
+        Ok(Response::new(Box::pin(events)))
+    }
+
+    async fn notify(
+        &self,
+        request: Request<proto::NotifyRequest>,
+    ) -> Result<Response<proto::NotifyResponse>, Status> {
+        let request = request.into_inner();
+        let input = NotifyInput {
+            category: convert::category_from_proto(request.category),
+            to: request.to,
+            region_hint: request.region_hint,
+            program_id: request.program_id,
+            template: request.template,
+            body: request.body,
+            sender: request.sender,
+            idempotency_key: request.idempotency_key,
+        };
+        let outcome = self.cases.notify(input).await?;
+        let view = &outcome.view;
+        let action = match &outcome.deferred_by {
+            Some(_) => proto::PolicyAction::Defer,
+            None => proto::PolicyAction::SendNow,
+        };
+        let rule = outcome.deferred_by.as_ref();
+        Ok(Response::new(proto::NotifyResponse {
+            decision: Some(proto::PolicyDecision {
+                action: action as i32,
+                rule_id: rule.map(|r| r.id.to_string()).unwrap_or_default(),
+                rule_source: rule.map(|r| r.source.to_string()).unwrap_or_default(),
+                explanation: view.notification.decision.clone(),
+                send_at: Some(convert::timestamp(view.message.due_at_ms)),
+                channel: convert::channel(view.message.channel) as i32,
+                carrier: view.message.carrier.clone(),
+            }),
+            notification: Some(convert::notification(view)),
+            replayed: outcome.replayed,
+        }))
+    }
+
+    async fn get_notification(
+        &self,
+        request: Request<proto::GetNotificationRequest>,
+    ) -> Result<Response<proto::GetNotificationResponse>, Status> {
+        let view = self
+            .cases
+            .get_notification(&request.into_inner().notification_id)
+            .await?;
+        Ok(Response::new(proto::GetNotificationResponse {
+            notification: Some(convert::notification(&view)),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_enum_values_and_hints_name_the_field() {
+        assert!(
+            requested_channel(9)
+                .unwrap_err()
+                .message()
+                .starts_with("channel: ")
+        );
+        assert!(
+            region_hint("QQQ")
+                .unwrap_err()
+                .message()
+                .starts_with("region_hint: ")
+        );
+    }
+}

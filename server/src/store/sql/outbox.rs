@@ -1,0 +1,233 @@
+//! The outbox: every message of every subject, the dispatchers' claims and hand-offs.
+
+use async_trait::async_trait;
+use sqlx::{AnyPool, Row};
+
+use super::rows::{self, MESSAGE_COLUMNS, join_list};
+use super::{Dialect, WriteTx, placeholders};
+use crate::domain::{DeliveryStatus, OutboxMessage, Subject};
+use crate::store::{Outbox, StoreError, StoreResult};
+
+pub(super) async fn of_subject(
+    pool: &AnyPool,
+    subject: &Subject,
+) -> StoreResult<Vec<OutboxMessage>> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE subject_id = $1 AND subject_kind = $2 \
+         ORDER BY created_at_ms, id"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(subject.id())
+        .bind(subject.kind().as_str())
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(rows::message)
+        .collect()
+}
+
+/// `'scheduled', 'queued'`: the states a dispatcher claims from.
+fn claimable() -> String {
+    DeliveryStatus::CLAIMABLE
+        .iter()
+        .map(|status| format!("'{}'", status.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl WriteTx<'_> {
+    async fn lock_messages(
+        &mut self,
+        clause: &str,
+        values: &[&str],
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE {clause} ORDER BY created_at_ms, id{}",
+            self.lock_rows()
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for value in values {
+            query = query.bind(*value);
+        }
+        query
+            .fetch_all(self.conn())
+            .await?
+            .iter()
+            .map(rows::message)
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Outbox for WriteTx<'_> {
+    async fn insert_message(&mut self, m: &OutboxMessage) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO messages (id, subject_kind, subject_id, channel, carrier, fallback_carriers, step, status, due_at_ms, \
+             claimed_by, carrier_message_id, detail, created_at_ms, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(&m.id)
+        .bind(m.subject.kind().as_str())
+        .bind(m.subject.id())
+        .bind(m.channel.as_str())
+        .bind(&m.carrier)
+        .bind(join_list(&m.fallback_carriers))
+        .bind(i64::from(m.step))
+        .bind(m.status.as_str())
+        .bind(m.due_at_ms)
+        .bind(&m.claimed_by)
+        .bind(&m.carrier_message_id)
+        .bind(&m.detail)
+        .bind(m.created_at_ms)
+        .bind(m.updated_at_ms)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn save_message(&mut self, m: &OutboxMessage) -> StoreResult<()> {
+        let updated = sqlx::query(
+            "UPDATE messages SET carrier = $1, fallback_carriers = $2, status = $3, due_at_ms = $4, claimed_by = $5, \
+             carrier_message_id = $6, detail = $7, updated_at_ms = $8 WHERE id = $9",
+        )
+        .bind(&m.carrier)
+        .bind(join_list(&m.fallback_carriers))
+        .bind(m.status.as_str())
+        .bind(m.due_at_ms)
+        .bind(&m.claimed_by)
+        .bind(&m.carrier_message_id)
+        .bind(&m.detail)
+        .bind(m.updated_at_ms)
+        .bind(&m.id)
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        if updated == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt(format!(
+                "saving missing message {}",
+                m.id
+            )))
+        }
+    }
+
+    async fn read_message(&mut self, id: &str) -> StoreResult<Option<OutboxMessage>> {
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(rows::message).transpose()
+    }
+
+    async fn message_id_by_carrier_id(
+        &mut self,
+        carrier: &str,
+        carrier_message_id: &str,
+    ) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM messages WHERE carrier = $1 AND carrier_message_id = $2",
+        )
+        .bind(carrier)
+        .bind(carrier_message_id)
+        .fetch_optional(self.conn())
+        .await?)
+    }
+
+    async fn lock_message(&mut self, id: &str) -> StoreResult<Option<OutboxMessage>> {
+        Ok(self.lock_messages("id = $1", &[id]).await?.pop())
+    }
+
+    async fn lock_unsent_messages_of(
+        &mut self,
+        subject: &Subject,
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        let clause = format!(
+            "subject_id = $1 AND subject_kind = $2 AND status IN ({})",
+            claimable()
+        );
+        self.lock_messages(&clause, &[subject.id(), subject.kind().as_str()])
+            .await
+    }
+
+    async fn claim_due_messages(
+        &mut self,
+        worker: &str,
+        now_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        // PostgreSQL: rows another claimer holds are skipped, not waited for. SQLite has one
+        // writer at a time.
+        let skip_locked = match self.dialect() {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        let sql = format!(
+            "UPDATE messages SET status = 'claimed', claimed_by = $1, updated_at_ms = $2 \
+             WHERE id IN (SELECT id FROM messages WHERE status IN ({}) AND due_at_ms <= $2 \
+             ORDER BY due_at_ms, id LIMIT $3{skip_locked}) RETURNING {MESSAGE_COLUMNS}",
+            claimable()
+        );
+        let mut claimed = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(worker)
+            .bind(now_ms)
+            .bind(i64::from(limit))
+            .fetch_all(self.conn())
+            .await?
+            .iter()
+            .map(rows::message)
+            .collect::<StoreResult<Vec<_>>>()?;
+        claimed.sort_by(|a, b| (a.due_at_ms, &a.id).cmp(&(b.due_at_ms, &b.id)));
+        Ok(claimed)
+    }
+
+    async fn hand_off(
+        &mut self,
+        worker: &str,
+        ids: &[String],
+        now_ms: i64,
+    ) -> StoreResult<Vec<String>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "UPDATE messages SET status = 'sending', updated_at_ms = $1 \
+             WHERE claimed_by = $2 AND status = 'claimed' AND id IN ({}) RETURNING id",
+            placeholders(3, ids.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms)
+            .bind(worker);
+        for id in ids {
+            query = query.bind(id);
+        }
+        query
+            .fetch_all(self.conn())
+            .await?
+            .iter()
+            .map(|row| Ok(row.try_get("id")?))
+            .collect()
+    }
+
+    async fn lock_messages_held_by(&mut self, worker: &str) -> StoreResult<Vec<OutboxMessage>> {
+        self.lock_messages(
+            "claimed_by = $1 AND status IN ('claimed', 'sending')",
+            &[worker],
+        )
+        .await
+    }
+
+    async fn lock_messages_of_unregistered_holders(
+        &mut self,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        let limit = limit.to_string();
+        let held = "status IN ('claimed', 'sending') AND claimed_by IS NOT NULL \
+                    AND claimed_by NOT IN (SELECT id FROM dispatcher_workers)";
+        let clause = format!(
+            "{held} AND id IN (SELECT id FROM messages WHERE {held} ORDER BY id LIMIT {limit})"
+        );
+        self.lock_messages(&clause, &[]).await
+    }
+}

@@ -1,0 +1,118 @@
+//! Rows to domain types and back: the column lists and the readers every repository shares.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use verify_carrier::Channel;
+
+use crate::domain::{
+    DeliveryStatus, Notification, OutboxMessage, StoredCode, Subject, SubjectKind, Verification,
+    VerificationStatus, WorkflowState, notification::category_named,
+};
+use crate::store::{StoreError, StoreResult};
+
+pub(crate) const VERIFICATION_COLUMNS: &str = "id, to_e164, region_code, status, channel, locale, code_length, code_nonce, code_check, \
+     checks_used, max_checks, sends_used, max_sends, idempotency_key, classification, created_at_ms, expires_at_ms, updated_at_ms, \
+     strategy, workflow, step, step_deadline_ms, step_failure, decision, program_id";
+
+pub(crate) const MESSAGE_COLUMNS: &str = "id, subject_kind, subject_id, channel, carrier, fallback_carriers, step, status, due_at_ms, \
+     claimed_by, carrier_message_id, detail, created_at_ms, updated_at_ms";
+
+pub(crate) const NOTIFICATION_COLUMNS: &str = "id, to_e164, region_code, time_zones, category, program_id, template, body, sender, \
+     decision, idempotency_key, created_at_ms";
+
+/// A list stored as comma-separated text (carrier names, time zones: neither has commas).
+pub(crate) fn join_list(items: &[String]) -> String {
+    items.join(",")
+}
+
+pub(crate) fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .filter(|item| !item.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn parse_u32(row: &AnyRow, column: &str) -> StoreResult<u32> {
+    let value: i64 = row.try_get(column)?;
+    u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column} = {value}")))
+}
+
+pub(crate) fn parse_text<T>(
+    row: &AnyRow,
+    column: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> StoreResult<T> {
+    let text: String = row.try_get(column)?;
+    parse(&text).ok_or_else(|| StoreError::Corrupt(format!("{column} `{text}`")))
+}
+
+pub(crate) fn verification(row: &AnyRow) -> StoreResult<Verification> {
+    Ok(Verification {
+        id: row.try_get("id")?,
+        to_e164: row.try_get("to_e164")?,
+        region_code: row.try_get("region_code")?,
+        status: parse_text(row, "status", VerificationStatus::parse)?,
+        channel: parse_text(row, "channel", Channel::parse)?,
+        locale: row.try_get("locale")?,
+        code_length: parse_u32(row, "code_length")?,
+        code: StoredCode {
+            nonce: row.try_get("code_nonce")?,
+            check: row.try_get("code_check")?,
+        },
+        checks_used: parse_u32(row, "checks_used")?,
+        max_checks: parse_u32(row, "max_checks")?,
+        sends_used: parse_u32(row, "sends_used")?,
+        max_sends: parse_u32(row, "max_sends")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        classification_json: row.try_get("classification")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        expires_at_ms: row.try_get("expires_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+        workflow: WorkflowState {
+            strategy: row.try_get("strategy")?,
+            workflow: row.try_get("workflow")?,
+            step: parse_u32(row, "step")?,
+            step_deadline_ms: row.try_get("step_deadline_ms")?,
+            step_failure: row.try_get("step_failure")?,
+        },
+        decision: row.try_get("decision")?,
+        program_id: row.try_get("program_id")?,
+    })
+}
+
+pub(crate) fn message(row: &AnyRow) -> StoreResult<OutboxMessage> {
+    let kind = parse_text(row, "subject_kind", SubjectKind::parse)?;
+    let subject_id: String = row.try_get("subject_id")?;
+    Ok(OutboxMessage {
+        id: row.try_get("id")?,
+        subject: Subject::new(kind, subject_id),
+        channel: parse_text(row, "channel", Channel::parse)?,
+        carrier: row.try_get("carrier")?,
+        fallback_carriers: split_list(&row.try_get::<String, _>("fallback_carriers")?),
+        step: parse_u32(row, "step")?,
+        status: parse_text(row, "status", DeliveryStatus::parse)?,
+        due_at_ms: row.try_get("due_at_ms")?,
+        claimed_by: row.try_get("claimed_by")?,
+        carrier_message_id: row.try_get("carrier_message_id")?,
+        detail: row.try_get("detail")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+    })
+}
+
+pub(crate) fn notification(row: &AnyRow) -> StoreResult<Notification> {
+    Ok(Notification {
+        id: row.try_get("id")?,
+        to_e164: row.try_get("to_e164")?,
+        region_code: row.try_get("region_code")?,
+        time_zones: split_list(&row.try_get::<String, _>("time_zones")?),
+        category: parse_text(row, "category", category_named)?,
+        program_id: row.try_get("program_id")?,
+        template: row.try_get("template")?,
+        body: row.try_get("body")?,
+        sender: row.try_get("sender")?,
+        decision: row.try_get("decision")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+    })
+}

@@ -1,0 +1,245 @@
+//! Verifications and their idempotency keys.
+
+use async_trait::async_trait;
+use sqlx::{AnyPool, Row};
+
+use super::rows::{self, VERIFICATION_COLUMNS};
+use super::{WriteTx, is_unique_violation, placeholders};
+use crate::domain::{Verification, VerificationStatus};
+use crate::store::{StoreError, StoreResult, VerificationRepository};
+
+pub(super) async fn by_id(pool: &AnyPool, id: &str) -> StoreResult<Option<Verification>> {
+    let sql = format!("SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(rows::verification).transpose()
+}
+
+pub(super) async fn by_ids(pool: &AnyPool, ids: &[String]) -> StoreResult<Vec<Verification>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE id IN ({})",
+        placeholders(1, ids.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        query = query.bind(id);
+    }
+    query
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(rows::verification)
+        .collect()
+}
+
+pub(super) async fn with_due_steps(
+    pool: &AnyPool,
+    now_ms: i64,
+    limit: u32,
+) -> StoreResult<Vec<Verification>> {
+    let sql = format!(
+        "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE status = 'pending' \
+         AND step_deadline_ms IS NOT NULL AND step_deadline_ms <= $1 \
+         ORDER BY step_deadline_ms, id LIMIT $2"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now_ms)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(rows::verification)
+        .collect()
+}
+
+impl WriteTx<'_> {
+    async fn lock_one_verification(
+        &mut self,
+        clause: &'static str,
+        value: &str,
+    ) -> StoreResult<Option<Verification>> {
+        let sql = format!(
+            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE {clause}{}",
+            self.lock_rows()
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(value)
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(rows::verification).transpose()
+    }
+}
+
+#[async_trait]
+impl VerificationRepository for WriteTx<'_> {
+    async fn lock_verification(&mut self, id: &str) -> StoreResult<Option<Verification>> {
+        self.lock_one_verification("id = $1", id).await
+    }
+
+    async fn verification_status(&mut self, id: &str) -> StoreResult<Option<VerificationStatus>> {
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM verifications WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.conn())
+                .await?;
+        status
+            .map(|text| {
+                VerificationStatus::parse(&text)
+                    .ok_or_else(|| StoreError::Corrupt(format!("verification status `{text}`")))
+            })
+            .transpose()
+    }
+
+    async fn lock_pending_verification_of(
+        &mut self,
+        e164: &str,
+    ) -> StoreResult<Option<Verification>> {
+        self.lock_one_verification("to_e164 = $1 AND status = 'pending'", e164)
+            .await
+    }
+
+    async fn lock_latest_verification_of(
+        &mut self,
+        e164: &str,
+    ) -> StoreResult<Option<Verification>> {
+        self.lock_one_verification(
+            "id = (SELECT id FROM verifications WHERE to_e164 = $1 ORDER BY created_at_ms DESC, id DESC LIMIT 1)",
+            e164,
+        )
+        .await
+    }
+
+    async fn lock_expired_verifications(
+        &mut self,
+        now_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Verification>> {
+        let sql = format!(
+            "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE status = 'pending' AND expires_at_ms <= $1 \
+             ORDER BY expires_at_ms LIMIT $2{}",
+            self.lock_rows()
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms)
+            .bind(i64::from(limit))
+            .fetch_all(self.conn())
+            .await?
+            .iter()
+            .map(rows::verification)
+            .collect()
+    }
+
+    async fn insert_verification(&mut self, v: &Verification) -> StoreResult<()> {
+        let result = sqlx::query(
+            "INSERT INTO verifications (id, to_e164, region_code, status, channel, locale, code_length, code_nonce, code_check, \
+             checks_used, max_checks, sends_used, max_sends, idempotency_key, classification, created_at_ms, expires_at_ms, updated_at_ms, \
+             strategy, workflow, step, step_deadline_ms, step_failure, decision, program_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
+        )
+        .bind(&v.id)
+        .bind(&v.to_e164)
+        .bind(&v.region_code)
+        .bind(v.status.as_str())
+        .bind(v.channel.as_str())
+        .bind(&v.locale)
+        .bind(i64::from(v.code_length))
+        .bind(&v.code.nonce)
+        .bind(&v.code.check)
+        .bind(i64::from(v.checks_used))
+        .bind(i64::from(v.max_checks))
+        .bind(i64::from(v.sends_used))
+        .bind(i64::from(v.max_sends))
+        .bind(&v.idempotency_key)
+        .bind(&v.classification_json)
+        .bind(v.created_at_ms)
+        .bind(v.expires_at_ms)
+        .bind(v.updated_at_ms)
+        .bind(&v.workflow.strategy)
+        .bind(&v.workflow.workflow)
+        .bind(i64::from(v.workflow.step))
+        .bind(v.workflow.step_deadline_ms)
+        .bind(&v.workflow.step_failure)
+        .bind(&v.decision)
+        .bind(&v.program_id)
+        .execute(self.conn())
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Two Verify calls for one number race on the one-pending-per-number index.
+            Err(error) if is_unique_violation(&error) => Err(StoreError::Contended(format!(
+                "a pending verification of {}",
+                verify_carrier::mask_number(&v.to_e164)
+            ))),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn save_verification(&mut self, v: &Verification) -> StoreResult<()> {
+        let updated = sqlx::query(
+            "UPDATE verifications SET status = $1, channel = $2, checks_used = $3, sends_used = $4, updated_at_ms = $5, \
+             step = $6, step_deadline_ms = $7, step_failure = $8 WHERE id = $9",
+        )
+        .bind(v.status.as_str())
+        .bind(v.channel.as_str())
+        .bind(i64::from(v.checks_used))
+        .bind(i64::from(v.sends_used))
+        .bind(v.updated_at_ms)
+        .bind(i64::from(v.workflow.step))
+        .bind(v.workflow.step_deadline_ms)
+        .bind(&v.workflow.step_failure)
+        .bind(&v.id)
+        .execute(self.conn())
+        .await?
+        .rows_affected();
+        if updated == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt(format!(
+                "saving missing verification {}",
+                v.id
+            )))
+        }
+    }
+
+    async fn verification_for_key(&mut self, key: &str) -> StoreResult<Option<(String, String)>> {
+        let row = sqlx::query(
+            "SELECT verification_id, to_e164 FROM idempotency_keys WHERE idempotency_key = $1",
+        )
+        .bind(key)
+        .fetch_optional(self.conn())
+        .await?;
+        row.map(|row| Ok((row.try_get("verification_id")?, row.try_get("to_e164")?)))
+            .transpose()
+    }
+
+    async fn remember_verification_key(
+        &mut self,
+        key: &str,
+        id: &str,
+        e164: &str,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let result = sqlx::query(
+            "INSERT INTO idempotency_keys (idempotency_key, verification_id, to_e164, created_at_ms) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(key)
+        .bind(id)
+        .bind(e164)
+        .bind(now_ms)
+        .execute(self.conn())
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if is_unique_violation(&error) => {
+                Err(StoreError::Contended("an idempotency key".into()))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+}

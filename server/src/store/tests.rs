@@ -1,0 +1,623 @@
+//! The store's SQL, tested directly on SQLite and on PostgreSQL (a fresh database each), as the
+//! e2e suite also does through the real binary.
+
+use std::time::Duration;
+
+use verify_carrier::{Channel, ReceiptStatus};
+
+use super::test_db::TestDb;
+use super::*;
+use crate::domain::{
+    DeliveryStatus, EventKind, MessageSpec, StoredCode, SubjectState, SubjectStatus,
+    VerificationSpec, VerificationStatus, WorkflowState,
+};
+use crate::on_both_databases;
+
+on_both_databases!(
+    verifications_round_trip_and_one_pending_per_number,
+    idempotency_keys_name_one_verification,
+    claims_take_due_messages_once_and_hand_off_only_what_is_held,
+    messages_of_a_subject_and_by_carrier_id,
+    events_get_cursors_at_commit_and_filter_by_subject,
+    kept_receipts_are_taken_once_by_any_spelling,
+    workers_register_beat_and_are_removed_once,
+    messages_of_unregistered_holders_are_found,
+    conversion_counts_credit_the_last_message_before_approval,
+);
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn verification(id: &str, number: &str) -> Verification {
+    Verification::start(
+        VerificationSpec {
+            id: id.into(),
+            to_e164: number.into(),
+            region_code: Some("GB".into()),
+            channel: Channel::Sms,
+            locale: "en".into(),
+            code_length: 6,
+            code: StoredCode {
+                nonce: vec![1, 2, 3],
+                check: vec![4, 5, 6],
+            },
+            max_checks: 5,
+            max_sends: 3,
+            idempotency_key: None,
+            classification_json: "{}".into(),
+            ttl_ms: 600_000,
+            workflow: WorkflowState {
+                strategy: "ordered".into(),
+                workflow: "sms(30s) -> voice(1m)".into(),
+                step: 0,
+                step_deadline_ms: Some(NOW + 30_000),
+                step_failure: String::new(),
+            },
+            decision: "sms chosen".into(),
+            program_id: String::new(),
+        },
+        NOW,
+    )
+    .0
+}
+
+fn message(id: &str, subject: Subject, carrier: &str) -> OutboxMessage {
+    OutboxMessage::queue(
+        MessageSpec {
+            id: id.into(),
+            subject,
+            channel: Channel::Sms,
+            carrier: carrier.into(),
+            fallback_carriers: vec!["backup".into(), "last".into()],
+            step: 0,
+        },
+        "route",
+        SubjectState::Verification(VerificationStatus::Pending),
+        NOW,
+    )
+    .0
+}
+
+async fn insert(db: &TestDb, verification: &Verification, messages: &[&OutboxMessage]) {
+    let mut tx = db.store.begin().await.unwrap();
+    tx.insert_verification(verification).await.unwrap();
+    for message in messages {
+        tx.insert_message(message).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+async fn verifications_round_trip_and_one_pending_per_number(db: &TestDb) {
+    let v = verification("vf_1", "+447400000001");
+    insert(db, &v, &[]).await;
+    assert_eq!(
+        db.store.verification("vf_1").await.unwrap(),
+        Some(v.clone())
+    );
+
+    let mut tx = db.store.begin().await.unwrap();
+    let mut locked = tx
+        .lock_pending_verification_of("+447400000001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(locked, v);
+    locked.checks_used = 2;
+    locked.status = VerificationStatus::Approved;
+    locked.workflow.step_deadline_ms = None;
+    locked.workflow.step_failure = "sim: x".into();
+    tx.save_verification(&locked).await.unwrap();
+    assert_eq!(
+        tx.verification_status("vf_1").await.unwrap(),
+        Some(VerificationStatus::Approved)
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(db.store.verification("vf_1").await.unwrap(), Some(locked));
+
+    // A second pending verification of the same number is refused by the database.
+    insert(db, &verification("vf_2", "+447400000001"), &[]).await;
+    let mut tx = db.store.begin().await.unwrap();
+    let raced = tx
+        .insert_verification(&verification("vf_3", "+447400000001"))
+        .await
+        .unwrap_err();
+    assert!(matches!(raced, StoreError::Contended(_)), "{raced}");
+    tx.rollback().await.unwrap();
+    let mut tx = db.store.begin().await.unwrap();
+    let latest = tx
+        .lock_latest_verification_of("+447400000001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.id, "vf_2");
+    assert!(tx.lock_verification("vf_missing").await.unwrap().is_none());
+    tx.rollback().await.unwrap();
+    let both = db
+        .store
+        .verifications(&["vf_1".into(), "vf_2".into(), "vf_x".into()])
+        .await
+        .unwrap();
+    assert_eq!(both.len(), 2);
+}
+
+async fn idempotency_keys_name_one_verification(db: &TestDb) {
+    insert(db, &verification("vf_1", "+447400000002"), &[]).await;
+    let mut tx = db.store.begin().await.unwrap();
+    tx.remember_verification_key("key-1", "vf_1", "+447400000002", NOW)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = db.store.begin().await.unwrap();
+    assert_eq!(
+        tx.verification_for_key("key-1").await.unwrap(),
+        Some(("vf_1".to_string(), "+447400000002".to_string()))
+    );
+    assert_eq!(tx.verification_for_key("key-2").await.unwrap(), None);
+    let again = tx
+        .remember_verification_key("key-1", "vf_1", "+447400000002", NOW)
+        .await
+        .unwrap_err();
+    assert!(matches!(again, StoreError::Contended(_)));
+    tx.rollback().await.unwrap();
+}
+
+async fn claims_take_due_messages_once_and_hand_off_only_what_is_held(db: &TestDb) {
+    let v = verification("vf_1", "+447400000003");
+    let first = message("msg_1", v.subject(), "smsc");
+    let mut second = message("msg_2", v.subject(), "smsc");
+    second.due_at_ms = NOW + 1;
+    let mut later = message("msg_3", v.subject(), "smsc");
+    later.status = DeliveryStatus::Scheduled;
+    later.due_at_ms = NOW + 60_000;
+    insert(db, &v, &[&first, &second, &later]).await;
+
+    let mut tx = db.store.begin().await.unwrap();
+    let claimed = tx
+        .claim_due_messages("worker-a", NOW + 5, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        ["msg_1", "msg_2"],
+        "only due messages, oldest due first"
+    );
+    assert!(claimed.iter().all(
+        |m| m.status == DeliveryStatus::Claimed && m.claimed_by.as_deref() == Some("worker-a")
+    ));
+    if db.is_postgres() {
+        // Another dispatcher claiming meanwhile skips the locked rows instead of waiting.
+        let mut other = db.store.begin().await.unwrap();
+        let none = other
+            .claim_due_messages("worker-b", NOW + 5, 10)
+            .await
+            .unwrap();
+        assert!(none.is_empty());
+        other.rollback().await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut tx = db.store.begin().await.unwrap();
+    assert!(
+        tx.claim_due_messages("worker-b", NOW + 5, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The scheduled one comes due.
+    let due = tx
+        .claim_due_messages("worker-b", NOW + 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id, "msg_3");
+    let handed = tx
+        .hand_off("worker-a", &["msg_1".into(), "msg_3".into()], NOW + 6)
+        .await
+        .unwrap();
+    assert_eq!(handed, vec!["msg_1".to_string()], "msg_3 is worker-b's");
+    let held = tx.lock_messages_held_by("worker-a").await.unwrap();
+    let states: Vec<(&str, DeliveryStatus)> =
+        held.iter().map(|m| (m.id.as_str(), m.status)).collect();
+    assert_eq!(
+        states,
+        [
+            ("msg_1", DeliveryStatus::Sending),
+            ("msg_2", DeliveryStatus::Claimed)
+        ]
+    );
+    // Handing over again changes nothing: it is no longer claimed.
+    assert!(
+        tx.hand_off("worker-a", &["msg_1".into()], NOW + 7)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tx.commit().await.unwrap();
+}
+
+async fn messages_of_a_subject_and_by_carrier_id(db: &TestDb) {
+    let v = verification("vf_1", "+447400000004");
+    let mut m = message("msg_1", v.subject(), "smsc");
+    insert(db, &v, &[&m]).await;
+    let mut tx = db.store.begin().await.unwrap();
+    let unsent = tx.lock_unsent_messages_of(&v.subject()).await.unwrap();
+    assert_eq!(unsent, vec![m.clone()]);
+    m.status = DeliveryStatus::Submitted;
+    m.carrier = "backup".into();
+    m.fallback_carriers = vec!["last".into()];
+    m.carrier_message_id = Some("C-1".into());
+    m.detail = "accepted".into();
+    m.updated_at_ms = NOW + 9;
+    tx.save_message(&m).await.unwrap();
+    assert_eq!(
+        tx.message_id_by_carrier_id("backup", "C-1").await.unwrap(),
+        Some(m.id.clone())
+    );
+    assert!(
+        tx.message_id_by_carrier_id("smsc", "C-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(tx.read_message(&m.id).await.unwrap(), Some(m.clone()));
+    assert!(
+        tx.lock_unsent_messages_of(&v.subject())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(db.store.messages_of(&v.subject()).await.unwrap(), vec![m]);
+    let notification = Subject::Notification("vf_1".into());
+    assert!(
+        db.store
+            .messages_of(&notification)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the subject's kind is part of its identity"
+    );
+}
+
+async fn events_get_cursors_at_commit_and_filter_by_subject(db: &TestDb) {
+    let v = verification("vf_1", "+447400000005");
+    let m = message("msg_1", v.subject(), "smsc");
+    let mut signal = db.store.event_signal();
+    signal.borrow_and_update();
+    let mut tx = db.store.begin().await.unwrap();
+    tx.insert_verification(&v).await.unwrap();
+    tx.insert_message(&m).await.unwrap();
+    let queued = m.event(
+        EventKind::MessageQueued,
+        "route smsc",
+        SubjectState::Verification(VerificationStatus::Pending),
+        NOW,
+    );
+    let other = Event {
+        kind: EventKind::NotificationScheduled,
+        subject: Subject::Notification("nt_1".into()),
+        message: None,
+        subject_status: SubjectStatus::Notification(crate::domain::NotificationStatus::Scheduled),
+        detail: "held".into(),
+        at_ms: NOW,
+    };
+    tx.record([queued.clone(), other.clone()]);
+    tx.commit().await.unwrap();
+    assert!(
+        signal.has_changed().unwrap(),
+        "watchers of this process wake"
+    );
+
+    // Nothing of a rolled-back transaction is recorded.
+    let mut tx = db.store.begin().await.unwrap();
+    tx.record([other.clone()]);
+    tx.rollback().await.unwrap();
+
+    let all = db.store.events_after(0, None, 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all[0].cursor < all[1].cursor);
+    assert_eq!(all[0].event, queued);
+    assert_eq!(all[1].event, other);
+    let of_v = db
+        .store
+        .events_after(0, Some(&v.subject()), 10)
+        .await
+        .unwrap();
+    assert_eq!(of_v.len(), 1);
+    assert!(
+        db.store
+            .events_after(all[1].cursor, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(db.store.subject_exists(&v.subject()).await.unwrap());
+    assert!(
+        !db.store
+            .subject_exists(&Subject::Verification("vf_x".into()))
+            .await
+            .unwrap()
+    );
+
+    if db.is_postgres() {
+        // A second process on the same database wakes through LISTEN/NOTIFY.
+        let second = SqlStore::connect(&db.url).await.unwrap();
+        let mut remote = second.event_signal();
+        // The listener announces itself once connected; wait for that, then for the event.
+        tokio::time::timeout(Duration::from_secs(10), remote.changed())
+            .await
+            .expect("the listener connects")
+            .unwrap();
+        remote.borrow_and_update();
+        let mut tx = db.store.begin().await.unwrap();
+        tx.record([other.clone()]);
+        tx.commit().await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), remote.changed())
+            .await
+            .expect("the other store hears of the event")
+            .unwrap();
+        second.close().await;
+    }
+}
+
+async fn kept_receipts_are_taken_once_by_any_spelling(db: &TestDb) {
+    let receipt = |ids: &[&str], message_id: Option<&str>, at: i64| KeptReceipt {
+        carrier: "smsc".into(),
+        carrier_message_ids: ids.iter().map(|s| s.to_string()).collect(),
+        message_id: message_id.map(str::to_string),
+        status: ReceiptStatus::Delivered,
+        detail: "stat:DELIVRD".into(),
+        received_at_ms: at,
+    };
+    let mut tx = db.store.begin().await.unwrap();
+    tx.keep_receipt(&receipt(&["255", "FF"], None, NOW))
+        .await
+        .unwrap();
+    tx.keep_receipt(&receipt(&["X"], Some("msg_7"), NOW))
+        .await
+        .unwrap();
+    tx.keep_receipt(&receipt(&["old"], None, NOW - 10))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = db.store.begin().await.unwrap();
+    // By its other spelling.
+    let taken = tx
+        .take_receipts_for("smsc", Some("FF"), "msg_1")
+        .await
+        .unwrap();
+    assert_eq!(taken, vec![receipt(&["255", "FF"], None, NOW)]);
+    assert!(
+        tx.take_receipts_for("smsc", Some("255"), "msg_1")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Another carrier's id is not this one's.
+    assert!(
+        tx.take_receipts_for("other", Some("X"), "msg_1")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // By verifyd's id.
+    let by_id = tx.take_receipts_for("smsc", None, "msg_7").await.unwrap();
+    assert_eq!(by_id.len(), 1);
+    assert_eq!(tx.forget_receipts_before(NOW).await.unwrap(), 1);
+    assert!(
+        tx.take_receipts_for("smsc", Some("old"), "msg_1")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tx.commit().await.unwrap();
+}
+
+async fn workers_register_beat_and_are_removed_once(db: &TestDb) {
+    let worker = WorkerRecord {
+        id: "dispatcher-a".into(),
+        host: "host/boot/ns".into(),
+        pid: 42,
+        started_at_ms: NOW,
+        heartbeat_at_ms: NOW,
+    };
+    let mut tx = db.store.begin().await.unwrap();
+    tx.register_worker(&worker).await.unwrap();
+    assert!(tx.heartbeat("dispatcher-a", NOW + 1_000).await.unwrap());
+    let listed = tx.workers().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].heartbeat_at_ms, NOW + 1_000);
+    // A remover that read an older heartbeat does not remove a dispatcher that beat since.
+    assert!(!tx.remove_worker("dispatcher-a", NOW).await.unwrap());
+    assert!(tx.remove_worker("dispatcher-a", NOW + 1_000).await.unwrap());
+    assert!(!tx.heartbeat("dispatcher-a", NOW + 2_000).await.unwrap());
+    tx.register_worker(&worker).await.unwrap();
+    tx.unregister_worker("dispatcher-a").await.unwrap();
+    assert!(tx.workers().await.unwrap().is_empty());
+    tx.commit().await.unwrap();
+}
+
+async fn messages_of_unregistered_holders_are_found(db: &TestDb) {
+    let v = verification("vf_1", "+447400000006");
+    let mut held = message("msg_1", v.subject(), "smsc");
+    held.status = DeliveryStatus::Sending;
+    held.claimed_by = Some("dispatcher-gone".into());
+    let mut live = message("msg_2", v.subject(), "smsc");
+    live.status = DeliveryStatus::Claimed;
+    live.claimed_by = Some("dispatcher-live".into());
+    insert(db, &v, &[&held, &live]).await;
+    let mut tx = db.store.begin().await.unwrap();
+    tx.register_worker(&WorkerRecord {
+        id: "dispatcher-live".into(),
+        host: "h".into(),
+        pid: 1,
+        started_at_ms: NOW,
+        heartbeat_at_ms: NOW,
+    })
+    .await
+    .unwrap();
+    let orphans = tx.lock_messages_of_unregistered_holders(10).await.unwrap();
+    assert_eq!(orphans, vec![held]);
+    tx.commit().await.unwrap();
+}
+
+async fn conversion_counts_credit_the_last_message_before_approval(db: &TestDb) {
+    // (verification, region, status, approved/updated at, its messages)
+    type Row<'a> = (
+        &'a str,
+        Option<&'a str>,
+        VerificationStatus,
+        i64,
+        Vec<(&'a str, Channel, &'a str, DeliveryStatus, i64)>,
+    );
+    let rows: Vec<Row> = vec![
+        // Approved on the call: the SMS before it is sent, not verified.
+        (
+            "v1",
+            Some("HN"),
+            VerificationStatus::Approved,
+            5_000,
+            vec![
+                (
+                    "m1",
+                    Channel::Sms,
+                    "hn-sms",
+                    DeliveryStatus::Delivered,
+                    1_000,
+                ),
+                (
+                    "m2",
+                    Channel::Voice,
+                    "hn-voice",
+                    DeliveryStatus::Submitted,
+                    2_000,
+                ),
+            ],
+        ),
+        // Approved on the SMS; the call queued afterwards was canceled (not sent).
+        (
+            "v2",
+            Some("HN"),
+            VerificationStatus::Approved,
+            3_000,
+            vec![
+                (
+                    "m3",
+                    Channel::Sms,
+                    "hn-sms",
+                    DeliveryStatus::MaybeSent,
+                    1_000,
+                ),
+                (
+                    "m4",
+                    Channel::Voice,
+                    "hn-voice",
+                    DeliveryStatus::Canceled,
+                    2_000,
+                ),
+            ],
+        ),
+        // Expired after a failed SMS and a call: both sent, none verified.
+        (
+            "v3",
+            Some("HN"),
+            VerificationStatus::Expired,
+            9_000,
+            vec![
+                ("m5", Channel::Sms, "hn-sms", DeliveryStatus::Failed, 1_000),
+                (
+                    "m6",
+                    Channel::Voice,
+                    "hn-voice",
+                    DeliveryStatus::Delivered,
+                    2_000,
+                ),
+            ],
+        ),
+        // Still queued, claimed or being handed over: not sent.
+        (
+            "v4",
+            Some("HN"),
+            VerificationStatus::Pending,
+            1_000,
+            vec![
+                ("m7", Channel::Sms, "hn-sms", DeliveryStatus::Queued, 1_000),
+                ("m8", Channel::Sms, "hn-sms", DeliveryStatus::Sending, 1_000),
+                (
+                    "m8b",
+                    Channel::Sms,
+                    "hn-sms",
+                    DeliveryStatus::Claimed,
+                    1_000,
+                ),
+            ],
+        ),
+        // Without a region: left out. Before the window: left out.
+        (
+            "v5",
+            None,
+            VerificationStatus::Approved,
+            5_000,
+            vec![(
+                "m9",
+                Channel::Sms,
+                "hn-sms",
+                DeliveryStatus::Delivered,
+                1_000,
+            )],
+        ),
+        (
+            "v6",
+            Some("HN"),
+            VerificationStatus::Approved,
+            5_000,
+            vec![("m10", Channel::Sms, "hn-sms", DeliveryStatus::Delivered, 10)],
+        ),
+        // Another country.
+        (
+            "v7",
+            Some("SV"),
+            VerificationStatus::Approved,
+            5_000,
+            vec![(
+                "m11",
+                Channel::Sms,
+                "sv-sms",
+                DeliveryStatus::Delivered,
+                1_000,
+            )],
+        ),
+    ];
+    let mut tx = db.store.begin().await.unwrap();
+    for (n, (id, region, status, at, messages)) in rows.into_iter().enumerate() {
+        let mut v = verification(id, &format!("+50490000{n:03}"));
+        v.region_code = region.map(str::to_string);
+        v.status = status;
+        v.updated_at_ms = at;
+        tx.insert_verification(&v).await.unwrap();
+        for (message_id, channel, carrier, status, at) in messages {
+            let mut m = message(message_id, v.subject(), carrier);
+            m.channel = channel;
+            m.status = status;
+            m.due_at_ms = at;
+            m.created_at_ms = at;
+            tx.insert_message(&m).await.unwrap();
+        }
+    }
+    tx.commit().await.unwrap();
+    let counts = db.store.conversion_counts(500).await.unwrap();
+    let count = |region: &str, channel, carrier: &str, sent, verified| ConversionCount {
+        region: region.into(),
+        channel,
+        carrier: carrier.into(),
+        sent,
+        verified,
+    };
+    assert_eq!(
+        counts,
+        vec![
+            count("HN", Channel::Sms, "hn-sms", 3, 1),
+            count("HN", Channel::Voice, "hn-voice", 2, 1),
+            count("SV", Channel::Sms, "sv-sms", 1, 1),
+        ]
+    );
+}

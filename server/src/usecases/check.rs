@@ -1,0 +1,114 @@
+//! Check a code, and cancel a verification.
+
+use verify_policy::classify;
+
+use super::{
+    UseCaseError, UseCases, VerificationView, drop_unsent_messages, input, not_found_verification,
+};
+use crate::clock::now_ms;
+use crate::domain::{CheckRefusal, CheckResult, Verification};
+use crate::store::{EventLog, StoreError, VerificationRepository, WriteTx};
+
+/// Which verification a check is for, as the request named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckTarget {
+    /// By id.
+    Id(String),
+    /// The most recent verification of a number, as typed.
+    Number(String),
+    /// Neither was given.
+    Missing,
+}
+
+impl UseCases {
+    /// Checks `code` against the target verification. A repeated check of an approved
+    /// verification writes nothing.
+    pub async fn check(
+        &self,
+        target: CheckTarget,
+        code: &str,
+    ) -> Result<(CheckResult, VerificationView), UseCaseError> {
+        let (field, value, by_number) = match &target {
+            CheckTarget::Id(id) => {
+                input::validate_id("verification_id", id)?;
+                ("verification_id", id.clone(), false)
+            }
+            CheckTarget::Number(to) => {
+                input::validate_number_input("to", to)?;
+                let classification = classify(to, None);
+                match classification.e164 {
+                    Some(e164) if classification.valid => ("to", e164, true),
+                    _ => {
+                        return Err(UseCaseError::invalid(
+                            "to",
+                            format!("invalid phone number: {}", classification.detail),
+                        ));
+                    }
+                }
+            }
+            CheckTarget::Missing => {
+                return Err(UseCaseError::invalid(
+                    "verification_id",
+                    "set verification_id (or to) to say which verification to check",
+                ));
+            }
+        };
+        input::validate_code(code)?;
+        let now = now_ms();
+        let mut tx = self.store.begin().await?;
+        let found = if by_number {
+            tx.lock_latest_verification_of(&value).await?
+        } else {
+            tx.lock_verification(&value).await?
+        };
+        let mut verification = found.ok_or_else(|| not_found_verification(field, &value))?;
+        let checked = verification.check(code, &self.codes, now).map_err(
+            |CheckRefusal::CodeLength { expected, got }| {
+                UseCaseError::invalid(
+                    "code",
+                    format!("this verification's code has {expected} digits, got {got}"),
+                )
+            },
+        )?;
+        if checked.events.is_empty() {
+            tx.rollback().await?;
+        } else {
+            save_ended_or_changed(&mut tx, &verification, checked.events, now).await?;
+            tx.commit().await?;
+        }
+        tracing::info!(verification = %verification.id, result = ?checked.result, "code checked");
+        Ok((checked.result, self.view_of(verification).await?))
+    }
+
+    /// Cancels a pending verification; canceling a canceled one changes nothing.
+    pub async fn cancel(&self, id: &str) -> Result<VerificationView, UseCaseError> {
+        input::validate_id("verification_id", id)?;
+        let now = now_ms();
+        let mut tx = self.store.begin().await?;
+        let mut verification = tx
+            .lock_verification(id)
+            .await?
+            .ok_or_else(|| not_found_verification("verification_id", id))?;
+        match verification.cancel(now)? {
+            Some(event) => {
+                save_ended_or_changed(&mut tx, &verification, vec![event], now).await?;
+                tx.commit().await?;
+                tracing::info!(verification = %id, "verification canceled");
+            }
+            None => tx.rollback().await?,
+        }
+        self.view_of(verification).await
+    }
+}
+
+/// Saves a changed verification with its events; if it ended, its unsent messages are dropped.
+async fn save_ended_or_changed(
+    tx: &mut WriteTx<'_>,
+    verification: &Verification,
+    events: Vec<crate::domain::Event>,
+    now: i64,
+) -> Result<(), StoreError> {
+    tx.save_verification(verification).await?;
+    tx.record(events);
+    drop_unsent_messages(tx, verification, now).await
+}

@@ -1,0 +1,683 @@
+//! The outbox side of delivery, for the dispatcher and the receipt recorder: claiming due
+//! messages under a dispatcher's lease, settling each attempt, applying receipts (or keeping
+//! those that come early), and taking over the messages of a dispatcher that died.
+
+use verify_carrier::{DeliveryReceipt, ReceiptStatus};
+
+use crate::domain::{
+    DeliveryStatus, OutboxMessage, ReceiptEffect, SendOutcome, Subject, SubjectState,
+};
+use crate::store::{
+    EarlyReceipts, EventLog, KeptReceipt, Outbox, SqlStore, StoreError, StoreResult,
+    VerificationRepository, WorkerRecord, Workers, WriteTx,
+};
+
+/// Claims up to `limit` due messages for dispatcher `worker`.
+pub async fn claim(
+    store: &SqlStore,
+    worker: &str,
+    now_ms: i64,
+    limit: u32,
+) -> StoreResult<Vec<OutboxMessage>> {
+    let mut tx = store.begin().await?;
+    let claimed = tx.claim_due_messages(worker, now_ms, limit).await?;
+    if claimed.is_empty() {
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
+    }
+    Ok(claimed)
+}
+
+/// In one transaction: settles the claimed messages that will not be handed over (with how
+/// their attempt ended), and marks `to_send` as being handed to their carriers. Returns the
+/// ids `worker` still held, which alone may be handed over.
+pub async fn settle_and_hand_off(
+    store: &SqlStore,
+    worker: &str,
+    settled: Vec<(String, SendOutcome)>,
+    to_send: &[String],
+    now_ms: i64,
+) -> StoreResult<Vec<String>> {
+    let mut tx = store.begin().await?;
+    for (id, outcome) in settled {
+        apply_outcome(&mut tx, &id, outcome, now_ms).await?;
+    }
+    let handed = tx.hand_off(worker, to_send, now_ms).await?;
+    tx.commit().await?;
+    Ok(handed)
+}
+
+/// Records how the attempt to send message `id` ended; `false` when the message was already
+/// settled elsewhere and nothing changed.
+pub async fn record_outcome(
+    store: &SqlStore,
+    id: &str,
+    outcome: SendOutcome,
+    now_ms: i64,
+) -> StoreResult<bool> {
+    let mut tx = store.begin().await?;
+    let applied = apply_outcome(&mut tx, id, outcome, now_ms).await?;
+    if applied {
+        tx.commit().await?;
+    } else {
+        tx.rollback().await?;
+    }
+    Ok(applied)
+}
+
+async fn apply_outcome(
+    tx: &mut WriteTx<'_>,
+    id: &str,
+    outcome: SendOutcome,
+    now_ms: i64,
+) -> StoreResult<bool> {
+    let Some((mut message, state)) = lock_with_subject(tx, id).await? else {
+        return Ok(false);
+    };
+    let Some(event) = message.settle(outcome, state, now_ms) else {
+        return Ok(false);
+    };
+    tx.save_message(&message).await?;
+    tx.record([event]);
+    if message.status == DeliveryStatus::Failed {
+        fail_step(tx, &message, &message.detail.clone(), now_ms).await?;
+    }
+    if matches!(
+        message.status,
+        DeliveryStatus::Submitted | DeliveryStatus::MaybeSent
+    ) {
+        apply_kept_receipts(tx, &mut message, state, now_ms).await?;
+    }
+    Ok(true)
+}
+
+/// A message and how its events show its subject, locked in the order every writer takes
+/// them: a verification first, then its messages (so a check and a receipt for the same
+/// verification never wait for each other in a circle).
+async fn lock_with_subject(
+    tx: &mut WriteTx<'_>,
+    id: &str,
+) -> StoreResult<Option<(OutboxMessage, SubjectState)>> {
+    let Some(peek) = tx.read_message(id).await? else {
+        return Ok(None);
+    };
+    let state = match &peek.subject {
+        Subject::Verification(verification_id) => tx
+            .lock_verification(verification_id)
+            .await?
+            .map(|v| SubjectState::Verification(v.status))
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("message of missing verification {verification_id}"))
+            })?,
+        Subject::Notification(_) => SubjectState::Notification,
+    };
+    Ok(tx.lock_message(id).await?.map(|message| (message, state)))
+}
+
+/// How a message's events show its subject, read without a lock (for messages already
+/// locked by a path that never locks their verification).
+async fn subject_state(tx: &mut WriteTx<'_>, subject: &Subject) -> StoreResult<SubjectState> {
+    match subject {
+        Subject::Verification(id) => tx
+            .verification_status(id)
+            .await?
+            .map(SubjectState::Verification)
+            .ok_or_else(|| StoreError::Corrupt(format!("message of missing verification {id}"))),
+        Subject::Notification(_) => Ok(SubjectState::Notification),
+    }
+}
+
+/// A verification's message failed: its workflow's next step is due now.
+async fn fail_step(
+    tx: &mut WriteTx<'_>,
+    message: &OutboxMessage,
+    reason: &str,
+    now_ms: i64,
+) -> StoreResult<()> {
+    let Subject::Verification(id) = &message.subject else {
+        return Ok(());
+    };
+    if let Some(mut verification) = tx.lock_verification(id).await?
+        && verification.step_message_failed(message.step, reason, now_ms)
+    {
+        tx.save_verification(&verification).await?;
+    }
+    Ok(())
+}
+
+/// Applies the receipts that came before the message's submission was recorded.
+async fn apply_kept_receipts(
+    tx: &mut WriteTx<'_>,
+    message: &mut OutboxMessage,
+    state: SubjectState,
+    now_ms: i64,
+) -> StoreResult<()> {
+    let kept = tx
+        .take_receipts_for(
+            &message.carrier,
+            message.carrier_message_id.as_deref(),
+            &message.id,
+        )
+        .await?;
+    for receipt in kept {
+        apply_receipt(tx, message, state, receipt.status, &receipt.detail, now_ms).await?;
+    }
+    Ok(())
+}
+
+/// Applies one receipt to a message (locked with its subject); `Early` and `Duplicate` change
+/// nothing here.
+async fn apply_receipt(
+    tx: &mut WriteTx<'_>,
+    message: &mut OutboxMessage,
+    state: SubjectState,
+    status: ReceiptStatus,
+    detail: &str,
+    now_ms: i64,
+) -> StoreResult<ReceiptEffect> {
+    let effect = message.receipt(status, detail, state, now_ms);
+    if let ReceiptEffect::Applied(event) = &effect {
+        tx.save_message(message).await?;
+        tx.record([event.clone()]);
+        if message.status == DeliveryStatus::Failed {
+            let reason = format!("{}: {detail}", message.carrier);
+            fail_step(tx, message, &reason, now_ms).await?;
+        }
+    }
+    Ok(effect)
+}
+
+/// What a batch of receipts did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceiptTally {
+    /// Receipts that changed their message.
+    pub applied: usize,
+    /// Receipts kept for a message whose submission is not recorded (or not known) yet.
+    pub kept: usize,
+    /// Receipts for messages already in a final state.
+    pub duplicates: usize,
+}
+
+/// Applies a batch of receipts in one transaction: each changes its message, waits for it
+/// (kept), or is a duplicate. A receipt for an unknown message never holds up the others.
+pub async fn record_receipts(
+    store: &SqlStore,
+    receipts: &[DeliveryReceipt],
+    now_ms: i64,
+) -> StoreResult<ReceiptTally> {
+    let mut tally = ReceiptTally::default();
+    let mut tx = store.begin().await?;
+    for receipt in receipts {
+        let effect = match find_message(&mut tx, receipt).await? {
+            Some((mut message, state)) => {
+                apply_receipt(
+                    &mut tx,
+                    &mut message,
+                    state,
+                    receipt.status,
+                    &receipt.detail,
+                    now_ms,
+                )
+                .await?
+            }
+            None => ReceiptEffect::Early,
+        };
+        match effect {
+            ReceiptEffect::Applied(_) => tally.applied += 1,
+            ReceiptEffect::Duplicate => tally.duplicates += 1,
+            ReceiptEffect::Early => {
+                tally.kept += 1;
+                let carrier_message_ids = std::iter::once(&receipt.carrier_message_id)
+                    .chain(&receipt.alternative_ids)
+                    .cloned()
+                    .collect();
+                tx.keep_receipt(&KeptReceipt {
+                    carrier: receipt.carrier.clone(),
+                    carrier_message_ids,
+                    message_id: receipt.message_id.clone(),
+                    status: receipt.status,
+                    detail: receipt.detail.clone(),
+                    received_at_ms: now_ms,
+                })
+                .await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(tally)
+}
+
+/// The message a receipt is about, locked with its subject: by verifyd's id when the carrier
+/// echoed it (and the message is that carrier's), else by the carrier's id or one of its
+/// other spellings.
+async fn find_message(
+    tx: &mut WriteTx<'_>,
+    receipt: &DeliveryReceipt,
+) -> StoreResult<Option<(OutboxMessage, SubjectState)>> {
+    let mut id = None;
+    if let Some(echoed) = &receipt.message_id
+        && let Some(message) = tx.read_message(echoed).await?
+        && message.carrier == receipt.carrier
+    {
+        id = Some(message.id);
+    }
+    let spellings = std::iter::once(&receipt.carrier_message_id).chain(&receipt.alternative_ids);
+    for carrier_message_id in spellings {
+        if id.is_some() {
+            break;
+        }
+        id = tx
+            .message_id_by_carrier_id(&receipt.carrier, carrier_message_id)
+            .await?;
+    }
+    match id {
+        Some(id) => lock_with_subject(tx, &id).await,
+        None => Ok(None),
+    }
+}
+
+/// Forgets receipts kept since before `before_ms` (their message never showed up).
+pub async fn forget_receipts_before(store: &SqlStore, before_ms: i64) -> StoreResult<u64> {
+    let mut tx = store.begin().await?;
+    let forgotten = tx.forget_receipts_before(before_ms).await?;
+    tx.commit().await?;
+    Ok(forgotten)
+}
+
+/// Registers a dispatcher (again, after it was taken for dead).
+pub async fn register_worker(store: &SqlStore, worker: &WorkerRecord) -> StoreResult<()> {
+    let mut tx = store.begin().await?;
+    tx.register_worker(worker).await?;
+    tx.commit().await
+}
+
+/// Renews a dispatcher's lease; `false` when it was taken for dead meanwhile.
+pub async fn heartbeat(store: &SqlStore, id: &str, now_ms: i64) -> StoreResult<bool> {
+    let mut tx = store.begin().await?;
+    let alive = tx.heartbeat(id, now_ms).await?;
+    tx.commit().await?;
+    Ok(alive)
+}
+
+/// Takes over the messages of every dispatcher `is_dead` says died, and of holders that are
+/// not registered at all: each message a dead dispatcher had not handed over is queued again;
+/// one it was handing over is handed again only to a carrier that `deduplicates` (recognises
+/// repeats by message id), and is otherwise maybe sent. Returns how many messages.
+pub async fn take_over_dead_workers(
+    store: &SqlStore,
+    is_dead: impl Fn(&WorkerRecord) -> bool,
+    deduplicates: impl Fn(&str) -> bool,
+    now_ms: i64,
+) -> StoreResult<usize> {
+    let mut tx = store.begin().await?;
+    let dead: Vec<WorkerRecord> = tx
+        .workers()
+        .await?
+        .into_iter()
+        .filter(|w| is_dead(w))
+        .collect();
+    let orphans = tx.lock_messages_of_unregistered_holders(500).await?;
+    let mut taken = abandon(&mut tx, orphans, &deduplicates, now_ms).await?;
+    tx.commit().await?;
+    for worker in dead {
+        let mut tx = store.begin().await?;
+        // Only one process takes a dead dispatcher over, and not one that came back.
+        if !tx.remove_worker(&worker.id, worker.heartbeat_at_ms).await? {
+            tx.rollback().await?;
+            continue;
+        }
+        let held = tx.lock_messages_held_by(&worker.id).await?;
+        let count = abandon(&mut tx, held, &deduplicates, now_ms).await?;
+        tx.commit().await?;
+        tracing::warn!(worker = %worker.id, host = %worker.host, pid = worker.pid, messages = count, "took over the messages of a dispatcher that stopped");
+        taken += count;
+    }
+    Ok(taken)
+}
+
+async fn abandon(
+    tx: &mut WriteTx<'_>,
+    messages: Vec<OutboxMessage>,
+    deduplicates: &impl Fn(&str) -> bool,
+    now_ms: i64,
+) -> StoreResult<usize> {
+    let mut count = 0;
+    for mut message in messages {
+        let state = subject_state(tx, &message.subject).await?;
+        if let Some(event) = message.abandoned(deduplicates(&message.carrier), state, now_ms) {
+            tx.save_message(&message).await?;
+            tx.record([event]);
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// Gives the messages of `ids` that `worker` claimed and did not hand over back to the queue.
+pub async fn release_claims(
+    store: &SqlStore,
+    worker: &str,
+    ids: &[String],
+    now_ms: i64,
+) -> StoreResult<usize> {
+    let mut tx = store.begin().await?;
+    let mut released = 0;
+    for id in ids {
+        if let Some(mut message) = tx.lock_message(id).await?
+            && message.claimed_by.as_deref() == Some(worker)
+            && message.release(now_ms)
+        {
+            tx.save_message(&message).await?;
+            released += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(released)
+}
+
+/// A dispatcher stopping gracefully: the messages it claimed and did not hand over go back to
+/// the queue, and its registration is removed.
+pub async fn release_worker(store: &SqlStore, id: &str, now_ms: i64) -> StoreResult<usize> {
+    let mut tx = store.begin().await?;
+    let mut released = 0;
+    for mut message in tx.lock_messages_held_by(id).await? {
+        if message.release(now_ms) {
+            tx.save_message(&message).await?;
+            released += 1;
+        }
+    }
+    tx.unregister_worker(id).await?;
+    tx.commit().await?;
+    Ok(released)
+}
+
+#[cfg(test)]
+mod tests {
+    use verify_carrier::Channel;
+
+    use super::*;
+    use crate::domain::{
+        EventKind, MessageSpec, StoredCode, Verification, VerificationSpec, VerificationStatus,
+        WorkflowState,
+    };
+    use crate::on_both_databases;
+    use crate::store::test_db::TestDb;
+
+    on_both_databases!(
+        a_receipt_before_the_submission_is_applied_when_it_lands,
+        receipts_match_other_spellings_and_unknown_ones_wait_apart,
+        a_failed_receipt_makes_the_next_step_due_now,
+        a_dead_dispatchers_messages_are_taken_over_once,
+        a_stopping_dispatcher_gives_back_what_it_did_not_hand_over,
+        a_late_receipt_settles_a_maybe_sent_message,
+    );
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    /// A pending verification with one message held by `worker` in `status`.
+    async fn held_message(
+        db: &TestDb,
+        n: u32,
+        carrier: &str,
+        status: DeliveryStatus,
+        worker: &str,
+    ) -> (Verification, OutboxMessage) {
+        let (verification, _) = Verification::start(
+            VerificationSpec {
+                id: format!("vf_{n}"),
+                to_e164: format!("+4474000000{n:02}"),
+                region_code: Some("GB".into()),
+                channel: Channel::Sms,
+                locale: "en".into(),
+                code_length: 6,
+                code: StoredCode {
+                    nonce: vec![n as u8],
+                    check: vec![0],
+                },
+                max_checks: 5,
+                max_sends: 5,
+                idempotency_key: None,
+                classification_json: "{}".into(),
+                ttl_ms: 600_000,
+                workflow: WorkflowState {
+                    strategy: "ordered".into(),
+                    workflow: "sms(30s) -> voice(1m)".into(),
+                    step: 0,
+                    step_deadline_ms: Some(NOW + 30_000),
+                    step_failure: String::new(),
+                },
+                decision: String::new(),
+                program_id: String::new(),
+            },
+            NOW,
+        );
+        let (mut message, _) = OutboxMessage::queue(
+            MessageSpec {
+                id: format!("msg_{n}"),
+                subject: verification.subject(),
+                channel: Channel::Sms,
+                carrier: carrier.into(),
+                fallback_carriers: Vec::new(),
+                step: 0,
+            },
+            "route",
+            SubjectState::Verification(VerificationStatus::Pending),
+            NOW,
+        );
+        message.status = status;
+        message.claimed_by = Some(worker.into());
+        let mut tx = db.store.begin().await.unwrap();
+        tx.insert_verification(&verification).await.unwrap();
+        tx.insert_message(&message).await.unwrap();
+        tx.commit().await.unwrap();
+        (verification, message)
+    }
+
+    fn receipt(
+        carrier: &str,
+        id: &str,
+        message_id: Option<&str>,
+        status: ReceiptStatus,
+    ) -> DeliveryReceipt {
+        DeliveryReceipt {
+            carrier: carrier.into(),
+            carrier_message_id: id.into(),
+            message_id: message_id.map(str::to_string),
+            status,
+            detail: "stat:DELIVRD".into(),
+            alternative_ids: Vec::new(),
+        }
+    }
+
+    async fn stored(db: &TestDb, id: &str) -> OutboxMessage {
+        let mut tx = db.store.begin().await.unwrap();
+        let message = tx.read_message(id).await.unwrap().unwrap();
+        tx.rollback().await.unwrap();
+        message
+    }
+
+    async fn event_kinds(db: &TestDb, subject: &Subject) -> Vec<EventKind> {
+        db.store
+            .events_after(0, Some(subject), 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event.kind)
+            .collect()
+    }
+
+    async fn a_receipt_before_the_submission_is_applied_when_it_lands(db: &TestDb) {
+        let (v, m) = held_message(db, 1, "smsc", DeliveryStatus::Sending, "w").await;
+        // The carrier's receipt overtakes the record of its acceptance.
+        let early = [receipt("smsc", "C-1", None, ReceiptStatus::Delivered)];
+        let tally = record_receipts(&db.store, &early, NOW + 1).await.unwrap();
+        assert_eq!(tally.kept, 1);
+        assert_eq!(stored(db, &m.id).await.status, DeliveryStatus::Sending);
+        let accepted = SendOutcome::Accepted {
+            carrier_message_id: "C-1".into(),
+        };
+        assert!(
+            record_outcome(&db.store, &m.id, accepted.clone(), NOW + 2)
+                .await
+                .unwrap()
+        );
+        assert_eq!(stored(db, &m.id).await.status, DeliveryStatus::Delivered);
+        assert_eq!(
+            event_kinds(db, &v.subject()).await,
+            [EventKind::MessageSubmitted, EventKind::MessageDelivered]
+        );
+        // Recording it again changes nothing.
+        assert!(
+            !record_outcome(&db.store, &m.id, accepted, NOW + 3)
+                .await
+                .unwrap()
+        );
+    }
+
+    async fn receipts_match_other_spellings_and_unknown_ones_wait_apart(db: &TestDb) {
+        let (_, m) = held_message(db, 2, "smsc", DeliveryStatus::Sending, "w").await;
+        let accepted = SendOutcome::Accepted {
+            carrier_message_id: "FF".into(),
+        };
+        record_outcome(&db.store, &m.id, accepted, NOW)
+            .await
+            .unwrap();
+        // A burst of receipts for unknown ids, and the known one (in decimal) last.
+        let mut batch: Vec<DeliveryReceipt> = (0..300)
+            .map(|n| {
+                receipt(
+                    "smsc",
+                    &format!("unknown-{n}"),
+                    None,
+                    ReceiptStatus::Delivered,
+                )
+            })
+            .collect();
+        let mut known = receipt("smsc", "255", None, ReceiptStatus::Delivered);
+        known.alternative_ids = vec!["ff".into(), "FF".into()];
+        batch.push(known);
+        let tally = record_receipts(&db.store, &batch, NOW + 1).await.unwrap();
+        assert_eq!(
+            tally,
+            ReceiptTally {
+                applied: 1,
+                kept: 300,
+                duplicates: 0
+            }
+        );
+        assert_eq!(stored(db, &m.id).await.status, DeliveryStatus::Delivered);
+        // The same receipt again is a duplicate; the unknown ones are forgotten later.
+        let again = record_receipts(&db.store, &batch[300..], NOW + 2)
+            .await
+            .unwrap();
+        assert_eq!(again.duplicates, 1);
+        assert_eq!(
+            forget_receipts_before(&db.store, NOW + 2).await.unwrap(),
+            300
+        );
+    }
+
+    async fn a_failed_receipt_makes_the_next_step_due_now(db: &TestDb) {
+        let (v, m) = held_message(db, 3, "smsc", DeliveryStatus::Sending, "w").await;
+        let accepted = SendOutcome::Accepted {
+            carrier_message_id: "C-3".into(),
+        };
+        record_outcome(&db.store, &m.id, accepted, NOW)
+            .await
+            .unwrap();
+        let failed = [receipt("smsc", "C-3", None, ReceiptStatus::Failed)];
+        record_receipts(&db.store, &failed, NOW + 5).await.unwrap();
+        let verification = db.store.verification(&v.id).await.unwrap().unwrap();
+        assert_eq!(verification.workflow.step_deadline_ms, Some(NOW + 5));
+        assert_eq!(verification.workflow.step_failure, "smsc: stat:DELIVRD");
+        assert!(verification.step_is_due(NOW + 5));
+    }
+
+    async fn a_dead_dispatchers_messages_are_taken_over_once(db: &TestDb) {
+        let (_, claimed) = held_message(db, 4, "smsc", DeliveryStatus::Claimed, "dead").await;
+        let (_, handing) = held_message(db, 5, "smsc", DeliveryStatus::Sending, "dead").await;
+        let (_, to_webhook) = held_message(db, 6, "hook", DeliveryStatus::Sending, "dead").await;
+        let (_, alive) = held_message(db, 7, "smsc", DeliveryStatus::Sending, "alive").await;
+        for (id, heartbeat) in [("dead", NOW - 60_000), ("alive", NOW)] {
+            register_worker(
+                &db.store,
+                &WorkerRecord {
+                    id: id.into(),
+                    host: "h".into(),
+                    pid: 1,
+                    started_at_ms: 0,
+                    heartbeat_at_ms: heartbeat,
+                },
+            )
+            .await
+            .unwrap();
+        }
+        let is_dead = |w: &WorkerRecord| w.heartbeat_at_ms < NOW - 5_000;
+        let deduplicates = |carrier: &str| carrier == "hook";
+        let taken = take_over_dead_workers(&db.store, is_dead, deduplicates, NOW)
+            .await
+            .unwrap();
+        assert_eq!(taken, 3);
+        assert_eq!(stored(db, &claimed.id).await.status, DeliveryStatus::Queued);
+        assert_eq!(
+            stored(db, &handing.id).await.status,
+            DeliveryStatus::MaybeSent
+        );
+        assert_eq!(
+            stored(db, &to_webhook.id).await.status,
+            DeliveryStatus::Queued
+        );
+        assert_eq!(stored(db, &alive.id).await.status, DeliveryStatus::Sending);
+        assert_eq!(
+            event_kinds(db, &handing.subject).await,
+            [EventKind::MessageMaybeSent]
+        );
+        // Nobody takes it over twice.
+        let again = take_over_dead_workers(&db.store, is_dead, deduplicates, NOW)
+            .await
+            .unwrap();
+        assert_eq!(again, 0);
+    }
+
+    async fn a_stopping_dispatcher_gives_back_what_it_did_not_hand_over(db: &TestDb) {
+        let (_, claimed) = held_message(db, 8, "smsc", DeliveryStatus::Claimed, "me").await;
+        let (_, handing) = held_message(db, 9, "smsc", DeliveryStatus::Sending, "me").await;
+        assert_eq!(release_worker(&db.store, "me", NOW).await.unwrap(), 1);
+        let back = stored(db, &claimed.id).await;
+        assert_eq!(
+            (back.status, back.claimed_by),
+            (DeliveryStatus::Queued, None)
+        );
+        // One still being handed over is an orphan another dispatcher takes over.
+        let taken = take_over_dead_workers(&db.store, |_| false, |_| false, NOW)
+            .await
+            .unwrap();
+        assert_eq!(taken, 1);
+        assert_eq!(
+            stored(db, &handing.id).await.status,
+            DeliveryStatus::MaybeSent
+        );
+    }
+
+    async fn a_late_receipt_settles_a_maybe_sent_message(db: &TestDb) {
+        let (v, m) = held_message(db, 10, "sim", DeliveryStatus::Sending, "w").await;
+        let silent = SendOutcome::MaybeSent {
+            reason: "sim: no answer within 30000 ms".into(),
+        };
+        record_outcome(&db.store, &m.id, silent, NOW).await.unwrap();
+        assert_eq!(stored(db, &m.id).await.status, DeliveryStatus::MaybeSent);
+        let late = [receipt(
+            "sim",
+            "sim-1",
+            Some(&m.id),
+            ReceiptStatus::Delivered,
+        )];
+        let tally = record_receipts(&db.store, &late, NOW + 1).await.unwrap();
+        assert_eq!(tally.applied, 1);
+        assert_eq!(
+            event_kinds(db, &v.subject()).await,
+            [EventKind::MessageMaybeSent, EventKind::MessageDelivered]
+        );
+    }
+}

@@ -1,0 +1,256 @@
+//! Use cases: one function per thing a client (or the dispatcher) asks of verifyd. Transports
+//! (the gRPC service today, an HTTP gateway tomorrow) parse and authenticate, then call these;
+//! these validate the input, load domain types from the store, apply their transitions, save,
+//! and answer. No rule lives here: it is in `crate::domain` or in `verify-policy`.
+
+mod check;
+pub mod delivery;
+mod input;
+mod notify;
+mod verify;
+mod watch;
+pub mod workflow;
+
+use std::sync::Arc;
+
+use tokio::sync::watch as signal;
+
+pub use check::CheckTarget;
+pub use notify::{NotifyInput, NotifyOutcome};
+pub use verify::{VerifyInput, VerifyOutcome};
+pub use watch::EventStream;
+
+use crate::codes::CodeBook;
+use crate::config::CodeSettings;
+use crate::decide::Decider;
+use crate::domain::{Notification, OutboxMessage, SubjectState, Verification, VerificationRefusal};
+use crate::notify::NotifyPolicy;
+use crate::store::{EventLog, Outbox, SqlStore, StoreError, WriteTx};
+
+/// Why a use case did not do what was asked, for the transport to map (see `crate::errors`).
+#[derive(Debug, thiserror::Error)]
+pub enum UseCaseError {
+    /// The input is malformed: `field` names what to fix.
+    #[error("{field}: {reason}")]
+    InvalidArgument {
+        /// The request field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The input is well formed but cannot be served as asked (a landline for SMS, a rule).
+    #[error("{field}: {reason}")]
+    FailedPrecondition {
+        /// The request field.
+        field: &'static str,
+        /// Why, and what to do instead.
+        reason: String,
+    },
+    /// The named verification or notification does not exist.
+    #[error("{field}: no {resource} {value}")]
+    NotFound {
+        /// `verification` or `notification`.
+        resource: &'static str,
+        /// The request field that named it.
+        field: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// A limit was reached (every send of a verification used).
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// Another request wrote the same key at the same moment; trying again succeeds.
+    #[error("concurrent write of {0}; try again")]
+    Contended(String),
+    /// A failure of ours (storage, the random generator): logged, reported briefly.
+    #[error("{context}: {detail}")]
+    Internal {
+        /// What was being done.
+        context: &'static str,
+        /// The error, for the log.
+        detail: String,
+    },
+}
+
+impl UseCaseError {
+    fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        UseCaseError::InvalidArgument {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    fn precondition(field: &'static str, reason: impl Into<String>) -> Self {
+        UseCaseError::FailedPrecondition {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    fn internal(context: &'static str, detail: impl std::fmt::Display) -> Self {
+        UseCaseError::Internal {
+            context,
+            detail: detail.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for UseCaseError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Contended(what) => UseCaseError::Contended(what),
+            error => UseCaseError::internal("storage", error),
+        }
+    }
+}
+
+impl From<VerificationRefusal> for UseCaseError {
+    fn from(refusal: VerificationRefusal) -> Self {
+        match refusal {
+            VerificationRefusal::TooManySends { .. } => {
+                UseCaseError::ResourceExhausted(refusal.to_string())
+            }
+            VerificationRefusal::NotCancelable { id, status } => UseCaseError::precondition(
+                "verification_id",
+                format!("verification {id} is {status} and can no longer be canceled"),
+            ),
+        }
+    }
+}
+
+/// A verification with its messages, oldest first: what clients are shown.
+#[derive(Debug, Clone)]
+pub struct VerificationView {
+    /// The verification.
+    pub verification: Verification,
+    /// Its messages.
+    pub messages: Vec<OutboxMessage>,
+}
+
+/// A notification with its message: what clients are shown.
+#[derive(Debug, Clone)]
+pub struct NotificationView {
+    /// The notification.
+    pub notification: Notification,
+    /// Its message (the latest, should there be several).
+    pub message: OutboxMessage,
+}
+
+/// Everything the use cases work with; shared by every request.
+pub struct UseCases {
+    store: Arc<SqlStore>,
+    codes: CodeBook,
+    settings: CodeSettings,
+    decider: Arc<Decider>,
+    rules: Arc<NotifyPolicy>,
+    shutdown: signal::Receiver<bool>,
+}
+
+impl UseCases {
+    /// The use cases over their parts; `shutdown` turning true ends open event streams.
+    pub fn new(
+        store: Arc<SqlStore>,
+        codes: CodeBook,
+        settings: CodeSettings,
+        decider: Arc<Decider>,
+        rules: Arc<NotifyPolicy>,
+        shutdown: signal::Receiver<bool>,
+    ) -> Self {
+        UseCases {
+            store,
+            codes,
+            settings,
+            decider,
+            rules,
+            shutdown,
+        }
+    }
+
+    /// A verification with its messages.
+    pub async fn get_verification(&self, id: &str) -> Result<VerificationView, UseCaseError> {
+        input::validate_id("verification_id", id)?;
+        let verification = self
+            .store
+            .verification(id)
+            .await?
+            .ok_or_else(|| not_found_verification("verification_id", id))?;
+        self.view_of(verification).await
+    }
+
+    /// A notification with its message.
+    pub async fn get_notification(&self, id: &str) -> Result<NotificationView, UseCaseError> {
+        input::validate_id("notification_id", id)?;
+        let notification =
+            self.store
+                .notification(id)
+                .await?
+                .ok_or_else(|| UseCaseError::NotFound {
+                    resource: "notification",
+                    field: "notification_id",
+                    value: id.to_string(),
+                })?;
+        self.notification_view(notification).await
+    }
+
+    async fn view_of(&self, verification: Verification) -> Result<VerificationView, UseCaseError> {
+        let messages = self.store.messages_of(&verification.subject()).await?;
+        Ok(VerificationView {
+            verification,
+            messages,
+        })
+    }
+
+    async fn notification_view(
+        &self,
+        notification: Notification,
+    ) -> Result<NotificationView, UseCaseError> {
+        let message = self
+            .store
+            .messages_of(&notification.subject())
+            .await?
+            .pop()
+            .ok_or_else(|| {
+                UseCaseError::internal(
+                    "storage",
+                    format!("notification {} has no message", notification.id),
+                )
+            })?;
+        Ok(NotificationView {
+            notification,
+            message,
+        })
+    }
+}
+
+fn not_found_verification(field: &'static str, value: &str) -> UseCaseError {
+    UseCaseError::NotFound {
+        resource: "verification",
+        field,
+        value: value.to_string(),
+    }
+}
+
+/// A new id with `prefix`: time-ordered, unique.
+pub(crate) fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Drops the messages of an ended verification that no carrier has yet.
+pub(crate) async fn drop_unsent_messages(
+    tx: &mut WriteTx<'_>,
+    verification: &Verification,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    if !verification.has_ended() {
+        return Ok(());
+    }
+    let reason = format!("not sent: verification {}", verification.status);
+    let state = SubjectState::Verification(verification.status);
+    for mut message in tx.lock_unsent_messages_of(&verification.subject()).await? {
+        if let Some(event) = message.drop_unsent(&reason, state, now_ms) {
+            tx.save_message(&message).await?;
+            tx.record([event]);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,366 @@
+//! Verify: start a verification of a number (or resend the code of its pending one) and queue
+//! the message that carries the code, answering once both are durably stored.
+
+use verify_carrier::{Channel, mask_number};
+use verify_policy::rules::Decision;
+use verify_policy::{ChannelRefusal, Classification, Workflow, choose_channel, classify};
+
+use super::{UseCaseError, UseCases, VerificationView, drop_unsent_messages, input, new_id};
+use crate::clock::now_ms;
+use crate::convert::StoredClassification;
+use crate::decide::FirstStep;
+use crate::domain::{
+    MessageSpec, OutboxMessage, StoredCode, SubjectState, Verification, VerificationSpec,
+    VerificationStatus, WorkflowState,
+};
+use crate::notify::field_of;
+use crate::store::{EventLog, Outbox, StoreError, VerificationRepository};
+
+/// A Verify request as the transport parsed it.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyInput {
+    /// The number, E.164 or national with `region_hint`.
+    pub to: String,
+    /// The channel asked for; `None` lets verifyd choose.
+    pub channel: Option<Channel>,
+    /// Locale of the message; empty for the server default.
+    pub locale: String,
+    /// Digits in the code; 0 for the server default.
+    pub code_length: u32,
+    /// The client's idempotency key; empty for none.
+    pub idempotency_key: String,
+    /// Region for a national number; empty for none.
+    pub region_hint: String,
+    /// A workflow instead of the country's; empty for the configured one.
+    pub workflow: String,
+    /// The configured program the code is sent for; empty for none.
+    pub program_id: String,
+}
+
+/// What Verify did.
+#[derive(Debug, Clone)]
+pub struct VerifyOutcome {
+    /// The verification, new or the pending one for the number.
+    pub view: VerificationView,
+    /// This call resent the code of the pending verification.
+    pub resent: bool,
+    /// The idempotency key matched an earlier call; nothing was queued.
+    pub replayed: bool,
+    /// Why this message goes where it goes.
+    pub decision: String,
+}
+
+/// A validated Verify: what to store, with the decision behind it.
+struct Plan {
+    classification: Classification,
+    e164: String,
+    first: FirstStep,
+    carrier: String,
+    fallback_carriers: Vec<String>,
+    locale: String,
+    code_length: u32,
+    idempotency_key: Option<String>,
+    program_id: String,
+    explanation: String,
+}
+
+/// How the transaction ended.
+enum Stored {
+    Created(Verification),
+    Resent(Verification),
+    Replayed(Verification),
+}
+
+/// Attempts at the transaction when another Verify for the same number wins a race.
+const CONTENDED_ATTEMPTS: usize = 4;
+
+impl UseCases {
+    /// Starts a verification, or resends the pending one's code, or replays an idempotent
+    /// retry.
+    pub async fn verify(&self, request: VerifyInput) -> Result<VerifyOutcome, UseCaseError> {
+        let plan = self.plan_verification(&request)?;
+        let code = self
+            .codes
+            .issue(plan.code_length)
+            .map_err(|e| UseCaseError::internal("code generation", e))?;
+        let mut attempt = 0;
+        let stored = loop {
+            attempt += 1;
+            match self.store_verification(&plan, &code).await {
+                Err(UseCaseError::Contended(_)) if attempt < CONTENDED_ATTEMPTS => {
+                    tracing::debug!(
+                        attempt,
+                        "verification raced another for the same number; retrying"
+                    );
+                }
+                other => break other?,
+            }
+        };
+        let (verification, resent, replayed) = match stored {
+            Stored::Created(v) => (v, false, false),
+            Stored::Resent(v) => (v, true, false),
+            Stored::Replayed(v) => (v, false, true),
+        };
+        tracing::info!(
+            verification = %verification.id,
+            to = %mask_number(&verification.to_e164),
+            channel = %verification.channel,
+            carrier = %plan.carrier,
+            resent,
+            replayed,
+            "verification queued"
+        );
+        let decision = if replayed {
+            verification.decision.clone()
+        } else {
+            plan.explanation
+        };
+        Ok(VerifyOutcome {
+            view: self.view_of(verification).await?,
+            resent,
+            replayed,
+            decision,
+        })
+    }
+
+    /// Validates the request and decides the channel, workflow and route, and whether the
+    /// country rules allow a code now.
+    fn plan_verification(&self, request: &VerifyInput) -> Result<Plan, UseCaseError> {
+        input::validate_number_input("to", &request.to)?;
+        let code_length = match request.code_length {
+            0 => self.settings.length,
+            n @ 4..=10 => n,
+            n => {
+                return Err(UseCaseError::invalid(
+                    "code_length",
+                    format!("must be between 4 and 10, got {n}"),
+                ));
+            }
+        };
+        let locale = if request.locale.is_empty() {
+            self.settings.default_locale.clone()
+        } else {
+            input::validate_locale(&request.locale)?;
+            request.locale.clone()
+        };
+        let idempotency_key = input::idempotency_key(&request.idempotency_key)?;
+        let hint = input::region_hint(&request.region_hint)?;
+        let program_id = request.program_id.trim().to_string();
+        self.check_program(&program_id)?;
+        let workflow = match request.workflow.trim() {
+            "" => None,
+            text => Some(
+                Workflow::parse(text)
+                    .map_err(|e| UseCaseError::invalid("workflow", e.to_string()))?,
+            ),
+        };
+        let requested = request.channel;
+        let classification = classify(&request.to, hint);
+        let channel_choice =
+            choose_channel(requested, &classification).map_err(|refusal| match refusal {
+                ChannelRefusal::InvalidNumber(reason) => {
+                    UseCaseError::invalid("to", format!("invalid phone number: {reason}"))
+                }
+                ChannelRefusal::Unreachable(reason) => {
+                    let field = if requested.is_some() { "channel" } else { "to" };
+                    UseCaseError::precondition(field, reason)
+                }
+            })?;
+        let region = classification.region_code.clone();
+        // The channel check above refuses what no workflow may send (SMS to a landline,
+        // premium-rate numbers); the strategy then picks the step, channel and route.
+        let first = self
+            .decider
+            .start(&classification, requested, workflow.as_ref())
+            .map_err(|reason| UseCaseError::precondition("channel", reason))?;
+        let mut carriers = first.carriers.clone().into_iter();
+        let carrier = carriers.next().ok_or_else(|| {
+            UseCaseError::precondition(
+                "channel",
+                format!(
+                    "no configured route carries {} to {}",
+                    first.channel,
+                    region.as_deref().unwrap_or("this number")
+                ),
+            )
+        })?;
+        // Country rules for a code (category OTP): blocked countries, channels, and with a
+        // program its registrations. A code is never held for later: a rule that would defer
+        // it refuses it.
+        let rules = self.rules.evaluate_code(
+            region.as_deref().unwrap_or_default(),
+            &classification.time_zones,
+            first.channel,
+            &program_id,
+            now_ms(),
+        );
+        let field = rules.concern().map(field_of);
+        match (&rules, field) {
+            (Decision::Reject { .. }, Some(field)) => {
+                return Err(UseCaseError::precondition(field, rules.explain()));
+            }
+            (Decision::Defer { .. }, Some(field)) => {
+                return Err(UseCaseError::precondition(
+                    field,
+                    format!("a code cannot wait: {}", rules.explain()),
+                ));
+            }
+            _ => {}
+        }
+        let explanation = if first.channel == channel_choice.channel {
+            format!(
+                "{}; {}; {}",
+                rules.explain(),
+                channel_choice.reason,
+                first.explanation
+            )
+        } else {
+            format!("{}; {}", rules.explain(), first.explanation)
+        };
+        Ok(Plan {
+            e164: classification.e164.clone().unwrap_or_default(),
+            classification,
+            fallback_carriers: carriers.collect(),
+            carrier,
+            first,
+            locale,
+            code_length,
+            idempotency_key,
+            program_id,
+            explanation,
+        })
+    }
+
+    /// A named program must be configured; empty names none.
+    pub(super) fn check_program(&self, program_id: &str) -> Result<(), UseCaseError> {
+        if program_id.is_empty() || self.rules.has_program(program_id) {
+            return Ok(());
+        }
+        Err(UseCaseError::invalid(
+            "program_id",
+            format!(
+                "no program `{program_id}` is configured (configured: {})",
+                self.rules.program_ids().join(", ")
+            ),
+        ))
+    }
+
+    /// One transaction: replay an idempotent retry, or resend the pending verification's code,
+    /// or (expiring a pending one past its lifetime) create a new verification.
+    async fn store_verification(
+        &self,
+        plan: &Plan,
+        code: &StoredCode,
+    ) -> Result<Stored, UseCaseError> {
+        let now = now_ms();
+        let mut tx = self.store.begin().await?;
+        if let Some(key) = &plan.idempotency_key
+            && let Some((earlier_id, earlier_to)) = tx.verification_for_key(key).await?
+        {
+            if earlier_to != plan.e164 {
+                return Err(UseCaseError::precondition(
+                    "idempotency_key",
+                    format!("already used for verification {earlier_id} of another number"),
+                ));
+            }
+            let earlier = tx.lock_verification(&earlier_id).await?.ok_or_else(|| {
+                UseCaseError::internal(
+                    "storage",
+                    format!("idempotency key names missing {earlier_id}"),
+                )
+            })?;
+            tx.rollback().await?;
+            return Ok(Stored::Replayed(earlier));
+        }
+        let message_spec = |subject, step| MessageSpec {
+            id: new_id("msg"),
+            subject,
+            channel: plan.first.channel,
+            carrier: plan.carrier.clone(),
+            fallback_carriers: plan.fallback_carriers.clone(),
+            step,
+        };
+        if let Some(mut pending) = tx.lock_pending_verification_of(&plan.e164).await? {
+            if pending.is_live(now) {
+                pending.resend(plan.first.channel, now)?;
+                let (message, queued) = OutboxMessage::queue(
+                    message_spec(pending.subject(), pending.workflow.step),
+                    &format!("resend of the same code; {}", plan.explanation),
+                    SubjectState::Verification(VerificationStatus::Pending),
+                    now,
+                );
+                tx.save_verification(&pending).await?;
+                tx.insert_message(&message).await?;
+                tx.record([queued]);
+                self.remember_key(&mut tx, plan, &pending.id, now).await?;
+                tx.commit().await?;
+                return Ok(Stored::Resent(pending));
+            }
+            if let Some(expired) = pending.expire_if_due(now) {
+                tx.save_verification(&pending).await?;
+                tx.record([expired]);
+                drop_unsent_messages(&mut tx, &pending, now).await?;
+            }
+        }
+        let classification_json = serde_json::to_string(
+            &StoredClassification::from_classification(&plan.classification),
+        )
+        .map_err(|e| UseCaseError::internal("classification encoding", e))?;
+        let first = &plan.first;
+        let (verification, created) = Verification::start(
+            VerificationSpec {
+                id: new_id("vf"),
+                to_e164: plan.e164.clone(),
+                region_code: plan.classification.region_code.clone(),
+                channel: first.channel,
+                locale: plan.locale.clone(),
+                code_length: plan.code_length,
+                code: code.clone(),
+                max_checks: self.settings.max_checks,
+                max_sends: self.settings.max_sends,
+                idempotency_key: plan.idempotency_key.clone(),
+                classification_json,
+                ttl_ms: (self.settings.ttl_seconds * 1000) as i64,
+                workflow: WorkflowState {
+                    strategy: first.strategy.to_string(),
+                    workflow: first.workflow.to_string(),
+                    step: first.step as u32,
+                    step_deadline_ms: first.wait.map(|wait| now + wait.as_millis() as i64),
+                    step_failure: String::new(),
+                },
+                decision: plan.explanation.clone(),
+                program_id: plan.program_id.clone(),
+            },
+            now,
+        );
+        let (message, queued) = OutboxMessage::queue(
+            message_spec(verification.subject(), verification.workflow.step),
+            &plan.explanation,
+            SubjectState::Verification(verification.status),
+            now,
+        );
+        tx.insert_verification(&verification).await?;
+        tx.insert_message(&message).await?;
+        tx.record([created, queued]);
+        self.remember_key(&mut tx, plan, &verification.id, now)
+            .await?;
+        tx.commit().await?;
+        Ok(Stored::Created(verification))
+    }
+
+    async fn remember_key(
+        &self,
+        tx: &mut crate::store::WriteTx<'_>,
+        plan: &Plan,
+        verification_id: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        match &plan.idempotency_key {
+            Some(key) => {
+                tx.remember_verification_key(key, verification_id, &plan.e164, now)
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! WatchEvents: the stored events after a cursor, then new ones as they are recorded (by this
+//! process, or by any other one sharing the database).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::{UseCaseError, UseCases, input};
+use crate::domain::{RecordedEvent, Subject};
+use crate::store::SqlStore;
+
+/// Events read from the store per round of a watch.
+const WATCH_BATCH: u32 = 500;
+/// How often a watcher looks for events without being woken: the fallback when the wake-up
+/// signal from other processes (PostgreSQL `LISTEN`) is down.
+const WATCH_POLL: Duration = Duration::from_millis(1000);
+
+/// A stream of events, or the error that ended it.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<RecordedEvent, UseCaseError>> + Send>>;
+
+impl UseCases {
+    /// Events of one subject (or all) after `after_cursor`, then live. A subject that does not
+    /// exist is NOT_FOUND.
+    pub async fn watch(
+        &self,
+        verification_id: &str,
+        notification_id: &str,
+        after_cursor: u64,
+    ) -> Result<EventStream, UseCaseError> {
+        let subject = match (verification_id, notification_id) {
+            ("", "") => None,
+            (id, "") => {
+                input::validate_id("verification_id", id)?;
+                Some(Subject::Verification(id.to_string()))
+            }
+            ("", id) => {
+                input::validate_id("notification_id", id)?;
+                Some(Subject::Notification(id.to_string()))
+            }
+            _ => {
+                return Err(UseCaseError::invalid(
+                    "notification_id",
+                    "set verification_id or notification_id, not both",
+                ));
+            }
+        };
+        if let Some(subject) = &subject
+            && !self.store.subject_exists(subject).await?
+        {
+            let (resource, field) = match subject {
+                Subject::Verification(_) => ("verification", "verification_id"),
+                Subject::Notification(_) => ("notification", "notification_id"),
+            };
+            return Err(UseCaseError::NotFound {
+                resource,
+                field,
+                value: subject.id().to_string(),
+            });
+        }
+        let cursor = i64::try_from(after_cursor)
+            .map_err(|_| UseCaseError::invalid("after_cursor", "too large"))?;
+        let (sender, receiver) = mpsc::channel(256);
+        tokio::spawn(stream_events(
+            Arc::clone(&self.store),
+            subject,
+            cursor,
+            sender,
+            self.shutdown.clone(),
+        ));
+        Ok(Box::pin(ReceiverStream::new(receiver)))
+    }
+}
+
+/// Sends the events after `cursor` to `sender` until the client goes away or shutdown.
+async fn stream_events(
+    store: Arc<SqlStore>,
+    subject: Option<Subject>,
+    mut cursor: i64,
+    sender: mpsc::Sender<Result<RecordedEvent, UseCaseError>>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut signal = store.event_signal();
+    loop {
+        // Mark the signal seen before reading, so an event recorded during the read wakes the
+        // next wait instead of being missed.
+        signal.borrow_and_update();
+        let batch = match store
+            .events_after(cursor, subject.as_ref(), WATCH_BATCH)
+            .await
+        {
+            Ok(batch) => batch,
+            Err(error) => {
+                let _ = sender.send(Err(error.into())).await;
+                return;
+            }
+        };
+        let full = batch.len() as u32 == WATCH_BATCH;
+        for event in batch {
+            cursor = event.cursor;
+            // A client that stops reading must not hold up shutdown.
+            tokio::select! {
+                sent = sender.send(Ok(event)) => {
+                    if sent.is_err() {
+                        return; // The client went away.
+                    }
+                }
+                _ = shutdown.wait_for(|stopping| *stopping) => return,
+            }
+        }
+        if full {
+            continue;
+        }
+        tokio::select! {
+            _ = signal.changed() => {}
+            _ = tokio::time::sleep(WATCH_POLL) => {}
+            _ = shutdown.wait_for(|stopping| *stopping) => return,
+            _ = sender.closed() => return,
+        }
+    }
+}
