@@ -492,15 +492,16 @@ impl Dispatcher {
 
 /// Receipts being recorded at once.
 const RECEIPTS_IN_FLIGHT: usize = 32;
+/// Receipts carriers may hand over before they wait for the recorder to read (see
+/// [`verify_carrier::ReceiptSink`]).
+pub const RECEIPT_CHANNEL_CAPACITY: usize = 4096;
+
 /// How long a receipt for a message whose submission is not yet recorded is retried.
 const RECEIPT_RETRY_FOR: Duration = Duration::from_secs(30);
 const RECEIPT_RETRY_EVERY: Duration = Duration::from_millis(50);
 
 /// Records carrier receipts until every sender is gone (all carriers shut down).
-pub async fn record_receipts(
-    store: Arc<dyn Store>,
-    mut receipts: mpsc::UnboundedReceiver<DeliveryReceipt>,
-) {
+pub async fn record_receipts(store: Arc<dyn Store>, mut receipts: mpsc::Receiver<DeliveryReceipt>) {
     let mut retries = JoinSet::new();
     // Bounded, so a burst of receipts (a bind reconnecting with a backlog) cannot exhaust the
     // database pool; the carriers' channel holds the rest meanwhile.
