@@ -88,7 +88,8 @@ pub async fn serve(
         None => None,
     };
     let callback_base = config.callbacks.base_url(callback_address);
-    let (receipts, receipt_stream) = ReceiptSink::channel();
+    let (receipts, receipt_stream) =
+        ReceiptSink::channel(crate::dispatcher::RECEIPT_CHANNEL_CAPACITY);
     // Every carrier sits behind its routes' circuit breakers: an open breaker refuses for now
     // without calling the carrier, so failover moves on at once.
     let breakers = Arc::new(CircuitBreakers::new(config.routes.breaker.clone()));

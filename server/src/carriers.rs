@@ -25,7 +25,7 @@ pub fn register_carriers() -> CarrierRegistry {
 /// building starts nothing (no connection, no file), so it is safe for `--check-config`. The
 /// error lists every carrier that is wrong, not just the first.
 pub fn check_settings(entries: &[CarrierEntry]) -> Result<(), CarrierError> {
-    let (receipts, _unread) = ReceiptSink::channel();
+    let (receipts, _unread) = ReceiptSink::channel(1);
     let registry = register_carriers();
     let problems: Vec<String> = entries
         .iter()

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 
 use crate::{
     Carrier, Channel, DeliveryReceipt, ErrorKind, OneTimeCode, OutboundMessage, ReceiptStatus,
@@ -26,6 +26,9 @@ pub enum PeerBehaviour {
     Throttle,
     /// Be unreachable (peer down, connection refused).
     Down,
+    /// Accept the request and never answer: read the submit_sm or the HTTP request and stay
+    /// silent, as a peer that took the message and then hung would.
+    Hang,
 }
 
 /// A carrier under test and the peer it talks to.
@@ -37,14 +40,18 @@ pub trait ConformancePeer: Send + Sync {
         &self,
         to: &str,
         behaviour: PeerBehaviour,
-    ) -> (
-        std::sync::Arc<dyn Carrier>,
-        UnboundedReceiver<DeliveryReceipt>,
-    );
+    ) -> (std::sync::Arc<dyn Carrier>, Receiver<DeliveryReceipt>);
 
     /// The longest a receipt may take with this peer.
     fn receipt_timeout(&self) -> Duration {
         Duration::from_secs(10)
+    }
+
+    /// How long a carrier built for [`PeerBehaviour::Hang`] waits for an answer before it gives
+    /// up (its own response timeout, which the peer sets short). Its error must come within this
+    /// and a second of slack.
+    fn answer_timeout(&self) -> Duration {
+        Duration::from_secs(2)
     }
 }
 
@@ -65,7 +72,7 @@ fn message(to: &str, channel: Channel, n: usize) -> OutboundMessage {
 
 async fn receipt(
     peer: &dyn ConformancePeer,
-    receipts: &mut UnboundedReceiver<DeliveryReceipt>,
+    receipts: &mut Receiver<DeliveryReceipt>,
 ) -> DeliveryReceipt {
     tokio::time::timeout(peer.receipt_timeout(), receipts.recv())
         .await
@@ -157,6 +164,26 @@ pub async fn throttled_or_down_is_temporary(peer: &dyn ConformancePeer) {
     }
 }
 
+/// A peer that took the request and never answered leaves the message *maybe sent*: the error
+/// says so, is not temporary (routing must not fail it over to another carrier, which could
+/// send it twice), carries no code, and comes within the carrier's own timeout.
+pub async fn accepted_then_silent_is_maybe_sent(peer: &dyn ConformancePeer) {
+    let to = "+447400100008";
+    let (carrier, _receipts) = peer.carrier_for(to, PeerBehaviour::Hang).await;
+    let limit = peer.answer_timeout() + Duration::from_secs(1);
+    let error = tokio::time::timeout(limit, carrier.submit(message(to, Channel::Sms, 8)))
+        .await
+        .unwrap_or_else(|_| panic!("no answer from the carrier within {limit:?}"))
+        .expect_err("no answer from the peer is no acceptance");
+    assert!(error.is_maybe_sent(), "{error}");
+    assert!(!error.is_temporary(), "{error}");
+    assert!(
+        !error.message().contains("424242"),
+        "the code leaked into an error: {error}"
+    );
+    carrier.shutdown().await;
+}
+
 /// Shutdown lets accepted messages finish: every receipt due arrives before it returns, and
 /// later submissions are refused as temporary (another instance can take them).
 pub async fn shutdown_loses_nothing_in_flight(peer: &dyn ConformancePeer) {
@@ -197,5 +224,6 @@ pub async fn run_all(peer: &dyn ConformancePeer) {
     failed_delivery_is_a_failed_receipt(peer).await;
     permanent_refusal_is_not_temporary(peer).await;
     throttled_or_down_is_temporary(peer).await;
+    accepted_then_silent_is_maybe_sent(peer).await;
     shutdown_loses_nothing_in_flight(peer).await;
 }

@@ -23,11 +23,12 @@ pub use callback::{CallbackRequest, CallbackResponse};
 pub use error::{CarrierError, ErrorKind};
 #[cfg(feature = "http-client")]
 pub use http_client::{
-    http_client, install_crypto_provider, read_bounded, request_error, unix_now, vendor_text,
+    gateway_timeout, http_client, install_crypto_provider, read_answer, read_bounded,
+    request_error, unix_now, unreadable_acceptance, vendor_text,
 };
 pub use message::{
-    Capabilities, Channel, DeliveryReceipt, OneTimeCode, OutboundMessage, ReceiptSink,
-    ReceiptStatus, SubmitAccepted, check_regions, mask_number,
+    Capabilities, Channel, DeliveryReceipt, OneTimeCode, OutboundMessage, ReceiptPermit,
+    ReceiptSink, ReceiptStatus, SubmitAccepted, check_regions, mask_number,
 };
 pub use receipts::{PendingReceipts, ReceiptOutcome};
 pub use registry::{CarrierContext, CarrierFactory, CarrierRegistry};

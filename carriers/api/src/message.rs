@@ -162,21 +162,47 @@ pub struct DeliveryReceipt {
 }
 
 /// Where carriers send their receipts; the server drains the other end.
+///
+/// The channel is bounded: when the server falls behind, [`deliver`](Self::deliver) waits for
+/// room, so a burst of receipts (an SMSC replaying its backlog after a reconnect, a vendor
+/// retrying callbacks) slows whoever reads them instead of growing memory.
 #[derive(Debug, Clone)]
 pub struct ReceiptSink {
-    sender: mpsc::UnboundedSender<DeliveryReceipt>,
+    sender: mpsc::Sender<DeliveryReceipt>,
+}
+
+/// Room for one receipt in a [`ReceiptSink`], taken by [`ReceiptSink::reserve`]: handing the
+/// receipt over then cannot wait, so it can happen under a lock. Dropping it frees the room.
+#[derive(Debug)]
+pub struct ReceiptPermit {
+    permit: mpsc::OwnedPermit<DeliveryReceipt>,
+}
+
+impl ReceiptPermit {
+    /// Hands `receipt` to the server at once.
+    pub fn deliver(self, receipt: DeliveryReceipt) {
+        self.permit.send(receipt);
+    }
 }
 
 impl ReceiptSink {
-    /// A sink and the receiver the server reads receipts from.
-    pub fn channel() -> (ReceiptSink, mpsc::UnboundedReceiver<DeliveryReceipt>) {
-        let (sender, receiver) = mpsc::unbounded_channel();
+    /// A sink holding at most `capacity` receipts the server has not read yet (at least 1), and
+    /// the receiver the server reads them from.
+    pub fn channel(capacity: usize) -> (ReceiptSink, mpsc::Receiver<DeliveryReceipt>) {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
         (ReceiptSink { sender }, receiver)
     }
 
-    /// Hands a receipt to the server. Returns false when the server is gone.
-    pub fn deliver(&self, receipt: DeliveryReceipt) -> bool {
-        self.sender.send(receipt).is_ok()
+    /// Hands a receipt to the server, waiting while the channel is full. Returns false when the
+    /// server is gone.
+    pub async fn deliver(&self, receipt: DeliveryReceipt) -> bool {
+        self.sender.send(receipt).await.is_ok()
+    }
+
+    /// Waits for room for one receipt; `None` when the server is gone.
+    pub async fn reserve(&self) -> Option<ReceiptPermit> {
+        let permit = self.sender.clone().reserve_owned().await.ok()?;
+        Some(ReceiptPermit { permit })
     }
 }
 
@@ -244,6 +270,41 @@ mod tests {
         assert!(!shown.contains("493817"), "{shown}");
         assert!(!shown.contains("7700900"), "{shown}");
         assert!(shown.contains("+447*******23"), "{shown}");
+    }
+
+    fn receipt(n: u32) -> DeliveryReceipt {
+        DeliveryReceipt {
+            carrier: "c".into(),
+            carrier_message_id: format!("id-{n}"),
+            message_id: None,
+            status: ReceiptStatus::Delivered,
+            detail: String::new(),
+            alternative_ids: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_sink_makes_the_carrier_wait_until_the_server_reads() {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        let (sink, mut receiver) = ReceiptSink::channel(1);
+        assert!(sink.deliver(receipt(1)).await);
+        let mut context = Context::from_waker(Waker::noop());
+        let mut second = std::pin::pin!(sink.deliver(receipt(2)));
+        assert!(second.as_mut().poll(&mut context).is_pending(), "no room");
+        let mut permit = std::pin::pin!(sink.reserve());
+        assert!(permit.as_mut().poll(&mut context).is_pending(), "no room");
+        assert_eq!(receiver.recv().await.unwrap().carrier_message_id, "id-1");
+        assert_eq!(second.as_mut().poll(&mut context), Poll::Ready(true));
+        assert_eq!(receiver.recv().await.unwrap().carrier_message_id, "id-2");
+        let Poll::Ready(Some(permit)) = permit.as_mut().poll(&mut context) else {
+            panic!("room after the server read");
+        };
+        permit.deliver(receipt(3));
+        assert_eq!(receiver.recv().await.unwrap().carrier_message_id, "id-3");
+        drop(receiver);
+        assert!(!sink.deliver(receipt(4)).await, "the server is gone");
+        assert!(sink.reserve().await.is_none());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::shutdown::{InFlightGate, wait_for};
-use crate::{DeliveryReceipt, ReceiptStatus};
+use crate::{DeliveryReceipt, ReceiptPermit, ReceiptStatus};
 
 /// How long a message is remembered after its submission; receipts later than this are
 /// reported as receipts of an unknown message.
@@ -145,7 +145,14 @@ impl PendingReceipts {
     /// A final receipt for `part`: delivered or not. A failed part fails the message at once;
     /// the message is delivered when every part is.
     pub fn final_receipt(&self, part: &str, delivered: bool) -> ReceiptOutcome {
-        let mut state = self.lock();
+        let outcome = Self::resolve(&mut self.lock(), part, delivered);
+        if matches!(outcome, ReceiptOutcome::Report { .. }) {
+            self.changed.notify_waiters();
+        }
+        outcome
+    }
+
+    fn resolve(state: &mut State, part: &str, delivered: bool) -> ReceiptOutcome {
         let Some(key) = state.parts.get(part).cloned() else {
             if state.early.len() < MAX_EARLY {
                 state.early.insert(part.to_string(), Instant::now());
@@ -165,8 +172,6 @@ impl PendingReceipts {
         entry.finished = true;
         let message_id = entry.message_id.clone();
         state.unfinished -= 1;
-        drop(state);
-        self.changed.notify_waiters();
         ReceiptOutcome::Report {
             carrier_message_id: key,
             message_id,
@@ -186,7 +191,48 @@ impl PendingReceipts {
         message_id: Option<String>,
         detail: String,
     ) -> Option<DeliveryReceipt> {
-        let (carrier_message_id, message_id) = match self.final_receipt(part, delivered) {
+        let outcome = self.final_receipt(part, delivered);
+        Self::receipt_for(outcome, carrier, part, delivered, message_id, detail)
+    }
+
+    /// Like [`receipt`](Self::receipt), and hands the receipt to `permit` (room the caller took
+    /// in its [`ReceiptSink`](crate::ReceiptSink) beforehand) before the message stops counting
+    /// as unfinished, so [`wait_until_settled`](Self::wait_until_settled) never returns between
+    /// the two. Returns whether a receipt was reported; the permit is released otherwise.
+    pub fn report(
+        &self,
+        permit: ReceiptPermit,
+        carrier: &str,
+        part: &str,
+        delivered: bool,
+        message_id: Option<String>,
+        detail: String,
+    ) -> bool {
+        let mut state = self.lock();
+        let outcome = Self::resolve(&mut state, part, delivered);
+        let settled = matches!(outcome, ReceiptOutcome::Report { .. });
+        let Some(receipt) =
+            Self::receipt_for(outcome, carrier, part, delivered, message_id, detail)
+        else {
+            return false;
+        };
+        permit.deliver(receipt);
+        drop(state);
+        if settled {
+            self.changed.notify_waiters();
+        }
+        true
+    }
+
+    fn receipt_for(
+        outcome: ReceiptOutcome,
+        carrier: &str,
+        part: &str,
+        delivered: bool,
+        message_id: Option<String>,
+        detail: String,
+    ) -> Option<DeliveryReceipt> {
+        let (carrier_message_id, message_id) = match outcome {
             ReceiptOutcome::Report {
                 carrier_message_id,
                 message_id,
@@ -309,6 +355,25 @@ mod tests {
         assert_eq!(unknown.carrier_message_id, "Z");
         assert_eq!(unknown.message_id.as_deref(), Some("msg_x"));
         assert_eq!(unknown.status, ReceiptStatus::Failed);
+    }
+
+    #[tokio::test]
+    async fn report_hands_the_receipt_over_before_the_message_settles() {
+        let tracker = PendingReceipts::default();
+        tracker.accepted(&ids(&["A", "B"]), "msg_1");
+        let (sink, mut receiver) = crate::ReceiptSink::channel(4);
+        let (sink, tracker) = (&sink, &tracker);
+        let report = |part: &'static str| async move {
+            let permit = sink.reserve().await.expect("room");
+            tracker.report(permit, "c", part, true, None, "ok".into())
+        };
+        assert!(!report("B").await, "a part of an unfinished message");
+        assert!(report("A").await);
+        assert_eq!(tracker.wait_until_settled(soon()).await, 0);
+        let receipt = receiver.try_recv().expect("handed over before it settled");
+        assert_eq!(receipt.carrier_message_id, "A");
+        assert_eq!(receipt.message_id.as_deref(), Some("msg_1"));
+        assert!(receiver.try_recv().is_err(), "one receipt per message");
     }
 
     #[tokio::test]

@@ -112,7 +112,7 @@ mod tests {
         let mut registry = CarrierRegistry::new();
         registry.register("sim", refuse);
         registry.register("smpp", refuse);
-        let (receipts, _rx) = ReceiptSink::channel();
+        let (receipts, _rx) = ReceiptSink::channel(1);
         let context = CarrierContext {
             name: "main".into(),
             receipts,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 
 use crate::{Carrier, CarrierContext, CarrierRegistry, DeliveryReceipt, ReceiptSink};
 
@@ -14,7 +14,7 @@ pub struct TestCarrier {
     /// The carrier, as the registry built it.
     pub carrier: Arc<dyn Carrier>,
     /// Every receipt the carrier reports.
-    pub receipts: UnboundedReceiver<DeliveryReceipt>,
+    pub receipts: Receiver<DeliveryReceipt>,
     /// The URL its callbacks are served at, `None` when built without one.
     pub callback_url: Option<String>,
 }
@@ -22,7 +22,7 @@ pub struct TestCarrier {
 impl TestCarrier {
     /// The carrier and its receipts, as a [`ConformancePeer`](crate::conformance::ConformancePeer)
     /// hands them out.
-    pub fn into_parts(self) -> (Arc<dyn Carrier>, UnboundedReceiver<DeliveryReceipt>) {
+    pub fn into_parts(self) -> (Arc<dyn Carrier>, Receiver<DeliveryReceipt>) {
         (self.carrier, self.receipts)
     }
 }
@@ -36,7 +36,7 @@ pub fn build(
     settings: serde_json::Value,
     callback_url: Option<String>,
 ) -> TestCarrier {
-    let (sink, receipts) = ReceiptSink::channel();
+    let (sink, receipts) = ReceiptSink::channel(RECEIPT_CAPACITY);
     let mut registry = CarrierRegistry::new();
     register(&mut registry);
     let context = CarrierContext {
@@ -82,12 +82,15 @@ pub async fn build_with_callbacks(
     built
 }
 
+/// How many unread receipts a test carrier's sink holds before the carrier waits.
+pub const RECEIPT_CAPACITY: usize = 1024;
+
 /// How long [`next_receipt`] waits.
 pub const RECEIPT_WAIT: Duration = Duration::from_secs(5);
 
 /// The next receipt, waiting at most [`RECEIPT_WAIT`]. Panics when none comes in time or the
 /// carrier is gone.
-pub async fn next_receipt(receipts: &mut UnboundedReceiver<DeliveryReceipt>) -> DeliveryReceipt {
+pub async fn next_receipt(receipts: &mut Receiver<DeliveryReceipt>) -> DeliveryReceipt {
     tokio::time::timeout(RECEIPT_WAIT, receipts.recv())
         .await
         .expect("receipt in time")

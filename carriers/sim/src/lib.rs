@@ -79,6 +79,10 @@ pub struct SimConfig {
     /// test or a demo makes the simulator fail on demand.
     #[serde(default)]
     pub destinations: HashMap<String, SimOutcome>,
+    /// How long a `hang` destination keeps the submission waiting before the maybe-sent error,
+    /// in milliseconds.
+    #[serde(default = "default_hang_ms")]
+    pub hang_ms: u64,
 }
 
 /// What the simulator does with messages to one destination.
@@ -95,6 +99,14 @@ pub enum SimOutcome {
     Throttle,
     /// Behave as an unreachable peer.
     Down,
+    /// Behave as a peer that took the message and went silent: answer nothing for `hang_ms`,
+    /// then give up with a *maybe sent* error. Nothing is written to the outbox and no receipt
+    /// follows.
+    Hang,
+}
+
+fn default_hang_ms() -> u64 {
+    1000
 }
 
 fn default_outbox() -> PathBuf {
@@ -114,6 +126,7 @@ impl Default for SimConfig {
             channels: default_channels(),
             submit_latency_ms: 0,
             destinations: HashMap::new(),
+            hang_ms: default_hang_ms(),
         }
     }
 }
@@ -279,6 +292,16 @@ impl Carrier for SimCarrier {
                     "simulated outage: the carrier cannot be reached",
                 ));
             }
+            Some(SimOutcome::Hang) => {
+                tokio::time::sleep(Duration::from_millis(self.config.hang_ms)).await;
+                return Err(CarrierError::maybe_sent(
+                    ErrorKind::Timeout,
+                    format!(
+                        "simulated silence: the carrier took the request and did not answer within {} ms",
+                        self.config.hang_ms
+                    ),
+                ));
+            }
             Some(SimOutcome::Fail) => false,
             Some(SimOutcome::Deliver) => true,
             None => rand::rng().random_bool(profile.delivery_probability),
@@ -320,7 +343,7 @@ impl Carrier for SimCarrier {
                     "stat:UNDELIV err:001 simulated failure",
                 )
             };
-            shared.receipts.deliver(receipt);
+            shared.receipts.deliver(receipt).await;
             drop(in_flight);
         });
         Ok(SubmitAccepted { carrier_message_id })
@@ -412,7 +435,7 @@ mod tests {
         settings: serde_json::Value,
     ) -> (
         Arc<dyn Carrier>,
-        tokio::sync::mpsc::UnboundedReceiver<DeliveryReceipt>,
+        tokio::sync::mpsc::Receiver<DeliveryReceipt>,
     ) {
         verify_carrier::test_support::build(register, KIND, "sim", settings, None).into_parts()
     }
@@ -456,6 +479,29 @@ mod tests {
         assert!(refused.is_temporary());
     }
 
+    #[tokio::test]
+    async fn a_hanging_destination_is_maybe_sent_with_nothing_in_the_outbox_and_no_receipt() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = dir.path().join("outbox.jsonl");
+        let (carrier, mut rx) = carrier(serde_json::json!({
+            "outbox": outbox,
+            "latency_ms": 1,
+            "hang_ms": 30,
+            "destinations": { "+50499123456": "hang" },
+        }));
+        let error = carrier.submit(message("HN")).await.unwrap_err();
+        assert!(error.is_maybe_sent(), "{error}");
+        assert!(!error.is_temporary(), "{error}");
+        assert!(error.message().contains("30 ms"), "{error}");
+        carrier.shutdown().await;
+        drop(carrier);
+        assert!(
+            rx.recv().await.is_none(),
+            "no receipt, and the sink is closed"
+        );
+        assert!(!outbox.exists(), "nothing written to the outbox");
+    }
+
     /// The simulator as its own conformance peer: outcomes chosen per destination.
     struct SimPeer {
         directory: tempfile::TempDir,
@@ -469,7 +515,7 @@ mod tests {
             behaviour: verify_carrier::conformance::PeerBehaviour,
         ) -> (
             Arc<dyn Carrier>,
-            tokio::sync::mpsc::UnboundedReceiver<DeliveryReceipt>,
+            tokio::sync::mpsc::Receiver<DeliveryReceipt>,
         ) {
             use verify_carrier::conformance::PeerBehaviour as B;
             let outcome = match behaviour {
@@ -478,12 +524,18 @@ mod tests {
                 B::RejectPermanently => "reject",
                 B::Throttle => "throttle",
                 B::Down => "down",
+                B::Hang => "hang",
             };
             carrier(serde_json::json!({
                 "outbox": self.directory.path().join("outbox.jsonl"),
                 "latency_ms": 20,
+                "hang_ms": 100,
                 "destinations": { to: outcome },
             }))
+        }
+
+        fn answer_timeout(&self) -> Duration {
+            Duration::from_millis(100)
         }
     }
 
@@ -497,7 +549,7 @@ mod tests {
 
     #[test]
     fn bad_settings_are_config_errors() {
-        let (receipts, _rx) = ReceiptSink::channel();
+        let (receipts, _rx) = ReceiptSink::channel(1);
         let context = CarrierContext {
             name: "sim".into(),
             receipts,

@@ -127,7 +127,7 @@ async fn baseline(port: u16, total: usize) -> f64 {
 
 /// The carrier: `SUBMITTERS` tasks call `submit` until `total` messages were accepted.
 async fn carrier_rate(port: u16, total: usize) -> f64 {
-    let (receipts, _rx) = ReceiptSink::channel();
+    let (receipts, _rx) = ReceiptSink::channel(1);
     let carrier = verify_carrier_smpp::build(
         &serde_json::json!({
             "host": "127.0.0.1",

@@ -17,12 +17,18 @@
 //       throttle_once  ESME_RTHROTTLED on the first submit to it, then deliver
 //       queue_full     refuse with ESME_RMSGQFUL (0x14)
 //       nack           answer generic_nack
-//       silent         never answer
+//       silent         read the submit_sm, never answer (a peer that took it and hung)
+//       close          read the submit_sm and close the connection without answering
+//       reject_later_parts  accept the first part of a long message (and single messages),
+//                      refuse later parts with ESME_RSYSERR (0x08)
 //       accept         accept, send no receipt
 //   receipts           "both" (TLVs and text, default), "text" (text only), "tlv" (TLVs only)
 //   receipt_delay_ms   delay before a receipt (default 20)
 //   id_format          "decimal" (default) or "hex": ids in submit_sm_resp
-//   receipt_id_format  "same" (default), "hex" or "decimal": ids in receipts
+//   id_zero_pad        pad the ids in submit_sm_resp with leading zeros to this many digits
+//   receipt_id_format  "same" (default), "hex" or "decimal": ids in receipts (with
+//                      id_format "hex" and receipt_id_format "decimal", the SMSC answers
+//                      submit_sm_resp in hex and receipts in decimal, as many do)
 //   ignore_enquire_link   never answer enquire_link
 //   bench              answer every submit at once, no receipts, no submit lines
 //   raw_after_bind     PDUs (hex) written as they are right after a successful bind, e.g. an
@@ -57,6 +63,10 @@ function emit(event) {
 function formatId(n, format) {
   if (format === 'hex') return n.toString(16).toUpperCase();
   return String(n);
+}
+
+function submitId(n) {
+  return formatId(n, config.id_format).padStart(config.id_zero_pad || 0, '0');
 }
 
 function stamp(date) {
@@ -199,11 +209,21 @@ function onSubmit(session, pdu) {
       event.status = -2;
       emit(event);
       return;
+    case 'close':
+      event.status = -3;
+      emit(event);
+      session.close();
+      return;
+    case 'reject_later_parts':
+      if (udh && udh.length >= 6 && udh[udh.length - 1] > 1) {
+        return refuse(smpp.ESME_RSYSERR);
+      }
+      break;
     default:
       break;
   }
   const numericId = nextId++;
-  const messageId = formatId(numericId, config.id_format);
+  const messageId = submitId(numericId);
   event.message_id = messageId;
   emit(event);
   session.send(pdu.response({ message_id: messageId }));

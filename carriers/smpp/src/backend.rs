@@ -61,7 +61,7 @@ impl SmppCarrier {
         let shared = Arc::new(Shared {
             carrier: context.name.clone(),
             config: Arc::clone(&config),
-            tracker: Tracker::new(config.tracked_messages),
+            tracker: Tracker::new(config.tracked_messages, config.receipt_id_format),
             receipts: context.receipts,
             bind_up: Notify::new(),
         });
@@ -248,6 +248,7 @@ impl SmppCarrier {
             let session = self.pick_session().await?;
             let reply = match session.submit(pdu, track).await {
                 Ok(reply) => reply,
+                // Nothing was queued: another bind (or a later try) may take it.
                 Err(SendError::NotUp) => {
                     not_up += 1;
                     if not_up > 3 {
@@ -258,12 +259,13 @@ impl SmppCarrier {
                     }
                     continue;
                 }
+                // The PDU was queued to the SMSC and no answer came: it may have the message.
                 Err(SendError::Timeout) => {
-                    return Err(error(
+                    return Err(CarrierError::maybe_sent(
                         ErrorKind::Timeout,
                         format!(
-                            "no submit_sm_resp within {} ms",
-                            self.config.response_timeout_ms
+                            "carrier `{}`: no submit_sm_resp within {} ms",
+                            self.name, self.config.response_timeout_ms
                         ),
                     ));
                 }
@@ -319,14 +321,23 @@ impl SmppCarrier {
                     )
                     .set_temporary());
                 }
+                // The bind dropped after the PDU was queued: the SMSC may have read it, so the
+                // message must not go to another route (a duplicate).
                 Reply::LinkLost => {
-                    return Err(error(
+                    return Err(CarrierError::maybe_sent(
                         ErrorKind::Unavailable,
-                        "the SMPP bind dropped before the SMSC answered".into(),
+                        format!(
+                            "carrier `{}`: the SMPP bind dropped after the submit_sm was sent, before the SMSC answered",
+                            self.name
+                        ),
                     ));
                 }
+                // ESME_ROK without a readable message_id: the SMSC took the message.
                 Reply::Malformed(reason) => {
-                    return Err(error(ErrorKind::Other, reason).set_temporary());
+                    return Err(CarrierError::maybe_sent(
+                        ErrorKind::Other,
+                        format!("carrier `{}`: {reason}", self.name),
+                    ));
                 }
             }
         }
@@ -382,10 +393,31 @@ impl Carrier for SmppCarrier {
                     first.get_or_insert(id);
                 }
                 Err(error) => {
-                    if let Some(group) = group {
+                    // Earlier parts went out: whatever happened to this one, the phone may show
+                    // part of the text, and sending the message again (here or on another
+                    // route) would repeat it. Maybe sent.
+                    let error = if index > 0 && !error.is_maybe_sent() {
+                        CarrierError::maybe_sent(
+                            error.kind(),
+                            format!(
+                                "carrier `{}`: part {} of {} failed after the SMSC took the earlier parts ({})",
+                                self.name,
+                                index + 1,
+                                pdus.len(),
+                                error.message()
+                            ),
+                        )
+                    } else {
+                        error
+                    };
+                    // A maybe-sent message stays tracked (not awaited at shutdown): a late
+                    // answer and a receipt for a part that went out still name the message.
+                    if let Some(group) = group
+                        && !error.is_maybe_sent()
+                    {
                         self.shared.tracker.abandon(group);
                     }
-                    tracing::debug!(carrier = %self.name, to = %mask_number(&message.to), part = index, error = %error, "submit refused");
+                    tracing::debug!(carrier = %self.name, to = %mask_number(&message.to), part = index, maybe_sent = error.is_maybe_sent(), error = %error, "submit failed");
                     return Err(error);
                 }
             }

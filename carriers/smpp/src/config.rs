@@ -25,8 +25,12 @@ pub enum BindMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReceiptIdFormat {
-    /// The same string.
+    /// Found out per receipt: the id as it is first, else the same number in the other base
+    /// or without leading zeros (either direction); the first such mapping that matches is
+    /// remembered and tried first from then on.
     #[default]
+    Auto,
+    /// The same string, nothing else.
     AsIs,
     /// Receipts carry hexadecimal, submit_sm_resp decimal.
     HexToDecimal,

@@ -83,6 +83,8 @@ pub mod status {
     pub const ESME_RMSGQFUL: u32 = 0x0000_0014;
     /// Throttling error: the ESME exceeded its allowed message limits.
     pub const ESME_RTHROTTLED: u32 = 0x0000_0058;
+    /// ESME receiver temporary application error: the SMSC should retry the deliver_sm.
+    pub const ESME_RX_T_APPN: u32 = 0x0000_0064;
 }
 
 /// The name of a command status from the SMPP 3.4 table, or `UNKNOWN`.
@@ -284,10 +286,16 @@ pub fn header_only(command_id: u32, status: u32, sequence: u32) -> Bytes {
 
 /// deliver_sm_resp: the header and an empty message_id (SMPP 3.4 section 4.6.2).
 pub fn deliver_sm_resp(sequence: u32) -> Bytes {
+    deliver_sm_resp_with_status(sequence, status::ESME_ROK)
+}
+
+/// deliver_sm_resp with `command_status` (e.g. [`status::ESME_RX_T_APPN`]: refused for now,
+/// the SMSC should send it again later).
+pub fn deliver_sm_resp_with_status(sequence: u32, command_status: u32) -> Bytes {
     let mut out = BytesMut::with_capacity(HEADER_LEN + 1);
     out.put_u32(HEADER_LEN as u32 + 1);
     out.put_u32(command::DELIVER_SM_RESP);
-    out.put_u32(status::ESME_ROK);
+    out.put_u32(command_status);
     out.put_u32(sequence);
     out.put_u8(0);
     out.freeze()

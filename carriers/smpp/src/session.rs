@@ -21,7 +21,7 @@ use verify_carrier::{DeliveryReceipt, ReceiptSink};
 
 use crate::config::SmppConfig;
 use crate::pdu::{self, Bind, Frame, PduCodec, ShortMessage, command, status, status_name};
-use crate::receipt::{GroupId, Tracker, map_receipt_id, parse_deliver_sm};
+use crate::receipt::{GroupId, Tracker, parse_deliver_sm};
 
 /// What a bind connection is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +72,7 @@ pub struct Shared {
     pub bind_up: Notify,
 }
 
-/// The SMSC's answer to one submit_sm.
+/// What became of one submit_sm that was queued to the writer (it may have reached the SMSC).
 #[derive(Debug)]
 pub enum Reply {
     /// submit_sm_resp.
@@ -84,20 +84,26 @@ pub enum Reply {
     },
     /// generic_nack naming our sequence number.
     Nack(u32),
-    /// The bind dropped before an answer came.
+    /// The bind dropped before an answer came: the SMSC may have read the PDU.
     LinkLost,
-    /// A submit_sm_resp we could not read.
+    /// A submit_sm_resp with status ESME_ROK we could not read (no or a broken message_id):
+    /// the SMSC took the message.
     Malformed(String),
 }
 
-/// Why a submit_sm was not answered.
+/// Why a submit_sm got no [`Reply`].
 #[derive(Debug)]
 pub enum SendError {
-    /// The bind is down; nothing was sent.
+    /// The bind is down; nothing was queued, nothing sent.
     NotUp,
-    /// No answer within the response timeout.
+    /// No answer within the response timeout after the PDU was queued: the SMSC may have it.
     Timeout,
 }
+
+/// Submits whose answer is still awaited, or (with a closed `reply`) that timed out and whose
+/// late answer may still come: kept at most this many beyond the window per bind, so a late
+/// submit_sm_resp still records the part's id and its receipt can name the message.
+const LATE_ANSWERS_KEPT: usize = 1024;
 
 struct Pending {
     reply: oneshot::Sender<Reply>,
@@ -249,6 +255,11 @@ impl Session {
             if link.out.send(pdu.freeze()).is_err() {
                 return Err(SendError::NotUp);
             }
+            // From here on the PDU may reach the SMSC: every outcome but an answer is "maybe
+            // sent" for the caller.
+            if link.pending.len() >= self.window_size + LATE_ANSWERS_KEPT {
+                link.pending.retain(|_, pending| !pending.reply.is_closed());
+            }
             link.pending.insert(
                 sequence,
                 Pending {
@@ -260,12 +271,8 @@ impl Session {
         match tokio::time::timeout(self.shared.config.response_timeout(), reply_rx).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => Ok(Reply::LinkLost),
-            Err(_) => {
-                if let Some(link) = lock(&self.link).as_mut() {
-                    link.pending.remove(&sequence);
-                }
-                Err(SendError::Timeout)
-            }
+            // The entry stays (its reply closed): a late submit_sm_resp still records the id.
+            Err(_) => Err(SendError::Timeout),
         }
     }
 
@@ -497,7 +504,14 @@ impl Session {
                             }
                             continue;
                         }
-                        match self.handle(frame, out) {
+                        let handling = Instant::now();
+                        let flow = self.handle(frame, out).await;
+                        // Time spent waiting for room for a receipt is not the SMSC's silence.
+                        let waited = handling.elapsed();
+                        if let Some((_, deadline)) = awaiting_enquire.as_mut() {
+                            *deadline += waited;
+                        }
+                        match flow {
                             Flow::Continue => {}
                             Flow::PeerUnbound => return lost("SMSC sent unbind".into()),
                             Flow::UnbindResp => {
@@ -542,7 +556,7 @@ impl Session {
         }
     }
 
-    fn handle(&self, frame: Frame, out: &mpsc::UnboundedSender<Bytes>) -> Flow {
+    async fn handle(&self, frame: Frame, out: &mpsc::UnboundedSender<Bytes>) -> Flow {
         match frame.command_id {
             command::SUBMIT_SM_RESP => self.on_submit_sm_resp(frame),
             command::GENERIC_NACK => {
@@ -554,7 +568,7 @@ impl Session {
                     let _ = pending.reply.send(Reply::Nack(frame.status));
                 }
             }
-            command::DELIVER_SM => self.on_deliver_sm(frame, out),
+            command::DELIVER_SM => self.on_deliver_sm(frame, out).await,
             command::ENQUIRE_LINK => {
                 let _ = out.send(pdu::header_only(
                     command::ENQUIRE_LINK_RESP,
@@ -616,7 +630,17 @@ impl Session {
         let _ = pending.reply.send(reply);
     }
 
-    fn on_deliver_sm(&self, frame: Frame, out: &mpsc::UnboundedSender<Bytes>) {
+    /// Reads a deliver_sm. A receipt waits for room in the receipt sink before it is matched
+    /// and handed over, and only then is deliver_sm_resp sent: a receipt the server has not
+    /// taken is never acknowledged, and a full sink slows the SMSC (it gets no deliver_sm_resp
+    /// and TCP stops reading) instead of growing memory.
+    ///
+    /// This read loop waits meanwhile, so on a transceiver bind the submit_sm_resp queued
+    /// behind the receipt waits too: submits on that bind that are not answered within
+    /// `response_timeout_ms` end as maybe sent. The enquire_link deadline is moved by the wait
+    /// (see `serve`). With `bind_mode = "transmitter_receiver"` submits do not wait for
+    /// receipts.
+    async fn on_deliver_sm(&self, frame: Frame, out: &mpsc::UnboundedSender<Bytes>) {
         let sm = match ShortMessage::decode(&frame.body) {
             Ok(sm) => sm,
             Err(e) => {
@@ -629,32 +653,44 @@ impl Session {
                 return;
             }
         };
-        let _ = out.send(pdu::deliver_sm_resp(frame.sequence));
+        let acknowledge = || {
+            let _ = out.send(pdu::deliver_sm_resp(frame.sequence));
+        };
         if sm.esm_class & 0x04 == 0 {
             tracing::debug!(carrier = %self.shared.carrier, bind = %self.label, from = %verify_carrier::mask_number(&sm.source.addr), "ignoring mobile-originated deliver_sm");
-            return;
+            return acknowledge();
         }
         let Some(parsed) = parse_deliver_sm(&sm) else {
             tracing::warn!(carrier = %self.shared.carrier, bind = %self.label, "delivery receipt without a message id");
-            return;
+            return acknowledge();
         };
         let Some(status) = parsed.status else {
             tracing::debug!(carrier = %self.shared.carrier, bind = %self.label, detail = %parsed.detail, "intermediate receipt ignored");
+            return acknowledge();
+        };
+        let Some(permit) = self.shared.receipts.reserve().await else {
+            // The server stopped reading receipts (it is shutting down): let the SMSC keep
+            // this one and send it again later.
+            tracing::warn!(carrier = %self.shared.carrier, bind = %self.label, "receipt refused for now: verifyd takes no receipts");
+            let _ = out.send(pdu::deliver_sm_resp_with_status(
+                frame.sequence,
+                status::ESME_RX_T_APPN,
+            ));
             return;
         };
-        let ids = map_receipt_id(&parsed.id, self.shared.config.receipt_id_format);
         self.shared
             .tracker
-            .receipt_then(&ids, status, &parsed.detail, |resolved| {
-                self.shared.receipts.deliver(DeliveryReceipt {
+            .receipt_then(&parsed.id, status, &parsed.detail, |resolved| {
+                permit.deliver(DeliveryReceipt {
                     carrier: self.shared.carrier.clone(),
                     carrier_message_id: resolved.carrier_message_id,
                     message_id: resolved.message_id,
                     status: resolved.status,
                     detail: resolved.detail,
-                    alternative_ids: Vec::new(),
+                    alternative_ids: resolved.alternative_ids,
                 });
             });
+        acknowledge();
     }
 }
 

@@ -53,7 +53,7 @@ pub struct ReceivedSubmit {
     pub tlvs: BTreeMap<String, String>,
     /// The behaviour the SMSC applied.
     pub behaviour: String,
-    /// command_status it answered (-1 generic_nack, -2 no answer).
+    /// command_status it answered (-1 generic_nack, -2 no answer, -3 connection closed instead).
     pub status: i64,
     /// The message id it gave, when accepted.
     pub message_id: Option<String>,

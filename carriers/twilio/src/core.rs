@@ -130,34 +130,29 @@ impl TwilioClient {
             .send()
             .await
             .map_err(verify_carrier::request_error)?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(verify_carrier::request_error)?;
+        let (status, bytes) = verify_carrier::read_answer(response, MAX_ANSWER_BYTES).await?;
         if (200..300).contains(&status) {
-            let created: CreatedResource = serde_json::from_slice(&bytes).map_err(|_| {
-                CarrierError::new(
-                    ErrorKind::Other,
-                    format!(
-                        "Twilio answered HTTP {status} to a new {} without a readable sid",
-                        resource.noun()
-                    ),
-                )
-                .set_temporary()
-            })?;
-            if created.sid.is_empty() {
-                return Err(CarrierError::new(
-                    ErrorKind::Other,
-                    format!("Twilio created a {} with an empty sid", resource.noun()),
+            // Twilio created the resource: whatever is wrong with the answer, the message may be
+            // on its way, so it is maybe sent, never failed over.
+            let sid = serde_json::from_slice::<CreatedResource>(&bytes)
+                .map(|created| created.sid)
+                .unwrap_or_default();
+            if sid.is_empty() {
+                return Err(verify_carrier::unreadable_acceptance(
+                    "Twilio",
+                    status,
+                    &format!("no readable sid for the new {}", resource.noun()),
                 ));
             }
-            return Ok(created.sid);
+            return Ok(sid);
         }
         let error: ApiErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
         Err(map_api_error(status, &error, redactions))
     }
 }
+
+/// The most of an answer's body that is read: Twilio's answers are a few kilobytes.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// A form body's name/value pairs, percent-decoded, in order.
 #[cfg_attr(not(feature = "test-peer"), allow(dead_code))]
@@ -220,6 +215,11 @@ pub(crate) fn map_api_error(
     if status == 429 || code == Some(20429) {
         return CarrierError::new(ErrorKind::RateLimited, described("too many requests"))
             .set_temporary();
+    }
+    if status == 504 {
+        // A gateway timeout: Twilio's edge gave up on the service behind it, which may have
+        // created the message.
+        return verify_carrier::gateway_timeout("Twilio");
     }
     if status >= 500 {
         return CarrierError::new(ErrorKind::Unavailable, described("service unavailable"))
@@ -313,7 +313,11 @@ mod tests {
             let error = map_api_error(*status, &body(*code, "words"), &NONE);
             assert_eq!(error.kind(), *kind, "{status}/{code}: {error}");
             assert_eq!(error.is_temporary(), *temporary, "{status}/{code}: {error}");
+            assert!(!error.is_maybe_sent(), "{status}/{code}: {error}");
         }
+        let timeout = map_api_error(504, &body(20504, "Gateway Timeout"), &NONE);
+        assert!(timeout.is_maybe_sent(), "{timeout}");
+        assert_eq!(timeout.kind(), ErrorKind::Timeout);
     }
 
     #[test]

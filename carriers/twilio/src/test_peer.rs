@@ -423,6 +423,8 @@ fn check_auth(headers: &HeaderMap, settings: &PeerSettings) -> (Option<String>, 
 /// What the peer decided about one request, before the resource-specific part.
 enum Admission {
     Refused(Response),
+    /// Record the request and never answer ([`PeerBehaviour::Hang`]).
+    Hang,
     Admitted {
         behaviour: PeerBehaviour,
         settings: PeerSettings,
@@ -500,6 +502,7 @@ fn admit(
             20503,
             "Service Unavailable",
         )),
+        PeerBehaviour::Hang => return (Admission::Hang, record),
         PeerBehaviour::Deliver | PeerBehaviour::FailDelivery => None,
     };
     match refusal {
@@ -512,6 +515,12 @@ fn admit(
             record,
         ),
     }
+}
+
+/// Records a request that gets no answer (status 0) and stays silent.
+async fn hang(state: &PeerState, record: RecordedRequest) -> Response {
+    lock(&state.requests).push(record);
+    std::future::pending().await
 }
 
 fn finish(
@@ -540,6 +549,7 @@ async fn create_message(
     let (admission, record) = admit(&state, PeerResource::Messages, &account, &headers, &form);
     let (behaviour, settings) = match admission {
         Admission::Refused(response) => return finish(&state, record, response, None),
+        Admission::Hang => return hang(&state, record).await,
         Admission::Admitted {
             behaviour,
             settings,
@@ -641,6 +651,7 @@ async fn create_call(
     let (admission, record) = admit(&state, PeerResource::Calls, &account, &headers, &form);
     let (behaviour, settings) = match admission {
         Admission::Refused(response) => return finish(&state, record, response, None),
+        Admission::Hang => return hang(&state, record).await,
         Admission::Admitted {
             behaviour,
             settings,

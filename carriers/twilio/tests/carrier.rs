@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 use verify_carrier::conformance::{self, ConformancePeer};
 use verify_carrier::test_support::{self, next_receipt};
 use verify_carrier::{
@@ -25,7 +25,7 @@ const WAIT: Duration = Duration::from_secs(5);
 /// (served by `verify_carrier::callback::serve`, as verifyd serves it).
 struct Built {
     carrier: Arc<dyn Carrier>,
-    receipts: UnboundedReceiver<DeliveryReceipt>,
+    receipts: Receiver<DeliveryReceipt>,
     callback_url: String,
 }
 
@@ -75,12 +75,15 @@ impl ConformancePeer for Peer {
         &self,
         to: &str,
         behaviour: PeerBehaviour,
-    ) -> (Arc<dyn Carrier>, UnboundedReceiver<DeliveryReceipt>) {
+    ) -> (Arc<dyn Carrier>, Receiver<DeliveryReceipt>) {
         let mut settings = self.twilio.carrier_settings();
         if behaviour == PeerBehaviour::Down {
             settings["base_url"] = unreachable_base_url().await.into();
         } else {
             self.twilio.set_behaviour(to, behaviour);
+        }
+        if behaviour == PeerBehaviour::Hang {
+            settings["timeout_ms"] = (HANG_TIMEOUT.as_millis() as u64).into();
         }
         let built = build(settings).await;
         (built.carrier, built.receipts)
@@ -89,7 +92,14 @@ impl ConformancePeer for Peer {
     fn receipt_timeout(&self) -> Duration {
         WAIT
     }
+
+    fn answer_timeout(&self) -> Duration {
+        HANG_TIMEOUT
+    }
 }
+
+/// The carrier's `timeout_ms` against a peer that never answers.
+const HANG_TIMEOUT: Duration = Duration::from_millis(500);
 
 #[tokio::test]
 async fn conformance_suite_passes_against_the_local_twilio_api() {
@@ -461,7 +471,7 @@ async fn bad_settings_are_config_errors_naming_the_field() {
     verify_carrier_twilio::register(&mut registry);
     let context = || CarrierContext {
         name: "tw".into(),
-        receipts: ReceiptSink::channel().0,
+        receipts: ReceiptSink::channel(16).0,
         callback_url: None,
     };
     let cases = [

@@ -146,9 +146,11 @@ impl VonageCarrier {
             .send()
             .await
             .map_err(verify_carrier::request_error)?;
-        let status = response.status().as_u16();
-        let answer = verify_carrier::read_bounded(response, MAX_ANSWER_BYTES).await?;
+        let (status, answer) = verify_carrier::read_answer(response, MAX_ANSWER_BYTES).await?;
         let code = message.code.expose();
+        if status == 504 {
+            return Err(verify_carrier::gateway_timeout("Vonage"));
+        }
         if status == 429 {
             return Err(CarrierError::new(
                 ErrorKind::RateLimited,
@@ -173,10 +175,13 @@ impl VonageCarrier {
                 format!("Vonage answered HTTP {status}"),
             ));
         }
+        // From here on Vonage answered 2xx: it may have taken the message, so an answer that
+        // does not say which parts it took is maybe sent, never failed over.
         let parts = parse_answer(&answer).ok_or_else(|| {
-            CarrierError::new(
-                ErrorKind::Other,
-                format!("Vonage answered HTTP {status} with a body that is not an SMS API answer"),
+            verify_carrier::unreadable_acceptance(
+                "Vonage",
+                status,
+                "a body that is not an SMS API answer",
             )
         })?;
         let accepted: Vec<String> = parts
@@ -185,21 +190,31 @@ impl VonageCarrier {
             .filter_map(|p| p.message_id.clone())
             .collect();
         if let Some(failed) = parts.iter().find(|p| p.status != "0") {
-            if !accepted.is_empty() {
-                tracing::warn!(carrier = %self.name, message_id = %message.message_id, parts = parts.len(),
-                    accepted = accepted.len(), "Vonage refused part of a multi-part message");
-                self.pending.suppress(&accepted, &message.message_id);
+            let refusal = status_error(&failed.status, failed.error_text.as_deref(), code);
+            if accepted.is_empty() {
+                return Err(refusal);
             }
-            return Err(status_error(
-                &failed.status,
-                failed.error_text.as_deref(),
-                code,
+            // Earlier parts went out: the phone may show part of the text, and sending it
+            // again (here or elsewhere) would repeat them. Their receipts are ignored; the
+            // message is maybe sent.
+            tracing::warn!(carrier = %self.name, message_id = %message.message_id, parts = parts.len(),
+                accepted = accepted.len(), "Vonage refused part of a multi-part message");
+            self.pending.suppress(&accepted, &message.message_id);
+            return Err(CarrierError::maybe_sent(
+                refusal.kind(),
+                format!(
+                    "Vonage took {} of {} parts and refused the rest: {}",
+                    accepted.len(),
+                    parts.len(),
+                    refusal.message()
+                ),
             ));
         }
         if accepted.is_empty() || accepted.len() != parts.len() {
-            return Err(CarrierError::new(
-                ErrorKind::Other,
-                "Vonage accepted the message but named no message-id",
+            return Err(verify_carrier::unreadable_acceptance(
+                "Vonage",
+                status,
+                "no message-id for every part",
             ));
         }
         self.pending.accepted(&accepted, &message.message_id);
@@ -347,15 +362,12 @@ impl Carrier for VonageCarrier {
         let err_code = params.get("err-code").map(String::as_str).unwrap_or("");
         let detail = receipt_detail(status, err_code);
         let message_id = params.get("client-ref").filter(|r| !r.is_empty()).cloned();
-        let Some(receipt) = self
-            .pending
-            .receipt(&self.name, part_id, delivered, message_id, detail)
-        else {
-            return CallbackResponse::ok();
-        };
-        if !self.receipts.deliver(receipt) {
+        // Waits while verifyd is behind on receipts: the vendor's request waits with it.
+        let Some(permit) = self.receipts.reserve().await else {
             return CallbackResponse::rejected(503, "verifyd is not taking receipts now");
-        }
+        };
+        self.pending
+            .report(permit, &self.name, part_id, delivered, message_id, detail);
         CallbackResponse::ok()
     }
 

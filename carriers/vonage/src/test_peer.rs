@@ -32,6 +32,16 @@ pub enum PeerOutcome {
     Status(u32),
     /// Answer this HTTP status with a non-JSON body.
     Http(u16),
+    /// Read the request and never answer, as a peer that took the message and hung.
+    Hang,
+    /// Answer a multi-part message of this many parts whose last part is refused with
+    /// `status`, the others accepted (no receipts).
+    RefuseLastPart {
+        /// Parts in the answer (at least 2).
+        parts: usize,
+        /// The SMS API status of the last one.
+        status: u32,
+    },
 }
 
 /// How the peer sends receipts.
@@ -314,6 +324,19 @@ async fn submit(
         PeerOutcome::Http(status) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return (status, "<html>upstream trouble</html>").into_response();
+        }
+        PeerOutcome::Hang => std::future::pending().await,
+        PeerOutcome::RefuseLastPart { parts, status } => {
+            let parts = parts.max(2);
+            let mut answered: Vec<serde_json::Value> = (1..parts)
+                .map(|n| {
+                    serde_json::json!({ "to": to, "message-id": format!("{n:016X}"), "status": "0" })
+                })
+                .collect();
+            answered.push(serde_json::json!({
+                "status": status.to_string(), "error-text": status_text(status),
+            }));
+            return answer(answered);
         }
         PeerOutcome::Deliver => (1, vec![("delivered", "0")]),
         PeerOutcome::FailDelivery => (1, vec![("failed", "2")]),

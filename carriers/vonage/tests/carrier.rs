@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 use verify_carrier::conformance::{ConformancePeer, PeerBehaviour};
 use verify_carrier::test_support::{self, next_receipt};
 use verify_carrier::{
@@ -18,7 +18,7 @@ use verify_carrier_vonage::{KIND, SignatureMethod, signature};
 
 const NAME: &str = "vonage-test";
 
-type Built = (Arc<dyn Carrier>, UnboundedReceiver<DeliveryReceipt>);
+type Built = (Arc<dyn Carrier>, Receiver<DeliveryReceipt>);
 
 /// Builds a carrier from `settings` whose callback URL is served on a local listener.
 async fn carrier_with_callbacks(settings: serde_json::Value) -> Built {
@@ -67,6 +67,10 @@ impl ConformancePeer for Peer {
             PeerBehaviour::RejectPermanently => self.peer.set_outcome(to, PeerOutcome::Status(7)),
             PeerBehaviour::Throttle => self.peer.set_outcome(to, PeerOutcome::Status(1)),
             PeerBehaviour::Down => settings["base_url"] = VonagePeer::down_url().await.into(),
+            PeerBehaviour::Hang => {
+                self.peer.set_outcome(to, PeerOutcome::Hang);
+                settings["timeout_ms"] = (HANG_TIMEOUT.as_millis() as u64).into();
+            }
         }
         carrier_with_callbacks(settings).await
     }
@@ -74,7 +78,14 @@ impl ConformancePeer for Peer {
     fn receipt_timeout(&self) -> Duration {
         Duration::from_secs(5)
     }
+
+    fn answer_timeout(&self) -> Duration {
+        HANG_TIMEOUT
+    }
 }
+
+/// The carrier's `timeout_ms` against a peer that never answers.
+const HANG_TIMEOUT: Duration = Duration::from_millis(500);
 
 #[tokio::test]
 async fn passes_the_conformance_suite_with_signed_requests_and_receipts() {
@@ -243,6 +254,8 @@ async fn vonage_statuses_map_to_error_kinds() {
         (PeerOutcome::Http(503), ErrorKind::Unavailable, true),
         (PeerOutcome::Http(429), ErrorKind::RateLimited, true),
         (PeerOutcome::Http(404), ErrorKind::Rejected, false),
+        // 502 and 503 say the message was not taken; see the next test for 504.
+        (PeerOutcome::Http(502), ErrorKind::Unavailable, true),
     ];
     for (n, (outcome, kind, temporary)) in cases.into_iter().enumerate() {
         let to = format!("+4477009{n:05}");
@@ -266,6 +279,37 @@ async fn vonage_statuses_map_to_error_kinds() {
                 "{error}"
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn answers_that_may_hide_an_accepted_message_are_maybe_sent() {
+    let peer = VonagePeer::start().await.unwrap();
+    let (carrier, _rx) = build(peer.carrier_settings(), None);
+    let cases = [
+        (PeerOutcome::Http(504), ErrorKind::Timeout, "HTTP 504"),
+        (PeerOutcome::Http(200), ErrorKind::Other, "HTTP 200"),
+        (
+            PeerOutcome::RefuseLastPart {
+                parts: 3,
+                status: 6,
+            },
+            ErrorKind::Rejected,
+            "took 2 of 3 parts",
+        ),
+    ];
+    for (n, (outcome, kind, words)) in cases.into_iter().enumerate() {
+        let to = format!("+4477019{n:05}");
+        peer.set_outcome(&to, outcome.clone());
+        let error = carrier
+            .submit(message(&to, "Your code is 493817"))
+            .await
+            .expect_err("no acceptance");
+        assert!(error.is_maybe_sent(), "{outcome:?}: {error}");
+        assert!(!error.is_temporary(), "{outcome:?}: {error}");
+        assert_eq!(error.kind(), kind, "{outcome:?}: {error}");
+        assert!(error.message().contains(words), "{outcome:?}: {error}");
+        assert!(!error.message().contains("493817"), "{error}");
     }
 }
 
@@ -518,7 +562,7 @@ fn settings_are_validated_without_showing_secrets() {
                 settings[k] = v.clone();
             }
         }
-        let (sink, _rx) = ReceiptSink::channel();
+        let (sink, _rx) = ReceiptSink::channel(16);
         let mut registry = CarrierRegistry::new();
         verify_carrier_vonage::register(&mut registry);
         let context = CarrierContext {

@@ -158,20 +158,32 @@ impl WebhookCarrier {
             .send()
             .await
             .map_err(verify_carrier::request_error)?;
-        let status = response.status().as_u16();
         let retry_after = response
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .map(|v| clean_text(v, "", 40));
-        let answer = verify_carrier::read_bounded(response, MAX_ANSWER_BYTES).await?;
+        let (status, answer) = verify_carrier::read_answer(response, MAX_ANSWER_BYTES).await?;
         let code = message.code.expose();
         let host = self.host();
+        if status == 504 {
+            // The gateway's front end gave up on the service behind it, which may have taken
+            // the message.
+            return Err(verify_carrier::gateway_timeout(&host));
+        }
         let parsed: Option<serde_json::Value> = if answer.iter().all(u8::is_ascii_whitespace) {
             None
         } else {
             match serde_json::from_slice(&answer) {
                 Ok(value) => Some(value),
+                Err(_) if (200..300).contains(&status) => {
+                    // Accepted, but the id was lost: the message may be on its way.
+                    return Err(verify_carrier::unreadable_acceptance(
+                        &host,
+                        status,
+                        "a body that is not JSON",
+                    ));
+                }
                 Err(_) => {
                     let error = CarrierError::new(
                         ErrorKind::Other,
@@ -196,9 +208,10 @@ impl WebhookCarrier {
             let id = match field("id") {
                 Some(id) if !id.is_empty() && id.len() <= MAX_ID => id,
                 Some(_) => {
-                    return Err(CarrierError::new(
-                        ErrorKind::Other,
-                        format!("{host} answered an empty or overlong id"),
+                    return Err(verify_carrier::unreadable_acceptance(
+                        &host,
+                        status,
+                        "an empty or overlong id",
                     ));
                 }
                 None => {
@@ -367,15 +380,12 @@ impl Carrier for WebhookCarrier {
             .filter(|d| !d.is_empty())
             .unwrap_or_else(|| receipt.status.clone());
         let message_id = receipt.message_id.filter(|id| !id.is_empty());
-        let Some(receipt) = self
-            .pending
-            .receipt(&self.name, &key, delivered, message_id, detail)
-        else {
-            return CallbackResponse::ok();
-        };
-        if !self.receipts.deliver(receipt) {
+        // Waits while verifyd is behind on receipts: the vendor's request waits with it.
+        let Some(permit) = self.receipts.reserve().await else {
             return CallbackResponse::rejected(503, "verifyd is not taking receipts now");
-        }
+        };
+        self.pending
+            .report(permit, &self.name, &key, delivered, message_id, detail);
         CallbackResponse::ok()
     }
 

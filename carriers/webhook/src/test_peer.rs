@@ -43,6 +43,8 @@ pub enum GatewayOutcome {
     ServerError(u16),
     /// Answer this status with a body that is not JSON.
     NotJson(u16),
+    /// Read the request and never answer, as a gateway that took the message and hung.
+    Hang,
 }
 
 /// One request the gateway received.
@@ -277,6 +279,7 @@ async fn take_message(
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return json_answer(status, serde_json::json!({ "error": "SMSC link down" }));
         }
+        GatewayOutcome::Hang => return std::future::pending().await,
         GatewayOutcome::NotJson(status) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
             return (status, "<html>proxy error</html>").into_response();

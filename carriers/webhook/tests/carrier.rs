@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 use verify_carrier::conformance::{ConformancePeer, PeerBehaviour};
 use verify_carrier::test_support::{self, next_receipt};
 use verify_carrier::{
@@ -18,7 +18,7 @@ use verify_carrier_webhook::{KIND, signature};
 
 const NAME: &str = "inhouse";
 
-type Built = (Arc<dyn Carrier>, UnboundedReceiver<DeliveryReceipt>);
+type Built = (Arc<dyn Carrier>, Receiver<DeliveryReceipt>);
 
 /// Builds a carrier from `settings` whose callback URL is served on a local listener.
 async fn carrier_with_callbacks(settings: serde_json::Value) -> Built {
@@ -76,6 +76,10 @@ impl ConformancePeer for Peer {
                 settings["url"] = GatewayPeer::down_url().await.into();
                 GatewayOutcome::Deliver
             }
+            PeerBehaviour::Hang => {
+                settings["timeout_ms"] = (HANG_TIMEOUT.as_millis() as u64).into();
+                GatewayOutcome::Hang
+            }
         };
         self.gateway.set_outcome(to, outcome);
         carrier_with_callbacks(settings).await
@@ -84,7 +88,14 @@ impl ConformancePeer for Peer {
     fn receipt_timeout(&self) -> Duration {
         Duration::from_secs(5)
     }
+
+    fn answer_timeout(&self) -> Duration {
+        HANG_TIMEOUT
+    }
 }
+
+/// The carrier's `timeout_ms` against a gateway that never answers.
+const HANG_TIMEOUT: Duration = Duration::from_millis(500);
 
 #[tokio::test]
 async fn passes_the_conformance_suite_sms_only() {
@@ -246,11 +257,18 @@ async fn gateway_answers_map_to_error_kinds() {
             false,
             "not JSON",
         ),
+        // Accepted, or maybe: the message may be on its way (maybe sent).
         (
             GatewayOutcome::NotJson(200),
             ErrorKind::Other,
             false,
             "not JSON",
+        ),
+        (
+            GatewayOutcome::ServerError(504),
+            ErrorKind::Timeout,
+            false,
+            "HTTP 504",
         ),
     ];
     for (n, (outcome, kind, temporary, words)) in cases.into_iter().enumerate() {
@@ -259,6 +277,11 @@ async fn gateway_answers_map_to_error_kinds() {
         let error = carrier.submit(message(&to)).await.expect_err("refused");
         assert_eq!(error.kind(), kind, "{outcome:?}: {error}");
         assert_eq!(error.is_temporary(), temporary, "{outcome:?}: {error}");
+        let maybe_sent = matches!(
+            outcome,
+            GatewayOutcome::NotJson(200) | GatewayOutcome::ServerError(504)
+        );
+        assert_eq!(error.is_maybe_sent(), maybe_sent, "{outcome:?}: {error}");
         assert!(error.message().contains(words), "{outcome:?}: {error}");
         assert!(!error.message().contains("<html>"), "{error}");
     }
@@ -452,7 +475,7 @@ fn settings_are_validated_without_showing_secrets() {
         for (k, v) in patch.as_object().unwrap() {
             settings[k] = v.clone();
         }
-        let (sink, _rx) = ReceiptSink::channel();
+        let (sink, _rx) = ReceiptSink::channel(16);
         let mut registry = CarrierRegistry::new();
         verify_carrier_webhook::register(&mut registry);
         let context = CarrierContext {

@@ -81,7 +81,7 @@ async fn readme_python_gateway_works() {
         "http://{}/callbacks/inhouse",
         listener.local_addr().unwrap()
     );
-    let (sink, mut receipts) = ReceiptSink::channel();
+    let (sink, mut receipts) = ReceiptSink::channel(16);
     let mut registry = CarrierRegistry::new();
     verify_carrier_webhook::register(&mut registry);
     let settings = serde_json::json!({
@@ -129,7 +129,7 @@ async fn readme_python_gateway_works() {
     assert_eq!(receipt.status, ReceiptStatus::Delivered);
 
     // A carrier with the wrong secret is refused by the example, as the protocol says.
-    let (sink, _receipts) = ReceiptSink::channel();
+    let (sink, _receipts) = ReceiptSink::channel(16);
     let mut wrong = settings.clone();
     wrong["secret"] = "another-secret-0123456789".into();
     let context = CarrierContext {
