@@ -457,8 +457,21 @@ pub fn tool(name: &str, installed_at: &str) -> PathBuf {
     path
 }
 
-/// A valid GB mobile number no other test uses (libphonenumber: +44 7400 xxxxxx are mobiles).
+/// First and count of the numbers `unique_mobile` hands out: +44 7400 800000 to 998999. Tests
+/// that name a number of their own pick it outside this range.
+const UNIQUE_FIRST: u32 = 800_000;
+const UNIQUE_COUNT: u32 = 199_000;
+
+/// A valid GB mobile number (libphonenumber: +44 7400 xxxxxx are mobiles) that no other call
+/// in this test process returns and no test names itself: numbers come from a counter (in a
+/// range of their own), starting at a random point so that test processes sharing a database
+/// are unlikely to meet (each test has its own server and database unless it says otherwise).
 pub fn unique_mobile() -> String {
-    let n = uuid::Uuid::new_v4().as_u128() % 1_000_000;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: std::sync::OnceLock<AtomicU32> = std::sync::OnceLock::new();
+    let next = NEXT.get_or_init(|| {
+        AtomicU32::new((uuid::Uuid::new_v4().as_u128() % u128::from(UNIQUE_COUNT)) as u32)
+    });
+    let n = UNIQUE_FIRST + next.fetch_add(1, Ordering::Relaxed) % UNIQUE_COUNT;
     format!("+447400{n:06}")
 }

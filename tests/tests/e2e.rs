@@ -173,9 +173,14 @@ async fn idempotency_key_replays(backend: Backend) {
     assert!(second.replayed);
     assert!(!second.resent);
     assert_eq!(second.verification.unwrap().id, id);
+    // Verify answers once its writes are committed: a replay that queued a message would show
+    // it in the verification's attempts now.
+    assert_eq!(
+        client.get(&id).await.unwrap().attempts.len(),
+        1,
+        "a replay sends nothing"
+    );
     server.wait_for_messages(&id, 1).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(server.outbox_lines().len(), 1, "a replay sends nothing");
 
     // A new key on a resend is remembered too: its retry replays instead of sending again.
     let resend = VerifyOptions {
@@ -187,9 +192,8 @@ async fn idempotency_key_replays(backend: Backend) {
     let retried = client.verify(resend).await.unwrap();
     assert!(retried.replayed, "a retried resend must not send again");
     assert_eq!(retried.verification.unwrap().sends_left, 3);
+    assert_eq!(client.get(&id).await.unwrap().attempts.len(), 2);
     server.wait_for_messages(&id, 2).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(server.outbox_lines().len(), 2);
 
     let other = client
         .verify(VerifyOptions {
@@ -720,16 +724,23 @@ async fn two_servers_on_one_postgres_never_send_twice() {
     while let Some(id) = tasks.join_next().await {
         ids.insert(id.unwrap());
     }
+    // Once every message is delivered (its receipt came after the simulator wrote it), a
+    // duplicate would have had to be claimed again, which a handed-over message never is: the
+    // outboxes then show each message exactly once.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let delivered = a.outbox_lines().len() + b.outbox_lines().len();
-        if delivered >= ids.len() || std::time::Instant::now() > deadline {
-            break;
+    for id in &ids {
+        loop {
+            let stored = clients[0].get(id).await.unwrap();
+            if stored.attempts[0].delivery_status() == DeliveryStatus::Delivered {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{id} not delivered: {stored:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Let any duplicate show up before counting.
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let mut lines = a.outbox_lines();
     let from_a = lines.len();
     lines.extend(b.outbox_lines());
@@ -753,6 +764,64 @@ async fn two_servers_on_one_postgres_never_send_twice() {
         from_a > 0 && from_a < lines.len(),
         "both dispatchers should have sent some ({from_a} of {} by A)",
         lines.len()
+    );
+}
+
+/// A watcher connected to one replica sees, as they happen, the events another replica records
+/// (PostgreSQL LISTEN/NOTIFY wakes it); a watch on an id that names nothing is NOT_FOUND.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_on_one_replica_sees_what_another_records() {
+    let database = verify_e2e::PostgresDatabase::create().await;
+    let directory = tempfile::tempdir().unwrap();
+    let options = |outbox: &str| ServerOptions {
+        database_url: Some(database.url().to_string()),
+        directory: Some(directory.path().to_path_buf()),
+        outbox_name: Some(outbox.to_string()),
+        ..ServerOptions::default()
+    };
+    let a = TestServer::start_with(Backend::Postgres, options("outbox-a.jsonl")).await;
+    let b = TestServer::start_with(Backend::Postgres, options("outbox-b.jsonl")).await;
+    let (on_a, on_b) = (a.client().await, b.client().await);
+    let id = verify(&on_a, &unique_mobile())
+        .await
+        .verification
+        .unwrap()
+        .id;
+    let mut events = on_b.watch(Some(&id), 0).await.unwrap();
+    let seen = events_until(&mut events, EventType::MessageDelivered).await;
+    assert_eq!(seen[0].r#type(), EventType::VerificationCreated);
+    // Live: a check on A reaches the open stream on B.
+    let code = if a
+        .outbox_lines()
+        .iter()
+        .any(|l| l["verification_id"] == id.as_str())
+    {
+        a.code_for(&id).await
+    } else {
+        b.code_for(&id).await
+    };
+    on_a.check_by_id(&id, &code).await.unwrap();
+    events_until(&mut events, EventType::VerificationApproved).await;
+
+    let status = status_of(on_b.watch(Some("vf_nothing"), 0).await.err().unwrap());
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "verification_id: no verification vf_nothing"
+    );
+    let status = on_b
+        .raw()
+        .watch_events(v1::WatchEventsRequest {
+            notification_id: "nt_nothing".into(),
+            ..Default::default()
+        })
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "notification_id: no notification nt_nothing"
     );
 }
 

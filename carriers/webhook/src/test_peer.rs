@@ -2,7 +2,9 @@
 //!
 //! It takes `POST /messages`, checks the signature and timestamp, records every request,
 //! answers as the test chose for the destination ([`GatewayPeer::set_outcome`]) and POSTs
-//! signed receipts to the request's `callback_url` as a real gateway would.
+//! signed receipts to the request's `callback_url` as a real gateway would. Like the gateways
+//! the protocol asks for, it honours `Idempotency-Key`: a message it already took is answered
+//! with the same id and not sent again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -70,6 +72,8 @@ struct Shared {
     receipt_delay: Duration,
     outcomes: Mutex<HashMap<String, GatewayOutcome>>,
     requests: Mutex<Vec<RecordedRequest>>,
+    /// `Idempotency-Key` → the id it was answered with, for messages taken.
+    taken: Mutex<HashMap<String, String>>,
     client: reqwest::Client,
 }
 
@@ -111,6 +115,7 @@ impl GatewayPeer {
             receipt_delay,
             outcomes: Mutex::default(),
             requests: Mutex::default(),
+            taken: Mutex::default(),
             client,
         });
         let router = axum::Router::new()
@@ -155,6 +160,11 @@ impl GatewayPeer {
     /// Every request received so far, oldest first.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// The `Idempotency-Key`s of the messages it took (each sent to its handset once).
+    pub fn taken(&self) -> Vec<String> {
+        lock(&self.shared.taken).keys().cloned().collect()
     }
 
     /// A URL on which nothing listens, for "gateway down" tests.
@@ -226,11 +236,25 @@ async fn take_message(
             serde_json::json!({ "error": "unreadable request" }),
         );
     };
+    let key = header("idempotency-key").unwrap_or_default().to_string();
+    if let Some(id) = lock(&shared.taken).get(&key) {
+        // Taken before: the same answer, and nothing is sent again.
+        return json_answer(StatusCode::OK, serde_json::json!({ "id": id }));
+    }
     let outcome = lock(&shared.outcomes)
         .get(&request.to)
         .cloned()
         .unwrap_or(GatewayOutcome::Deliver);
     let id = format!("gw-{}", uuid::Uuid::new_v4().simple());
+    if matches!(
+        outcome,
+        GatewayOutcome::Deliver
+            | GatewayOutcome::FailDelivery(_)
+            | GatewayOutcome::DeliverWithoutId
+            | GatewayOutcome::DeliverAfterSent
+    ) {
+        lock(&shared.taken).insert(key, id.clone());
+    }
     let with_id = outcome != GatewayOutcome::DeliverWithoutId;
     let (answer, receipts): (axum::response::Response, Vec<(&str, String)>) = match outcome {
         GatewayOutcome::Deliver => (

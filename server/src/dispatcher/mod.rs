@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use verify_carrier::{Carrier, OutboundMessage};
 
 pub use lease::WorkerIdentity;
-pub use receipts::record_receipts;
+pub use receipts::{RECEIPT_CHANNEL_CAPACITY, record_receipts};
 
 use crate::carriers::CarrierSet;
 use crate::clock::now_ms;

@@ -14,14 +14,15 @@ use crate::usecases::delivery;
 
 /// Receipts applied per transaction at most.
 const RECEIPT_BATCH: usize = 256;
+/// Receipts carriers may hand over before they wait for the recorder to read (see
+/// [`verify_carrier::ReceiptSink`]): a burst (an SMSC replaying its backlog after a
+/// reconnect) then slows the carrier's reader instead of growing memory.
+pub const RECEIPT_CHANNEL_CAPACITY: usize = 4096;
 /// How long a batch is retried while the database fails before its receipts are dropped.
 const RETRY_FOR: Duration = Duration::from_secs(30);
 
 /// Records carrier receipts until every sender is gone (all carriers shut down).
-pub async fn record_receipts(
-    store: Arc<SqlStore>,
-    mut receipts: mpsc::UnboundedReceiver<DeliveryReceipt>,
-) {
+pub async fn record_receipts(store: Arc<SqlStore>, mut receipts: mpsc::Receiver<DeliveryReceipt>) {
     let mut batch = Vec::with_capacity(RECEIPT_BATCH);
     while receipts.recv_many(&mut batch, RECEIPT_BATCH).await > 0 {
         record_batch(&store, &batch).await;
