@@ -16,6 +16,7 @@ use verify_e2e::{
 on_both_backends!(
     twilio_sends_sms_and_calls_landlines_with_twiml,
     smpp_for_one_country_twilio_for_voice_and_failover_when_the_smsc_dies,
+    receipts_in_decimal_for_hex_ids_are_matched_with_no_setting,
 );
 
 /// The digits of the first code a text reads, digit by digit (`"4, 9, 3, 8"`) or in one run.
@@ -417,4 +418,92 @@ countries.GB = ["operator", "backup", "twilio"]
         "the SMPP password reached the log"
     );
     assert!(!log.contains(&code), "a code reached the log");
+}
+
+/// Many SMSCs give the message id in hexadecimal in `submit_sm_resp` and in decimal in their
+/// receipts. With no setting, verifyd matches them: while it runs (the bind knows what it
+/// submitted), and after a crash, when the receipt the SMSC kept comes on the new bind and the
+/// server matches it by the id's other spelling.
+async fn receipts_in_decimal_for_hex_ids_are_matched_with_no_setting(backend: Backend) {
+    let smsc = TestSmsc::start(serde_json::json!({
+        "system_id": "verifyd-ids",
+        "password": "pw-ids",
+        "id_format": "hex",
+        "receipt_id_format": "decimal",
+        "receipt_delay_ms": 300,
+    }))
+    .expect("the test SMSC starts");
+    let config = format!(
+        "[[carriers]]\nname = \"operator\"\nkind = \"smpp\"\nhost = \"127.0.0.1\"\nport = {}\n\
+         system_id = \"verifyd-ids\"\npassword = \"pw-ids\"\nreconnect_min_ms = 50\nreconnect_max_ms = 200\n\n\
+         [routes]\ndefault = [\"operator\"]\n",
+        smsc.port()
+    );
+    let mut server = TestServer::start_with_config(backend, config).await;
+    let client = server.client().await;
+    let delivered = |id: String| {
+        let client = client.clone();
+        async move {
+            let mut events = client.watch(Some(&id), 0).await.unwrap();
+            events_until(&mut events, EventType::MessageDelivered)
+                .await
+                .pop()
+                .unwrap()
+        }
+    };
+
+    // While verifyd runs.
+    let id = client
+        .verify(VerifyOptions::new(unique_mobile()))
+        .await
+        .expect("verify")
+        .verification
+        .unwrap()
+        .id;
+    let receipt = delivered(id.clone()).await;
+    assert_eq!(receipt.carrier, "operator");
+    let carrier_id = client.get(&id).await.unwrap().attempts[0]
+        .carrier_message_id
+        .clone();
+    let receipt_ids: Vec<String> = smsc
+        .events_named("receipt")
+        .iter()
+        .filter_map(|e| e["id"].as_str().map(str::to_string))
+        .collect();
+    let as_decimal = u128::from_str_radix(&carrier_id, 16)
+        .expect("a hex id")
+        .to_string();
+    assert!(
+        receipt_ids.contains(&as_decimal) && !receipt_ids.contains(&carrier_id),
+        "the SMSC answered {carrier_id} and receipted {receipt_ids:?}"
+    );
+
+    // Across a crash: submitted, then verifyd dies before the receipt; the SMSC keeps it and
+    // sends it on the restarted process's bind, whose tracker never saw the message.
+    let id = client
+        .verify(VerifyOptions::new(unique_mobile()))
+        .await
+        .expect("verify")
+        .verification
+        .unwrap()
+        .id;
+    let mut events = client.watch(Some(&id), 0).await.unwrap();
+    events_until(&mut events, EventType::MessageSubmitted).await;
+    server.kill();
+    let kept = tokio::task::block_in_place(|| {
+        smsc.wait_for_events("receipt_kept", 1, Duration::from_secs(10))
+    });
+    assert_eq!(
+        kept.len(),
+        1,
+        "the SMSC kept the receipt while verifyd was down"
+    );
+    server.restart();
+    let client = server.client().await;
+    let mut events = client.watch(Some(&id), 0).await.unwrap();
+    let receipt = events_until(&mut events, EventType::MessageDelivered)
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(receipt.carrier, "operator");
 }

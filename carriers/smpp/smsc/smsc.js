@@ -89,6 +89,14 @@ function decodeText(pdu, octets) {
 }
 
 const receivers = new Set();
+// Receipts no receiving bind was up for, kept (as an SMSC stores them) and sent when the next
+// receiving bind comes up.
+const undelivered = [];
+
+function deliverReceipt(target, receipt) {
+  target.send(new smpp.PDU('deliver_sm', receipt.options));
+  emit({ event: 'receipt', id: receipt.id, stat: receipt.stat });
+}
 
 function sendReceipt(session, pdu, numericId, delivered) {
   const receiptId = config.receipt_id_format === 'hex' || config.receipt_id_format === 'decimal'
@@ -114,19 +122,20 @@ function sendReceipt(session, pdu, numericId, delivered) {
     options.message_state = delivered ? 2 : 5;
   }
   setTimeout(() => {
-    let target = session.receives ? session : null;
+    let target = receivers.has(session) ? session : null;
     if (!target) {
       for (const candidate of receivers) {
         target = candidate;
         break;
       }
     }
+    const receipt = { options, id: receiptId, stat };
     if (!target) {
-      emit({ event: 'receipt_dropped', id: receiptId });
+      emit({ event: 'receipt_kept', id: receiptId });
+      undelivered.push(receipt);
       return;
     }
-    target.send(new smpp.PDU('deliver_sm', options));
-    emit({ event: 'receipt', id: receiptId, stat });
+    deliverReceipt(target, receipt);
   }, receiptDelay);
 }
 
@@ -253,6 +262,9 @@ const server = smpp.createServer((session) => {
     session.submits = submits;
     if (receives) receivers.add(session);
     session.send(pdu.response({ system_id: 'testsmsc' }));
+    if (receives) {
+      for (const receipt of undelivered.splice(0)) deliverReceipt(session, receipt);
+    }
     for (const hex of config.raw_after_bind || []) {
       session.socket.write(Buffer.from(hex, 'hex'));
     }

@@ -44,8 +44,19 @@ fn postgres_admin_url() -> String {
 impl TestDb {
     /// A store on a new SQLite file.
     pub async fn sqlite() -> TestDb {
+        Self::sqlite_prepared(|_| async {}).await
+    }
+
+    /// A store on a new SQLite file that `prepare` got first (by its URL, with the
+    /// `mode=rwc` that lets it create the file), before the store's migrations ran.
+    pub async fn sqlite_prepared<F, Fut>(prepare: F) -> TestDb
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        prepare(format!("{url}?mode=rwc")).await;
         TestDb {
             store: SqlStore::connect(&url).await.unwrap(),
             url,
@@ -56,6 +67,16 @@ impl TestDb {
 
     /// A store on a new PostgreSQL database.
     pub async fn postgres() -> TestDb {
+        Self::postgres_prepared(|_| async {}).await
+    }
+
+    /// A store on a new PostgreSQL database that `prepare` got first (by its URL), before the
+    /// store's migrations ran.
+    pub async fn postgres_prepared<F, Fut>(prepare: F) -> TestDb
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
         let admin = postgres_admin_url();
         let name = format!("verifyd_store_{}", uuid::Uuid::new_v4().simple());
         let mut connection = sqlx::PgConnection::connect(&admin)
@@ -72,6 +93,7 @@ impl TestDb {
             .rsplit_once('/')
             .map_or(admin.as_str(), |(base, _)| base);
         let url = format!("{base}/{name}");
+        prepare(url.clone()).await;
         TestDb {
             store: SqlStore::connect(&url).await.unwrap(),
             url,

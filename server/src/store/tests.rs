@@ -621,3 +621,114 @@ async fn conversion_counts_credit_the_last_message_before_approval(db: &TestDb) 
         ]
     );
 }
+
+/// Data written by the version before the one outbox (migrations 1 to 4) reads back after
+/// migration 5: messages keep their subject, a notification's outbox columns become its
+/// message, events name their subject, and a message left `sending` is maybe sent.
+mod data_from_before_the_one_outbox {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    async fn write_old_data(url: String, postgres: bool) {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+        let mut migrator = if postgres {
+            sqlx::migrate!("migrations/postgres")
+        } else {
+            sqlx::migrate!("migrations/sqlite")
+        };
+        migrator.migrations = Cow::Owned(
+            migrator
+                .migrations
+                .iter()
+                .filter(|m| m.version <= 4)
+                .cloned()
+                .collect(),
+        );
+        migrator.run(&pool).await.unwrap();
+        for statement in [
+            "INSERT INTO verifications (id, to_e164, region_code, status, channel, locale, code_length, code_nonce, code_check, \
+             max_checks, max_sends, classification, created_at_ms, expires_at_ms, updated_at_ms) \
+             VALUES ('vf_old', '+447400000009', 'GB', 'pending', 'sms', 'en', 6, $1, $1, 5, 5, '{}', 1, 600001, 1)",
+            "INSERT INTO messages (id, verification_id, channel, carrier, status, due_at_ms, carrier_message_id, detail, created_at_ms, updated_at_ms) \
+             VALUES ('msg_old1', 'vf_old', 'sms', 'sim', 'delivered', 1, 'sim-1', 'stat:DELIVRD', 1, 2)",
+            "INSERT INTO messages (id, verification_id, channel, carrier, status, due_at_ms, claim_token, claim_expires_at_ms, created_at_ms, updated_at_ms) \
+             VALUES ('msg_old2', 'vf_old', 'voice', 'sim', 'sending', 1, 'token', 99, 1, 2)",
+            "INSERT INTO notifications (id, to_e164, region_code, time_zones, category, body, channel, carrier, fallback_carriers, status, \
+             due_at_ms, decision, created_at_ms, updated_at_ms) \
+             VALUES ('nt_abc', '+919812345678', 'IN', 'Asia/Calcutta', 'MARKETING', 'Sale!', 'sms', 'sim', 'backup', 'scheduled', \
+             5000, 'deferred', 1, 1)",
+            "INSERT INTO events (event_type, verification_id, message_id, channel, carrier, delivery_status, verification_status, detail, created_at_ms) \
+             VALUES ('message_delivered', 'vf_old', 'msg_old1', 'sms', 'sim', 'delivered', 'pending', 'stat:DELIVRD', 2)",
+            "INSERT INTO events (event_type, verification_id, message_id, channel, carrier, delivery_status, verification_status, detail, created_at_ms) \
+             VALUES ('notification_scheduled', 'nt_abc', 'nt_abc', 'sms', 'sim', 'queued', 'pending', 'deferred', 1)",
+        ] {
+            let query = sqlx::query(statement);
+            let query = if statement.contains("$1") {
+                query.bind(vec![0u8; 4])
+            } else {
+                query
+            };
+            query.execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+
+    async fn check(db: &TestDb) {
+        let verification = Subject::Verification("vf_old".into());
+        let messages = db.store.messages_of(&verification).await.unwrap();
+        let states: Vec<(&str, DeliveryStatus, Option<&str>)> = messages
+            .iter()
+            .map(|m| (m.id.as_str(), m.status, m.carrier_message_id.as_deref()))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("msg_old1", DeliveryStatus::Delivered, Some("sim-1")),
+                ("msg_old2", DeliveryStatus::MaybeSent, None)
+            ]
+        );
+        let notification = db.store.notification("nt_abc").await.unwrap().unwrap();
+        assert_eq!(notification.body, "Sale!");
+        let messages = db.store.messages_of(&notification.subject()).await.unwrap();
+        assert_eq!(messages.len(), 1);
+        let message = &messages[0];
+        assert_eq!(message.id, "msg_abc");
+        assert_eq!(
+            (
+                message.status,
+                message.due_at_ms,
+                message.fallback_carriers.clone()
+            ),
+            (DeliveryStatus::Scheduled, 5000, vec!["backup".to_string()])
+        );
+        let events = db.store.events_after(0, None, 10).await.unwrap();
+        assert_eq!(events[0].event.subject, verification);
+        assert_eq!(
+            events[0].event.subject_status,
+            SubjectStatus::Verification(VerificationStatus::Pending)
+        );
+        let scheduled = &events[1].event;
+        assert_eq!(scheduled.subject, notification.subject());
+        assert_eq!(scheduled.message.as_ref().unwrap().id, "msg_abc");
+        assert_eq!(
+            scheduled.subject_status,
+            SubjectStatus::Notification(crate::domain::NotificationStatus::Scheduled)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let db = TestDb::sqlite_prepared(|url| write_old_data(url, false)).await;
+        check(&db).await;
+        db.drop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let db = TestDb::postgres_prepared(|url| write_old_data(url, true)).await;
+        check(&db).await;
+        db.drop().await;
+    }
+}
