@@ -4,12 +4,14 @@
 //!
 //! Run: `cargo bench -p verify-server --bench classify_rpc` (add `-- --quick` for a short run).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::{Channel, Endpoint};
 use verify_client::proto::v1::{ClassifyRequest, verify_service_client::VerifyServiceClient};
 use verify_server::config::Config;
+
+mod common;
 
 const CONCURRENCY: usize = 32;
 
@@ -18,24 +20,10 @@ where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for worker in 0..CONCURRENCY {
-        let call = call.clone();
-        tasks.spawn(async move {
-            let mut count = 0usize;
-            while started.elapsed() < budget {
-                call(worker * 7919 + count).await;
-                count += 1;
-            }
-            count
-        });
-    }
-    let mut total = 0;
-    while let Some(count) = tasks.join_next().await {
-        total += count.expect("client task");
-    }
-    total as f64 / started.elapsed().as_secs_f64()
+    common::measure(CONCURRENCY, budget, move |worker, n| {
+        call(worker * 7919 + n)
+    })
+    .await
 }
 
 fn main() {

@@ -293,8 +293,15 @@ async fn adaptive_starts_on_voice_once_sms_converts_worse(backend: Backend) {
     for id in &ids {
         wait_until_sent(&client, id).await;
     }
-    // The counts are reloaded every second.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    // The counts are reloaded every second: wait for two loads after the last send was
+    // recorded, so that one started after it.
+    let loaded = |log: String| log.matches("conversion counts loaded").count();
+    let before = loaded(server.log());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while loaded(server.log()) < before + 2 {
+        assert!(Instant::now() < deadline, "the counts were not reloaded");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 
     let adaptive = client
         .verify(VerifyOptions::new("+504 9123 4300"))

@@ -161,6 +161,41 @@ pub struct VerificationSpec {
     pub program_id: String,
 }
 
+#[cfg(test)]
+impl VerificationSpec {
+    /// A GB SMS verification of `number` for tests: a 6-digit code stored as its digits
+    /// `123456` (see the tests' plain matcher), 5 checks, 3 sends, 10 minutes, and a
+    /// `sms(30s) -> voice(1m)` workflow whose first step ends 30 s after `now_ms`.
+    pub(crate) fn example(id: &str, number: &str, now_ms: i64) -> VerificationSpec {
+        VerificationSpec {
+            id: id.into(),
+            to_e164: number.into(),
+            region_code: Some("GB".into()),
+            channel: Channel::Sms,
+            locale: "en".into(),
+            code_length: 6,
+            code: StoredCode {
+                nonce: vec![1; 32],
+                check: b"123456".to_vec(),
+            },
+            max_checks: 5,
+            max_sends: 3,
+            idempotency_key: None,
+            classification_json: "{}".into(),
+            ttl_ms: 600_000,
+            workflow: WorkflowState {
+                strategy: "ordered".into(),
+                workflow: "sms(30s) -> voice(1m)".into(),
+                step: 0,
+                step_deadline_ms: Some(now_ms + 30_000),
+                step_failure: String::new(),
+            },
+            decision: "sms chosen".into(),
+            program_id: String::new(),
+        }
+    }
+}
+
 /// A verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verification {
@@ -504,30 +539,9 @@ mod tests {
 
     fn pending() -> Verification {
         let spec = VerificationSpec {
-            id: "vf_1".into(),
-            to_e164: "+447400123456".into(),
-            region_code: Some("GB".into()),
-            channel: Channel::Sms,
-            locale: "en".into(),
-            code_length: 6,
-            code: StoredCode {
-                nonce: vec![1; 32],
-                check: b"123456".to_vec(),
-            },
             max_checks: 3,
             max_sends: 2,
-            idempotency_key: None,
-            classification_json: "{}".into(),
-            ttl_ms: 600_000,
-            workflow: WorkflowState {
-                strategy: "ordered".into(),
-                workflow: "sms(30s) -> voice(1m)".into(),
-                step: 0,
-                step_deadline_ms: Some(NOW + 30_000),
-                step_failure: String::new(),
-            },
-            decision: "sms chosen".into(),
-            program_id: String::new(),
+            ..VerificationSpec::example("vf_1", "+447400123456", NOW)
         };
         let (verification, created) = Verification::start(spec, NOW);
         assert_eq!(created.kind, EventKind::VerificationCreated);

@@ -8,8 +8,8 @@ use verify_carrier::{Channel, ReceiptStatus};
 use super::test_db::TestDb;
 use super::*;
 use crate::domain::{
-    DeliveryStatus, EventKind, MessageSpec, StoredCode, SubjectState, SubjectStatus,
-    VerificationSpec, VerificationStatus, WorkflowState,
+    DeliveryStatus, EventKind, MessageSpec, SubjectState, SubjectStatus, VerificationSpec,
+    VerificationStatus,
 };
 use crate::on_both_databases;
 
@@ -28,36 +28,7 @@ on_both_databases!(
 const NOW: i64 = 1_700_000_000_000;
 
 fn verification(id: &str, number: &str) -> Verification {
-    Verification::start(
-        VerificationSpec {
-            id: id.into(),
-            to_e164: number.into(),
-            region_code: Some("GB".into()),
-            channel: Channel::Sms,
-            locale: "en".into(),
-            code_length: 6,
-            code: StoredCode {
-                nonce: vec![1, 2, 3],
-                check: vec![4, 5, 6],
-            },
-            max_checks: 5,
-            max_sends: 3,
-            idempotency_key: None,
-            classification_json: "{}".into(),
-            ttl_ms: 600_000,
-            workflow: WorkflowState {
-                strategy: "ordered".into(),
-                workflow: "sms(30s) -> voice(1m)".into(),
-                step: 0,
-                step_deadline_ms: Some(NOW + 30_000),
-                step_failure: String::new(),
-            },
-            decision: "sms chosen".into(),
-            program_id: String::new(),
-        },
-        NOW,
-    )
-    .0
+    Verification::start(VerificationSpec::example(id, number, NOW), NOW).0
 }
 
 fn message(id: &str, subject: Subject, carrier: &str) -> OutboxMessage {

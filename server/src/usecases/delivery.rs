@@ -398,8 +398,7 @@ mod tests {
 
     use super::*;
     use crate::domain::{
-        EventKind, MessageSpec, StoredCode, Verification, VerificationSpec, VerificationStatus,
-        WorkflowState,
+        EventKind, MessageSpec, Verification, VerificationSpec, VerificationStatus,
     };
     use crate::on_both_databases;
     use crate::store::test_db::TestDb;
@@ -423,35 +422,9 @@ mod tests {
         status: DeliveryStatus,
         worker: &str,
     ) -> (Verification, OutboxMessage) {
-        let (verification, _) = Verification::start(
-            VerificationSpec {
-                id: format!("vf_{n}"),
-                to_e164: format!("+4474000000{n:02}"),
-                region_code: Some("GB".into()),
-                channel: Channel::Sms,
-                locale: "en".into(),
-                code_length: 6,
-                code: StoredCode {
-                    nonce: vec![n as u8],
-                    check: vec![0],
-                },
-                max_checks: 5,
-                max_sends: 5,
-                idempotency_key: None,
-                classification_json: "{}".into(),
-                ttl_ms: 600_000,
-                workflow: WorkflowState {
-                    strategy: "ordered".into(),
-                    workflow: "sms(30s) -> voice(1m)".into(),
-                    step: 0,
-                    step_deadline_ms: Some(NOW + 30_000),
-                    step_failure: String::new(),
-                },
-                decision: String::new(),
-                program_id: String::new(),
-            },
-            NOW,
-        );
+        let spec =
+            VerificationSpec::example(&format!("vf_{n}"), &format!("+4474000000{n:02}"), NOW);
+        let (verification, _) = Verification::start(spec, NOW);
         let (mut message, _) = OutboxMessage::queue(
             MessageSpec {
                 id: format!("msg_{n}"),

@@ -196,22 +196,22 @@ impl SqlStore {
 
     /// A verification by id.
     pub async fn verification(&self, id: &str) -> StoreResult<Option<Verification>> {
-        verifications::by_id(&self.pool, id).await
+        rows::by_id(&self.pool, &rows::VERIFICATIONS, id).await
     }
 
     /// Verifications by id, in no particular order; unknown ids are left out.
     pub async fn verifications(&self, ids: &[String]) -> StoreResult<Vec<Verification>> {
-        verifications::by_ids(&self.pool, ids).await
+        rows::by_ids(&self.pool, &rows::VERIFICATIONS, ids).await
     }
 
     /// A notification by id.
     pub async fn notification(&self, id: &str) -> StoreResult<Option<Notification>> {
-        notifications::by_id(&self.pool, id).await
+        rows::by_id(&self.pool, &rows::NOTIFICATIONS, id).await
     }
 
     /// Notifications by id, in no particular order; unknown ids are left out.
     pub async fn notifications(&self, ids: &[String]) -> StoreResult<Vec<Notification>> {
-        notifications::by_ids(&self.pool, ids).await
+        rows::by_ids(&self.pool, &rows::NOTIFICATIONS, ids).await
     }
 
     /// A subject's messages, oldest first.

@@ -1,41 +1,11 @@
 //! Notifications: what to send and to whom (their delivery is their message in the outbox).
 
 use async_trait::async_trait;
-use sqlx::AnyPool;
 
 use super::rows::{self, NOTIFICATION_COLUMNS, join_list};
-use super::{WriteTx, is_unique_violation, placeholders};
+use super::{WriteTx, is_unique_violation};
 use crate::domain::Notification;
 use crate::store::{NotificationRepository, StoreError, StoreResult};
-
-pub(super) async fn by_id(pool: &AnyPool, id: &str) -> StoreResult<Option<Notification>> {
-    let sql = format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
-    row.as_ref().map(rows::notification).transpose()
-}
-
-pub(super) async fn by_ids(pool: &AnyPool, ids: &[String]) -> StoreResult<Vec<Notification>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE id IN ({})",
-        placeholders(1, ids.len())
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for id in ids {
-        query = query.bind(id);
-    }
-    query
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(rows::notification)
-        .collect()
-}
 
 #[async_trait]
 impl NotificationRepository for WriteTx<'_> {

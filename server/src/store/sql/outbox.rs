@@ -6,7 +6,7 @@ use sqlx::{AnyPool, Row};
 use super::rows::{self, MESSAGE_COLUMNS, join_list};
 use super::{Dialect, WriteTx, placeholders};
 use crate::domain::{DeliveryStatus, OutboxMessage, Subject};
-use crate::store::{Outbox, StoreError, StoreResult};
+use crate::store::{Outbox, StoreResult};
 
 pub(super) async fn of_subject(
     pool: &AnyPool,
@@ -102,14 +102,7 @@ impl Outbox for WriteTx<'_> {
         .execute(self.conn())
         .await?
         .rows_affected();
-        if updated == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Corrupt(format!(
-                "saving missing message {}",
-                m.id
-            )))
-        }
+        rows::updated_one(updated, "message", &m.id)
     }
 
     async fn read_message(&mut self, id: &str) -> StoreResult<Option<OutboxMessage>> {

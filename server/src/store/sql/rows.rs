@@ -1,7 +1,7 @@
 //! Rows to domain types and back: the column lists and the readers every repository shares.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
 use verify_carrier::Channel;
 
 use crate::domain::{
@@ -19,6 +19,73 @@ pub(crate) const MESSAGE_COLUMNS: &str = "id, subject_kind, subject_id, channel,
 
 pub(crate) const NOTIFICATION_COLUMNS: &str = "id, to_e164, region_code, time_zones, category, program_id, template, body, sender, \
      decision, idempotency_key, created_at_ms";
+
+/// One kind of row read by id: its table, its columns and how to read it.
+pub(crate) struct Table<T> {
+    name: &'static str,
+    columns: &'static str,
+    read: fn(&AnyRow) -> StoreResult<T>,
+}
+
+/// Verifications, read as [`Verification`].
+pub(crate) const VERIFICATIONS: Table<Verification> = Table {
+    name: "verifications",
+    columns: VERIFICATION_COLUMNS,
+    read: verification,
+};
+
+/// Notifications, read as [`Notification`].
+pub(crate) const NOTIFICATIONS: Table<Notification> = Table {
+    name: "notifications",
+    columns: NOTIFICATION_COLUMNS,
+    read: notification,
+};
+
+/// The row of `table` with this id.
+pub(crate) async fn by_id<T>(pool: &AnyPool, table: &Table<T>, id: &str) -> StoreResult<Option<T>> {
+    let sql = format!("SELECT {} FROM {} WHERE id = $1", table.columns, table.name);
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(table.read).transpose()
+}
+
+/// The rows of `table` with these ids, in no particular order; unknown ids are left out.
+pub(crate) async fn by_ids<T>(
+    pool: &AnyPool,
+    table: &Table<T>,
+    ids: &[String],
+) -> StoreResult<Vec<T>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {} FROM {} WHERE id IN ({})",
+        table.columns,
+        table.name,
+        super::placeholders(1, ids.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in ids {
+        query = query.bind(id);
+    }
+    query
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(table.read)
+        .collect()
+}
+
+/// Checks that an update by id changed its one row (a row that vanished is corruption).
+pub(crate) fn updated_one(rows_affected: u64, what: &str, id: &str) -> StoreResult<()> {
+    if rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt(format!("saving missing {what} {id}")))
+    }
+}
 
 /// A list stored as comma-separated text (carrier names, time zones: neither has commas).
 pub(crate) fn join_list(items: &[String]) -> String {

@@ -4,38 +4,9 @@ use async_trait::async_trait;
 use sqlx::{AnyPool, Row};
 
 use super::rows::{self, VERIFICATION_COLUMNS};
-use super::{WriteTx, is_unique_violation, placeholders};
+use super::{WriteTx, is_unique_violation};
 use crate::domain::{Verification, VerificationStatus};
 use crate::store::{StoreError, StoreResult, VerificationRepository};
-
-pub(super) async fn by_id(pool: &AnyPool, id: &str) -> StoreResult<Option<Verification>> {
-    let sql = format!("SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
-    row.as_ref().map(rows::verification).transpose()
-}
-
-pub(super) async fn by_ids(pool: &AnyPool, ids: &[String]) -> StoreResult<Vec<Verification>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE id IN ({})",
-        placeholders(1, ids.len())
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for id in ids {
-        query = query.bind(id);
-    }
-    query
-        .fetch_all(pool)
-        .await?
-        .iter()
-        .map(rows::verification)
-        .collect()
-}
 
 pub(super) async fn with_due_steps(
     pool: &AnyPool,
@@ -196,14 +167,7 @@ impl VerificationRepository for WriteTx<'_> {
         .execute(self.conn())
         .await?
         .rows_affected();
-        if updated == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Corrupt(format!(
-                "saving missing verification {}",
-                v.id
-            )))
-        }
+        rows::updated_one(updated, "verification", &v.id)
     }
 
     async fn verification_for_key(&mut self, key: &str) -> StoreResult<Option<(String, String)>> {
