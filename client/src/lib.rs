@@ -1,7 +1,8 @@
 //! Client library for verifyd's `verify.v1.VerifyService` gRPC API, and the code behind `verifyctl`.
 //!
-//! [`proto`] holds the generated messages and raw tonic client; [`VerifyClient`] wraps them in a
-//! few plain async methods; [`json`] renders responses as JSON the way `verifyctl --json` prints them.
+//! [`proto`] holds the generated messages and raw tonic client (the [`verify_proto`] crate);
+//! [`VerifyClient`] wraps them in a few plain async methods. The messages implement serde's
+//! `Serialize` and `Deserialize` in the proto3 JSON mapping, which `verifyctl --json` prints.
 //!
 //! ```no_run
 //! use verify_client::proto::v1::CheckResult;
@@ -40,20 +41,13 @@ use crate::proto::v1::verify_service_client::VerifyServiceClient;
 use crate::proto::v1::{
     CancelVerificationRequest, Channel as DeliveryChannel, CheckRequest, CheckResponse,
     Classification, ClassifyBatchRequest, ClassifyBatchResponse, ClassifyRequest, Event,
-    GetVerificationRequest, Verification, VerifyRequest, VerifyResponse, WatchEventsRequest,
-    check_request,
+    GetNotificationRequest, GetVerificationRequest, MessageCategory, Notification, NotifyRequest,
+    NotifyResponse, Verification, VerifyRequest, VerifyResponse, WatchEventsRequest, check_request,
 };
 
-pub mod json;
-
-/// Code generated from `proto/verify/v1/verify.proto`.
-pub mod proto {
-    /// The `verify.v1` package: messages, enums and the `VerifyService` client.
-    #[allow(missing_docs, clippy::all)]
-    pub mod v1 {
-        tonic::include_proto!("verify.v1");
-    }
-}
+/// Code generated from `proto/verify/v1/verify.proto`: `proto::v1` holds the messages, enums
+/// and the `VerifyService` client.
+pub use verify_proto as proto;
 
 /// Most numbers verifyd accepts in one [`ClassifyBatchRequest`] chunk.
 pub const MAX_BATCH_CHUNK: usize = 10_000;
@@ -257,6 +251,61 @@ impl From<VerifyOptions> for VerifyRequest {
     }
 }
 
+/// What to send with [`VerifyClient::notify`]: a message that is not a verification code, sent
+/// under the country rules. `None` fields are left out of the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyOptions {
+    /// The recipient, in E.164 or, with `region_hint`, in national form.
+    pub to: String,
+    /// What the message is for; country rules differ by category.
+    pub category: MessageCategory,
+    /// The text, at most 1,600 characters.
+    pub body: String,
+    /// ISO 3166-1 alpha-2 region for a `to` written in national form, e.g. "IN".
+    pub region_hint: Option<String>,
+    /// The configured program sending it, whose registrations country rules check.
+    pub program_id: Option<String>,
+    /// The registered template the body follows, by the name the program gives it.
+    pub template: Option<String>,
+    /// The sender to show (alphanumeric name, long code, short code, toll-free number);
+    /// `None` for the carrier's own.
+    pub sender: Option<String>,
+    /// A key that makes retries safe: a repeated call with the same key stores nothing new.
+    pub idempotency_key: Option<String>,
+}
+
+impl NotifyOptions {
+    /// Options for sending `body` to `to` as a `category` message, leaving every other choice
+    /// to verifyd.
+    pub fn new(to: impl Into<String>, category: MessageCategory, body: impl Into<String>) -> Self {
+        Self {
+            to: to.into(),
+            category,
+            body: body.into(),
+            region_hint: None,
+            program_id: None,
+            template: None,
+            sender: None,
+            idempotency_key: None,
+        }
+    }
+}
+
+impl From<NotifyOptions> for NotifyRequest {
+    fn from(options: NotifyOptions) -> Self {
+        NotifyRequest {
+            to: options.to,
+            region_hint: options.region_hint.unwrap_or_default(),
+            category: options.category as i32,
+            program_id: options.program_id.unwrap_or_default(),
+            template: options.template.unwrap_or_default(),
+            body: options.body,
+            sender: options.sender.unwrap_or_default(),
+            idempotency_key: options.idempotency_key.unwrap_or_default(),
+        }
+    }
+}
+
 /// A connection to verifyd with one method per call. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct VerifyClient {
@@ -451,6 +500,36 @@ impl VerifyClient {
             .ok_or(ClientError::MissingField("verification"))
     }
 
+    /// Sends a message that is not a verification code under the country rules: now, or held
+    /// until the recipient's local window opens (the response's `decision` says which and why),
+    /// or refused with `FAILED_PRECONDITION` naming the rule. A repeated idempotency key
+    /// returns the first call's notification (`replayed`).
+    pub async fn notify(&self, options: NotifyOptions) -> Result<NotifyResponse, ClientError> {
+        let response = self
+            .raw()
+            .notify(NotifyRequest::from(options))
+            .await?
+            .into_inner();
+        if response.notification.is_none() {
+            return Err(ClientError::MissingField("notification"));
+        }
+        if response.decision.is_none() {
+            return Err(ClientError::MissingField("decision"));
+        }
+        Ok(response)
+    }
+
+    /// Returns the notification `id` as it is now; an unknown id is a `NOT_FOUND` error.
+    pub async fn get_notification(&self, id: &str) -> Result<Notification, ClientError> {
+        let request = GetNotificationRequest {
+            notification_id: id.to_owned(),
+        };
+        let response = self.raw().get_notification(request).await?.into_inner();
+        response
+            .notification
+            .ok_or(ClientError::MissingField("notification"))
+    }
+
     /// Streams events after `after_cursor` (0 for all stored ones), then new ones as they
     /// happen; only those of `verification_id` when given. Resume with the last cursor seen.
     /// The stream ends when the server ends it; a broken stream yields its error status last.
@@ -460,11 +539,36 @@ impl VerifyClient {
         after_cursor: u64,
     ) -> Result<impl Stream<Item = Result<Event, Status>> + Send + Unpin + 'static, ClientError>
     {
-        let request = WatchEventsRequest {
+        self.watch_events(WatchEventsRequest {
             verification_id: verification_id.unwrap_or_default().to_owned(),
             after_cursor,
             notification_id: String::new(),
-        };
+        })
+        .await
+    }
+
+    /// Streams the events of the notification `notification_id` (from [`Self::notify`]) after
+    /// `after_cursor`, then new ones as they happen, like [`Self::watch`] does for a
+    /// verification.
+    pub async fn watch_notification(
+        &self,
+        notification_id: &str,
+        after_cursor: u64,
+    ) -> Result<impl Stream<Item = Result<Event, Status>> + Send + Unpin + 'static, ClientError>
+    {
+        self.watch_events(WatchEventsRequest {
+            verification_id: String::new(),
+            after_cursor,
+            notification_id: notification_id.to_owned(),
+        })
+        .await
+    }
+
+    async fn watch_events(
+        &self,
+        request: WatchEventsRequest,
+    ) -> Result<impl Stream<Item = Result<Event, Status>> + Send + Unpin + 'static, ClientError>
+    {
         let stream = self.raw().watch_events(request).await?.into_inner();
         Ok(stream.map(|item| {
             item?.event.ok_or_else(|| {
@@ -515,6 +619,43 @@ mod tests {
         assert_eq!(request.idempotency_key, "k-1");
         assert_eq!(request.region_hint, "IN");
         assert_eq!(request.workflow, "sms(30s) -> voice(60s)");
+    }
+
+    #[test]
+    fn notify_options_map_unset_fields_to_empty() {
+        let options = NotifyOptions::new("+919812345678", MessageCategory::Alert, "Outage.");
+        assert_eq!(
+            NotifyRequest::from(options),
+            NotifyRequest {
+                to: "+919812345678".into(),
+                region_hint: String::new(),
+                category: MessageCategory::Alert as i32,
+                program_id: String::new(),
+                template: String::new(),
+                body: "Outage.".into(),
+                sender: String::new(),
+                idempotency_key: String::new(),
+            }
+        );
+    }
+
+    #[test]
+    fn notify_options_carry_every_choice() {
+        let options = NotifyOptions {
+            region_hint: Some("IN".into()),
+            program_id: Some("shop".into()),
+            template: Some("sale".into()),
+            sender: Some("SHOPIN".into()),
+            idempotency_key: Some("n-1".into()),
+            ..NotifyOptions::new("098123 45678", MessageCategory::Marketing, "Sale.")
+        };
+        let request = NotifyRequest::from(options);
+        assert_eq!(request.category(), MessageCategory::Marketing);
+        assert_eq!(request.region_hint, "IN");
+        assert_eq!(request.program_id, "shop");
+        assert_eq!(request.template, "sale");
+        assert_eq!(request.sender, "SHOPIN");
+        assert_eq!(request.idempotency_key, "n-1");
     }
 
     #[test]

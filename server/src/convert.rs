@@ -1,9 +1,9 @@
 //! Conversions between stored records, policy types and the generated `verify.v1` messages.
 
-use prost_types::Timestamp;
 use serde::{Deserialize, Serialize};
 use verify_carrier::Channel;
 use verify_policy::{Classification, InvalidReason, LineType};
+use verify_proto::Timestamp;
 
 use verify_policy::rules::Category;
 

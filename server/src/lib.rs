@@ -21,12 +21,8 @@ pub mod stats;
 pub mod store;
 pub mod usecases;
 
-/// The generated `verify.v1` messages and service.
-#[allow(missing_docs, clippy::all)]
+/// The `verify.v1` messages and service, generated once in [`verify_proto`].
 pub mod proto {
-    tonic::include_proto!("verify.v1");
-
-    /// The encoded descriptors of the verify.v1 protos, served by reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/verify_descriptor.bin"));
+    pub use verify_proto::FILE_DESCRIPTOR_SET;
+    pub use verify_proto::v1::*;
 }

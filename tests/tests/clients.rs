@@ -70,6 +70,22 @@ async fn verifyctl_cleans_a_list() {
     assert!(rows[12_000].contains(",IN,"), "{}", rows[12_000]);
 }
 
+/// The first line a still-running command prints (within 10 s); then the command is stopped.
+fn first_line_then_kill(mut child: std::process::Child) -> String {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = sender.send(line);
+    });
+    let line = receiver.recv_timeout(std::time::Duration::from_secs(10));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    line.expect("a line within 10 s")
+}
+
 fn run(command: &mut Command) -> (bool, String) {
     let output = command.output().expect("run client");
     let text = format!(
@@ -149,6 +165,12 @@ async fn verifyctl_flow(backend: Backend) {
         response["verification"]["status"],
         "VERIFICATION_STATUS_PENDING"
     );
+    // The proto3 JSON mapping with proto field names and every field: unset ones at their
+    // default, times RFC 3339 in UTC.
+    assert_eq!(response["replayed"], false, "{response}");
+    assert_eq!(response["verification"]["checks_left"], 5, "{response}");
+    let expires_at = response["verification"]["expires_at"].as_str().unwrap();
+    assert!(expires_at.ends_with('Z'), "{expires_at}");
     let code = server.code_for(&id).await;
 
     let wrong = if code == "000000" { "111111" } else { "000000" };
@@ -166,6 +188,23 @@ async fn verifyctl_flow(backend: Backend) {
 
     let (ok, text) = run(ctl().args(["get", &id]));
     assert!(ok && text.contains("approved"), "{text}");
+    // Events stream as one JSON object per line, the 64-bit cursor as a string.
+    let output = ctl()
+        .args(["--json", "watch", "--verification", &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = first_line_then_kill(output);
+    let event: serde_json::Value = serde_json::from_str(&first).expect("one JSON line");
+    let cursor = event["event"]["cursor"]
+        .as_str()
+        .and_then(|c| c.parse::<u64>().ok());
+    assert!(cursor.is_some_and(|cursor| cursor > 0), "{event}");
+    assert_eq!(
+        event["event"]["type"], "EVENT_TYPE_VERIFICATION_CREATED",
+        "{event}"
+    );
+    assert_eq!(event["event"]["verification_id"], id.as_str(), "{event}");
     let (ok, text) = run(ctl().args(["classify", "+44 20 7946 0123"]));
     assert!(ok && text.contains("voice"), "{text}");
 

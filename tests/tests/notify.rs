@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
+use tokio_stream::StreamExt;
 use tonic::Code;
 use verify_client::proto::v1::{
-    EventType, GetNotificationRequest, MessageCategory, NotificationStatus, NotifyRequest,
-    PolicyAction, WatchEventsRequest,
+    Event, EventType, MessageCategory, NotificationStatus, PolicyAction,
 };
+use verify_client::{ClientError, NotifyOptions, VerifyClient};
 use verify_e2e::{Backend, TestServer, on_both_backends};
 
 on_both_backends!(
@@ -37,24 +38,22 @@ fn config(clock_start: &str) -> String {
     format!("[debug]\nclock_start = \"{clock_start}\"\n{PROGRAMS}")
 }
 
-fn notify(to: &str, category: MessageCategory, program: &str, sender: &str) -> NotifyRequest {
-    NotifyRequest {
-        to: to.into(),
-        category: category as i32,
-        program_id: program.into(),
-        body: "Winter sale: 20% off until Sunday.".into(),
-        sender: sender.into(),
-        ..NotifyRequest::default()
+fn notify(to: &str, category: MessageCategory, program: &str, sender: &str) -> NotifyOptions {
+    NotifyOptions {
+        program_id: Some(program.into()),
+        sender: Some(sender.into()),
+        ..NotifyOptions::new(to, category, "Winter sale: 20% off until Sunday.")
     }
 }
 
-async fn raw(
-    server: &TestServer,
-) -> verify_client::proto::v1::verify_service_client::VerifyServiceClient<tonic::transport::Channel>
-{
-    verify_client::proto::v1::verify_service_client::VerifyServiceClient::connect(server.url())
-        .await
-        .expect("connect")
+async fn connect(server: &TestServer) -> VerifyClient {
+    VerifyClient::connect(server.url()).await.expect("connect")
+}
+
+/// The gRPC code and message of a refused call.
+fn refusal(error: &ClientError) -> (Code, &str) {
+    let status = error.status().expect("a gRPC status");
+    (status.code(), status.message())
 }
 
 /// Events of one notification until one of type `wanted` arrives (10 s at most).
@@ -62,24 +61,19 @@ async fn notification_events_until(
     server: &TestServer,
     notification_id: &str,
     wanted: EventType,
-) -> Vec<verify_client::proto::v1::Event> {
-    let mut client = raw(server).await;
+) -> Vec<Event> {
+    let client = connect(server).await;
     let mut stream = client
-        .watch_events(WatchEventsRequest {
-            notification_id: notification_id.into(),
-            ..WatchEventsRequest::default()
-        })
+        .watch_notification(notification_id, 0)
         .await
-        .expect("watch")
-        .into_inner();
+        .expect("watch");
     let mut seen = Vec::new();
     loop {
-        let next = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        let event = tokio::time::timeout(Duration::from_secs(10), stream.next())
             .await
             .unwrap_or_else(|_| panic!("no {wanted:?} within 10 s; saw {seen:?}"))
-            .expect("stream")
-            .expect("stream open");
-        let event = next.event.expect("event");
+            .expect("stream open")
+            .expect("stream");
         assert_eq!(event.notification_id, notification_id);
         assert!(event.verification_id.is_empty());
         let done = event.r#type() == wanted;
@@ -95,7 +89,7 @@ async fn notification_events_until(
 async fn india_defers_marketing_at_night_sends_alerts_and_requires_dlt(backend: Backend) {
     // 16:30 UTC is 22:00 in India.
     let server = TestServer::start_with_config(backend, config("2026-11-25T16:30:00Z")).await;
-    let mut client = raw(&server).await;
+    let client = connect(&server).await;
 
     let marketing = client
         .notify(notify(
@@ -105,8 +99,7 @@ async fn india_defers_marketing_at_night_sends_alerts_and_requires_dlt(backend: 
             "SHOPIN",
         ))
         .await
-        .expect("notify")
-        .into_inner();
+        .expect("notify");
     let decision = marketing.decision.unwrap();
     assert_eq!(decision.action(), PolicyAction::Defer);
     assert_eq!(decision.rule_id, "IN.trai.marketing_hours");
@@ -138,13 +131,12 @@ async fn india_defers_marketing_at_night_sends_alerts_and_requires_dlt(backend: 
     );
 
     let alert = client
-        .notify(NotifyRequest {
+        .notify(NotifyOptions {
             body: "Outage: payments are down; we are on it.".into(),
             ..notify("+91 98765 43210", MessageCategory::Alert, "shop", "SHOPIN")
         })
         .await
-        .expect("notify")
-        .into_inner();
+        .expect("notify");
     assert_eq!(alert.decision.unwrap().action(), PolicyAction::SendNow);
     let id = alert.notification.unwrap().id;
     notification_events_until(&server, &id, EventType::MessageDelivered).await;
@@ -156,42 +148,27 @@ async fn india_defers_marketing_at_night_sends_alerts_and_requires_dlt(backend: 
     assert_eq!(line["attributes"]["dlt_entity_id"], "1101234567890123456");
     assert_eq!(line["attributes"]["dlt_template_id"], "1107000000000000002");
     assert_eq!(line["sender"], "SHOPIN");
-    let stored = client
-        .get_notification(GetNotificationRequest {
-            notification_id: id,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .notification
-        .unwrap();
+    let stored = client.get_notification(&id).await.unwrap();
     assert_eq!(stored.status(), NotificationStatus::Delivered);
 
     let refused = client
-        .notify(NotifyRequest {
+        .notify(NotifyOptions {
             body: "Outage: payments are down.".into(),
             ..notify("+91 98765 43210", MessageCategory::Alert, "bare", "SHOPIN")
         })
         .await
         .expect_err("no DLT template");
-    assert_eq!(refused.code(), Code::FailedPrecondition);
-    assert!(
-        refused.message().contains("IN.dlt.template_required"),
-        "{}",
-        refused.message()
-    );
-    assert!(
-        refused.message().starts_with("template:"),
-        "{}",
-        refused.message()
-    );
+    let (code, message) = refusal(&refused);
+    assert_eq!(code, Code::FailedPrecondition);
+    assert!(message.contains("IN.dlt.template_required"), "{message}");
+    assert!(message.starts_with("template:"), "{message}");
 }
 
 /// A marketing message at 08:59:57 IST is held for three seconds, survives a crash of the
 /// server, and is sent when the window opens at 09:00.
 async fn a_deferred_message_is_sent_when_the_window_opens_even_after_a_restart(backend: Backend) {
     let mut server = TestServer::start_with_config(backend, config("2026-11-26T03:29:57Z")).await;
-    let mut client = raw(&server).await;
+    let client = connect(&server).await;
     let response = client
         .notify(notify(
             "+91 98123 45678",
@@ -200,8 +177,7 @@ async fn a_deferred_message_is_sent_when_the_window_opens_even_after_a_restart(b
             "SHOPIN",
         ))
         .await
-        .expect("notify")
-        .into_inner();
+        .expect("notify");
     assert_eq!(response.decision.unwrap().action(), PolicyAction::Defer);
     let id = response.notification.unwrap().id;
     server.kill();
@@ -228,13 +204,12 @@ async fn united_states_hours_follow_each_recipients_zone(backend: Backend) {
     let san_francisco = "+1 415 736 3000";
     // 01:30 UTC on 26 November is 20:30 in New York (EST).
     let early = TestServer::start_with_config(backend, config("2026-11-26T01:30:00Z")).await;
-    let mut client = raw(&early).await;
+    let client = connect(&early).await;
     for to in [new_york, san_francisco] {
         let response = client
             .notify(notify(to, MessageCategory::Marketing, "", "+15017122661"))
             .await
-            .expect("notify")
-            .into_inner();
+            .expect("notify");
         assert_eq!(
             response.decision.unwrap().action(),
             PolicyAction::SendNow,
@@ -245,18 +220,17 @@ async fn united_states_hours_follow_each_recipients_zone(backend: Backend) {
         .notify(notify(new_york, MessageCategory::Transactional, "", "SHOP"))
         .await
         .expect_err("alphanumeric sender to the US");
-    assert_eq!(refused.code(), Code::FailedPrecondition);
+    let (code, message) = refusal(&refused);
+    assert_eq!(code, Code::FailedPrecondition);
     assert!(
-        refused.message().contains("US.ctia.sender_types")
-            && refused.message().starts_with("sender:"),
-        "{}",
-        refused.message()
+        message.contains("US.ctia.sender_types") && message.starts_with("sender:"),
+        "{message}"
     );
     drop(early);
 
     // An hour later: 21:30 in New York, 18:30 in San Francisco.
     let late = TestServer::start_with_config(backend, config("2026-11-26T02:30:00Z")).await;
-    let mut client = raw(&late).await;
+    let client = connect(&late).await;
     let deferred = client
         .notify(notify(
             new_york,
@@ -266,7 +240,6 @@ async fn united_states_hours_follow_each_recipients_zone(backend: Backend) {
         ))
         .await
         .expect("notify")
-        .into_inner()
         .decision
         .unwrap();
     assert_eq!(deferred.action(), PolicyAction::Defer);
@@ -285,7 +258,6 @@ async fn united_states_hours_follow_each_recipients_zone(backend: Backend) {
         ))
         .await
         .expect("notify")
-        .into_inner()
         .decision
         .unwrap();
     assert_eq!(sent.action(), PolicyAction::SendNow, "{}", sent.explanation);

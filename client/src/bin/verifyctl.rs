@@ -13,12 +13,11 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use clap::error::ErrorKind;
 use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use prost_types::Timestamp;
 use tokio_stream::StreamExt;
-use verify_client::json::ToJson;
+use verify_client::proto::Timestamp;
 use verify_client::proto::v1::{
     Attempt, CancelVerificationResponse, Channel, CheckResponse, CheckResult, Classification,
     ClassifyResponse, DeliveryStatus, Event, EventType, GetVerificationResponse, InvalidReason,
@@ -62,7 +61,8 @@ struct Cli {
         display_order = 101
     )]
     api_key: Option<String>,
-    /// Print each response as one JSON object per line (proto field and enum names, RFC 3339 times).
+    /// Print each response as one JSON object per line, in the proto3 JSON mapping (proto field
+    /// and enum names, default values printed, 64-bit integers as strings, RFC 3339 times).
     #[arg(long, global = true, display_order = 102)]
     json: bool,
     #[command(subcommand)]
@@ -401,7 +401,7 @@ async fn run(
                 let response = ClassifyResponse {
                     classification: Some(classification),
                 };
-                writeln!(out, "{}", response.to_json())?;
+                write_json_line(out, &response)?;
             } else {
                 write!(out, "{}", classification_text(&classification))?;
             }
@@ -416,7 +416,7 @@ async fn run(
         Action::Verify(options) => {
             let response = client.verify(options).await?;
             if json {
-                writeln!(out, "{}", response.to_json())?;
+                write_json_line(out, &response)?;
             } else {
                 writeln!(out, "{}", verify_text(&response, now))?;
             }
@@ -427,7 +427,7 @@ async fn run(
                 CheckTarget::Number(to) => client.check_by_number(&to, &code).await?,
             };
             if json {
-                writeln!(out, "{}", response.to_json())?;
+                write_json_line(out, &response)?;
             } else {
                 writeln!(out, "{}", check_text(&response))?;
             }
@@ -441,7 +441,7 @@ async fn run(
                 let response = GetVerificationResponse {
                     verification: Some(verification),
                 };
-                writeln!(out, "{}", response.to_json())?;
+                write_json_line(out, &response)?;
             } else {
                 write!(out, "{}", verification_text(&verification, now))?;
             }
@@ -452,7 +452,7 @@ async fn run(
                 let response = CancelVerificationResponse {
                     verification: Some(verification),
                 };
-                writeln!(out, "{}", response.to_json())?;
+                write_json_line(out, &response)?;
             } else {
                 writeln!(out, "{}", verification_summary(&verification, now))?;
             }
@@ -466,7 +466,7 @@ async fn run(
                 let event = event.map_err(ClientError::from)?;
                 if json {
                     let response = WatchEventsResponse { event: Some(event) };
-                    writeln!(out, "{}", response.to_json())?;
+                    write_json_line(out, &response)?;
                 } else {
                     writeln!(out, "{}", event_line(&event))?;
                 }
@@ -476,6 +476,19 @@ async fn run(
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `message` as one line of JSON in the proto3 mapping the generated types implement.
+fn write_json_line(out: &mut impl Write, message: &impl serde::Serialize) -> Result<(), Failure> {
+    serde_json::to_writer(&mut *out, message).map_err(|error| {
+        if error.is_io() {
+            Failure::Output(error.into())
+        } else {
+            Failure::Message(format!("cannot print verifyd's answer as JSON: {error}"))
+        }
+    })?;
+    writeln!(out)?;
+    Ok(())
 }
 
 /// A client error with its causes, e.g. `cannot connect to ...: transport error: ...: Connection refused`.
@@ -549,9 +562,9 @@ fn time_text(time: Option<&Timestamp>) -> String {
 }
 
 fn to_datetime(time: Option<&Timestamp>) -> Option<DateTime<Utc>> {
-    let mut time = *time?;
-    time.normalize();
-    DateTime::from_timestamp(time.seconds, u32::try_from(time.nanos).ok()?)
+    let time = time?;
+    DateTime::from_timestamp(time.seconds, 0)?
+        .checked_add_signed(TimeDelta::nanoseconds(time.nanos.into()))
 }
 
 /// A span for people, rounded to the second: `45s`, `9m30s`, `10m`, `1h5m`, `2d3h`.

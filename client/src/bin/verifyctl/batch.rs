@@ -374,11 +374,8 @@ fn write_answers(
     progress: &Progress,
     started: Instant,
 ) -> Result<Written, Failure> {
-    let mut csv = CsvWriter::new(output, WRITE_BUFFER_BYTES);
-    for name in CSV_HEADER {
-        csv.field(name.as_bytes());
-    }
-    csv.end_record()?;
+    let mut csv = csv_writer(output, WRITE_BUFFER_BYTES);
+    csv.write_record(CSV_HEADER)?;
     let mut scratch = RowScratch::default();
     let mut summary = Summary::default();
     let mut chunks = 0u64;
@@ -426,74 +423,19 @@ fn wire_error(error: WireError) -> Failure {
     Failure::Message(format!("verifyd sent a {error}"))
 }
 
-/// Writes CSV records (RFC 4180): fields separated by commas, records ended by `\n`, a field
-/// quoted when it holds a comma, a quote, CR or LF, its quotes doubled. Records gather in one
-/// large buffer that goes out whole once full (and at [`CsvWriter::flush`]).
-pub struct CsvWriter<W: Write> {
-    out: W,
-    buffer: Vec<u8>,
-    capacity: usize,
-    record_started: bool,
+impl From<csv::Error> for Failure {
+    fn from(error: csv::Error) -> Self {
+        Failure::Output(error.into())
+    }
 }
 
-impl<W: Write> CsvWriter<W> {
-    /// A writer to `out` that writes about `capacity` bytes at a time.
-    pub fn new(out: W, capacity: usize) -> Self {
-        Self {
-            out,
-            // Room for the record that crosses `capacity`.
-            buffer: Vec::with_capacity(capacity + 64 * 1024),
-            capacity,
-            record_started: false,
-        }
-    }
-
-    /// Adds a field to the current record.
-    pub fn field(&mut self, field: &[u8]) {
-        if self.record_started {
-            self.buffer.push(b',');
-        }
-        self.record_started = true;
-        if !field
-            .iter()
-            .any(|&byte| matches!(byte, b',' | b'"' | b'\n' | b'\r'))
-        {
-            self.buffer.extend_from_slice(field);
-            return;
-        }
-        self.buffer.push(b'"');
-        for (index, part) in field.split(|&byte| byte == b'"').enumerate() {
-            if index > 0 {
-                self.buffer.extend_from_slice(b"\"\"");
-            }
-            self.buffer.extend_from_slice(part);
-        }
-        self.buffer.push(b'"');
-    }
-
-    /// Ends the current record; writes the buffer out once it is full.
-    pub fn end_record(&mut self) -> io::Result<()> {
-        self.buffer.push(b'\n');
-        self.record_started = false;
-        if self.buffer.len() >= self.capacity {
-            self.out.write_all(&self.buffer)?;
-            self.buffer.clear();
-        }
-        Ok(())
-    }
-
-    /// Writes out every ended record and flushes the output.
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.out.write_all(&self.buffer)?;
-        self.buffer.clear();
-        self.out.flush()
-    }
-
-    /// The output, after [`Self::flush`].
-    #[cfg(test)]
-    pub fn into_inner(self) -> W {
-        self.out
-    }
+/// A CSV writer (RFC 4180: fields separated by commas, records ended by `\n`, a field quoted
+/// when it holds a comma, a quote, CR or LF, its quotes doubled) that writes to `out` about
+/// `capacity` bytes at a time.
+pub fn csv_writer<W: Write>(out: W, capacity: usize) -> csv::Writer<W> {
+    csv::WriterBuilder::new()
+        .buffer_capacity(capacity)
+        .from_writer(out)
 }
 
 /// Buffers reused from row to row, so formatting a row allocates nothing.
@@ -510,10 +452,10 @@ pub struct RowScratch {
 /// lowercase names (empty when unspecified, the number when unknown to this client), time zones
 /// joined with `|`, a zero country calling code as empty.
 pub fn write_row<W: Write>(
-    csv: &mut CsvWriter<W>,
+    csv: &mut csv::Writer<W>,
     classification: &ClassificationView<'_>,
     scratch: &mut RowScratch,
-) -> io::Result<()> {
+) -> csv::Result<()> {
     scratch.code.clear();
     if classification.country_calling_code != 0 {
         let _ = write!(scratch.code, "{}", classification.country_calling_code);
@@ -545,7 +487,7 @@ pub fn write_row<W: Write>(
     } else {
         b"false"
     };
-    for field in [
+    csv.write_record([
         classification.input,
         valid,
         classification.e164,
@@ -558,10 +500,7 @@ pub fn write_row<W: Write>(
         reason.as_bytes(),
         classification.national_format,
         classification.international_format,
-    ] {
-        csv.field(field);
-    }
-    csv.end_record()
+    ])
 }
 
 /// The short name of an enum value, or its number in `buffer` when this client does not know it.
@@ -938,17 +877,13 @@ mod tests {
 
     fn csv_text(rows: &[Classification]) -> String {
         // A tiny capacity, so that records also go out before the final flush.
-        let mut csv = CsvWriter::new(Vec::new(), 100);
-        for name in CSV_HEADER {
-            csv.field(name.as_bytes());
-        }
-        csv.end_record().unwrap();
+        let mut csv = csv_writer(Vec::new(), 100);
+        csv.write_record(CSV_HEADER).unwrap();
         let mut scratch = RowScratch::default();
         for row in rows {
             viewed(row, |view| write_row(&mut csv, view, &mut scratch)).unwrap();
         }
-        csv.flush().unwrap();
-        String::from_utf8(csv.into_inner()).unwrap()
+        String::from_utf8(csv.into_inner().unwrap()).unwrap()
     }
 
     #[test]
@@ -1004,32 +939,46 @@ mod tests {
         assert_eq!(record.len(), CSV_HEADER.len());
     }
 
+    /// The bytes verifyctl wrote for these inputs before it used the csv crate (from a real
+    /// run of the earlier writer), and that csv reads back as they were.
     #[test]
-    fn awkward_fields_read_back_as_written() {
-        let fields: [&[u8]; 8] = [
-            b"", b"\"", b",", b"a\nb", b"a\r\nb", b"\"\"x\"", b" lead", b"plain",
+    fn awkward_fields_are_written_as_before_and_read_back() {
+        let inputs = [
+            "\"+1\" 212, ext",
+            "a,b",
+            "\"\"",
+            "\"",
+            "x\ry",
+            "a\nb",
+            "#comment",
+            " lead",
+            "'+442079460123'",
         ];
-        let mut csv = CsvWriter::new(Vec::new(), 8);
-        for field in fields {
-            csv.field(field);
-        }
-        csv.end_record().unwrap();
-        csv.field(b"second");
-        csv.end_record().unwrap();
-        csv.flush().unwrap();
-        let written = csv.into_inner();
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(&written[..]);
-        let records: Vec<csv::ByteRecord> = reader.byte_records().map(Result::unwrap).collect();
-        assert_eq!(records.len(), 2);
-        assert_eq!(records[0].iter().collect::<Vec<_>>(), fields);
-        assert_eq!(&records[1][0], b"second");
-        assert!(
-            written.starts_with(b",\"\"\"\",\",\",\"a\nb\","),
-            "{written:?}"
-        );
+        let rows: Vec<Classification> = inputs
+            .iter()
+            .map(|input| invalid(input, InvalidReason::NotANumber))
+            .collect();
+        let text = csv_text(&rows);
+        let expected = [
+            "\"\"\"+1\"\" 212, ext\",false,,,,,,,,not_a_number,,",
+            "\"a,b\",false,,,,,,,,not_a_number,,",
+            "\"\"\"\"\"\",false,,,,,,,,not_a_number,,",
+            "\"\"\"\",false,,,,,,,,not_a_number,,",
+            "\"x\ry\",false,,,,,,,,not_a_number,,",
+            "\"a\nb\",false,,,,,,,,not_a_number,,",
+            "#comment,false,,,,,,,,not_a_number,,",
+            " lead,false,,,,,,,,not_a_number,,",
+            "'+442079460123',false,,,,,,,,not_a_number,,",
+        ];
+        let rows_written = text.split_once('\n').unwrap().1;
+        assert_eq!(rows_written, expected.join("\n") + "\n");
+
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        let read: Vec<String> = reader
+            .records()
+            .map(|record| record.unwrap()[0].to_owned())
+            .collect();
+        assert_eq!(read, inputs);
     }
 
     #[test]
