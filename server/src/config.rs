@@ -311,6 +311,20 @@ impl Config {
                     .only(&["DATABASE_URL"])
                     .map(|_| "database_url".into()),
             );
+        Config::from_figment(figment)
+    }
+
+    /// Reads a configuration from TOML text over the built-in defaults, without the
+    /// environment, then completes and validates it as [`Config::load`] does. For the fuzz
+    /// target of the config loader and for tests.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        Config::from_figment(
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text)),
+        )
+    }
+
+    /// Extracts the merged sources into a `Config` and finishes it.
+    fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
         let config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
         Config::finish(config)
     }
@@ -626,6 +640,23 @@ default = ["slow-sim"]
         std::fs::write(&path, "listn = \"127.0.0.1:1\"\n").unwrap();
         let error = Config::load(Some(&path)).unwrap_err();
         assert!(error.0.contains("listn"), "{error}");
+    }
+
+    #[test]
+    fn toml_text_over_the_defaults() {
+        let config =
+            Config::from_toml_str("listen = \"127.0.0.1:6001\"\n[codes]\nlength = 7\n").unwrap();
+        assert_eq!(config.listen.port(), 6001);
+        assert_eq!(config.codes.length, 7);
+        assert_eq!(
+            config.codes.ttl_seconds, 600,
+            "unset keys keep their defaults"
+        );
+        assert_eq!(config.carriers[0].kind, "sim");
+        let error = Config::from_toml_str("[codes]\nlength = 99\n").unwrap_err();
+        assert!(error.0.contains("codes.length"), "{error}");
+        let error = Config::from_toml_str("listen = [").unwrap_err();
+        assert!(!error.0.is_empty());
     }
 
     #[test]
