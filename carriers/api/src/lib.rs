@@ -14,6 +14,7 @@ mod http_client;
 mod message;
 pub mod receipts;
 mod registry;
+mod replay;
 mod secret;
 pub mod shutdown;
 #[cfg(feature = "test-support")]
@@ -32,6 +33,7 @@ pub use message::{
 };
 pub use receipts::{PendingReceipts, ReceiptOutcome};
 pub use registry::{CarrierContext, CarrierFactory, CarrierRegistry};
+pub use replay::{Replay, ReplayGuard};
 pub use secret::Secret;
 pub use shutdown::{InFlight, InFlightGate};
 

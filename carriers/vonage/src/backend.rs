@@ -20,7 +20,8 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Longest vendor text put into an error or receipt detail.
 const MAX_TEXT: usize = 200;
 /// Nonces of signed receipts remembered against replays, at most.
-const MAX_NONCES: usize = 100_000;
+/// Receipt nonces remembered at once (per carrier): past that, receipts are refused for now.
+const MAX_NONCES: usize = 1_000_000;
 
 /// The factory registered under [`KIND`]: parses and checks settings, builds the HTTP client,
 /// starts nothing.
@@ -43,7 +44,7 @@ pub struct VonageCarrier {
     receipts: ReceiptSink,
     gate: InFlightGate,
     pending: PendingReceipts,
-    nonces: std::sync::Mutex<BTreeMap<String, u64>>,
+    nonces: verify_carrier::ReplayGuard,
 }
 
 impl std::fmt::Debug for VonageCarrier {
@@ -60,16 +61,18 @@ impl VonageCarrier {
     pub fn new(context: CarrierContext, config: VonageConfig) -> Result<Self, CarrierError> {
         let client = verify_carrier::http_client(Duration::from_millis(config.timeout_ms))?;
         let endpoint = format!("{}/sms/json", config.base_url.trim_end_matches('/'));
+        // A nonce is remembered while its timestamp could still pass the clock-skew check.
+        let nonces = verify_carrier::ReplayGuard::new(config.max_clock_skew_s, MAX_NONCES);
         Ok(Self {
             name: context.name,
-            config,
             client,
             endpoint,
             callback_url: context.callback_url,
             receipts: context.receipts,
             gate: InFlightGate::new(),
             pending: PendingReceipts::new(),
-            nonces: Default::default(),
+            nonces,
+            config,
         })
     }
 
@@ -263,17 +266,20 @@ impl VonageCarrier {
             ));
         }
         if let Some(nonce) = params.get("nonce") {
-            let mut nonces = self.nonces.lock().unwrap_or_else(|e| e.into_inner());
-            let horizon = now.saturating_sub(self.config.max_clock_skew_s);
-            nonces.retain(|_, seen| *seen >= horizon);
-            if nonces.contains_key(nonce) {
-                return Err(CallbackResponse::rejected(
-                    403,
-                    "receipt nonce was already used",
-                ));
-            }
-            if nonces.len() < MAX_NONCES {
-                nonces.insert(nonce.clone(), timestamp);
+            match self.nonces.first_use(nonce, timestamp.max(now)) {
+                Ok(()) => {}
+                Err(verify_carrier::Replay::Seen) => {
+                    return Err(CallbackResponse::rejected(
+                        403,
+                        "receipt nonce was already used",
+                    ));
+                }
+                Err(verify_carrier::Replay::Full) => {
+                    return Err(CallbackResponse::rejected(
+                        503,
+                        "too many receipts to check for replays; retry later",
+                    ));
+                }
             }
         }
         Ok(())

@@ -24,7 +24,8 @@ const MAX_TEXT: usize = 200;
 /// Longest carrier message id accepted from the gateway.
 const MAX_ID: usize = 200;
 /// Receipt signatures remembered against replays, at most.
-const MAX_SEEN: usize = 100_000;
+/// Receipt signatures remembered at once: past that, receipts are refused for now.
+const MAX_SEEN: usize = 1_000_000;
 
 /// The factory registered under [`KIND`]: parses and checks settings, builds the HTTP client,
 /// starts nothing.
@@ -89,7 +90,7 @@ pub struct WebhookCarrier {
     receipts: ReceiptSink,
     gate: InFlightGate,
     pending: PendingReceipts,
-    seen: std::sync::Mutex<BTreeMap<String, u64>>,
+    seen: verify_carrier::ReplayGuard,
 }
 
 impl std::fmt::Debug for WebhookCarrier {
@@ -105,6 +106,10 @@ impl WebhookCarrier {
     /// A carrier from checked settings ([`WebhookConfig::validate`]); starts nothing.
     pub fn new(context: CarrierContext, config: WebhookConfig) -> Result<Self, CarrierError> {
         let client = verify_carrier::http_client(Duration::from_millis(config.timeout_ms))?;
+        // A signature is remembered while its timestamp could still pass the skew check, in
+        // either direction.
+        let seen =
+            verify_carrier::ReplayGuard::new(config.max_clock_skew_s.saturating_mul(2), MAX_SEEN);
         Ok(Self {
             name: context.name,
             config,
@@ -113,7 +118,7 @@ impl WebhookCarrier {
             receipts: context.receipts,
             gate: InFlightGate::new(),
             pending: PendingReceipts::new(),
-            seen: Default::default(),
+            seen,
         })
     }
 
@@ -292,20 +297,20 @@ impl WebhookCarrier {
             CallbackResponse::rejected(status, e.reason())
         })?;
         // A valid signature seen before within the window is a replay.
-        let signature_header = signature_header.unwrap_or_default().to_string();
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let horizon = now.saturating_sub(self.config.max_clock_skew_s.saturating_mul(2));
-        seen.retain(|_, at| *at >= horizon);
-        if seen.contains_key(&signature_header) {
-            return Err(CallbackResponse::rejected(
+        match self
+            .seen
+            .first_use(signature_header.unwrap_or_default(), now)
+        {
+            Ok(()) => Ok(()),
+            Err(verify_carrier::Replay::Seen) => Err(CallbackResponse::rejected(
                 403,
                 "receipt was already received",
-            ));
+            )),
+            Err(verify_carrier::Replay::Full) => Err(CallbackResponse::rejected(
+                503,
+                "too many receipts to check for replays; retry later",
+            )),
         }
-        if seen.len() < MAX_SEEN {
-            seen.insert(signature_header, now);
-        }
-        Ok(())
     }
 }
 
