@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate policy/data/metadata.jsonl and policy/data/calling_codes.tsv.
+"""Generate numbers/data/metadata.jsonl and numbers/data/calling_codes.tsv.
 
 The data is libphonenumber's numbering-plan metadata (PhoneNumberMetadata.xml),
 read from the PyPI package `phonenumbers` (Google's libphonenumber Python port,
@@ -21,13 +21,13 @@ Usage (from the repository root, in a throwaway virtual environment):
 
   python3 -m venv /tmp/gen-venv
   /tmp/gen-venv/bin/pip install phonenumbers          # or phonenumbers==X.Y.Z
-  /tmp/gen-venv/bin/python scripts/gen-metadata.py [--out-dir policy/data]
+  /tmp/gen-venv/bin/python scripts/gen-metadata.py [--out-dir numbers/data]
 
 Output formats (UTF-8, '\\n' line ends):
 
   metadata.jsonl     first line {"_metadata_version": "<phonenumbers version>"},
                      then one JSON object per territory, sorted by
-                     (country_code, id); see policy/data/README.md for fields.
+                     (country_code, id); see numbers/data/README.md for fields.
   calling_codes.tsv  lines starting with '#' are comments; rows
                      country_code<TAB>region1,region2,... sorted by calling
                      code, regions in the package's order (main region first,
@@ -240,10 +240,10 @@ def write_text(path, text, rows):
 
 def main():
     default_out = os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), os.pardir, "policy", "data")
+        os.path.dirname(os.path.abspath(__file__)), os.pardir, "numbers", "data")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", default=os.path.normpath(default_out),
-                        help="directory to write into (default: policy/data)")
+                        help="directory to write into (default: numbers/data)")
     args = parser.parse_args()
 
     start = time.monotonic()

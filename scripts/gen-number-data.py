@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate policy/data/carrier_en.tsv and policy/data/timezones.tsv.
+"""Generate numbers/data/carrier_en.tsv and numbers/data/timezones.tsv.
 
 The data is libphonenumber's carrier (English names) and time zone prefix
 data, read from the PyPI package `phonenumbers` (Google's libphonenumber
@@ -14,7 +14,7 @@ Usage (from the repository root, in a throwaway virtual environment):
 
   python3 -m venv /tmp/gen-venv
   /tmp/gen-venv/bin/pip install phonenumbers          # or phonenumbers==X.Y.Z
-  /tmp/gen-venv/bin/python scripts/gen-number-data.py [--out-dir policy/data]
+  /tmp/gen-venv/bin/python scripts/gen-number-data.py [--out-dir numbers/data]
 
 Output formats (UTF-8, '\n' line ends, lines starting with '#' are comments,
 rows sorted by prefix):
@@ -101,10 +101,10 @@ def write(path, lines):
 
 def main():
     default_out = os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), os.pardir, "policy", "data")
+        os.path.dirname(os.path.abspath(__file__)), os.pardir, "numbers", "data")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", default=os.path.normpath(default_out),
-                        help="directory to write into (default: policy/data)")
+                        help="directory to write into (default: numbers/data)")
     args = parser.parse_args()
 
     print("using phonenumbers %s from %s" % (

@@ -1,8 +1,37 @@
-//! Channel choice for a verification: the request's wish checked against the number's line type.
+//! Channel choice for a verification: the channel each line type is reached on (or why none),
+//! and the request's wish checked against the number's line type.
 
 use verify_carrier::Channel;
 
 use crate::classify::{Classification, LineType};
+
+/// The channel to reach this kind of line with, or, when it must not be used to verify anyone,
+/// the reason.
+pub fn recommended_channel(line_type: LineType) -> Result<Channel, &'static str> {
+    match line_type {
+        LineType::Mobile
+        | LineType::FixedLineOrMobile
+        | LineType::Voip
+        | LineType::PersonalNumber
+        | LineType::Unknown => Ok(Channel::Sms),
+        LineType::FixedLine | LineType::TollFree | LineType::Uan => Ok(Channel::Voice),
+        LineType::PremiumRate => Err(
+            "a premium-rate number costs money to call or text (toll-fraud risk); ask for a mobile number",
+        ),
+        LineType::SharedCost => {
+            Err("a shared-cost number is not a personal line; ask for a mobile number")
+        }
+        LineType::Pager => Err("a pager cannot answer a code; ask for a mobile number"),
+        LineType::Voicemail => {
+            Err("a voicemail access number is not a personal line; ask for a mobile number")
+        }
+    }
+}
+
+/// Whether an SMS can reach this kind of line.
+pub fn accepts_sms(line_type: LineType) -> bool {
+    recommended_channel(line_type) == Ok(Channel::Sms)
+}
 
 /// Why a number cannot be verified on the asked channel.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,8 +63,7 @@ pub fn choose_channel(
         return Err(ChannelRefusal::InvalidNumber(classification.detail.clone()));
     }
     let line_type = classification.line_type.unwrap_or(LineType::Unknown);
-    let recommended = line_type
-        .recommended_channel()
+    let recommended = recommended_channel(line_type)
         .map_err(|reason| ChannelRefusal::Unreachable(reason.to_string()))?;
     match requested {
         None => Ok(ChannelDecision {
@@ -46,12 +74,10 @@ pub fn choose_channel(
                 describe(line_type)
             ),
         }),
-        Some(Channel::Sms) if !line_type.accepts_sms() => {
-            Err(ChannelRefusal::Unreachable(format!(
-                "{} cannot receive SMS: ask the user for a mobile number, or send the code with channel voice",
-                article(describe(line_type))
-            )))
-        }
+        Some(Channel::Sms) if !accepts_sms(line_type) => Err(ChannelRefusal::Unreachable(format!(
+            "{} cannot receive SMS: ask the user for a mobile number, or send the code with channel voice",
+            article(describe(line_type))
+        ))),
         Some(channel) => Ok(ChannelDecision {
             channel,
             reason: format!("{channel} requested by the client"),

@@ -1,20 +1,22 @@
-//! Decisions of verifyd that need no network, database or gRPC: what a number is, which channel
-//! and which carriers to use, and what the message says.
+//! Decisions of verifyd that need no network, database or gRPC: which channel and which carriers
+//! to use for a number, what the country rules allow, and what the message says.
 //!
-//! The server asks; this crate answers from metadata and configuration alone.
+//! What a number is comes from `verify-numbers`; this crate re-exports the parts the server uses
+//! (`classify`, `Classification` with its recommended channel, `LineType`, `engine`, ...). The
+//! server asks; this crate answers from metadata and configuration alone.
 
 pub mod channel;
 pub mod classify;
-pub mod engine;
 pub mod fallback;
 pub mod messages;
-pub mod number_data;
 pub mod routing;
 pub mod rules;
 
-pub use channel::{ChannelDecision, ChannelRefusal, choose_channel};
+pub use channel::{
+    ChannelDecision, ChannelRefusal, accepts_sms, choose_channel, recommended_channel,
+};
 pub use classify::{Classification, InvalidReason, LineType, classify, parse_region_hint};
-pub use engine::TerritoryId;
 pub use fallback::{FallbackConfig, FallbackPolicy, FallbackStrategy, Workflow};
 pub use routing::RouteTable;
 pub use verify_carrier::Channel;
+pub use verify_numbers::{TerritoryId, engine};

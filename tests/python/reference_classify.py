@@ -9,7 +9,7 @@ Run it with a Python that has exactly phonenumbers==9.0.43, e.g.
     /tmp/gen-venv/bin/python tests/python/reference_classify.py cases.tsv
 
 It prints the package version to stderr and refuses to run (exit status 2) with any other
-version: the answers are the reference that verify-policy must reproduce, and they change
+version: the answers are the reference that verify-numbers must reproduce, and they change
 between metadata releases.
 
 Input: UTF-8 lines `input<TAB>region_hint` (from the file argument, or stdin). The line is split

@@ -6,6 +6,7 @@ use super::{
     FallbackEvent, FallbackStrategy, Next, RouteOptions, Start, StepPlan, StrategyKind,
     VerificationFacts, Workflow, WorkflowStep, show,
 };
+use crate::channel::{accepts_sms, recommended_channel};
 use crate::classify::LineType;
 use crate::routing::Candidate;
 
@@ -47,11 +48,11 @@ pub(super) type Prefer<'a> = &'a dyn Fn(Channel, &mut Vec<Candidate>);
 /// SMS, the requested channel first. Notes say what changed.
 pub(super) fn reachable(facts: &VerificationFacts<'_>) -> Result<(Workflow, Vec<String>), String> {
     let line = facts.line_type;
-    line.recommended_channel().map_err(str::to_string)?;
+    recommended_channel(line).map_err(str::to_string)?;
     let mut notes = Vec::new();
     let first_wait = facts.workflow.steps()[0].wait;
     let mut steps: Vec<WorkflowStep> = facts.workflow.steps().to_vec();
-    if !line.accepts_sms() {
+    if !accepts_sms(line) {
         steps.retain(|step| step.channel != Channel::Sms);
         if steps.is_empty() {
             steps.push(WorkflowStep {
@@ -65,7 +66,7 @@ pub(super) fn reachable(facts: &VerificationFacts<'_>) -> Result<(Workflow, Vec<
         ));
     }
     if let Some(requested) = facts.requested_channel {
-        if requested == Channel::Sms && !line.accepts_sms() {
+        if requested == Channel::Sms && !accepts_sms(line) {
             return Err(format!(
                 "{} cannot receive SMS: ask for a mobile number, or use voice",
                 describe(line)

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use verify_policy::engine::{Engine, corpus};
+use verify_numbers::engine::{Engine, corpus};
 
 fn python() -> PathBuf {
     if let Some(path) = std::env::var_os("VERIFYD_TEST_PYTHON") {
@@ -26,8 +26,8 @@ fn escape(text: &str) -> String {
         .replace('\r', "\\r")
 }
 
-fn line_type_name(line_type: verify_policy::LineType) -> &'static str {
-    use verify_policy::LineType::*;
+fn line_type_name(line_type: verify_numbers::LineType) -> &'static str {
+    use verify_numbers::LineType::*;
     match line_type {
         FixedLine => "FIXED_LINE",
         Mobile => "MOBILE",
@@ -44,8 +44,8 @@ fn line_type_name(line_type: verify_policy::LineType) -> &'static str {
     }
 }
 
-fn reason_name(reason: Option<verify_policy::InvalidReason>) -> &'static str {
-    use verify_policy::InvalidReason::*;
+fn reason_name(reason: Option<verify_numbers::InvalidReason>) -> &'static str {
+    use verify_numbers::InvalidReason::*;
     match reason {
         None => "",
         Some(NotANumber) => "NOT_A_NUMBER",

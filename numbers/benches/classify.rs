@@ -2,12 +2,12 @@
 //! generated world-wide corpus, in one run (the machine is shared, so only ratios within a run
 //! mean much). Each library does parse + validity + line type + region for every entry.
 //!
-//! Run: `cargo bench -p verify-policy --bench classify` (add `-- --quick` for a short run).
+//! Run: `cargo bench -p verify-numbers --bench classify` (add `-- --quick` for a short run).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use verify_policy::engine::{Engine, corpus};
+use verify_numbers::engine::{Engine, corpus};
 
 /// Runs `work` over the corpus repeatedly for about `budget`, returns entries per second.
 fn measure<F: Fn(&str, Option<&str>) -> bool + Sync>(
@@ -115,7 +115,7 @@ fn main() {
     let old_all = measure(&slice, cores, budget, old);
 
     let full = measure(&entries, 1, budget, |input, hint| {
-        let c = verify_policy::classify(input, hint.and_then(|h| engine.region(h)));
+        let c = verify_numbers::classify(input, hint.and_then(|h| engine.region(h)));
         c.valid
     });
 

@@ -1,4 +1,4 @@
-//! libphonenumber's numbering-plan metadata (from `policy/data/metadata.jsonl`), compiled once
+//! libphonenumber's numbering-plan metadata (from `numbers/data/metadata.jsonl`), compiled once
 //! into lookup structures: per territory one multi-pattern DFA that tells, in a single pass over
 //! the national number, which number descriptions (mobile, fixed line ...) it matches.
 
