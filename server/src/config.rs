@@ -220,7 +220,7 @@ impl Default for Config {
                 poll_interval_ms: 100,
                 max_in_flight: 256,
                 submit_timeout_ms: 30_000,
-                lease_seconds: 5,
+                lease_seconds: 10,
             },
             callbacks: CallbackSettings::default(),
             policy: PolicySettings::default(),

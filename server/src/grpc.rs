@@ -16,8 +16,6 @@ use crate::proto;
 use crate::proto::verify_service_server::VerifyService;
 use crate::usecases::{CheckTarget, NotifyInput, UseCases, VerifyInput};
 
-/// Longest number text accepted by Classify.
-const MAX_NUMBER_INPUT_LENGTH: usize = 250;
 /// Most numbers in one ClassifyBatch chunk.
 const MAX_BATCH_CHUNK: usize = 10_000;
 /// Chunks classified at once per stream (in order on the way out).
@@ -134,14 +132,7 @@ impl VerifyService for VerifyApi {
         request: Request<proto::ClassifyRequest>,
     ) -> Result<Response<proto::ClassifyResponse>, Status> {
         let request = request.into_inner();
-        if request.number.len() > MAX_NUMBER_INPUT_LENGTH {
-            return Err(invalid_argument(
-                "number",
-                format!("longer than {MAX_NUMBER_INPUT_LENGTH} characters"),
-            ));
-        }
-        let hint = region_hint(&request.region_hint)?;
-        let classification = classify(&request.number, hint);
+        let classification = self.cases.classify(&request.number, &request.region_hint)?;
         Ok(Response::new(proto::ClassifyResponse {
             classification: Some(convert::classification(&classification)),
         }))

@@ -9,6 +9,8 @@ ALTER TABLE messages RENAME COLUMN verification_id TO subject_id;
 ALTER TABLE messages ADD COLUMN subject_kind TEXT NOT NULL DEFAULT 'verification';
 ALTER TABLE messages ALTER COLUMN subject_kind DROP DEFAULT;
 ALTER TABLE messages ADD COLUMN claimed_by TEXT;
+-- Hand-offs to a carrier so far; an outcome settles only the attempt it belongs to.
+ALTER TABLE messages ADD COLUMN attempt BIGINT NOT NULL DEFAULT 0;
 -- A message left 'sending' by the previous version may have reached its carrier: maybe sent.
 UPDATE messages SET status = 'maybe_sent' WHERE status = 'sending';
 ALTER TABLE messages DROP COLUMN claim_token, DROP COLUMN claim_expires_at_ms;
@@ -68,3 +70,15 @@ CREATE TABLE early_receipts (
 CREATE INDEX early_receipts_by_carrier_id ON early_receipts (carrier, carrier_message_id);
 CREATE INDEX early_receipts_by_message ON early_receipts (message_id) WHERE message_id IS NOT NULL;
 CREATE INDEX early_receipts_by_age ON early_receipts (received_at_ms);
+
+-- Messages the previous version left 'sending' (claimed, perhaps handed to their carrier) are
+-- maybe sent: say so, with an event, so that clients see why.
+UPDATE messages
+SET detail = 'verifyd was upgraded while this message was being handed to ' || carrier || '; not sent again: the carrier may have it'
+WHERE status = 'maybe_sent';
+INSERT INTO events (event_type, subject_kind, subject_id, message_id, channel, carrier, delivery_status, subject_status, detail, created_at_ms)
+SELECT 'message_maybe_sent', m.subject_kind, m.subject_id, m.id, m.channel, m.carrier, 'maybe_sent',
+       COALESCE(v.status, 'maybe_sent'), m.detail, CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)
+FROM messages m LEFT JOIN verifications v ON m.subject_kind = 'verification' AND v.id = m.subject_id
+WHERE m.status = 'maybe_sent'
+ORDER BY m.id;

@@ -15,6 +15,7 @@ CREATE TABLE messages_new (
     status TEXT NOT NULL,
     due_at_ms INTEGER NOT NULL,
     claimed_by TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0,
     carrier_message_id TEXT,
     detail TEXT NOT NULL DEFAULT '',
     created_at_ms INTEGER NOT NULL,
@@ -102,3 +103,15 @@ CREATE TABLE early_receipts (
 CREATE INDEX early_receipts_by_carrier_id ON early_receipts (carrier, carrier_message_id);
 CREATE INDEX early_receipts_by_message ON early_receipts (message_id) WHERE message_id IS NOT NULL;
 CREATE INDEX early_receipts_by_age ON early_receipts (received_at_ms);
+
+-- Messages the previous version left 'sending' (claimed, perhaps handed to their carrier) are
+-- maybe sent: say so, with an event, so that clients see why.
+UPDATE messages
+SET detail = 'verifyd was upgraded while this message was being handed to ' || carrier || '; not sent again: the carrier may have it'
+WHERE status = 'maybe_sent';
+INSERT INTO events (event_type, subject_kind, subject_id, message_id, channel, carrier, delivery_status, subject_status, detail, created_at_ms)
+SELECT 'message_maybe_sent', m.subject_kind, m.subject_id, m.id, m.channel, m.carrier, 'maybe_sent',
+       COALESCE(v.status, 'maybe_sent'), m.detail, CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)
+FROM messages m LEFT JOIN verifications v ON m.subject_kind = 'verification' AND v.id = m.subject_id
+WHERE m.status = 'maybe_sent'
+ORDER BY m.id;

@@ -1,12 +1,11 @@
 //! The lease under which a dispatcher holds messages: it registers, renews its heartbeat every
-//! fifth of the lease, and is taken for dead when the heartbeat is older than the lease, or at
-//! once when it ran on this host and its process is gone (a restart after `kill -9` takes over
-//! the dead process's messages within a sweep, not a lease).
+//! fifth of the lease, and is taken for dead when the heartbeat (stamped with the database's
+//! clock) is older than the lease, or at once when it ran on this host and its process is gone
+//! (a restart after `kill -9` takes over the dead process's messages within a sweep, not a
+//! lease).
 
 use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::sync::watch;
 
 use crate::clock::now_ms;
 use crate::store::{SqlStore, WorkerRecord};
@@ -18,7 +17,8 @@ pub struct WorkerIdentity {
     /// Unique per dispatcher run.
     pub id: String,
     /// The host, as processes on it see it: host name, boot and process namespace, so that a
-    /// process id means the same process to every dispatcher with the same host.
+    /// process id means the same process to every dispatcher with the same host. Empty when
+    /// the system does not tell: the lease alone then decides.
     pub host: String,
     /// This process's id.
     pub pid: u32,
@@ -37,53 +37,52 @@ impl WorkerIdentity {
         }
     }
 
-    /// Its registration with a heartbeat at `now_ms`.
-    pub fn record(&self, now_ms: i64) -> WorkerRecord {
+    /// Its registration (the database stamps the heartbeat).
+    pub fn record(&self) -> WorkerRecord {
         WorkerRecord {
             id: self.id.clone(),
             host: self.host.clone(),
             pid: self.pid,
             started_at_ms: self.started_at_ms,
-            heartbeat_at_ms: now_ms,
+            heartbeat_at_ms: 0,
         }
     }
 
-    /// Whether this dispatcher takes `other` for dead at `now_ms`: its heartbeat is older than
-    /// `lease`, or it ran on this host in a process that is gone.
-    pub fn takes_for_dead(&self, other: &WorkerRecord, lease: Duration, now_ms: i64) -> bool {
+    /// Whether this dispatcher takes `other` for dead when the database's clock reads
+    /// `database_now_ms`: its heartbeat is older than `lease`, or it ran on this host in a
+    /// process that is gone.
+    pub fn takes_for_dead(
+        &self,
+        other: &WorkerRecord,
+        lease: Duration,
+        database_now_ms: i64,
+    ) -> bool {
         if other.id == self.id {
             return false;
         }
-        if other.heartbeat_at_ms < now_ms - lease.as_millis() as i64 {
+        if other.heartbeat_at_ms < database_now_ms - lease.as_millis() as i64 {
             return true;
         }
         // Same host: a process id this process has (reused) or no process has is dead.
-        other.host == self.host && (other.pid == self.pid || !process_exists(other.pid))
+        !self.host.is_empty()
+            && other.host == self.host
+            && (other.pid == self.pid || !process_exists(other.pid))
     }
 }
 
-/// Renews the lease every fifth of it until shutdown; registers again if another dispatcher
-/// took this one for dead meanwhile (it then gave this one's messages to others, and this one
-/// can no longer hand those over).
-pub async fn keep_alive(
-    store: Arc<SqlStore>,
-    identity: WorkerIdentity,
-    lease: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Renews the lease every fifth of it, until the task is aborted (after the dispatcher's
+/// last submission has its outcome); registers again if another dispatcher took this one for
+/// dead meanwhile (it then gave this one's messages to others, and this one can no longer
+/// hand those over).
+pub async fn keep_alive(store: Arc<SqlStore>, identity: WorkerIdentity, lease: Duration) {
     let every = lease / 5;
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = shutdown.wait_for(|stopping| *stopping) => return,
-        }
-        match delivery::heartbeat(&store, &identity.id, now_ms()).await {
+        tokio::time::sleep(every).await;
+        match delivery::heartbeat(&store, &identity.id).await {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(worker = %identity.id, "this dispatcher was taken for dead (its heartbeat was late); registering again");
-                if let Err(error) =
-                    delivery::register_worker(&store, &identity.record(now_ms())).await
-                {
+                if let Err(error) = delivery::register_worker(&store, &identity.record()).await {
                     tracing::error!(%error, "registering the dispatcher again failed");
                 }
             }
@@ -92,7 +91,7 @@ pub async fn keep_alive(
     }
 }
 
-/// Host name, boot id and process namespace, as far as this system tells them.
+/// Host name, boot id and process namespace; empty unless this system tells all three.
 fn this_host() -> String {
     let read = |path: &str| {
         std::fs::read_to_string(path)
@@ -102,11 +101,15 @@ fn this_host() -> String {
     let namespace = std::fs::read_link("/proc/self/ns/pid")
         .map(|path| path.display().to_string())
         .unwrap_or_default();
-    format!(
-        "{}/{}/{namespace}",
+    let parts = [
         read("/proc/sys/kernel/hostname"),
-        read("/proc/sys/kernel/random/boot_id")
-    )
+        read("/proc/sys/kernel/random/boot_id"),
+        namespace,
+    ];
+    if parts.iter().any(String::is_empty) {
+        return String::new();
+    }
+    parts.join("/")
 }
 
 /// Whether a process with this id exists on this host (where `/proc` tells; elsewhere it is
@@ -148,6 +151,12 @@ mod tests {
         // This host, a process id nobody has.
         assert!(me.takes_for_dead(&other(&me.host, u32::MAX - 1, now), lease, now));
         // Never itself.
-        assert!(!me.takes_for_dead(&me.record(0), lease, now));
+        assert!(!me.takes_for_dead(&me.record(), lease, now));
+        // A host it cannot name: the lease alone decides.
+        let nameless = WorkerIdentity {
+            host: String::new(),
+            ..me.clone()
+        };
+        assert!(!nameless.takes_for_dead(&other("", me.pid, now), lease, now));
     }
 }

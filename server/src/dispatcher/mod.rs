@@ -2,13 +2,15 @@
 //! go now (its verification still pending, the country rules at send time), hands it to its
 //! carrier, and records how that ended. Any number of dispatchers can share one database; a
 //! message is held by one at a time, and a dispatcher that dies has its messages taken over
-//! within seconds (see [`lease`]). Its sweep also expires verifications and runs fallback steps.
+//! within seconds (see [`lease`]). Its sweep also expires verifications, runs fallback steps,
+//! and applies receipts that were kept for a message whose submission is now recorded.
 
 mod lease;
 mod prepare;
 mod receipts;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
@@ -23,7 +25,7 @@ use crate::clock::now_ms;
 use crate::codes::CodeBook;
 use crate::config::DispatcherSettings;
 use crate::decide::Decider;
-use crate::domain::SendOutcome;
+use crate::domain::{Attempt, OutboxMessage, SendOutcome};
 use crate::notify::NotifyPolicy;
 use crate::store::{SqlStore, StoreError};
 use crate::usecases::{delivery, workflow};
@@ -33,6 +35,11 @@ use prepare::Prepared;
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
 /// Receipts that never found their message are forgotten after this long.
 const KEEP_RECEIPTS_FOR: Duration = Duration::from_secs(60 * 60);
+/// How often receipts older than [`KEEP_RECEIPTS_FOR`] are looked for.
+const FORGET_RECEIPTS_EVERY: Duration = Duration::from_secs(60);
+
+/// A message handed over and ready to submit: its id, the attempt, its carrier, what it gets.
+type Ready = (String, Attempt, Arc<dyn Carrier>, OutboundMessage);
 
 /// Sends queued messages until `shutdown` turns true, then finishes what it already handed
 /// over and gives back what it claimed.
@@ -44,6 +51,9 @@ pub struct Dispatcher {
     codes: CodeBook,
     settings: DispatcherSettings,
     identity: WorkerIdentity,
+    /// Messages being submitted now, so the sweep can tell those this dispatcher still holds
+    /// for a reason from those a lost database answer stranded.
+    submitting: Mutex<HashSet<String>>,
 }
 
 impl Dispatcher {
@@ -64,7 +74,13 @@ impl Dispatcher {
             codes,
             settings,
             identity: WorkerIdentity::of_this_process(),
+            submitting: Mutex::default(),
         }
+    }
+
+    fn submitting(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        // A panic elsewhere while holding the lock leaves plain data behind: keep using it.
+        self.submitting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs until `shutdown` is true and every message handed over has an outcome.
@@ -74,11 +90,12 @@ impl Dispatcher {
         if !this.register(&mut shutdown).await {
             return;
         }
+        // The lease is renewed until the messages handed over have their outcomes, after the
+        // loop below ends: a stopping dispatcher is not taken for dead while it drains.
         let heartbeat = tokio::spawn(lease::keep_alive(
             Arc::clone(&this.store),
             this.identity.clone(),
             this.settings.lease(),
-            shutdown.clone(),
         ));
         let slots = Arc::new(Semaphore::new(this.settings.max_in_flight));
         let mut in_flight = JoinSet::new();
@@ -95,7 +112,7 @@ impl Dispatcher {
                 last_sweep = now;
                 this.sweep(now).await;
             }
-            if now - last_forget >= KEEP_RECEIPTS_FOR.as_millis() as i64 / 60 {
+            if now - last_forget >= FORGET_RECEIPTS_EVERY.as_millis() as i64 {
                 last_forget = now;
                 this.forget_old_receipts(now).await;
             }
@@ -115,15 +132,18 @@ impl Dispatcher {
             };
             let got = claimed.len() as u32;
             if got > 0 {
-                let ready = this.prepare_and_hand_off(claimed).await;
-                for (message_id, carrier, outbound) in ready {
+                for (message_id, attempt, carrier, outbound) in
+                    this.prepare_and_hand_off(claimed).await
+                {
                     let permit = Arc::clone(&slots)
                         .acquire_owned()
                         .await
                         .expect("the semaphore is never closed");
+                    this.submitting().insert(message_id.clone());
                     let this = Arc::clone(&this);
                     in_flight.spawn(async move {
-                        this.send(&message_id, carrier, outbound).await;
+                        this.send(&message_id, &attempt, carrier, outbound).await;
+                        this.submitting().remove(&message_id);
                         drop(permit);
                     });
                 }
@@ -158,7 +178,7 @@ impl Dispatcher {
     async fn register(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
         let mut delay = Duration::from_millis(100);
         loop {
-            match delivery::register_worker(&self.store, &self.identity.record(now_ms())).await {
+            match delivery::register_worker(&self.store, &self.identity.record()).await {
                 Ok(()) => return true,
                 Err(error) => {
                     tracing::error!(%error, "registering the dispatcher failed; retrying")
@@ -176,7 +196,7 @@ impl Dispatcher {
         let lease = self.settings.lease();
         let taken = delivery::take_over_dead_workers(
             &self.store,
-            |worker| self.identity.takes_for_dead(worker, lease, now),
+            |worker, database_now| self.identity.takes_for_dead(worker, lease, database_now),
             |carrier| {
                 self.carriers
                     .get(carrier)
@@ -190,6 +210,12 @@ impl Dispatcher {
             Ok(count) => tracing::warn!(count, "messages of stopped dispatchers taken over"),
             Err(error) => tracing::error!(%error, "taking over stopped dispatchers failed"),
         }
+        self.settle_stranded(now).await;
+        match delivery::apply_kept_receipts(&self.store, now).await {
+            Ok(0) => {}
+            Ok(count) => tracing::info!(count, "kept receipts applied to their messages"),
+            Err(error) => tracing::error!(%error, "applying kept receipts failed"),
+        }
         match workflow::expire_due(&self.store, now).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "verifications expired"),
@@ -197,6 +223,34 @@ impl Dispatcher {
         }
         if let Err(error) = workflow::run_due_steps(&self.store, &self.decider, now).await {
             tracing::error!(%error, "running workflow steps failed");
+        }
+    }
+
+    /// Messages this dispatcher holds with no reason to: between rounds it claims nothing, so a
+    /// claimed one was stranded (a claim whose commit answer was lost, a give-back that failed)
+    /// and goes back to the queue; one being handed over that no submission is running for
+    /// (its outcome could not be recorded) is settled as its takeover would be.
+    async fn settle_stranded(&self, now: i64) {
+        let submitting = self.submitting().clone();
+        let settled = delivery::settle_stranded(
+            &self.store,
+            &self.identity.id,
+            |message| submitting.contains(&message.id),
+            |carrier| {
+                self.carriers
+                    .get(carrier)
+                    .is_some_and(|c| c.capabilities().deduplicates_submissions)
+            },
+            now,
+        )
+        .await;
+        match settled {
+            Ok(0) => {}
+            Ok(count) => tracing::warn!(
+                count,
+                "messages this dispatcher held with no submission running were settled"
+            ),
+            Err(error) => tracing::error!(%error, "settling stranded messages failed"),
         }
     }
 
@@ -214,10 +268,7 @@ impl Dispatcher {
 
     /// Decides for each claimed message, settles those that will not go, and marks the others
     /// as being handed over; returns those this dispatcher still holds, ready to submit.
-    async fn prepare_and_hand_off(
-        &self,
-        claimed: Vec<crate::domain::OutboxMessage>,
-    ) -> Vec<(String, Arc<dyn Carrier>, OutboundMessage)> {
+    async fn prepare_and_hand_off(&self, claimed: Vec<OutboxMessage>) -> Vec<Ready> {
         let now = now_ms();
         let prepared = prepare::prepare(
             &self.store,
@@ -235,8 +286,9 @@ impl Dispatcher {
             match item {
                 Prepared::Settle {
                     message_id,
+                    attempt,
                     outcome,
-                } => settled.push((message_id, outcome)),
+                } => settled.push((message_id, attempt, outcome)),
                 Prepared::Release { message_id } => later.push(message_id),
                 Prepared::Send {
                     message_id,
@@ -250,7 +302,7 @@ impl Dispatcher {
         if !later.is_empty()
             && let Err(error) = delivery::release_claims(&self.store, worker, &later, now).await
         {
-            tracing::error!(%error, "giving claimed messages back failed; they wait until this dispatcher stops");
+            tracing::error!(%error, "giving claimed messages back failed; the next sweep does");
         }
         let handed = self
             .retrying(|| {
@@ -258,20 +310,30 @@ impl Dispatcher {
             })
             .await;
         match handed {
-            Ok(handed) => {
-                ready.retain(|(id, _, _)| handed.contains(id));
-                ready
-            }
+            Ok(handed) => ready
+                .into_iter()
+                .filter_map(|(id, carrier, outbound)| {
+                    let (_, number) = handed.iter().find(|(handed_id, _)| *handed_id == id)?;
+                    let attempt = Attempt {
+                        worker: worker.clone(),
+                        number: *number,
+                    };
+                    Some((id, attempt, carrier, outbound))
+                })
+                .collect(),
             Err(error) => {
                 // Nothing was handed over: they stay claimed by this live dispatcher, which
-                // gives them back now (or, failing that, when it stops or dies).
+                // gives them back now (or, failing that, at its next sweep).
                 tracing::error!(%error, count = ids.len(), "handing messages over failed; giving them back");
-                let claimed: Vec<String> =
-                    settled.into_iter().map(|(id, _)| id).chain(ids).collect();
+                let claimed: Vec<String> = settled
+                    .into_iter()
+                    .map(|(id, _, _)| id)
+                    .chain(ids)
+                    .collect();
                 if let Err(error) =
                     delivery::release_claims(&self.store, worker, &claimed, now_ms()).await
                 {
-                    tracing::error!(%error, "giving claimed messages back failed; they wait until this dispatcher stops");
+                    tracing::error!(%error, "giving claimed messages back failed; the next sweep does");
                 }
                 Vec::new()
             }
@@ -280,7 +342,13 @@ impl Dispatcher {
 
     /// Hands one message to its carrier and records how that ended. A carrier that does not
     /// answer in time may have sent the message: it is maybe sent, never failed over.
-    async fn send(&self, message_id: &str, carrier: Arc<dyn Carrier>, outbound: OutboundMessage) {
+    async fn send(
+        &self,
+        message_id: &str,
+        attempt: &Attempt,
+        carrier: Arc<dyn Carrier>,
+        outbound: OutboundMessage,
+    ) {
         let timeout = Duration::from_millis(self.settings.submit_timeout_ms);
         let name = carrier.name().to_string();
         let outcome = match tokio::time::timeout(timeout, carrier.submit(outbound)).await {
@@ -312,11 +380,17 @@ impl Dispatcher {
         };
         let recorded = self
             .retrying(|| {
-                delivery::record_outcome(&self.store, message_id, outcome.clone(), now_ms())
+                delivery::record_outcome(
+                    &self.store,
+                    message_id,
+                    attempt,
+                    outcome.clone(),
+                    now_ms(),
+                )
             })
             .await;
         if let Err(error) = recorded {
-            tracing::error!(message = %message_id, %error, "recording the send outcome failed; the message stays held until this dispatcher stops");
+            tracing::error!(message = %message_id, %error, "recording the send outcome failed; the sweep settles the message");
         }
     }
 

@@ -36,6 +36,8 @@ pub enum Prepared {
     Settle {
         /// The message.
         message_id: String,
+        /// Its attempts so far, as claimed.
+        attempt: u32,
         /// Why it does not go.
         outcome: SendOutcome,
     },
@@ -87,6 +89,7 @@ pub async fn prepare(
         .map(|message| {
             let settle = |outcome| Prepared::Settle {
                 message_id: message.id.clone(),
+                attempt: message.attempt,
                 outcome,
             };
             let Some(carrier) = carriers.get(&message.carrier) else {

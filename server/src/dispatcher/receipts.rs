@@ -18,8 +18,8 @@ const RECEIPT_BATCH: usize = 256;
 /// [`verify_carrier::ReceiptSink`]): a burst (an SMSC replaying its backlog after a
 /// reconnect) then slows the carrier's reader instead of growing memory.
 pub const RECEIPT_CHANNEL_CAPACITY: usize = 4096;
-/// How long a batch is retried while the database fails before its receipts are dropped.
-const RETRY_FOR: Duration = Duration::from_secs(30);
+/// Longest pause between tries while the database fails.
+const RETRY_AT_MOST_EVERY: Duration = Duration::from_secs(5);
 
 /// Records carrier receipts until every sender is gone (all carriers shut down).
 pub async fn record_receipts(store: Arc<SqlStore>, mut receipts: mpsc::Receiver<DeliveryReceipt>) {
@@ -30,8 +30,10 @@ pub async fn record_receipts(store: Arc<SqlStore>, mut receipts: mpsc::Receiver<
     }
 }
 
+/// Records one batch, trying until the database takes it: the carriers were told these
+/// receipts were taken (an SMSC got its deliver_sm_resp), so they are not dropped; meanwhile
+/// the bounded sink fills and the carriers stop taking more.
 async fn record_batch(store: &SqlStore, batch: &[DeliveryReceipt]) {
-    let started = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(50);
     loop {
         match delivery::record_receipts(store, batch, now_ms()).await {
@@ -51,14 +53,10 @@ async fn record_batch(store: &SqlStore, batch: &[DeliveryReceipt]) {
                 }
                 return;
             }
-            Err(error) if started.elapsed() < RETRY_FOR => {
+            Err(error) => {
                 tracing::warn!(%error, receipts = batch.len(), "recording receipts failed; retrying");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-            Err(error) => {
-                tracing::error!(%error, dropped = batch.len(), "recording receipts kept failing; these receipts are lost");
-                return;
+                delay = (delay * 2).min(RETRY_AT_MOST_EVERY);
             }
         }
     }

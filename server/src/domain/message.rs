@@ -100,6 +100,16 @@ pub struct MessageSpec {
     pub step: u32,
 }
 
+/// Whose attempt an outcome belongs to: the dispatcher that held the message and the number of
+/// the hand-off (the message's `attempt` when it was handed over, or as claimed when it was not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The dispatcher.
+    pub worker: String,
+    /// The hand-off's number.
+    pub number: u32,
+}
+
 /// How the attempt to send a claimed message ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {
@@ -171,6 +181,9 @@ pub struct OutboxMessage {
     pub due_at_ms: i64,
     /// The dispatcher holding it (claimed or sending).
     pub claimed_by: Option<String>,
+    /// How many times it was handed to a carrier: each hand-off is an attempt, and an outcome
+    /// settles only the attempt it belongs to.
+    pub attempt: u32,
     /// The carrier's id once accepted.
     pub carrier_message_id: Option<String>,
     /// The last detail (decision, carrier reason, receipt text).
@@ -199,6 +212,7 @@ impl OutboxMessage {
             status,
             due_at_ms,
             claimed_by: None,
+            attempt: 0,
             carrier_message_id: None,
             detail: detail.to_string(),
             created_at_ms: now_ms,
@@ -295,21 +309,28 @@ impl OutboxMessage {
         })
     }
 
-    /// Settles a claimed message with how its attempt ended. `None` when the message is no
-    /// longer where that outcome can apply (another process settled it first): nothing changes.
+    /// Settles a claimed message with how `attempt` ended. `None` when that attempt is over
+    /// (another process settled the message, or took it over and handed it over again): an
+    /// outcome never touches another attempt.
     pub fn settle(
         &mut self,
         outcome: SendOutcome,
+        attempt: &Attempt,
         subject: SubjectState,
         now_ms: i64,
     ) -> Option<Event> {
         use DeliveryStatus as S;
-        let answered = matches!(self.status, S::Sending | S::MaybeSent);
-        let held = self.status == S::Claimed;
+        let ours = self.claimed_by.as_deref() == Some(attempt.worker.as_str())
+            && self.attempt == attempt.number;
+        let handing = ours && self.status == S::Sending;
+        let held = ours && self.status == S::Claimed;
         match outcome {
-            // A carrier's answer is the best knowledge there is: it settles a message the
-            // sweep took for maybe sent while its dispatcher was only slow.
-            SendOutcome::Accepted { carrier_message_id } if answered => {
+            // A carrier's answer is the best knowledge there is: it also settles a message
+            // recorded maybe sent (the sweep took its slow dispatcher for dead, or the answer
+            // came after the timeout).
+            SendOutcome::Accepted { carrier_message_id }
+                if handing || self.status == S::MaybeSent =>
+            {
                 let detail = format!("accepted by the carrier as {carrier_message_id}");
                 self.carrier_message_id = Some(carrier_message_id);
                 Some(self.change(
@@ -320,7 +341,7 @@ impl OutboxMessage {
                     now_ms,
                 ))
             }
-            SendOutcome::Refused { reason, temporary } if answered || held => {
+            SendOutcome::Refused { reason, temporary } if handing || held => {
                 match self.fallback_carriers.split_first() {
                     Some((next, rest)) if temporary => {
                         let detail = format!("{reason}; trying {next}");
@@ -354,7 +375,7 @@ impl OutboxMessage {
                     )),
                 }
             }
-            SendOutcome::MaybeSent { reason } if self.status == S::Sending => {
+            SendOutcome::MaybeSent { reason } if handing => {
                 let detail = format!("{reason}; not sent again: the carrier may have it");
                 Some(self.change(
                     S::MaybeSent,
@@ -476,6 +497,14 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 5_000;
+
+    /// The attempt of the dispatcher that holds the test messages.
+    fn ours() -> Attempt {
+        Attempt {
+            worker: "worker-1".into(),
+            number: 0,
+        }
+    }
     const PENDING: SubjectState = SubjectState::Verification(VerificationStatus::Pending);
 
     fn queued(fallbacks: &[&str]) -> OutboxMessage {
@@ -511,6 +540,7 @@ mod tests {
                 SendOutcome::Accepted {
                     carrier_message_id: "abc".into(),
                 },
+                &ours(),
                 PENDING,
                 NOW + 1,
             )
@@ -526,6 +556,7 @@ mod tests {
                 SendOutcome::Accepted {
                     carrier_message_id: "other".into()
                 },
+                &ours(),
                 PENDING,
                 NOW + 2
             )
@@ -542,6 +573,7 @@ mod tests {
                     reason: "smsc: throttled".into(),
                     temporary: true,
                 },
+                &ours(),
                 PENDING,
                 NOW + 1,
             )
@@ -553,9 +585,14 @@ mod tests {
         assert_eq!(m.status, DeliveryStatus::Queued);
         assert_eq!(m.carrier, "backup");
         assert_eq!(m.fallback_carriers, vec!["last".to_string()]);
-        m.status = DeliveryStatus::Sending;
+        assert_eq!(m.claimed_by, None, "back in the queue, held by nobody");
+        let hand_over_again = |m: &mut OutboxMessage| {
+            m.status = DeliveryStatus::Sending;
+            m.claimed_by = Some("worker-1".into());
+        };
+        hand_over_again(&mut m);
         refused(&mut m);
-        m.status = DeliveryStatus::Sending;
+        hand_over_again(&mut m);
         let failed = refused(&mut m);
         assert_eq!(failed.kind, EventKind::MessageFailed);
         assert_eq!(failed.detail, "smsc: throttled; no other route left");
@@ -571,6 +608,7 @@ mod tests {
                     reason: "smsc: unknown subscriber".into(),
                     temporary: false,
                 },
+                &ours(),
                 PENDING,
                 NOW,
             )
@@ -587,6 +625,7 @@ mod tests {
                 SendOutcome::MaybeSent {
                     reason: "smsc: no submit_sm_resp within 5000 ms".into(),
                 },
+                &ours(),
                 PENDING,
                 NOW,
             )
@@ -662,6 +701,37 @@ mod tests {
     }
 
     #[test]
+    fn an_outcome_settles_only_its_own_attempt() {
+        let mut m = sending(&["backup"]);
+        m.attempt = 2;
+        let stale = Attempt {
+            worker: "worker-1".into(),
+            number: 1,
+        };
+        let refused = SendOutcome::Refused {
+            reason: "smsc: throttled".into(),
+            temporary: true,
+        };
+        assert!(m.settle(refused.clone(), &stale, PENDING, NOW).is_none());
+        let other = Attempt {
+            worker: "worker-2".into(),
+            number: 2,
+        };
+        assert!(m.settle(refused.clone(), &other, PENDING, NOW).is_none());
+        assert_eq!(
+            (m.status, m.carrier.as_str()),
+            (DeliveryStatus::Sending, "smsc")
+        );
+        // A refusal of an attempt that may have gone out elsewhere never fails it over.
+        m.status = DeliveryStatus::MaybeSent;
+        let current = Attempt {
+            worker: "worker-1".into(),
+            number: 2,
+        };
+        assert!(m.settle(refused, &current, PENDING, NOW).is_none());
+    }
+
+    #[test]
     fn an_answer_after_the_sweep_took_it_for_maybe_sent_still_counts() {
         let mut m = sending(&[]);
         m.abandoned(false, PENDING, NOW).unwrap();
@@ -670,6 +740,7 @@ mod tests {
                 SendOutcome::Accepted {
                     carrier_message_id: "late".into(),
                 },
+                &ours(),
                 PENDING,
                 NOW + 1,
             )
@@ -681,12 +752,14 @@ mod tests {
     fn rules_at_send_time_hold_or_refuse_a_claimed_message() {
         let mut m = queued(&[]);
         m.status = DeliveryStatus::Claimed;
+        m.claimed_by = Some("worker-1".into());
         let event = m
             .settle(
                 SendOutcome::Deferred {
                     until_ms: NOW + 60_000,
                     reason: "IN.trai.marketing_hours".into(),
                 },
+                &ours(),
                 SubjectState::Notification,
                 NOW,
             )
@@ -702,6 +775,7 @@ mod tests {
         assert!(
             m.settle(
                 SendOutcome::Rejected { reason: "x".into() },
+                &ours(),
                 SubjectState::Notification,
                 NOW
             )

@@ -11,7 +11,7 @@ use std::fmt;
 use verify_carrier::Channel;
 
 pub use message::{
-    DeliveryStatus, MessageSpec, OutboxMessage, ReceiptEffect, SendOutcome, SubjectState,
+    Attempt, DeliveryStatus, MessageSpec, OutboxMessage, ReceiptEffect, SendOutcome, SubjectState,
 };
 pub use notification::{Notification, NotificationStatus};
 pub use verification::{

@@ -120,14 +120,15 @@ pub trait Outbox {
         limit: u32,
     ) -> StoreResult<Vec<OutboxMessage>>;
     /// Marks the messages of `ids` that `worker` still holds as being handed to their carrier
-    /// (`sending`); returns the ids it still held. A message it no longer holds (taken over by
-    /// another dispatcher meanwhile) must not be handed over.
+    /// (`sending`, one more attempt); returns those it holds so, with their attempt (also
+    /// those a retry after a lost commit answer finds already handed over). A message it no
+    /// longer holds (taken over by another dispatcher meanwhile) must not be handed over.
     async fn hand_off(
         &mut self,
         worker: &str,
         ids: &[String],
         now_ms: i64,
-    ) -> StoreResult<Vec<String>>;
+    ) -> StoreResult<Vec<(String, u32)>>;
     /// The messages `worker` holds (claimed or sending), locked.
     async fn lock_messages_held_by(&mut self, worker: &str) -> StoreResult<Vec<OutboxMessage>>;
     /// Messages held (claimed or sending) by a dispatcher that is not registered (any more),
@@ -176,6 +177,10 @@ pub trait EarlyReceipts {
     ) -> StoreResult<Vec<KeptReceipt>>;
     /// Forgets receipts kept since before `before_ms`; returns how many receipts.
     async fn forget_receipts_before(&mut self, before_ms: i64) -> StoreResult<u64>;
+    /// Messages the carrier has accepted (submitted or maybe sent) for which receipts are
+    /// still kept, at most `limit`: receipts whose match was missed while the acceptance was
+    /// being recorded.
+    async fn messages_with_kept_receipts(&mut self, limit: u32) -> StoreResult<Vec<String>>;
 }
 
 /// A dispatcher's registration.
@@ -183,24 +188,28 @@ pub trait EarlyReceipts {
 pub struct WorkerRecord {
     /// Its id.
     pub id: String,
-    /// The host it runs on.
+    /// The host it runs on (empty when unknown).
     pub host: String,
     /// Its process id on that host.
     pub pid: u32,
     /// When it registered, unix ms.
     pub started_at_ms: i64,
-    /// Its last heartbeat, unix ms.
+    /// Its last heartbeat, unix ms by the database's clock.
     pub heartbeat_at_ms: i64,
 }
 
-/// Dispatcher registrations and their heartbeats.
+/// Dispatcher registrations and their heartbeats. Heartbeats are stamped, and compared, with
+/// the database's clock, so that servers whose clocks disagree never take each other for dead.
 #[async_trait]
 pub trait Workers {
-    /// Registers (or re-registers) a dispatcher.
+    /// The database's clock, unix ms.
+    async fn database_now_ms(&mut self) -> StoreResult<i64>;
+    /// Registers (or re-registers) a dispatcher, with a heartbeat now (its `heartbeat_at_ms`
+    /// is not used).
     async fn register_worker(&mut self, worker: &WorkerRecord) -> StoreResult<()>;
     /// Renews a dispatcher's heartbeat; `false` when it is no longer registered (another
     /// dispatcher took it for dead and took its messages over).
-    async fn heartbeat(&mut self, id: &str, now_ms: i64) -> StoreResult<bool>;
+    async fn heartbeat(&mut self, id: &str) -> StoreResult<bool>;
     /// Every registered dispatcher.
     async fn workers(&mut self) -> StoreResult<Vec<WorkerRecord>>;
     /// Removes a registration if its heartbeat is still `heartbeat_at_ms` (no other dispatcher

@@ -5,7 +5,7 @@
 use verify_carrier::{DeliveryReceipt, ReceiptStatus};
 
 use crate::domain::{
-    DeliveryStatus, OutboxMessage, ReceiptEffect, SendOutcome, Subject, SubjectState,
+    Attempt, DeliveryStatus, OutboxMessage, ReceiptEffect, SendOutcome, Subject, SubjectState,
 };
 use crate::store::{
     EarlyReceipts, EventLog, KeptReceipt, Outbox, SqlStore, StoreError, StoreResult,
@@ -29,35 +29,41 @@ pub async fn claim(
     Ok(claimed)
 }
 
-/// In one transaction: settles the claimed messages that will not be handed over (with how
-/// their attempt ended), and marks `to_send` as being handed to their carriers. Returns the
-/// ids `worker` still held, which alone may be handed over.
+/// In one transaction: settles the claimed messages that will not be handed over (each with
+/// its claimed attempt number and how it ended), and marks `to_send` as being handed to their
+/// carriers. Returns the messages `worker` still held, with their attempt, which alone may be
+/// handed over.
 pub async fn settle_and_hand_off(
     store: &SqlStore,
     worker: &str,
-    settled: Vec<(String, SendOutcome)>,
+    settled: Vec<(String, u32, SendOutcome)>,
     to_send: &[String],
     now_ms: i64,
-) -> StoreResult<Vec<String>> {
+) -> StoreResult<Vec<(String, u32)>> {
     let mut tx = store.begin().await?;
-    for (id, outcome) in settled {
-        apply_outcome(&mut tx, &id, outcome, now_ms).await?;
+    for (id, number, outcome) in settled {
+        let attempt = Attempt {
+            worker: worker.to_string(),
+            number,
+        };
+        apply_outcome(&mut tx, &id, &attempt, outcome, now_ms).await?;
     }
     let handed = tx.hand_off(worker, to_send, now_ms).await?;
     tx.commit().await?;
     Ok(handed)
 }
 
-/// Records how the attempt to send message `id` ended; `false` when the message was already
-/// settled elsewhere and nothing changed.
+/// Records how `attempt` to send message `id` ended; `false` when that attempt was already
+/// over (settled elsewhere, or the message taken over) and nothing changed.
 pub async fn record_outcome(
     store: &SqlStore,
     id: &str,
+    attempt: &Attempt,
     outcome: SendOutcome,
     now_ms: i64,
 ) -> StoreResult<bool> {
     let mut tx = store.begin().await?;
-    let applied = apply_outcome(&mut tx, id, outcome, now_ms).await?;
+    let applied = apply_outcome(&mut tx, id, attempt, outcome, now_ms).await?;
     if applied {
         tx.commit().await?;
     } else {
@@ -69,13 +75,14 @@ pub async fn record_outcome(
 async fn apply_outcome(
     tx: &mut WriteTx<'_>,
     id: &str,
+    attempt: &Attempt,
     outcome: SendOutcome,
     now_ms: i64,
 ) -> StoreResult<bool> {
     let Some((mut message, state)) = lock_with_subject(tx, id).await? else {
         return Ok(false);
     };
-    let Some(event) = message.settle(outcome, state, now_ms) else {
+    let Some(event) = message.settle(outcome, attempt, state, now_ms) else {
         return Ok(false);
     };
     tx.save_message(&message).await?;
@@ -87,7 +94,7 @@ async fn apply_outcome(
         message.status,
         DeliveryStatus::Submitted | DeliveryStatus::MaybeSent
     ) {
-        apply_kept_receipts(tx, &mut message, state, now_ms).await?;
+        apply_kept_receipts_to(tx, &mut message, state, now_ms).await?;
     }
     Ok(true)
 }
@@ -147,7 +154,7 @@ async fn fail_step(
 }
 
 /// Applies the receipts that came before the message's submission was recorded.
-async fn apply_kept_receipts(
+async fn apply_kept_receipts_to(
     tx: &mut WriteTx<'_>,
     message: &mut OutboxMessage,
     state: SubjectState,
@@ -285,7 +292,7 @@ pub async fn forget_receipts_before(store: &SqlStore, before_ms: i64) -> StoreRe
     Ok(forgotten)
 }
 
-/// Registers a dispatcher (again, after it was taken for dead).
+/// Registers a dispatcher (again, after it was taken for dead), with a heartbeat now.
 pub async fn register_worker(store: &SqlStore, worker: &WorkerRecord) -> StoreResult<()> {
     let mut tx = store.begin().await?;
     tx.register_worker(worker).await?;
@@ -293,29 +300,31 @@ pub async fn register_worker(store: &SqlStore, worker: &WorkerRecord) -> StoreRe
 }
 
 /// Renews a dispatcher's lease; `false` when it was taken for dead meanwhile.
-pub async fn heartbeat(store: &SqlStore, id: &str, now_ms: i64) -> StoreResult<bool> {
+pub async fn heartbeat(store: &SqlStore, id: &str) -> StoreResult<bool> {
     let mut tx = store.begin().await?;
-    let alive = tx.heartbeat(id, now_ms).await?;
+    let alive = tx.heartbeat(id).await?;
     tx.commit().await?;
     Ok(alive)
 }
 
-/// Takes over the messages of every dispatcher `is_dead` says died, and of holders that are
-/// not registered at all: each message a dead dispatcher had not handed over is queued again;
-/// one it was handing over is handed again only to a carrier that `deduplicates` (recognises
+/// Takes over the messages of every dispatcher `is_dead` says died (it is given the
+/// database's clock, which heartbeats are stamped with), and of holders that are not
+/// registered at all: each message a dead dispatcher had not handed over is queued again; one
+/// it was handing over is handed again only to a carrier that `deduplicates` (recognises
 /// repeats by message id), and is otherwise maybe sent. Returns how many messages.
 pub async fn take_over_dead_workers(
     store: &SqlStore,
-    is_dead: impl Fn(&WorkerRecord) -> bool,
+    is_dead: impl Fn(&WorkerRecord, i64) -> bool,
     deduplicates: impl Fn(&str) -> bool,
     now_ms: i64,
 ) -> StoreResult<usize> {
     let mut tx = store.begin().await?;
+    let database_now = tx.database_now_ms().await?;
     let dead: Vec<WorkerRecord> = tx
         .workers()
         .await?
         .into_iter()
-        .filter(|w| is_dead(w))
+        .filter(|w| is_dead(w, database_now))
         .collect();
     let orphans = tx.lock_messages_of_unregistered_holders(500).await?;
     let mut taken = abandon(&mut tx, orphans, &deduplicates, now_ms).await?;
@@ -334,6 +343,62 @@ pub async fn take_over_dead_workers(
         taken += count;
     }
     Ok(taken)
+}
+
+/// Messages `worker` holds without a reason to (asked between its rounds, when it claims
+/// nothing): those claimed go back to the queue, and those being handed over for which no
+/// submission `is_submitting` are settled as a takeover would settle them. Returns how many.
+pub async fn settle_stranded(
+    store: &SqlStore,
+    worker: &str,
+    is_submitting: impl Fn(&OutboxMessage) -> bool,
+    deduplicates: impl Fn(&str) -> bool,
+    now_ms: i64,
+) -> StoreResult<usize> {
+    let mut tx = store.begin().await?;
+    let mut released = 0;
+    let mut stranded = Vec::new();
+    for mut message in tx.lock_messages_held_by(worker).await? {
+        if message.release(now_ms) {
+            tx.save_message(&message).await?;
+            released += 1;
+        } else if !is_submitting(&message) {
+            stranded.push(message);
+        }
+    }
+    let settled = abandon(&mut tx, stranded, &deduplicates, now_ms).await?;
+    if released + settled == 0 {
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
+    }
+    Ok(released + settled)
+}
+
+/// Applies the receipts kept for messages whose acceptance is now recorded: a receipt and the
+/// acceptance recorded at the same moment by two transactions can each miss the other.
+/// Returns how many messages got receipts.
+pub async fn apply_kept_receipts(store: &SqlStore, now_ms: i64) -> StoreResult<usize> {
+    let mut tx = store.begin().await?;
+    let ids = tx.messages_with_kept_receipts(100).await?;
+    let mut applied = 0;
+    for id in &ids {
+        if let Some((mut message, state)) = lock_with_subject(&mut tx, id).await?
+            && matches!(
+                message.status,
+                DeliveryStatus::Submitted | DeliveryStatus::MaybeSent
+            )
+        {
+            apply_kept_receipts_to(&mut tx, &mut message, state, now_ms).await?;
+            applied += 1;
+        }
+    }
+    if applied == 0 {
+        tx.rollback().await?;
+    } else {
+        tx.commit().await?;
+    }
+    Ok(applied)
 }
 
 async fn abandon(
@@ -404,6 +469,8 @@ mod tests {
     use crate::store::test_db::TestDb;
 
     on_both_databases!(
+        a_receipt_kept_while_the_acceptance_was_recorded_is_applied_by_the_sweep,
+        messages_a_live_dispatcher_holds_for_no_reason_are_settled,
         a_receipt_before_the_submission_is_applied_when_it_lands,
         receipts_match_other_spellings_and_unknown_ones_wait_apart,
         a_failed_receipt_makes_the_next_step_due_now,
@@ -447,6 +514,14 @@ mod tests {
         (verification, message)
     }
 
+    /// The attempt of the dispatcher that holds `message` now.
+    fn attempt_of(message: &OutboxMessage) -> Attempt {
+        Attempt {
+            worker: message.claimed_by.clone().unwrap_or_default(),
+            number: message.attempt,
+        }
+    }
+
     fn receipt(
         carrier: &str,
         id: &str,
@@ -480,6 +555,55 @@ mod tests {
             .collect()
     }
 
+    async fn a_receipt_kept_while_the_acceptance_was_recorded_is_applied_by_the_sweep(db: &TestDb) {
+        // The race: the receipt's transaction found no message by the carrier's id, and the
+        // acceptance's transaction found no kept receipt; each committed.
+        let (v, mut m) = held_message(db, 11, "smsc", DeliveryStatus::Submitted, "w").await;
+        m.carrier_message_id = Some("C-11".into());
+        let mut tx = db.store.begin().await.unwrap();
+        tx.save_message(&m).await.unwrap();
+        tx.keep_receipt(&KeptReceipt {
+            carrier: "smsc".into(),
+            carrier_message_ids: vec!["C-11".into()],
+            message_id: None,
+            status: ReceiptStatus::Delivered,
+            detail: "stat:DELIVRD".into(),
+            received_at_ms: NOW,
+        })
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(apply_kept_receipts(&db.store, NOW + 1).await.unwrap(), 1);
+        assert_eq!(stored(db, &m.id).await.status, DeliveryStatus::Delivered);
+        assert_eq!(
+            event_kinds(db, &v.subject()).await,
+            [EventKind::MessageDelivered]
+        );
+        assert_eq!(apply_kept_receipts(&db.store, NOW + 2).await.unwrap(), 0);
+    }
+
+    async fn messages_a_live_dispatcher_holds_for_no_reason_are_settled(db: &TestDb) {
+        let (_, claimed) = held_message(db, 12, "smsc", DeliveryStatus::Claimed, "me").await;
+        let (_, running) = held_message(db, 13, "smsc", DeliveryStatus::Sending, "me").await;
+        let (_, lost) = held_message(db, 14, "smsc", DeliveryStatus::Sending, "me").await;
+        let settled = settle_stranded(
+            &db.store,
+            "me",
+            |message| message.id == running.id,
+            |_| false,
+            NOW,
+        )
+        .await
+        .unwrap();
+        assert_eq!(settled, 2);
+        assert_eq!(stored(db, &claimed.id).await.status, DeliveryStatus::Queued);
+        assert_eq!(
+            stored(db, &running.id).await.status,
+            DeliveryStatus::Sending
+        );
+        assert_eq!(stored(db, &lost.id).await.status, DeliveryStatus::MaybeSent);
+    }
+
     async fn a_receipt_before_the_submission_is_applied_when_it_lands(db: &TestDb) {
         let (v, m) = held_message(db, 1, "smsc", DeliveryStatus::Sending, "w").await;
         // The carrier's receipt overtakes the record of its acceptance.
@@ -491,7 +615,7 @@ mod tests {
             carrier_message_id: "C-1".into(),
         };
         assert!(
-            record_outcome(&db.store, &m.id, accepted.clone(), NOW + 2)
+            record_outcome(&db.store, &m.id, &attempt_of(&m), accepted.clone(), NOW + 2)
                 .await
                 .unwrap()
         );
@@ -502,7 +626,7 @@ mod tests {
         );
         // Recording it again changes nothing.
         assert!(
-            !record_outcome(&db.store, &m.id, accepted, NOW + 3)
+            !record_outcome(&db.store, &m.id, &attempt_of(&m), accepted, NOW + 3)
                 .await
                 .unwrap()
         );
@@ -513,7 +637,7 @@ mod tests {
         let accepted = SendOutcome::Accepted {
             carrier_message_id: "FF".into(),
         };
-        record_outcome(&db.store, &m.id, accepted, NOW)
+        record_outcome(&db.store, &m.id, &attempt_of(&m), accepted, NOW)
             .await
             .unwrap();
         // A burst of receipts for unknown ids, and the known one (in decimal) last.
@@ -556,7 +680,7 @@ mod tests {
         let accepted = SendOutcome::Accepted {
             carrier_message_id: "C-3".into(),
         };
-        record_outcome(&db.store, &m.id, accepted, NOW)
+        record_outcome(&db.store, &m.id, &attempt_of(&m), accepted, NOW)
             .await
             .unwrap();
         let failed = [receipt("smsc", "C-3", None, ReceiptStatus::Failed)];
@@ -572,7 +696,7 @@ mod tests {
         let (_, handing) = held_message(db, 5, "smsc", DeliveryStatus::Sending, "dead").await;
         let (_, to_webhook) = held_message(db, 6, "hook", DeliveryStatus::Sending, "dead").await;
         let (_, alive) = held_message(db, 7, "smsc", DeliveryStatus::Sending, "alive").await;
-        for (id, heartbeat) in [("dead", NOW - 60_000), ("alive", NOW)] {
+        for id in ["dead", "alive"] {
             register_worker(
                 &db.store,
                 &WorkerRecord {
@@ -580,13 +704,13 @@ mod tests {
                     host: "h".into(),
                     pid: 1,
                     started_at_ms: 0,
-                    heartbeat_at_ms: heartbeat,
+                    heartbeat_at_ms: 0,
                 },
             )
             .await
             .unwrap();
         }
-        let is_dead = |w: &WorkerRecord| w.heartbeat_at_ms < NOW - 5_000;
+        let is_dead = |w: &WorkerRecord, _database_now: i64| w.id == "dead";
         let deduplicates = |carrier: &str| carrier == "hook";
         let taken = take_over_dead_workers(&db.store, is_dead, deduplicates, NOW)
             .await
@@ -623,7 +747,7 @@ mod tests {
             (DeliveryStatus::Queued, None)
         );
         // One still being handed over is an orphan another dispatcher takes over.
-        let taken = take_over_dead_workers(&db.store, |_| false, |_| false, NOW)
+        let taken = take_over_dead_workers(&db.store, |_, _| false, |_| false, NOW)
             .await
             .unwrap();
         assert_eq!(taken, 1);
@@ -638,7 +762,9 @@ mod tests {
         let silent = SendOutcome::MaybeSent {
             reason: "sim: no answer within 30000 ms".into(),
         };
-        record_outcome(&db.store, &m.id, silent, NOW).await.unwrap();
+        record_outcome(&db.store, &m.id, &attempt_of(&m), silent, NOW)
+            .await
+            .unwrap();
         assert_eq!(stored(db, &m.id).await.status, DeliveryStatus::MaybeSent);
         let late = [receipt(
             "sim",

@@ -166,6 +166,23 @@ impl UseCases {
         }
     }
 
+    /// What kind of number `number` is; it sends and stores nothing. An invalid number is a
+    /// classification saying why, not an error.
+    pub fn classify(
+        &self,
+        number: &str,
+        region_hint: &str,
+    ) -> Result<verify_policy::Classification, UseCaseError> {
+        if number.len() > input::MAX_NUMBER_INPUT_LENGTH {
+            return Err(UseCaseError::invalid(
+                "number",
+                format!("longer than {} characters", input::MAX_NUMBER_INPUT_LENGTH),
+            ));
+        }
+        let hint = input::region_hint(region_hint)?;
+        Ok(verify_policy::classify(number, hint))
+    }
+
     /// A verification with its messages.
     pub async fn get_verification(&self, id: &str) -> Result<VerificationView, UseCaseError> {
         input::validate_id("verification_id", id)?;

@@ -63,8 +63,8 @@ impl Outbox for WriteTx<'_> {
     async fn insert_message(&mut self, m: &OutboxMessage) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO messages (id, subject_kind, subject_id, channel, carrier, fallback_carriers, step, status, due_at_ms, \
-             claimed_by, carrier_message_id, detail, created_at_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             claimed_by, attempt, carrier_message_id, detail, created_at_ms, updated_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&m.id)
         .bind(m.subject.kind().as_str())
@@ -76,6 +76,7 @@ impl Outbox for WriteTx<'_> {
         .bind(m.status.as_str())
         .bind(m.due_at_ms)
         .bind(&m.claimed_by)
+        .bind(i64::from(m.attempt))
         .bind(&m.carrier_message_id)
         .bind(&m.detail)
         .bind(m.created_at_ms)
@@ -88,13 +89,14 @@ impl Outbox for WriteTx<'_> {
     async fn save_message(&mut self, m: &OutboxMessage) -> StoreResult<()> {
         let updated = sqlx::query(
             "UPDATE messages SET carrier = $1, fallback_carriers = $2, status = $3, due_at_ms = $4, claimed_by = $5, \
-             carrier_message_id = $6, detail = $7, updated_at_ms = $8 WHERE id = $9",
+             attempt = $6, carrier_message_id = $7, detail = $8, updated_at_ms = $9 WHERE id = $10",
         )
         .bind(&m.carrier)
         .bind(join_list(&m.fallback_carriers))
         .bind(m.status.as_str())
         .bind(m.due_at_ms)
         .bind(&m.claimed_by)
+        .bind(i64::from(m.attempt))
         .bind(&m.carrier_message_id)
         .bind(&m.detail)
         .bind(m.updated_at_ms)
@@ -180,18 +182,29 @@ impl Outbox for WriteTx<'_> {
         worker: &str,
         ids: &[String],
         now_ms: i64,
-    ) -> StoreResult<Vec<String>> {
+    ) -> StoreResult<Vec<(String, u32)>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "UPDATE messages SET status = 'sending', updated_at_ms = $1 \
-             WHERE claimed_by = $2 AND status = 'claimed' AND id IN ({}) RETURNING id",
+        let update = format!(
+            "UPDATE messages SET status = 'sending', attempt = attempt + 1, updated_at_ms = $1 \
+             WHERE claimed_by = $2 AND status = 'claimed' AND id IN ({})",
             placeholders(3, ids.len())
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(update))
             .bind(now_ms)
             .bind(worker);
+        for id in ids {
+            query = query.bind(id);
+        }
+        query.execute(self.conn()).await?;
+        // Those it already handed over count too: a retry after a commit whose answer was
+        // lost finds them so, and must still send them, with the attempt recorded then.
+        let handed = format!(
+            "SELECT id, attempt FROM messages WHERE claimed_by = $1 AND status = 'sending' AND id IN ({})",
+            placeholders(2, ids.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(handed)).bind(worker);
         for id in ids {
             query = query.bind(id);
         }
@@ -199,7 +212,13 @@ impl Outbox for WriteTx<'_> {
             .fetch_all(self.conn())
             .await?
             .iter()
-            .map(|row| Ok(row.try_get("id")?))
+            .map(|row| {
+                let attempt: i64 = row.try_get("attempt")?;
+                Ok((
+                    row.try_get("id")?,
+                    u32::try_from(attempt).unwrap_or(u32::MAX),
+                ))
+            })
             .collect()
     }
 

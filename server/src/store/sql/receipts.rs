@@ -103,4 +103,20 @@ impl EarlyReceipts for WriteTx<'_> {
             .await?;
         Ok(receipts.max(0) as u64)
     }
+
+    async fn messages_with_kept_receipts(&mut self, limit: u32) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT m.id FROM early_receipts e JOIN messages m \
+             ON m.carrier = e.carrier AND m.carrier_message_id = e.carrier_message_id \
+             WHERE m.status IN ('submitted', 'maybe_sent') \
+             UNION \
+             SELECT m.id FROM early_receipts e JOIN messages m \
+             ON m.id = e.message_id AND m.carrier = e.carrier \
+             WHERE m.status IN ('submitted', 'maybe_sent') \
+             LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(self.conn())
+        .await?)
+    }
 }

@@ -15,7 +15,7 @@ pub(crate) const VERIFICATION_COLUMNS: &str = "id, to_e164, region_code, status,
      strategy, workflow, step, step_deadline_ms, step_failure, decision, program_id";
 
 pub(crate) const MESSAGE_COLUMNS: &str = "id, subject_kind, subject_id, channel, carrier, fallback_carriers, step, status, due_at_ms, \
-     claimed_by, carrier_message_id, detail, created_at_ms, updated_at_ms";
+     claimed_by, attempt, carrier_message_id, detail, created_at_ms, updated_at_ms";
 
 pub(crate) const NOTIFICATION_COLUMNS: &str = "id, to_e164, region_code, time_zones, category, program_id, template, body, sender, \
      decision, idempotency_key, created_at_ms";
@@ -160,6 +160,7 @@ pub(crate) fn message(row: &AnyRow) -> StoreResult<OutboxMessage> {
         status: parse_text(row, "status", DeliveryStatus::parse)?,
         due_at_ms: row.try_get("due_at_ms")?,
         claimed_by: row.try_get("claimed_by")?,
+        attempt: parse_u32(row, "attempt")?,
         carrier_message_id: row.try_get("carrier_message_id")?,
         detail: row.try_get("detail")?,
         created_at_ms: row.try_get("created_at_ms")?,

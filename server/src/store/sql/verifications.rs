@@ -92,7 +92,7 @@ impl VerificationRepository for WriteTx<'_> {
     ) -> StoreResult<Vec<Verification>> {
         let sql = format!(
             "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE status = 'pending' AND expires_at_ms <= $1 \
-             ORDER BY expires_at_ms LIMIT $2{}",
+             ORDER BY expires_at_ms, id LIMIT $2{}",
             self.lock_rows()
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -1,47 +1,58 @@
 //! Dispatcher registrations and heartbeats: the leases under which dispatchers hold messages.
+//! Times are the database's, so that servers whose clocks disagree agree on who is alive.
 
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::WriteTx;
+use super::{Dialect, WriteTx};
 use crate::store::{StoreError, StoreResult, WorkerRecord, Workers};
+
+impl WriteTx<'_> {
+    /// The database's clock in unix ms, as an SQL expression.
+    fn database_now(&self) -> &'static str {
+        match self.dialect() {
+            Dialect::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+            Dialect::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        }
+    }
+}
 
 #[async_trait]
 impl Workers for WriteTx<'_> {
+    async fn database_now_ms(&mut self) -> StoreResult<i64> {
+        let sql = format!("SELECT {}", self.database_now());
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(self.conn())
+            .await?)
+    }
+
     async fn register_worker(&mut self, worker: &WorkerRecord) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO dispatcher_workers (id, host, pid, started_at_ms, heartbeat_at_ms) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (id) DO UPDATE SET heartbeat_at_ms = $5",
-        )
-        .bind(&worker.id)
-        .bind(&worker.host)
-        .bind(i64::from(worker.pid))
-        .bind(worker.started_at_ms)
-        .bind(worker.heartbeat_at_ms)
-        .execute(self.conn())
-        .await?;
+        let now = self.database_now();
+        let sql = format!(
+            "INSERT INTO dispatcher_workers (id, host, pid, started_at_ms, heartbeat_at_ms) VALUES ($1, $2, $3, $4, {now}) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at_ms = {now}"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&worker.id)
+            .bind(&worker.host)
+            .bind(i64::from(worker.pid))
+            .bind(worker.started_at_ms)
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 
-    async fn heartbeat(&mut self, id: &str, now_ms: i64) -> StoreResult<bool> {
-        let updated = sqlx::query(
-            "UPDATE dispatcher_workers SET heartbeat_at_ms = $1 WHERE id = $2 AND heartbeat_at_ms <= $1",
-        )
-        .bind(now_ms)
-        .bind(id)
-        .execute(self.conn())
-        .await?
-        .rows_affected();
-        if updated == 1 {
-            return Ok(true);
-        }
-        // A heartbeat from the past (the clock went back) still counts if the row is there.
-        let present: Option<i64> =
-            sqlx::query_scalar("SELECT heartbeat_at_ms FROM dispatcher_workers WHERE id = $1")
-                .bind(id)
-                .fetch_optional(self.conn())
-                .await?;
-        Ok(present.is_some())
+    async fn heartbeat(&mut self, id: &str) -> StoreResult<bool> {
+        let sql = format!(
+            "UPDATE dispatcher_workers SET heartbeat_at_ms = {} WHERE id = $1",
+            self.database_now()
+        );
+        let updated = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .execute(self.conn())
+            .await?
+            .rows_affected();
+        Ok(updated == 1)
     }
 
     async fn workers(&mut self) -> StoreResult<Vec<WorkerRecord>> {
