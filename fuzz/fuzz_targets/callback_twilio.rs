@@ -11,7 +11,7 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 use verify_carrier::{Carrier, DeliveryReceipt};
 use verify_carrier_twilio::signature::{self, SIGNATURE_HEADER};
 use verifyd_fuzz::{check_answer, drain_receipts, parse_callback, runtime, set_header};
@@ -22,7 +22,7 @@ const CALLBACK_URL: &str = "https://verify.example.com/callbacks/tw";
 
 struct Harness {
     carrier: Arc<dyn Carrier>,
-    receipts: Mutex<UnboundedReceiver<DeliveryReceipt>>,
+    receipts: Mutex<Receiver<DeliveryReceipt>>,
 }
 
 fn harness() -> &'static Harness {

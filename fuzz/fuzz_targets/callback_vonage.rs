@@ -13,7 +13,7 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 use verify_carrier::{CallbackRequest, Carrier, DeliveryReceipt};
 use verify_carrier_vonage::{SignatureMethod, signature};
 use verifyd_fuzz::{check_answer, drain_receipts, form_encode, parse_callback, runtime, unix_now};
@@ -23,7 +23,7 @@ const API_KEY: &str = "abcd1234";
 
 struct Target {
     carrier: Arc<dyn Carrier>,
-    receipts: Mutex<UnboundedReceiver<DeliveryReceipt>>,
+    receipts: Mutex<Receiver<DeliveryReceipt>>,
     /// `None` for the carrier that takes unsigned receipts.
     method: Option<SignatureMethod>,
 }

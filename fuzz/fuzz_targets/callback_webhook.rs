@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 use verify_carrier::{Carrier, DeliveryReceipt};
 use verify_carrier_webhook::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use verifyd_fuzz::{check_answer, drain_receipts, parse_callback, runtime, set_header, unix_now};
@@ -18,7 +18,7 @@ const SECRET: &str = "whsec-fuzz-0123456789abcdef";
 
 struct Harness {
     carrier: Arc<dyn Carrier>,
-    receipts: Mutex<UnboundedReceiver<DeliveryReceipt>>,
+    receipts: Mutex<Receiver<DeliveryReceipt>>,
 }
 
 fn harness() -> &'static Harness {

@@ -76,7 +76,7 @@ fuzz_target!(|data: &[u8]| {
         None => (kind, false),
     };
     let marked = mark && mark_secrets(&mut settings);
-    let (receipts, _unread) = ReceiptSink::channel();
+    let (receipts, _unread) = ReceiptSink::channel(16);
     let context = CarrierContext {
         name: "fz".into(),
         receipts,

@@ -33,8 +33,9 @@ fn check_text(parsed: &ReceiptText) {
     }
 }
 
-/// Hands a receipt to a table that awaits a two-part message whose parts have the receipt's
-/// ids (as each format maps them) and a one-part message, as the session does.
+/// Hands a receipt to a table that awaits a two-part message whose first part submit_sm_resp
+/// gave as the receipt's id spelled another way (as each format maps it) and a one-part
+/// message with the receipt's id as it is, as the session does.
 fn track(parsed: &ParsedReceipt) {
     assert!(
         !parsed.id.is_empty(),
@@ -42,13 +43,18 @@ fn track(parsed: &ParsedReceipt) {
     );
     assert_eq!(parsed.detail, parsed.detail.trim());
     for format in [
+        ReceiptIdFormat::Auto,
         ReceiptIdFormat::AsIs,
         ReceiptIdFormat::HexToDecimal,
         ReceiptIdFormat::DecimalToHex,
     ] {
         let ids = map_receipt_id(&parsed.id, format);
         assert!(!ids.is_empty());
-        let tracker = Tracker::new(2);
+        assert!(
+            ids.contains(&parsed.id),
+            "{format:?} left out the id as it is: {ids:?}"
+        );
+        let tracker = Tracker::new(2, format);
         let long = tracker.open("msg_long", 2);
         tracker.part_accepted(long, 0, &ids[0]);
         tracker.part_accepted(long, 1, "other-part");
@@ -57,7 +63,13 @@ fn track(parsed: &ParsedReceipt) {
         tracker.part_accepted(short, 0, &parsed.id);
         tracker.accepted(short);
         let status = parsed.status.unwrap_or(ReceiptStatus::Failed);
-        if let Some(resolved) = tracker.receipt(&ids, status, &parsed.detail) {
+        // A failure is always reported (it fails the whole message); a delivery that matched
+        // the two-part message waits for the other part.
+        let resolved = tracker.receipt(&parsed.id, status, &parsed.detail);
+        if status == ReceiptStatus::Failed {
+            assert!(resolved.is_some(), "a failure was not reported: {parsed:?}");
+        }
+        if let Some(resolved) = resolved {
             assert_eq!(resolved.status, status);
             assert_eq!(resolved.detail, parsed.detail);
         }

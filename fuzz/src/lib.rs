@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::runtime::Runtime;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 use verify_carrier::{CallbackRequest, CallbackResponse, DeliveryReceipt};
 
 /// The current-thread runtime the async callback handlers run on, built once per process.
@@ -109,7 +109,7 @@ pub fn form_encode(pairs: &[(String, String)]) -> String {
 
 /// Takes every receipt the carrier reported for the last request (so the channel is empty for
 /// the next input) and checks what any receipt must hold.
-pub fn drain_receipts(receipts: &mut UnboundedReceiver<DeliveryReceipt>) -> Vec<DeliveryReceipt> {
+pub fn drain_receipts(receipts: &mut Receiver<DeliveryReceipt>) -> Vec<DeliveryReceipt> {
     let mut taken = Vec::new();
     while let Ok(receipt) = receipts.try_recv() {
         assert!(
