@@ -102,6 +102,15 @@ async fn verifications_round_trip_and_one_pending_per_number(db: &TestDb) {
     assert_eq!(latest.id, "vf_2");
     assert!(tx.lock_verification("vf_missing").await.unwrap().is_none());
     tx.rollback().await.unwrap();
+    let read = db.store.latest_verification_of("+447400000001").await;
+    assert_eq!(read.unwrap(), Some(latest));
+    assert_eq!(
+        db.store
+            .latest_verification_of("+447400000099")
+            .await
+            .unwrap(),
+        None
+    );
     let both = db
         .store
         .verifications(&["vf_1".into(), "vf_2".into(), "vf_x".into()])

@@ -55,26 +55,37 @@ impl UseCases {
         };
         input::validate_code(code)?;
         let now = now_ms();
-        let mut tx = self.store.begin().await?;
-        let found = if by_number {
-            tx.lock_latest_verification_of(&value).await?
+        // A check that changes nothing (the repeated check of an approved verification, any
+        // check of one that has ended) is answered from a plain read, without waiting for the
+        // write lock: the answer is the one the verification gave when it was read. Only a
+        // check that changes the verification takes the lock and decides again on what it
+        // reads under it.
+        let read = if by_number {
+            self.store.latest_verification_of(&value).await?
         } else {
-            tx.lock_verification(&value).await?
+            self.store.verification(&value).await?
         };
-        let mut verification = found.ok_or_else(|| not_found_verification(field, &value))?;
-        let checked = verification.check(code, &self.codes, now).map_err(
-            |CheckRefusal::CodeLength { expected, got }| {
-                UseCaseError::invalid(
-                    "code",
-                    format!("this verification's code has {expected} digits, got {got}"),
-                )
-            },
-        )?;
-        if checked.events.is_empty() {
-            tx.rollback().await?;
-        } else {
-            save_ended_or_changed(&mut tx, &verification, checked.events, now).await?;
-            tx.commit().await?;
+        let mut verification = read.ok_or_else(|| not_found_verification(field, &value))?;
+        let mut checked = verification
+            .check(code, &self.codes, now)
+            .map_err(code_length_refused)?;
+        if !checked.events.is_empty() {
+            let mut tx = self.store.begin().await?;
+            let found = if by_number {
+                tx.lock_latest_verification_of(&value).await?
+            } else {
+                tx.lock_verification(&value).await?
+            };
+            verification = found.ok_or_else(|| not_found_verification(field, &value))?;
+            checked = verification
+                .check(code, &self.codes, now)
+                .map_err(code_length_refused)?;
+            if checked.events.is_empty() {
+                tx.rollback().await?;
+            } else {
+                save_ended_or_changed(&mut tx, &verification, checked.events, now).await?;
+                tx.commit().await?;
+            }
         }
         tracing::info!(verification = %verification.id, result = ?checked.result, "code checked");
         Ok((checked.result, self.view_of(verification).await?))
@@ -99,6 +110,15 @@ impl UseCases {
         }
         self.view_of(verification).await
     }
+}
+
+/// The answer to a code of the wrong length.
+fn code_length_refused(refusal: CheckRefusal) -> UseCaseError {
+    let CheckRefusal::CodeLength { expected, got } = refusal;
+    UseCaseError::invalid(
+        "code",
+        format!("this verification's code has {expected} digits, got {got}"),
+    )
 }
 
 /// Saves a changed verification with its events; if it ended, its unsent messages are dropped.

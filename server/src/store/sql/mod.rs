@@ -199,6 +199,11 @@ impl SqlStore {
         rows::by_id(&self.pool, &rows::VERIFICATIONS, id).await
     }
 
+    /// The most recent verification of a number (E.164), read without a lock.
+    pub async fn latest_verification_of(&self, e164: &str) -> StoreResult<Option<Verification>> {
+        verifications::latest_of(&self.pool, e164).await
+    }
+
     /// Verifications by id, in no particular order; unknown ids are left out.
     pub async fn verifications(&self, ids: &[String]) -> StoreResult<Vec<Verification>> {
         rows::by_ids(&self.pool, &rows::VERIFICATIONS, ids).await

@@ -28,6 +28,19 @@ pub(super) async fn with_due_steps(
         .collect()
 }
 
+/// The most recent verification of a number, read without a lock.
+pub(super) async fn latest_of(pool: &AnyPool, e164: &str) -> StoreResult<Option<Verification>> {
+    let sql = format!(
+        "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE to_e164 = $1 \
+         ORDER BY created_at_ms DESC, id DESC LIMIT 1"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(e164)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(rows::verification).transpose()
+}
+
 impl WriteTx<'_> {
     async fn lock_one_verification(
         &mut self,
