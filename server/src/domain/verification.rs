@@ -645,6 +645,32 @@ mod tests {
         assert_eq!(v.channel, Channel::Voice);
     }
 
+    /// Check answers an ended verification from a plain read, without the write lock: no
+    /// check of one may change it.
+    #[test]
+    fn no_check_changes_a_verification_that_has_ended() {
+        for status in [
+            VerificationStatus::Approved,
+            VerificationStatus::Canceled,
+            VerificationStatus::Expired,
+            VerificationStatus::MaxAttemptsReached,
+        ] {
+            let mut v = pending();
+            v.status = status;
+            assert!(v.has_ended());
+            let before = v.clone();
+            for (code, at) in [
+                ("123456", NOW + 1),
+                ("654321", NOW + 2),
+                ("123456", NOW + 900_000),
+            ] {
+                let checked = v.check(code, &PlainCodes, at).unwrap();
+                assert!(checked.events.is_empty(), "{status:?}: {checked:?}");
+                assert_eq!(v, before, "{status:?}");
+            }
+        }
+    }
+
     #[test]
     fn cancel_is_idempotent_and_refused_once_ended_otherwise() {
         let mut v = pending();

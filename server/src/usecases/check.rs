@@ -55,21 +55,22 @@ impl UseCases {
         };
         input::validate_code(code)?;
         let now = now_ms();
-        // A check that changes nothing (the repeated check of an approved verification, any
-        // check of one that has ended) is answered from a plain read, without waiting for the
-        // write lock: the answer is the one the verification gave when it was read. Only a
-        // check that changes the verification takes the lock and decides again on what it
-        // reads under it.
+        // A verification that has ended (approved, canceled, expired, out of checks) never
+        // changes again, so a check of it (such as the repeated check of an approved one) is
+        // answered from a plain read, without waiting for the write lock. A pending one is
+        // read again under the lock, and the check decided on that.
         let read = if by_number {
             self.store.latest_verification_of(&value).await?
         } else {
             self.store.verification(&value).await?
         };
         let mut verification = read.ok_or_else(|| not_found_verification(field, &value))?;
-        let mut checked = verification
-            .check(code, &self.codes, now)
-            .map_err(code_length_refused)?;
-        if !checked.events.is_empty() {
+        let result = if verification.has_ended() {
+            verification
+                .check(code, &self.codes, now)
+                .map_err(code_length_refused)?
+                .result
+        } else {
             let mut tx = self.store.begin().await?;
             let found = if by_number {
                 tx.lock_latest_verification_of(&value).await?
@@ -77,7 +78,7 @@ impl UseCases {
                 tx.lock_verification(&value).await?
             };
             verification = found.ok_or_else(|| not_found_verification(field, &value))?;
-            checked = verification
+            let checked = verification
                 .check(code, &self.codes, now)
                 .map_err(code_length_refused)?;
             if checked.events.is_empty() {
@@ -86,9 +87,10 @@ impl UseCases {
                 save_ended_or_changed(&mut tx, &verification, checked.events, now).await?;
                 tx.commit().await?;
             }
-        }
-        tracing::info!(verification = %verification.id, result = ?checked.result, "code checked");
-        Ok((checked.result, self.view_of(verification).await?))
+            checked.result
+        };
+        tracing::info!(verification = %verification.id, ?result, "code checked");
+        Ok((result, self.view_of(verification).await?))
     }
 
     /// Cancels a pending verification; canceling a canceled one changes nothing.

@@ -28,12 +28,13 @@ pub(super) async fn with_due_steps(
         .collect()
 }
 
+/// The clause that picks the most recent verification of the number bound as `$1`.
+const LATEST_OF_NUMBER: &str = "id = (SELECT id FROM verifications WHERE to_e164 = $1 \
+     ORDER BY created_at_ms DESC, id DESC LIMIT 1)";
+
 /// The most recent verification of a number, read without a lock.
 pub(super) async fn latest_of(pool: &AnyPool, e164: &str) -> StoreResult<Option<Verification>> {
-    let sql = format!(
-        "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE to_e164 = $1 \
-         ORDER BY created_at_ms DESC, id DESC LIMIT 1"
-    );
+    let sql = format!("SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE {LATEST_OF_NUMBER}");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(e164)
         .fetch_optional(pool)
@@ -91,11 +92,7 @@ impl VerificationRepository for WriteTx<'_> {
         &mut self,
         e164: &str,
     ) -> StoreResult<Option<Verification>> {
-        self.lock_one_verification(
-            "id = (SELECT id FROM verifications WHERE to_e164 = $1 ORDER BY created_at_ms DESC, id DESC LIMIT 1)",
-            e164,
-        )
-        .await
+        self.lock_one_verification(LATEST_OF_NUMBER, e164).await
     }
 
     async fn lock_expired_verifications(
