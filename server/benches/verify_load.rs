@@ -1,68 +1,193 @@
-//! Write-path throughput: Verify (a new verification and its message, committed before the
-//! answer, then sent by the dispatcher through the `sim` carrier), Check of an approved
-//! verification, and Classify, each against a bare tonic unary call (gRPC health `Check`)
-//! served by the same verifyd in the same run, from 64 concurrent calls over 4 connections.
+//! Verify at database speed. Starts verifyd (this build's binary, default settings, the `sim`
+//! carrier) and a bare tonic unary server (gRPC health `Check`, nothing else) as processes of
+//! their own, and calls them from 64 concurrent callers over 4 connections, in alternating
+//! rounds: bare, Verify (a new number each call: a new verification and its message, committed
+//! before the answer, then sent by the dispatcher), Check of an approved verification,
+//! Classify. Prints calls/s, p50/p99 latency and the ratio to the bare call; whether the
+//! dispatcher kept pace (messages handed to the carrier while Verify ran, and when the last
+//! was); Verify's latency at a steady 1,000 calls/s; and the database's own commit rates on
+//! the same machine: SQLite (WAL, synchronous=FULL) one transaction at a time and 64 writes
+//! per commit, PostgreSQL from 32 connections and 64 writes per commit.
+//!
 //! On SQLite, and on PostgreSQL when `VERIFYD_BENCH_DATABASE_URL` names a server it may create
 //! databases on (`postgres://postgres@127.0.0.1:5432/test` is tried by default).
 //!
 //! Run: `cargo bench -p verify-server --bench verify_load` (`-- --quick` for a short run).
 
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sqlx::Connection;
-use tokio::net::TcpListener;
+use sqlx::{Connection, Executor};
 use tonic::transport::{Channel, Endpoint};
 use verify_client::proto::v1::check_request::Target;
 use verify_client::proto::v1::verify_service_client::VerifyServiceClient;
 use verify_client::proto::v1::{CheckRequest, ClassifyRequest, VerifyRequest};
-use verify_server::config::Config;
 
 const CONCURRENCY: usize = 64;
 const CONNECTIONS: usize = 4;
 
-mod common;
+/// A server process, killed when dropped.
+struct Process {
+    child: Child,
+    address: String,
+}
 
-/// Calls per second of `call(worker)` from `CONCURRENCY` tasks for `budget`.
-async fn measure<F, Fut>(budget: Duration, call: F) -> f64
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `command` and waits for the line `<prefix><address>` on its standard output.
+fn start(mut command: Command, prefix: &str) -> Process {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let address = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(address) = line.strip_prefix(prefix) {
+                    break address.to_string();
+                }
+            }
+            _ => panic!("the server stopped before listening"),
+        }
+    };
+    // Keep reading so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Process { child, address }
+}
+
+/// The bare server: gRPC health and nothing else, on a tokio runtime like verifyd's.
+fn serve_bare() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        println!(
+            "bare listening on {}",
+            listener.local_addr().expect("address")
+        );
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .expect("serve");
+    });
+}
+
+/// verifyd with default settings on `database_url`, its data in `directory`.
+fn start_verifyd(database_url: &str, directory: &Path) -> Process {
+    let config = directory.join("verifyd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase_url = \"{database_url}\"\ndata_dir = \"{}\"\nsim_outbox = \"{}\"\n",
+            directory.display(),
+            directory.join("outbox.jsonl").display()
+        ),
+    )
+    .expect("config");
+    let log = std::fs::File::create(directory.join("verifyd.log")).expect("log");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_verifyd"));
+    command
+        .arg("--config")
+        .arg(&config)
+        .env_remove("DATABASE_URL")
+        .env_remove("RUST_LOG")
+        .stderr(log);
+    start(command, "verifyd listening on ")
+}
+
+/// Calls and their latencies from one closed-loop round.
+#[derive(Default)]
+struct Round {
+    calls: u64,
+    seconds: f64,
+    latencies: Vec<Duration>,
+}
+
+/// `CONCURRENCY` callers calling `call(worker)` in a loop for `budget`.
+async fn round<F, Fut>(budget: Duration, call: F) -> Round
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    common::measure(CONCURRENCY, budget, move |worker, _| call(worker)).await
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..CONCURRENCY {
+        let call = call.clone();
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            while started.elapsed() < budget {
+                let begun = Instant::now();
+                call(worker).await;
+                latencies.push(begun.elapsed());
+            }
+            latencies
+        });
+    }
+    let mut result = Round::default();
+    while let Some(latencies) = tasks.join_next().await {
+        result.latencies.extend(latencies.expect("caller"));
+    }
+    result.seconds = started.elapsed().as_secs_f64();
+    result.calls = result.latencies.len() as u64;
+    result
 }
 
-/// A PostgreSQL database for the run, or `None` when no server answers.
-async fn postgres_database() -> Option<(String, String, String)> {
-    let admin = std::env::var("VERIFYD_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let mut connection = sqlx::PgConnection::connect(&admin).await.ok()?;
-    let name = format!("verifyd_bench_{}", std::process::id());
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut connection)
-        .await
-        .ok()?;
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    Some((admin.clone(), name.clone(), format!("{base}/{name}")))
+/// Rounds of one kind of call, summed.
+#[derive(Default)]
+struct Totals {
+    calls: u64,
+    seconds: f64,
+    latencies: Vec<Duration>,
 }
 
-async fn run(label: &str, database_url: String, budget: Duration) {
-    let directory = tempfile::tempdir().expect("temp dir");
-    let config = Config {
-        database_url,
-        data_dir: directory.path().to_path_buf(),
-        sim_outbox: directory.path().join("outbox.jsonl"),
-        ..Config::default()
-    };
-    let config = Config::finish(config).expect("config");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let address = listener.local_addr().expect("address");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(verify_server::app::serve(config, listener, async move {
-        let _ = stopped.await;
-    }));
-    let mut channels: Vec<Channel> = Vec::new();
+impl Totals {
+    fn add(&mut self, round: Round) {
+        self.calls += round.calls;
+        self.seconds += round.seconds;
+        self.latencies.extend(round.latencies);
+    }
+
+    fn rate(&self) -> f64 {
+        self.calls as f64 / self.seconds
+    }
+}
+
+fn percentile(latencies: &mut [Duration], fraction: f64) -> Duration {
+    if latencies.is_empty() {
+        return Duration::ZERO;
+    }
+    latencies.sort_unstable();
+    let index = ((latencies.len() as f64 * fraction).ceil() as usize).clamp(1, latencies.len());
+    latencies[index - 1]
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
+}
+
+/// Lines (messages handed to the sim carrier) in its outbox file.
+fn sent(outbox: &Path) -> u64 {
+    std::fs::read(outbox)
+        .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count() as u64)
+        .unwrap_or(0)
+}
+
+async fn connect(address: &str) -> Vec<Channel> {
+    let mut channels = Vec::new();
     for _ in 0..CONNECTIONS {
         channels.push(
             Endpoint::from_shared(format!("http://{address}"))
@@ -72,16 +197,21 @@ async fn run(label: &str, database_url: String, budget: Duration) {
                 .expect("connect"),
         );
     }
-    let channels = Arc::new(channels);
-    let channel_of = {
-        let channels = Arc::clone(&channels);
-        move |worker: usize| channels[worker % CONNECTIONS].clone()
-    };
+    channels
+}
+
+async fn run(label: &str, database_url: &str, directory: &Path, bare: &str, quick: bool) {
+    let verifyd = start_verifyd(database_url, directory);
+    let outbox = directory.join("outbox.jsonl");
+    let bare_channels = Arc::new(connect(bare).await);
+    let channels = Arc::new(connect(&verifyd.address).await);
 
     let echo = {
-        let channel_of = channel_of.clone();
+        let channels = Arc::clone(&bare_channels);
         move |worker: usize| {
-            let mut health = tonic_health::pb::health_client::HealthClient::new(channel_of(worker));
+            let mut health = tonic_health::pb::health_client::HealthClient::new(
+                channels[worker % CONNECTIONS].clone(),
+            );
             async move {
                 health
                     .check(tonic_health::pb::HealthCheckRequest {
@@ -95,10 +225,11 @@ async fn run(label: &str, database_url: String, budget: Duration) {
     // Every Verify is a new number: a new verification and message, none a resend.
     let next_number = Arc::new(AtomicU64::new(0));
     let verify = {
-        let channel_of = channel_of.clone();
+        let channels = Arc::clone(&channels);
+        let next_number = Arc::clone(&next_number);
         move |worker: usize| {
-            let mut client = VerifyServiceClient::new(channel_of(worker));
-            let n = next_number.fetch_add(1, Ordering::Relaxed) % 1_000_000;
+            let mut client = VerifyServiceClient::new(channels[worker % CONNECTIONS].clone());
+            let n = next_number.fetch_add(1, Ordering::Relaxed);
             async move {
                 client
                     .verify(VerifyRequest {
@@ -112,7 +243,7 @@ async fn run(label: &str, database_url: String, budget: Duration) {
     };
     // Check of an approved verification: the code is right, nothing changes.
     let approved = {
-        let mut client = VerifyServiceClient::new(channel_of(0));
+        let mut client = VerifyServiceClient::new(channels[0].clone());
         let id = client
             .verify(VerifyRequest {
                 to: "+447911123456".into(),
@@ -124,7 +255,6 @@ async fn run(label: &str, database_url: String, budget: Duration) {
             .verification
             .expect("verification")
             .id;
-        let outbox = directory.path().join("outbox.jsonl");
         let code = loop {
             let text = std::fs::read_to_string(&outbox).unwrap_or_default();
             if let Some(line) = text.lines().find(|l| l.contains(&id)) {
@@ -141,9 +271,9 @@ async fn run(label: &str, database_url: String, budget: Duration) {
         request
     };
     let check = {
-        let channel_of = channel_of.clone();
+        let channels = Arc::clone(&channels);
         move |worker: usize| {
-            let mut client = VerifyServiceClient::new(channel_of(worker));
+            let mut client = VerifyServiceClient::new(channels[worker % CONNECTIONS].clone());
             let request = approved.clone();
             async move {
                 client.check(request).await.expect("check");
@@ -151,9 +281,9 @@ async fn run(label: &str, database_url: String, budget: Duration) {
         }
     };
     let classify = {
-        let channel_of = channel_of.clone();
+        let channels = Arc::clone(&channels);
         move |worker: usize| {
-            let mut client = VerifyServiceClient::new(channel_of(worker));
+            let mut client = VerifyServiceClient::new(channels[worker % CONNECTIONS].clone());
             async move {
                 client
                     .classify(ClassifyRequest {
@@ -165,54 +295,298 @@ async fn run(label: &str, database_url: String, budget: Duration) {
             }
         }
     };
-    measure(Duration::from_millis(300), echo.clone()).await;
-    let echo_rate =
-        (measure(budget, echo.clone()).await + measure(budget, echo.clone()).await) / 2.0;
-    let verify_rate = measure(budget, verify).await;
-    let check_rate = measure(budget, check).await;
-    let classify_rate = measure(budget, classify).await;
-    println!("{label}: {CONCURRENCY} concurrent calls over {CONNECTIONS} connections");
+
+    let (rounds, budget) = if quick {
+        (2, Duration::from_millis(1500))
+    } else {
+        (4, Duration::from_secs(3))
+    };
+    round(Duration::from_millis(500), echo.clone()).await;
+    round(Duration::from_millis(500), classify.clone()).await;
+    let mut totals: [Totals; 4] = Default::default();
+    let mut verify_time = Duration::ZERO;
+    let sent_before = sent(&outbox);
+    let verified_before = next_number.load(Ordering::Relaxed);
+    let mut sent_during_verify = 0;
+    let mut longest_drain = Duration::ZERO;
+    let mut all_sent = true;
+    let verify_only = std::env::var_os("VERIFYD_BENCH_VERIFY_ONLY").is_some();
+    if verify_only {
+        println!("verifyd pid {}", verifyd.child.id());
+    }
+    for _ in 0..rounds {
+        if !verify_only {
+            totals[0].add(round(budget, echo.clone()).await);
+        }
+        let before = sent(&outbox);
+        let begun = Instant::now();
+        totals[1].add(round(budget, verify.clone()).await);
+        verify_time += begun.elapsed();
+        sent_during_verify += sent(&outbox) - before;
+        // The dispatcher's backlog when Verify stopped: how long until it is all sent.
+        let verified = next_number.load(Ordering::Relaxed) - verified_before;
+        let drain_started = Instant::now();
+        while sent(&outbox) - sent_before < verified && drain_started.elapsed().as_secs() < 60 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        longest_drain = longest_drain.max(drain_started.elapsed());
+        all_sent &= sent(&outbox) - sent_before >= verified;
+        if !verify_only {
+            totals[2].add(round(budget, check.clone()).await);
+            totals[3].add(round(budget, classify.clone()).await);
+        }
+    }
+    if verify_only {
+        println!("Verify: {:.0}/s", totals[1].rate());
+        return;
+    }
+    let verified = next_number.load(Ordering::Relaxed) - verified_before;
+
     println!(
-        "  {:<44} {:>9.0} calls/s",
-        "bare unary (grpc.health.v1.Health/Check)", echo_rate
+        "{label}: {CONCURRENCY} concurrent calls over {CONNECTIONS} connections, {rounds} alternating rounds of {budget:?}"
     );
-    for (name, rate) in [
-        ("Verify (new number each call)", verify_rate),
-        ("Check (approved, right code)", check_rate),
-        ("Classify", classify_rate),
-    ] {
+    println!(
+        "  {:<42} {:>9} {:>10} {:>10} {:>9}",
+        "call", "calls/s", "p50", "p99", "of bare"
+    );
+    let bare_rate = totals[0].rate();
+    for (name, total) in [
+        "bare unary (separate tonic server)",
+        "Verify (new number each call)",
+        "Check (approved, right code)",
+        "Classify",
+    ]
+    .iter()
+    .zip(totals.iter_mut())
+    {
+        let rate = total.rate();
+        let p50 = percentile(&mut total.latencies, 0.50);
+        let p99 = percentile(&mut total.latencies, 0.99);
         println!(
-            "  {name:<44} {rate:>9.0} calls/s  {:>5.1}% of bare",
-            100.0 * rate / echo_rate
+            "  {name:<42} {rate:>9.0} {:>10} {:>10} {:>8.1}%",
+            ms(p50),
+            ms(p99),
+            100.0 * rate / bare_rate
         );
     }
-    let _ = stop.send(());
-    let _ = server.await;
+    println!(
+        "  dispatcher: {:.0} messages/s handed to the carrier while Verify ran ({:.0} Verify/s); {}",
+        sent_during_verify as f64 / verify_time.as_secs_f64(),
+        verified as f64 / verify_time.as_secs_f64(),
+        if all_sent {
+            format!(
+                "every round's backlog sent at most {} after its last Verify",
+                ms(longest_drain)
+            )
+        } else {
+            format!("NOT all sent 60 s after a round of Verify ({verified} verified)")
+        }
+    );
+
+    // Verify at a steady 1,000 calls/s: latency from when each call was due (so a stall
+    // counts against every call it delayed).
+    let steady = Duration::from_secs(if quick { 2 } else { 5 });
+    let rate = 1000u32;
+    let mut tasks = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1) / rate);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut due = started;
+    let mut n = 0usize;
+    while started.elapsed() < steady {
+        ticker.tick().await;
+        let call = verify.clone();
+        let scheduled = due;
+        tasks.spawn(async move {
+            call(n).await;
+            scheduled.elapsed()
+        });
+        n += 1;
+        due += Duration::from_secs(1) / rate;
+    }
+    let mut latencies = Vec::new();
+    while let Some(latency) = tasks.join_next().await {
+        latencies.push(latency.expect("call"));
+    }
+    println!(
+        "  Verify at a steady {rate}/s for {steady:?}: p50 {}, p99 {}, max {}",
+        ms(percentile(&mut latencies, 0.50)),
+        ms(percentile(&mut latencies, 0.99)),
+        ms(percentile(&mut latencies, 1.0)),
+    );
+    drop(verifyd);
+}
+
+/// SQLite's own commit rate on this disk (WAL, synchronous=FULL, as verifyd sets it), through
+/// its C API in this thread: a verification-sized row and an event per transaction, one
+/// transaction at a time; then 64 of those in one transaction.
+fn sqlite_limits(directory: &Path, budget: Duration) {
+    let connection = rusqlite::Connection::open(directory.join("limits.db")).expect("sqlite");
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+             CREATE TABLE a (id TEXT PRIMARY KEY, body TEXT NOT NULL); \
+             CREATE TABLE b (id INTEGER PRIMARY KEY AUTOINCREMENT, a_id TEXT NOT NULL, body TEXT NOT NULL);",
+        )
+        .expect("setup");
+    let body = "x".repeat(300);
+    let mut n = 0u64;
+    let mut commits_per_second = |per_commit: u64| {
+        let started = Instant::now();
+        let mut commits = 0u64;
+        while started.elapsed() < budget {
+            connection.execute_batch("BEGIN").expect("begin");
+            for _ in 0..per_commit {
+                n += 1;
+                let id = format!("row{n}");
+                connection
+                    .prepare_cached("INSERT INTO a (id, body) VALUES (?1, ?2)")
+                    .and_then(|mut s| s.execute((&id, &body)))
+                    .expect("insert");
+                connection
+                    .prepare_cached("INSERT INTO b (a_id, body) VALUES (?1, ?2)")
+                    .and_then(|mut s| s.execute((&id, &body)))
+                    .expect("insert");
+            }
+            connection.execute_batch("COMMIT").expect("commit");
+            commits += 1;
+        }
+        commits as f64 / started.elapsed().as_secs_f64()
+    };
+    let single = commits_per_second(1);
+    let batched = commits_per_second(64);
+    println!(
+        "SQLite itself (WAL, synchronous=FULL, this disk): {single:.0} two-row transactions/s one at a time; \
+         {:.0} two-row writes/s at 64 per commit ({batched:.0} commits/s)",
+        batched * 64.0
+    );
+}
+
+/// PostgreSQL's own commit rate: four-row transactions from 32 connections at once, then 64 of
+/// those writes per commit from one connection.
+async fn postgres_limits(url: &str, budget: Duration) {
+    let mut setup = sqlx::PgConnection::connect(url).await.expect("postgres");
+    for statement in [
+        "CREATE TABLE a (id TEXT PRIMARY KEY, body TEXT NOT NULL)",
+        "CREATE TABLE b (id BIGSERIAL PRIMARY KEY, a_id TEXT NOT NULL, body TEXT NOT NULL)",
+    ] {
+        setup.execute(statement).await.expect("setup");
+    }
+    let next = Arc::new(AtomicU64::new(0));
+    let run = |clients: usize, per_commit: u64| {
+        let next = Arc::clone(&next);
+        async move {
+            let started = Instant::now();
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..clients {
+                let next = Arc::clone(&next);
+                let url = url.to_string();
+                tasks.spawn(async move {
+                    let mut connection = sqlx::PgConnection::connect(&url).await.expect("connect");
+                    let body = "x".repeat(300);
+                    let mut count = 0u64;
+                    while started.elapsed() < budget {
+                        let mut tx = connection.begin().await.expect("begin");
+                        for _ in 0..per_commit {
+                            let id = next.fetch_add(1, Ordering::Relaxed);
+                            for sql in [
+                                "INSERT INTO a (id, body) VALUES ($1, $2)",
+                                "INSERT INTO a (id, body) VALUES ($1 || '-2', $2)",
+                                "INSERT INTO b (a_id, body) VALUES ($1, $2)",
+                                "INSERT INTO b (a_id, body) VALUES ($1, $2)",
+                            ] {
+                                sqlx::query(sql)
+                                    .bind(format!("row{id}"))
+                                    .bind(&body)
+                                    .execute(&mut *tx)
+                                    .await
+                                    .expect("insert");
+                            }
+                        }
+                        tx.commit().await.expect("commit");
+                        count += 1;
+                    }
+                    count
+                });
+            }
+            let mut total = 0;
+            while let Some(count) = tasks.join_next().await {
+                total += count.expect("client");
+            }
+            total as f64 / started.elapsed().as_secs_f64()
+        }
+    };
+    let concurrent = run(32, 1).await;
+    let batched = run(1, 64).await;
+    println!(
+        "PostgreSQL itself (this machine): {concurrent:.0} four-row transactions/s from 32 connections; \
+         {:.0} four-row writes/s at 64 per commit from one connection",
+        batched * 64.0
+    );
+}
+
+/// A PostgreSQL database for the run (admin URL, name, URL), or `None` when no server answers.
+async fn postgres_database(suffix: &str) -> Option<(String, String, String)> {
+    let admin = std::env::var("VERIFYD_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let mut connection = sqlx::PgConnection::connect(&admin).await.ok()?;
+    let name = format!("verifyd_bench_{}_{suffix}", std::process::id());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut connection)
+        .await
+        .ok()?;
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    Some((admin.clone(), name.clone(), format!("{base}/{name}")))
+}
+
+async fn drop_database(admin: &str, name: &str) {
+    if let Ok(mut connection) = sqlx::PgConnection::connect(admin).await {
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut connection)
+        .await;
+    }
 }
 
 fn main() {
+    if std::env::args().any(|a| a == "--bare-server") {
+        serve_bare();
+        return;
+    }
     let quick = std::env::args().any(|a| a == "--quick");
-    let budget = Duration::from_millis(if quick { 1500 } else { 5000 });
+    let limit_budget = Duration::from_secs(if quick { 1 } else { 3 });
+    let mut bare_command = Command::new(std::env::current_exe().expect("this program"));
+    bare_command.arg("--bare-server");
+    let bare = start(bare_command, "bare listening on ");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async move {
         let directory = tempfile::tempdir().expect("temp dir");
-        let sqlite = format!("sqlite://{}", directory.path().join("bench.db").display());
-        run("SQLite", sqlite, budget).await;
-        match postgres_database().await {
+        let path: PathBuf = directory.path().to_path_buf();
+        if std::env::var_os("VERIFYD_BENCH_VERIFY_ONLY").is_none() {
+            sqlite_limits(&path, limit_budget);
+        }
+        let sqlite_dir = path.join("sqlite");
+        std::fs::create_dir_all(&sqlite_dir).expect("dir");
+        let sqlite_url = format!("sqlite://{}", sqlite_dir.join("verifyd.db").display());
+        run("SQLite", &sqlite_url, &sqlite_dir, &bare.address, quick).await;
+        if std::env::var_os("VERIFYD_BENCH_VERIFY_ONLY").is_some() {
+            return;
+        }
+        match postgres_database("limits").await {
             Some((admin, name, url)) => {
-                run("PostgreSQL", url, budget).await;
-                if let Ok(mut connection) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut connection)
-                    .await;
-                }
+                postgres_limits(&url, limit_budget).await;
+                drop_database(&admin, &name).await;
+                let (admin, name, url) = postgres_database("verifyd").await.expect("database");
+                let pg_dir = path.join("postgres");
+                std::fs::create_dir_all(&pg_dir).expect("dir");
+                run("PostgreSQL", &url, &pg_dir, &bare.address, quick).await;
+                drop_database(&admin, &name).await;
             }
-            None => println!("PostgreSQL: not measured (no server at VERIFYD_BENCH_DATABASE_URL)"),
+            None => println!("PostgreSQL: no server; skipped"),
         }
     });
 }

@@ -33,6 +33,13 @@ pub enum StoreError {
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// SQLite failed.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The batch of writes this one was committed with failed to commit (or the writer
+    /// stopped): nothing of it was stored.
+    #[error("commit failed: {0}")]
+    Commit(std::sync::Arc<str>),
     /// Another process wrote the same unique key first; the caller may retry.
     #[error("concurrent write of the same key: {0}")]
     Contended(String),

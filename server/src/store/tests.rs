@@ -23,6 +23,8 @@ on_both_databases!(
     workers_register_beat_and_are_removed_once,
     messages_of_unregistered_holders_are_found,
     conversion_counts_credit_the_last_message_before_approval,
+    writes_that_arrive_together_commit_together_and_fail_alone,
+    an_event_committed_late_gets_a_cursor_after_those_seen,
 );
 
 const NOW: i64 = 1_700_000_000_000;
@@ -286,10 +288,11 @@ async fn events_get_cursors_at_commit_and_filter_by_subject(db: &TestDb) {
     };
     tx.record([queued.clone(), other.clone()]);
     tx.commit().await.unwrap();
-    assert!(
-        signal.has_changed().unwrap(),
-        "watchers of this process wake"
-    );
+    // At once on SQLite; on PostgreSQL once the sequencer gave the events their cursors.
+    tokio::time::timeout(Duration::from_secs(5), signal.changed())
+        .await
+        .expect("watchers of this process wake")
+        .unwrap();
 
     // Nothing of a rolled-back transaction is recorded.
     let mut tx = db.store.begin().await.unwrap();
@@ -742,4 +745,144 @@ mod data_from_before_the_one_outbox {
         check(&db).await;
         db.drop().await;
     }
+}
+
+/// Sixty writes at once: on SQLite they share batches; the ones that fail (a duplicate key, a write
+/// dropped half-way, one rolled back) leave nothing behind and take nothing of the others
+/// with them. Each answer comes after its data is readable by others.
+async fn writes_that_arrive_together_commit_together_and_fail_alone(db: &TestDb) {
+    let taken = verification("vf_taken", "+447400009999");
+    insert(db, &taken, &[]).await;
+    let writes = (0..60).map(|n| async move {
+        let id = if n % 10 == 3 {
+            "vf_taken".to_string()
+        } else {
+            format!("vf_{n}")
+        };
+        let v = verification(&id, &format!("+4474000{n:05}"));
+        let mut tx = db.store.begin().await?;
+        tx.insert_message(&message(&format!("msg_{n}"), v.subject(), "smsc"))
+            .await?;
+        // A duplicate id fails here, after the message went in.
+        tx.insert_verification(&v).await?;
+        match n % 10 {
+            5 => {
+                drop(tx);
+                return Ok(false);
+            }
+            7 => {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            _ => {}
+        }
+        tx.record([Event {
+            kind: EventKind::VerificationCreated,
+            subject: v.subject(),
+            message: None,
+            subject_status: SubjectStatus::Verification(VerificationStatus::Pending),
+            detail: "created".into(),
+            at_ms: NOW,
+        }]);
+        tx.commit().await?;
+        let visible = db.store.verification(&id).await?.is_some();
+        Ok::<bool, StoreError>(visible)
+    });
+    let results = futures::future::join_all(writes).await;
+    for (n, result) in results.iter().enumerate() {
+        match n % 10 {
+            3 => assert!(result.is_err(), "write {n} reused an id"),
+            5 | 7 => assert!(matches!(result, Ok(false)), "write {n}: {result:?}"),
+            _ => assert!(
+                matches!(result, Ok(true)),
+                "write {n} is readable when answered: {result:?}"
+            ),
+        }
+    }
+    for n in 0..60 {
+        let committed = !matches!(n % 10, 3 | 5 | 7);
+        let message = db
+            .store
+            .messages_of(&Subject::Verification(format!("vf_{n}")))
+            .await
+            .unwrap();
+        assert_eq!(
+            message.len(),
+            usize::from(committed),
+            "messages of write {n}"
+        );
+        if n % 10 == 3 {
+            let stray = db
+                .store
+                .messages_of(&Subject::Verification("vf_taken".into()))
+                .await
+                .unwrap();
+            assert!(
+                stray.is_empty(),
+                "the failed write's message is rolled back"
+            );
+        }
+    }
+    let events = db.store.events_after(0, None, 100).await.unwrap();
+    assert_eq!(events.len(), 42, "one event per committed write");
+    if let Some((batches, writes)) = db.store.commit_counts() {
+        assert_eq!(writes, 43, "the 42 and the first insert");
+        assert!(batches < writes, "writes shared commits: {batches} batches");
+    }
+}
+
+/// A watcher that has read up to cursor N never later finds an event at or below N: on
+/// PostgreSQL a transaction that wrote its event first but commits last still gets a cursor
+/// above those already read. (SQLite has one writer: commit order is insertion order.)
+async fn an_event_committed_late_gets_a_cursor_after_those_seen(db: &TestDb) {
+    let event = |id: &str| Event {
+        kind: EventKind::NotificationScheduled,
+        subject: Subject::Notification(id.into()),
+        message: None,
+        subject_status: SubjectStatus::Notification(crate::domain::NotificationStatus::Scheduled),
+        detail: "held".into(),
+        at_ms: NOW,
+    };
+    let mut slow = None;
+    if db.is_postgres() {
+        use sqlx::{Connection, Executor};
+        let mut connection = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        connection.execute("BEGIN").await.unwrap();
+        connection
+            .execute(
+                "INSERT INTO event_inbox (event_type, subject_kind, subject_id, subject_status, created_at_ms) \
+                 VALUES ('notification_scheduled', 'notification', 'nt_slow', 'scheduled', 1)",
+            )
+            .await
+            .unwrap();
+        slow = Some(connection);
+    }
+    let mut tx = db.store.begin().await.unwrap();
+    tx.record([event("nt_fast")]);
+    tx.commit().await.unwrap();
+    let seen = db.store.events_after(0, None, 10).await.unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].event.subject.id(), "nt_fast");
+    let Some(mut slow) = slow else { return };
+    use sqlx::Executor;
+    slow.execute("COMMIT").await.unwrap();
+    // Another process's commit: this one's sequencer finds it within its next pass.
+    let mut late = Vec::new();
+    for _ in 0..50 {
+        late = db
+            .store
+            .events_after(seen[0].cursor, None, 10)
+            .await
+            .unwrap();
+        if !late.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        late.len(),
+        1,
+        "the late event comes after the cursor already read"
+    );
+    assert_eq!(late[0].event.subject.id(), "nt_slow");
 }

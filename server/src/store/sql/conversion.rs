@@ -1,7 +1,7 @@
 //! Conversion counts for the `adaptive` fallback strategy: messages the carriers took, and the
 //! approved verifications credited to them, per region, channel and carrier.
 
-use sqlx::{AnyPool, Row};
+use super::db;
 use verify_carrier::Channel;
 
 use crate::store::StoreError;
@@ -32,10 +32,10 @@ pub struct ConversionCount {
 /// `messages_by_subject (subject_id, created_at_ms)` and runs only for approved
 /// verifications. Verifications without a region are left out.
 pub(super) async fn conversion_counts(
-    pool: &AnyPool,
+    exec: db::Exec<'_>,
     since_ms: i64,
 ) -> Result<Vec<ConversionCount>, StoreError> {
-    let rows = sqlx::query(
+    let rows = db::query(
         "SELECT v.region_code AS region, m.channel AS channel, m.carrier AS carrier, \
          COUNT(*) AS sent, \
          CAST(SUM(CASE WHEN v.status = 'approved' AND m.id = ( \
@@ -51,7 +51,7 @@ pub(super) async fn conversion_counts(
          ORDER BY v.region_code, m.channel, m.carrier",
     )
     .bind(since_ms)
-    .fetch_all(pool)
+    .fetch_all(exec)
     .await?;
     let mut counts = Vec::with_capacity(rows.len());
     for row in rows {

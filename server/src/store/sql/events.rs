@@ -1,15 +1,18 @@
-//! The event log: events recorded at commit, read back by cursor, and on PostgreSQL announced to
-//! every process with `NOTIFY` so watchers on any replica wake at once.
+//! The event log: events recorded at commit, read back by cursor; on PostgreSQL given their
+//! cursors by a sequencer after commit, and announced to every process with `NOTIFY` so
+//! watchers on any replica wake at once.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, Row};
-use tokio::sync::watch;
+use sqlx::AnyPool;
+use tokio::sync::{Mutex, Notify, watch};
 use tokio::task::JoinHandle;
 use verify_carrier::Channel;
 
 use super::Dialect;
+use super::db::{self, Row};
 use super::rows::parse_text;
 use crate::domain::{
     DeliveryStatus, Event, EventKind, MessageFacts, RecordedEvent, Subject, SubjectKind,
@@ -17,63 +20,167 @@ use crate::domain::{
 };
 use crate::store::{StoreError, StoreResult};
 
-/// Any PostgreSQL advisory lock key: event inserts take it so cursors commit in order.
-const EVENT_ORDER_LOCK: i64 = 0x7665_7269_6679; // "verify"
-/// The channel events are announced on.
+/// The PostgreSQL advisory lock key the event sequencer holds while it gives out cursors.
+const SEQUENCER_LOCK: i64 = 0x7665_7269_6679; // "verify"
+/// The channel sequenced events are announced on.
 const EVENTS_CHANNEL: &str = "verifyd_events";
+/// Events the sequencer moves in one pass at most.
+const SEQUENCE_BATCH: i64 = 10_000;
 
 const EVENT_COLUMNS: &str = "cursor, event_type, subject_kind, subject_id, message_id, channel, carrier, delivery_status, \
      subject_status, detail, created_at_ms";
+const INSERTED_COLUMNS: &str = "event_type, subject_kind, subject_id, message_id, channel, carrier, delivery_status, \
+     subject_status, detail, created_at_ms";
 
-/// Inserts `events` as the last statements of a transaction.
+/// Inserts `events`, in one statement, as the last of a write. On SQLite (one writer, so
+/// commit order is insertion order) they get their cursors now; on PostgreSQL they go to the
+/// inbox, and the [`Sequencer`] gives them cursors once committed.
 pub(super) async fn insert(
-    connection: &mut AnyConnection,
+    exec: db::Exec<'_>,
     dialect: Dialect,
     events: &[Event],
 ) -> StoreResult<()> {
     if events.is_empty() {
         return Ok(());
     }
-    if dialect == Dialect::Postgres {
-        // Serialise event inserts until commit: cursors then become visible in order, so a
-        // watcher that has seen cursor N never later finds an N-1 it skipped. The lock is the
-        // last one any transaction takes, held only for these inserts and the commit.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(EVENT_ORDER_LOCK)
-            .execute(&mut *connection)
-            .await?;
-    }
+    let table = match dialect {
+        Dialect::Sqlite => "events",
+        Dialect::Postgres => "event_inbox",
+    };
+    let rows = (0..events.len())
+        .map(|n| format!("({})", super::placeholders(n * 10 + 1, 10)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("INSERT INTO {table} ({INSERTED_COLUMNS}) VALUES {rows}");
+    let mut query = db::query(sql);
     for event in events {
         let message = event.message.as_ref();
-        sqlx::query(
-            "INSERT INTO events (event_type, subject_kind, subject_id, message_id, channel, carrier, delivery_status, \
-             subject_status, detail, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(event.kind.as_str())
-        .bind(event.subject.kind().as_str())
-        .bind(event.subject.id())
-        .bind(message.map(|m| m.id.as_str()))
-        .bind(message.map(|m| m.channel.as_str()))
-        .bind(message.map(|m| m.carrier.as_str()))
-        .bind(message.map(|m| m.status.as_str()))
-        .bind(event.subject_status.as_str())
-        .bind(&event.detail)
-        .bind(event.at_ms)
-        .execute(&mut *connection)
-        .await?;
+        query = query
+            .bind(event.kind.as_str())
+            .bind(event.subject.kind().as_str())
+            .bind(event.subject.id())
+            .bind(message.map(|m| m.id.as_str()))
+            .bind(message.map(|m| m.channel.as_str()))
+            .bind(message.map(|m| m.carrier.as_str()))
+            .bind(message.map(|m| m.status.as_str()))
+            .bind(event.subject_status.as_str())
+            .bind(&event.detail)
+            .bind(event.at_ms);
     }
-    if dialect == Dialect::Postgres {
-        // Delivered to listeners when (and only if) the transaction commits.
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(EVENTS_CHANNEL)
-            .execute(&mut *connection)
-            .await?;
-    }
+    query.execute(exec).await?;
     Ok(())
 }
 
+/// Gives committed PostgreSQL events their cursors, in passes: each pass, alone under an
+/// advisory lock (so replicas sharing the database take turns), moves the events committed to
+/// the inbox into the log with cursors above every cursor given before, and announces them
+/// with `NOTIFY`. An event still in an open transaction is not seen by a pass; the next one
+/// gives it a larger cursor. Watchers therefore see cursors only grow.
+pub(super) struct Sequencer {
+    pool: AnyPool,
+    /// Set when this process committed events that no pass has seen yet.
+    unsequenced: AtomicBool,
+    /// Held for a pass, so that a reader waits for a running one.
+    passing: Mutex<()>,
+    /// Wakes the background pass.
+    wake: Notify,
+    /// Bumped after a pass moved events.
+    events_changed: watch::Sender<u64>,
+}
+
+impl Sequencer {
+    pub(super) fn new(pool: AnyPool, events_changed: watch::Sender<u64>) -> Arc<Sequencer> {
+        Arc::new(Sequencer {
+            pool,
+            unsequenced: AtomicBool::new(false),
+            passing: Mutex::new(()),
+            wake: Notify::new(),
+            events_changed,
+        })
+    }
+
+    /// This process committed events: sequence them soon.
+    pub(super) fn committed(&self) {
+        self.unsequenced.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// Sequences what this process committed, if a pass has not yet: a reader then sees its
+    /// own process's events at once.
+    pub(super) async fn catch_up(&self) -> StoreResult<()> {
+        let _pass = self.passing.lock().await;
+        if self.unsequenced.swap(false, Ordering::SeqCst) {
+            self.drain().await?;
+        }
+        Ok(())
+    }
+
+    /// Passes until the inbox is empty (as far as committed events go).
+    async fn drain(&self) -> StoreResult<()> {
+        loop {
+            let moved = self.pass().await?;
+            if moved > 0 {
+                self.events_changed.send_modify(|version| *version += 1);
+            }
+            if moved < SEQUENCE_BATCH as u64 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One pass; returns how many events it moved.
+    async fn pass(&self) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        db::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SEQUENCER_LOCK)
+            .execute(db::Exec::Connection(&mut tx))
+            .await?;
+        let sql = format!(
+            "WITH moved AS (DELETE FROM event_inbox WHERE id IN \
+             (SELECT id FROM event_inbox ORDER BY id LIMIT $1) RETURNING id, {INSERTED_COLUMNS}) \
+             INSERT INTO events (cursor, {INSERTED_COLUMNS}) \
+             SELECT (SELECT COALESCE(max(cursor), 0) FROM events) + row_number() OVER (ORDER BY id), \
+             {INSERTED_COLUMNS} FROM moved"
+        );
+        let moved = db::query(sql)
+            .bind(SEQUENCE_BATCH)
+            .execute(db::Exec::Connection(&mut tx))
+            .await?
+            .rows_affected();
+        if moved > 0 {
+            // Delivered to listeners when (and only if) the pass commits.
+            db::query("SELECT pg_notify($1, '')")
+                .bind(EVENTS_CHANNEL)
+                .execute(db::Exec::Connection(&mut tx))
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Runs passes whenever this process commits events, and every second for events other
+    /// processes committed and left (a replica that stopped before its pass).
+    pub(super) fn run(self: Arc<Self>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                        self.unsequenced.store(true, Ordering::SeqCst);
+                    }
+                }
+                if let Err(error) = self.catch_up().await {
+                    self.unsequenced.store(true, Ordering::SeqCst);
+                    tracing::warn!(%error, "sequencing events failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        })
+    }
+}
+
 pub(super) async fn after(
-    pool: &AnyPool,
+    exec: db::Exec<'_>,
     cursor: i64,
     subject: Option<&Subject>,
     limit: u32,
@@ -84,31 +191,31 @@ pub(super) async fn after(
                 "SELECT {EVENT_COLUMNS} FROM events WHERE cursor > $1 AND subject_id = $2 AND subject_kind = $3 \
                  ORDER BY cursor LIMIT $4"
             );
-            sqlx::query(sqlx::AssertSqlSafe(sql))
+            db::query(sql)
                 .bind(cursor)
                 .bind(subject.id())
                 .bind(subject.kind().as_str())
                 .bind(i64::from(limit))
-                .fetch_all(pool)
+                .fetch_all(exec)
                 .await?
         }
         None => {
             let sql = format!(
                 "SELECT {EVENT_COLUMNS} FROM events WHERE cursor > $1 ORDER BY cursor LIMIT $2"
             );
-            sqlx::query(sqlx::AssertSqlSafe(sql))
+            db::query(sql)
                 .bind(cursor)
                 .bind(i64::from(limit))
-                .fetch_all(pool)
+                .fetch_all(exec)
                 .await?
         }
     };
     rows.iter().map(event).collect()
 }
 
-fn event(row: &AnyRow) -> StoreResult<RecordedEvent> {
+fn event(row: &Row) -> StoreResult<RecordedEvent> {
     let kind = parse_text(row, "subject_kind", SubjectKind::parse)?;
-    let subject = Subject::new(kind, row.try_get::<String, _>("subject_id")?);
+    let subject = Subject::new(kind, row.try_get::<String>("subject_id")?);
     let status: String = row.try_get("subject_status")?;
     let subject_status = SubjectStatus::parse(kind, &status)
         .ok_or_else(|| StoreError::Corrupt(format!("subject status `{status}`")))?;

@@ -1,8 +1,9 @@
-//! The store on SQLite and PostgreSQL through sqlx's `Any` driver: one set of statements, with
-//! the few dialect differences (row locks, write transactions, event ordering, notifications
-//! across processes) switched here.
+//! The store on SQLite (through `rusqlite`, in this process) and PostgreSQL (through sqlx):
+//! one set of statements, with the few dialect differences (row locks, write transactions,
+//! event ordering, notifications across processes) switched here.
 
 pub mod conversion;
+mod db;
 mod events;
 mod notifications;
 mod outbox;
@@ -10,13 +11,15 @@ mod receipts;
 mod rows;
 mod verifications;
 mod workers;
+mod writer;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
-use sqlx::{Any, AnyConnection, AnyPool, Transaction};
-use tokio::sync::{Mutex, OwnedMutexGuard, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{StoreError, StoreResult};
@@ -32,13 +35,17 @@ pub(crate) enum Dialect {
 /// The SQL store: a pool, its dialect, and the signal that wakes watchers and dispatchers when
 /// events are recorded (by this process, or by another one on PostgreSQL).
 pub struct SqlStore {
-    pool: AnyPool,
+    /// Connections for reads (and on PostgreSQL for writes too).
+    readers: Readers,
     dialect: Dialect,
-    /// SQLite has one writer at a time: write transactions of this process queue here, in
-    /// order, instead of racing for the database lock in SQLite's busy handler.
-    write_gate: Option<Arc<Mutex<()>>>,
+    /// SQLite: group commit on the one writer connection.
+    writer: Option<writer::Writer>,
     events_changed: watch::Sender<u64>,
-    listener: Option<JoinHandle<()>>,
+    /// PostgreSQL: gives committed events their cursors.
+    sequencer: Option<Arc<events::Sequencer>>,
+    /// PostgreSQL: the sequencer's background passes and the listener for other processes'
+    /// events.
+    background: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -49,18 +56,44 @@ impl std::fmt::Debug for SqlStore {
     }
 }
 
-/// A write transaction and the events it will record. Dropping it without
-/// [`commit`](WriteTx::commit) rolls it back.
+/// Where reads run.
+enum Readers {
+    /// SQLite connections of this process, used in turn (WAL: readers never wait for the
+    /// writer).
+    Sqlite {
+        connections: Vec<Mutex<rusqlite::Connection>>,
+        next: AtomicUsize,
+    },
+    /// The PostgreSQL pool.
+    Postgres(AnyPool),
+}
+
+/// SQLite connections for reads.
+const SQLITE_READERS: usize = 4;
+
+/// A write transaction and the events it will record: a savepoint in a batch that commits
+/// with the writes that arrived together (see `writer`). Dropping it without
+/// [`commit`](WriteTx::commit) rolls it back, alone.
 pub struct WriteTx<'s> {
-    tx: Transaction<'static, Any>,
+    inner: Transactional,
     store: &'s SqlStore,
     events: Vec<Event>,
-    _turn: Option<OwnedMutexGuard<()>>,
+}
+
+/// What a write runs in.
+enum Transactional {
+    /// SQLite: a savepoint in the writer's batch.
+    Batched(writer::Turn),
+    /// PostgreSQL: a transaction of its own.
+    Own(sqlx::Transaction<'static, sqlx::Any>),
 }
 
 impl WriteTx<'_> {
-    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
-        &mut self.tx
+    pub(crate) fn conn(&mut self) -> db::Exec<'_> {
+        match &mut self.inner {
+            Transactional::Batched(turn) => db::Exec::Sqlite(turn.connection()),
+            Transactional::Own(tx) => db::Exec::Connection(tx),
+        }
     }
 
     pub(crate) fn dialect(&self) -> Dialect {
@@ -75,25 +108,33 @@ impl WriteTx<'_> {
         }
     }
 
-    /// Commits, with the recorded events; watchers in this process wake at once, and on
-    /// PostgreSQL those of every other process through `NOTIFY`.
+    /// Commits, with the recorded events: returns once the batch holding this write is
+    /// durably committed. Watchers in this process wake at once, and on PostgreSQL those of
+    /// every other process through `NOTIFY`.
     pub async fn commit(mut self) -> StoreResult<()> {
         let events = std::mem::take(&mut self.events);
         let dialect = self.store.dialect;
-        events::insert(&mut self.tx, dialect, &events).await?;
-        self.tx.commit().await?;
-        if !events.is_empty() {
-            self.store
-                .events_changed
-                .send_modify(|version| *version += 1);
+        events::insert(self.conn(), dialect, &events).await?;
+        match self.inner {
+            Transactional::Batched(turn) => turn.release(!events.is_empty()).await,
+            Transactional::Own(tx) => {
+                tx.commit().await?;
+                if !events.is_empty()
+                    && let Some(sequencer) = &self.store.sequencer
+                {
+                    sequencer.committed();
+                }
+                Ok(())
+            }
         }
-        Ok(())
     }
 
-    /// Rolls back.
+    /// Rolls back this write (others in its batch are untouched).
     pub async fn rollback(self) -> StoreResult<()> {
-        self.tx.rollback().await?;
-        Ok(())
+        match self.inner {
+            Transactional::Batched(turn) => turn.roll_back().await,
+            Transactional::Own(tx) => Ok(tx.rollback().await?),
+        }
     }
 }
 
@@ -113,78 +154,95 @@ impl SqlStore {
         } else {
             Dialect::Postgres
         };
-        let url = match dialect {
-            Dialect::Sqlite if !database_url.contains("mode=") => {
-                let separator = if database_url.contains('?') { '&' } else { '?' };
-                format!("{database_url}{separator}mode=rwc")
-            }
-            _ => database_url.to_string(),
-        };
-        let options = AnyPoolOptions::new()
-            .max_connections(match dialect {
-                Dialect::Sqlite => 4,
-                Dialect::Postgres => 16,
-            })
-            .acquire_timeout(Duration::from_secs(10));
-        let options = if dialect == Dialect::Sqlite {
-            options.after_connect(|connection, _meta| {
-                Box::pin(async move {
-                    use sqlx::Executor;
-                    connection.execute("PRAGMA busy_timeout = 10000").await?;
-                    connection.execute("PRAGMA foreign_keys = ON").await?;
-                    connection.execute("PRAGMA synchronous = FULL").await?;
-                    Ok(())
-                })
-            })
-        } else {
-            options
-        };
-        let pool = options.connect(&url).await?;
-        if dialect == Dialect::Sqlite {
-            // WAL lets readers (watchers, Get) run while the dispatcher writes.
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .fetch_optional(&pool)
-                .await?;
-        }
-        let migrator = match dialect {
-            Dialect::Sqlite => sqlx::migrate!("migrations/sqlite"),
-            Dialect::Postgres => sqlx::migrate!("migrations/postgres"),
-        };
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Database(e.into()))?;
         let (events_changed, _) = watch::channel(0);
-        let listener = (dialect == Dialect::Postgres)
-            .then(|| events::listen(database_url.to_string(), events_changed.clone()));
+        let (readers, writer, sequencer) = match dialect {
+            Dialect::Sqlite => {
+                let path = sqlite_path(database_url);
+                migrate_sqlite(database_url).await?;
+                let mut connections = Vec::new();
+                for _ in 0..SQLITE_READERS {
+                    connections.push(Mutex::new(open_sqlite(&path)?));
+                }
+                let signal = events_changed.clone();
+                let writer = writer::Writer::new(
+                    open_sqlite(&path)?,
+                    Arc::new(move |has_events| {
+                        if has_events {
+                            signal.send_modify(|version| *version += 1);
+                        }
+                    }),
+                );
+                let readers = Readers::Sqlite {
+                    connections,
+                    next: AtomicUsize::new(0),
+                };
+                (readers, Some(writer), None)
+            }
+            Dialect::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(database_url)
+                    .await?;
+                sqlx::migrate!("migrations/postgres")
+                    .run(&pool)
+                    .await
+                    .map_err(|e| StoreError::Database(e.into()))?;
+                let sequencer = events::Sequencer::new(pool.clone(), events_changed.clone());
+                (Readers::Postgres(pool), None, Some(sequencer))
+            }
+        };
+        let mut background = Vec::new();
+        if let Some(sequencer) = &sequencer {
+            background.push(Arc::clone(sequencer).run());
+            background.push(events::listen(
+                database_url.to_string(),
+                events_changed.clone(),
+            ));
+        }
         Ok(SqlStore {
-            pool,
+            readers,
             dialect,
-            write_gate: (dialect == Dialect::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            writer,
             events_changed,
-            listener,
+            sequencer,
+            background,
         })
     }
 
-    /// Begins a write transaction. On SQLite it waits its turn among this process's writers,
-    /// then takes the write lock up front (`BEGIN IMMEDIATE`), so a read-then-write
-    /// transaction never fails on a lock upgrade (other processes still wait in SQLite's busy
-    /// handler).
+    /// Begins a write transaction. On SQLite it waits for the writer and joins its batch, which
+    /// holds the write lock from its start (`BEGIN IMMEDIATE`), so a read-then-write never
+    /// fails on a lock upgrade (other processes wait in SQLite's busy handler). On PostgreSQL
+    /// it is a transaction of its own on a pooled connection.
     pub async fn begin(&self) -> StoreResult<WriteTx<'_>> {
-        let turn = match &self.write_gate {
-            Some(gate) => Some(Arc::clone(gate).lock_owned().await),
-            None => None,
-        };
-        let tx = match self.dialect {
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Dialect::Postgres => self.pool.begin().await?,
+        let inner = match &self.writer {
+            Some(writer) => Transactional::Batched(writer.turn().await?),
+            None => match &self.readers {
+                Readers::Postgres(pool) => Transactional::Own(pool.begin().await?),
+                Readers::Sqlite { .. } => unreachable!("SQLite writes go through its writer"),
+            },
         };
         Ok(WriteTx {
-            tx,
+            inner,
             store: self,
             events: Vec::new(),
-            _turn: turn,
         })
+    }
+
+    /// Where a read runs: an SQLite reader (in turn) or the PostgreSQL pool.
+    fn read(&self) -> db::Exec<'_> {
+        match &self.readers {
+            Readers::Sqlite { connections, next } => {
+                let start = next.fetch_add(1, Ordering::Relaxed);
+                // A free one if there is one, else the next in turn.
+                let index = (0..connections.len())
+                    .map(|offset| (start + offset) % connections.len())
+                    .find(|&index| connections[index].try_lock().is_ok())
+                    .unwrap_or(start % connections.len());
+                db::Exec::Sqlite(&connections[index])
+            }
+            Readers::Postgres(pool) => db::Exec::Pool(pool),
+        }
     }
 
     /// A signal that changes whenever events are recorded: by this process at once, by other
@@ -196,32 +254,32 @@ impl SqlStore {
 
     /// A verification by id.
     pub async fn verification(&self, id: &str) -> StoreResult<Option<Verification>> {
-        rows::by_id(&self.pool, &rows::VERIFICATIONS, id).await
+        rows::by_id(self.read(), &rows::VERIFICATIONS, id).await
     }
 
     /// The most recent verification of a number (E.164), read without a lock.
     pub async fn latest_verification_of(&self, e164: &str) -> StoreResult<Option<Verification>> {
-        verifications::latest_of(&self.pool, e164).await
+        verifications::latest_of(self.read(), e164).await
     }
 
     /// Verifications by id, in no particular order; unknown ids are left out.
     pub async fn verifications(&self, ids: &[String]) -> StoreResult<Vec<Verification>> {
-        rows::by_ids(&self.pool, &rows::VERIFICATIONS, ids).await
+        rows::by_ids(self.read(), &rows::VERIFICATIONS, ids).await
     }
 
     /// A notification by id.
     pub async fn notification(&self, id: &str) -> StoreResult<Option<Notification>> {
-        rows::by_id(&self.pool, &rows::NOTIFICATIONS, id).await
+        rows::by_id(self.read(), &rows::NOTIFICATIONS, id).await
     }
 
     /// Notifications by id, in no particular order; unknown ids are left out.
     pub async fn notifications(&self, ids: &[String]) -> StoreResult<Vec<Notification>> {
-        rows::by_ids(&self.pool, &rows::NOTIFICATIONS, ids).await
+        rows::by_ids(self.read(), &rows::NOTIFICATIONS, ids).await
     }
 
     /// A subject's messages, oldest first.
     pub async fn messages_of(&self, subject: &Subject) -> StoreResult<Vec<OutboxMessage>> {
-        outbox::of_subject(&self.pool, subject).await
+        outbox::of_subject(self.read(), subject).await
     }
 
     /// Pending verifications whose running workflow step is over at `now_ms`, at most `limit`.
@@ -230,7 +288,7 @@ impl SqlStore {
         now_ms: i64,
         limit: u32,
     ) -> StoreResult<Vec<Verification>> {
-        verifications::with_due_steps(&self.pool, now_ms, limit).await
+        verifications::with_due_steps(self.read(), now_ms, limit).await
     }
 
     /// Whether a subject exists.
@@ -248,7 +306,10 @@ impl SqlStore {
         subject: Option<&Subject>,
         limit: u32,
     ) -> StoreResult<Vec<RecordedEvent>> {
-        events::after(&self.pool, cursor, subject, limit).await
+        if let Some(sequencer) = &self.sequencer {
+            sequencer.catch_up().await?;
+        }
+        events::after(self.read(), cursor, subject, limit).await
     }
 
     /// Conversion counts per region, channel and carrier over the messages queued from
@@ -257,44 +318,103 @@ impl SqlStore {
         &self,
         since_ms: i64,
     ) -> StoreResult<Vec<conversion::ConversionCount>> {
-        conversion::conversion_counts(&self.pool, since_ms).await
+        conversion::conversion_counts(self.read(), since_ms).await
     }
 
     /// Records the code secret's fingerprint on first use and says whether it matches the one
     /// recorded (replicas with different secrets must not share a database).
     pub async fn secret_fingerprint_matches(&self, fingerprint: &str) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
-        sqlx::query(
+        db::query(
             "INSERT INTO server_settings (name, value) VALUES ('code_secret_fingerprint', $1) \
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(fingerprint)
         .execute(tx.conn())
         .await?;
-        let stored: String = sqlx::query_scalar(
-            "SELECT value FROM server_settings WHERE name = 'code_secret_fingerprint'",
-        )
-        .fetch_one(tx.conn())
-        .await?;
+        let stored: String =
+            db::query("SELECT value FROM server_settings WHERE name = 'code_secret_fingerprint'")
+                .scalar(tx.conn())
+                .await?;
         tx.commit().await?;
         Ok(stored == fingerprint)
     }
 
+    /// Batches committed so far and the writes they held (group commit at work when the
+    /// second is larger).
+    pub fn commit_counts(&self) -> Option<(u64, u64)> {
+        self.writer.as_ref().map(|writer| writer.counts().read())
+    }
+
     /// Stops listening and closes connections.
     pub async fn close(&self) {
-        if let Some(listener) = &self.listener {
-            listener.abort();
+        for task in &self.background {
+            task.abort();
         }
-        self.pool.close().await;
+        if let Some(writer) = &self.writer {
+            writer.stop();
+        }
+        if let Readers::Postgres(pool) = &self.readers {
+            pool.close().await;
+        }
     }
 }
 
 impl Drop for SqlStore {
     fn drop(&mut self) {
-        if let Some(listener) = &self.listener {
-            listener.abort();
+        for task in &self.background {
+            task.abort();
         }
     }
+}
+
+/// The file of an SQLite URL (`sqlite://path?options` or `sqlite:path`).
+fn sqlite_path(database_url: &str) -> String {
+    let rest = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+        .unwrap_or(database_url);
+    rest.split('?').next().unwrap_or(rest).to_string()
+}
+
+/// Creates the SQLite database if need be, sets WAL (a property of the file: readers then run
+/// while the writer writes) and applies the migrations, through sqlx, whose migration table
+/// earlier versions wrote.
+async fn migrate_sqlite(database_url: &str) -> StoreResult<()> {
+    let url = if database_url.contains("mode=") {
+        database_url.to_string()
+    } else {
+        let separator = if database_url.contains('?') { '&' } else { '?' };
+        format!("{database_url}{separator}mode=rwc")
+    };
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await?;
+    sqlx::query("PRAGMA busy_timeout = 10000")
+        .execute(&pool)
+        .await?;
+    sqlx::query("PRAGMA journal_mode = WAL")
+        .fetch_optional(&pool)
+        .await?;
+    sqlx::query("PRAGMA foreign_keys = ON")
+        .execute(&pool)
+        .await?;
+    sqlx::migrate!("migrations/sqlite")
+        .run(&pool)
+        .await
+        .map_err(|e| StoreError::Database(e.into()))?;
+    pool.close().await;
+    Ok(())
+}
+
+/// An SQLite connection with the settings every one of ours has.
+fn open_sqlite(path: &str) -> StoreResult<rusqlite::Connection> {
+    let connection = rusqlite::Connection::open(path)?;
+    connection.busy_timeout(Duration::from_secs(10))?;
+    connection.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")?;
+    connection.set_prepared_statement_cache_capacity(256);
+    Ok(connection)
 }
 
 /// `$first, $first+1, ...` for `count` values, for an `IN (...)` list.
@@ -306,10 +426,12 @@ pub(crate) fn placeholders(first: usize, count: usize) -> String {
 }
 
 /// Whether the error is a unique-key violation (another writer got there first).
-pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+pub(crate) fn is_unique_violation(error: &StoreError) -> bool {
     match error {
-        sqlx::Error::Database(db) => {
-            db.is_unique_violation() || db.message().contains("UNIQUE constraint failed")
+        StoreError::Database(sqlx::Error::Database(db)) => db.is_unique_violation(),
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => {
+            failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
         }
         _ => false,
     }

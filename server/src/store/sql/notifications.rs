@@ -3,14 +3,14 @@
 use async_trait::async_trait;
 
 use super::rows::{self, NOTIFICATION_COLUMNS, join_list};
-use super::{WriteTx, is_unique_violation};
+use super::{WriteTx, db, is_unique_violation};
 use crate::domain::Notification;
 use crate::store::{NotificationRepository, StoreError, StoreResult};
 
 #[async_trait]
 impl NotificationRepository for WriteTx<'_> {
     async fn insert_notification(&mut self, n: &Notification) -> StoreResult<()> {
-        let result = sqlx::query(
+        let result = db::query(
             "INSERT INTO notifications (id, to_e164, region_code, time_zones, category, program_id, template, body, sender, \
              decision, idempotency_key, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
@@ -33,17 +33,14 @@ impl NotificationRepository for WriteTx<'_> {
             Err(error) if is_unique_violation(&error) => Err(StoreError::Contended(
                 "a notification idempotency key".into(),
             )),
-            Err(error) => Err(error.into()),
+            Err(error) => Err(error),
         }
     }
 
     async fn notification_for_key(&mut self, key: &str) -> StoreResult<Option<Notification>> {
         let sql =
             format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE idempotency_key = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(key)
-            .fetch_optional(self.conn())
-            .await?;
+        let row = db::query(sql).bind(key).fetch_optional(self.conn()).await?;
         row.as_ref().map(rows::notification).transpose()
     }
 }

@@ -1,7 +1,7 @@
 //! The outbox: every message of every subject, the dispatchers' claims and hand-offs.
 
+use super::db;
 use async_trait::async_trait;
-use sqlx::{AnyPool, Row};
 
 use super::rows::{self, MESSAGE_COLUMNS, join_list};
 use super::{Dialect, WriteTx, placeholders};
@@ -9,17 +9,17 @@ use crate::domain::{DeliveryStatus, OutboxMessage, Subject};
 use crate::store::{Outbox, StoreResult};
 
 pub(super) async fn of_subject(
-    pool: &AnyPool,
+    exec: db::Exec<'_>,
     subject: &Subject,
 ) -> StoreResult<Vec<OutboxMessage>> {
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE subject_id = $1 AND subject_kind = $2 \
          ORDER BY created_at_ms, id"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    db::query(sql)
         .bind(subject.id())
         .bind(subject.kind().as_str())
-        .fetch_all(pool)
+        .fetch_all(exec)
         .await?
         .iter()
         .map(rows::message)
@@ -45,7 +45,7 @@ impl WriteTx<'_> {
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE {clause} ORDER BY created_at_ms, id{}",
             self.lock_rows()
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut query = db::query(sql);
         for value in values {
             query = query.bind(*value);
         }
@@ -61,7 +61,7 @@ impl WriteTx<'_> {
 #[async_trait]
 impl Outbox for WriteTx<'_> {
     async fn insert_message(&mut self, m: &OutboxMessage) -> StoreResult<()> {
-        sqlx::query(
+        db::query(
             "INSERT INTO messages (id, subject_kind, subject_id, channel, carrier, fallback_carriers, step, status, due_at_ms, \
              claimed_by, attempt, carrier_message_id, detail, created_at_ms, updated_at_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
@@ -87,7 +87,7 @@ impl Outbox for WriteTx<'_> {
     }
 
     async fn save_message(&mut self, m: &OutboxMessage) -> StoreResult<()> {
-        let updated = sqlx::query(
+        let updated = db::query(
             "UPDATE messages SET carrier = $1, fallback_carriers = $2, status = $3, due_at_ms = $4, claimed_by = $5, \
              attempt = $6, carrier_message_id = $7, detail = $8, updated_at_ms = $9 WHERE id = $10",
         )
@@ -109,10 +109,7 @@ impl Outbox for WriteTx<'_> {
 
     async fn read_message(&mut self, id: &str) -> StoreResult<Option<OutboxMessage>> {
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(self.conn())
-            .await?;
+        let row = db::query(sql).bind(id).fetch_optional(self.conn()).await?;
         row.as_ref().map(rows::message).transpose()
     }
 
@@ -121,13 +118,13 @@ impl Outbox for WriteTx<'_> {
         carrier: &str,
         carrier_message_id: &str,
     ) -> StoreResult<Option<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM messages WHERE carrier = $1 AND carrier_message_id = $2",
+        Ok(
+            db::query("SELECT id FROM messages WHERE carrier = $1 AND carrier_message_id = $2")
+                .bind(carrier)
+                .bind(carrier_message_id)
+                .scalar_optional(self.conn())
+                .await?,
         )
-        .bind(carrier)
-        .bind(carrier_message_id)
-        .fetch_optional(self.conn())
-        .await?)
     }
 
     async fn lock_message(&mut self, id: &str) -> StoreResult<Option<OutboxMessage>> {
@@ -164,7 +161,7 @@ impl Outbox for WriteTx<'_> {
              ORDER BY due_at_ms, id LIMIT $3{skip_locked}) RETURNING {MESSAGE_COLUMNS}",
             claimable()
         );
-        let mut claimed = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let mut claimed = db::query(sql)
             .bind(worker)
             .bind(now_ms)
             .bind(i64::from(limit))
@@ -191,9 +188,7 @@ impl Outbox for WriteTx<'_> {
              WHERE claimed_by = $2 AND status = 'claimed' AND id IN ({})",
             placeholders(3, ids.len())
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(update))
-            .bind(now_ms)
-            .bind(worker);
+        let mut query = db::query(update).bind(now_ms).bind(worker);
         for id in ids {
             query = query.bind(id);
         }
@@ -204,7 +199,7 @@ impl Outbox for WriteTx<'_> {
             "SELECT id, attempt FROM messages WHERE claimed_by = $1 AND status = 'sending' AND id IN ({})",
             placeholders(2, ids.len())
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(handed)).bind(worker);
+        let mut query = db::query(handed).bind(worker);
         for id in ids {
             query = query.bind(id);
         }

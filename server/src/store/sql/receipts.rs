@@ -1,8 +1,8 @@
 //! Receipts that came before their message was known as submitted, kept under every id they
 //! may name it by until the submission is recorded.
 
+use super::db;
 use async_trait::async_trait;
-use sqlx::Row;
 use verify_carrier::ReceiptStatus;
 
 use super::WriteTx;
@@ -29,7 +29,7 @@ impl EarlyReceipts for WriteTx<'_> {
     async fn keep_receipt(&mut self, receipt: &KeptReceipt) -> StoreResult<()> {
         let receipt_id = format!("rc_{}", uuid::Uuid::now_v7().simple());
         for carrier_message_id in &receipt.carrier_message_ids {
-            sqlx::query(
+            db::query(
                 "INSERT INTO early_receipts (receipt_id, carrier, carrier_message_id, message_id, status, detail, received_at_ms) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
@@ -52,7 +52,7 @@ impl EarlyReceipts for WriteTx<'_> {
         carrier_message_id: Option<&str>,
         message_id: &str,
     ) -> StoreResult<Vec<KeptReceipt>> {
-        let rows = sqlx::query(
+        let rows = db::query(
             "SELECT receipt_id, carrier, carrier_message_id, message_id, status, detail, received_at_ms FROM early_receipts \
              WHERE receipt_id IN (SELECT receipt_id FROM early_receipts \
              WHERE (carrier = $1 AND carrier_message_id = $2) OR message_id = $3) ORDER BY id",
@@ -82,7 +82,7 @@ impl EarlyReceipts for WriteTx<'_> {
             }
         }
         for (receipt_id, _) in &taken {
-            sqlx::query("DELETE FROM early_receipts WHERE receipt_id = $1")
+            db::query("DELETE FROM early_receipts WHERE receipt_id = $1")
                 .bind(receipt_id)
                 .execute(self.conn())
                 .await?;
@@ -91,13 +91,13 @@ impl EarlyReceipts for WriteTx<'_> {
     }
 
     async fn forget_receipts_before(&mut self, before_ms: i64) -> StoreResult<u64> {
-        let receipts: i64 = sqlx::query_scalar(
+        let receipts: i64 = db::query(
             "SELECT COUNT(DISTINCT receipt_id) FROM early_receipts WHERE received_at_ms < $1",
         )
         .bind(before_ms)
-        .fetch_one(self.conn())
+        .scalar(self.conn())
         .await?;
-        sqlx::query("DELETE FROM early_receipts WHERE received_at_ms < $1")
+        db::query("DELETE FROM early_receipts WHERE received_at_ms < $1")
             .bind(before_ms)
             .execute(self.conn())
             .await?;
@@ -105,7 +105,7 @@ impl EarlyReceipts for WriteTx<'_> {
     }
 
     async fn messages_with_kept_receipts(&mut self, limit: u32) -> StoreResult<Vec<String>> {
-        Ok(sqlx::query_scalar(
+        Ok(db::query(
             "SELECT m.id FROM early_receipts e JOIN messages m \
              ON m.carrier = e.carrier AND m.carrier_message_id = e.carrier_message_id \
              WHERE m.status IN ('submitted', 'maybe_sent') \
@@ -116,7 +116,7 @@ impl EarlyReceipts for WriteTx<'_> {
              LIMIT $1",
         )
         .bind(i64::from(limit))
-        .fetch_all(self.conn())
+        .scalar_all(self.conn())
         .await?)
     }
 }

@@ -1,7 +1,6 @@
 //! Rows to domain types and back: the column lists and the readers every repository shares.
 
-use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use super::db::{self, Row};
 use verify_carrier::Channel;
 
 use crate::domain::{
@@ -24,7 +23,7 @@ pub(crate) const NOTIFICATION_COLUMNS: &str = "id, to_e164, region_code, time_zo
 pub(crate) struct Table<T> {
     name: &'static str,
     columns: &'static str,
-    read: fn(&AnyRow) -> StoreResult<T>,
+    read: fn(&Row) -> StoreResult<T>,
 }
 
 /// Verifications, read as [`Verification`].
@@ -42,18 +41,19 @@ pub(crate) const NOTIFICATIONS: Table<Notification> = Table {
 };
 
 /// The row of `table` with this id.
-pub(crate) async fn by_id<T>(pool: &AnyPool, table: &Table<T>, id: &str) -> StoreResult<Option<T>> {
+pub(crate) async fn by_id<T>(
+    exec: db::Exec<'_>,
+    table: &Table<T>,
+    id: &str,
+) -> StoreResult<Option<T>> {
     let sql = format!("SELECT {} FROM {} WHERE id = $1", table.columns, table.name);
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+    let row = db::query(sql).bind(id).fetch_optional(exec).await?;
     row.as_ref().map(table.read).transpose()
 }
 
 /// The rows of `table` with these ids, in no particular order; unknown ids are left out.
 pub(crate) async fn by_ids<T>(
-    pool: &AnyPool,
+    exec: db::Exec<'_>,
     table: &Table<T>,
     ids: &[String],
 ) -> StoreResult<Vec<T>> {
@@ -66,12 +66,12 @@ pub(crate) async fn by_ids<T>(
         table.name,
         super::placeholders(1, ids.len())
     );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut query = db::query(sql);
     for id in ids {
         query = query.bind(id);
     }
     query
-        .fetch_all(pool)
+        .fetch_all(exec)
         .await?
         .iter()
         .map(table.read)
@@ -99,13 +99,13 @@ pub(crate) fn split_list(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn parse_u32(row: &AnyRow, column: &str) -> StoreResult<u32> {
+fn parse_u32(row: &Row, column: &str) -> StoreResult<u32> {
     let value: i64 = row.try_get(column)?;
     u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("{column} = {value}")))
 }
 
 pub(crate) fn parse_text<T>(
-    row: &AnyRow,
+    row: &Row,
     column: &str,
     parse: impl Fn(&str) -> Option<T>,
 ) -> StoreResult<T> {
@@ -113,7 +113,7 @@ pub(crate) fn parse_text<T>(
     parse(&text).ok_or_else(|| StoreError::Corrupt(format!("{column} `{text}`")))
 }
 
-pub(crate) fn verification(row: &AnyRow) -> StoreResult<Verification> {
+pub(crate) fn verification(row: &Row) -> StoreResult<Verification> {
     Ok(Verification {
         id: row.try_get("id")?,
         to_e164: row.try_get("to_e164")?,
@@ -147,7 +147,7 @@ pub(crate) fn verification(row: &AnyRow) -> StoreResult<Verification> {
     })
 }
 
-pub(crate) fn message(row: &AnyRow) -> StoreResult<OutboxMessage> {
+pub(crate) fn message(row: &Row) -> StoreResult<OutboxMessage> {
     let kind = parse_text(row, "subject_kind", SubjectKind::parse)?;
     let subject_id: String = row.try_get("subject_id")?;
     Ok(OutboxMessage {
@@ -155,7 +155,7 @@ pub(crate) fn message(row: &AnyRow) -> StoreResult<OutboxMessage> {
         subject: Subject::new(kind, subject_id),
         channel: parse_text(row, "channel", Channel::parse)?,
         carrier: row.try_get("carrier")?,
-        fallback_carriers: split_list(&row.try_get::<String, _>("fallback_carriers")?),
+        fallback_carriers: split_list(&row.try_get::<String>("fallback_carriers")?),
         step: parse_u32(row, "step")?,
         status: parse_text(row, "status", DeliveryStatus::parse)?,
         due_at_ms: row.try_get("due_at_ms")?,
@@ -168,12 +168,12 @@ pub(crate) fn message(row: &AnyRow) -> StoreResult<OutboxMessage> {
     })
 }
 
-pub(crate) fn notification(row: &AnyRow) -> StoreResult<Notification> {
+pub(crate) fn notification(row: &Row) -> StoreResult<Notification> {
     Ok(Notification {
         id: row.try_get("id")?,
         to_e164: row.try_get("to_e164")?,
         region_code: row.try_get("region_code")?,
-        time_zones: split_list(&row.try_get::<String, _>("time_zones")?),
+        time_zones: split_list(&row.try_get::<String>("time_zones")?),
         category: parse_text(row, "category", category_named)?,
         program_id: row.try_get("program_id")?,
         template: row.try_get("template")?,

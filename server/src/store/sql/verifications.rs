@@ -1,7 +1,7 @@
 //! Verifications and their idempotency keys.
 
+use super::db;
 use async_trait::async_trait;
-use sqlx::{AnyPool, Row};
 
 use super::rows::{self, VERIFICATION_COLUMNS};
 use super::{WriteTx, is_unique_violation};
@@ -9,7 +9,7 @@ use crate::domain::{Verification, VerificationStatus};
 use crate::store::{StoreError, StoreResult, VerificationRepository};
 
 pub(super) async fn with_due_steps(
-    pool: &AnyPool,
+    exec: db::Exec<'_>,
     now_ms: i64,
     limit: u32,
 ) -> StoreResult<Vec<Verification>> {
@@ -18,10 +18,10 @@ pub(super) async fn with_due_steps(
          AND step_deadline_ms IS NOT NULL AND step_deadline_ms <= $1 \
          ORDER BY step_deadline_ms, id LIMIT $2"
     );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
+    db::query(sql)
         .bind(now_ms)
         .bind(i64::from(limit))
-        .fetch_all(pool)
+        .fetch_all(exec)
         .await?
         .iter()
         .map(rows::verification)
@@ -33,12 +33,9 @@ const LATEST_OF_NUMBER: &str = "id = (SELECT id FROM verifications WHERE to_e164
      ORDER BY created_at_ms DESC, id DESC LIMIT 1)";
 
 /// The most recent verification of a number, read without a lock.
-pub(super) async fn latest_of(pool: &AnyPool, e164: &str) -> StoreResult<Option<Verification>> {
+pub(super) async fn latest_of(exec: db::Exec<'_>, e164: &str) -> StoreResult<Option<Verification>> {
     let sql = format!("SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE {LATEST_OF_NUMBER}");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(e164)
-        .fetch_optional(pool)
-        .await?;
+    let row = db::query(sql).bind(e164).fetch_optional(exec).await?;
     row.as_ref().map(rows::verification).transpose()
 }
 
@@ -52,7 +49,7 @@ impl WriteTx<'_> {
             "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE {clause}{}",
             self.lock_rows()
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let row = db::query(sql)
             .bind(value)
             .fetch_optional(self.conn())
             .await?;
@@ -67,11 +64,10 @@ impl VerificationRepository for WriteTx<'_> {
     }
 
     async fn verification_status(&mut self, id: &str) -> StoreResult<Option<VerificationStatus>> {
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM verifications WHERE id = $1")
-                .bind(id)
-                .fetch_optional(self.conn())
-                .await?;
+        let status: Option<String> = db::query("SELECT status FROM verifications WHERE id = $1")
+            .bind(id)
+            .scalar_optional(self.conn())
+            .await?;
         status
             .map(|text| {
                 VerificationStatus::parse(&text)
@@ -105,7 +101,7 @@ impl VerificationRepository for WriteTx<'_> {
              ORDER BY expires_at_ms, id LIMIT $2{}",
             self.lock_rows()
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        db::query(sql)
             .bind(now_ms)
             .bind(i64::from(limit))
             .fetch_all(self.conn())
@@ -116,7 +112,7 @@ impl VerificationRepository for WriteTx<'_> {
     }
 
     async fn insert_verification(&mut self, v: &Verification) -> StoreResult<()> {
-        let result = sqlx::query(
+        let result = db::query(
             "INSERT INTO verifications (id, to_e164, region_code, status, channel, locale, code_length, code_nonce, code_check, \
              checks_used, max_checks, sends_used, max_sends, idempotency_key, classification, created_at_ms, expires_at_ms, updated_at_ms, \
              strategy, workflow, step, step_deadline_ms, step_failure, decision, program_id) \
@@ -156,12 +152,12 @@ impl VerificationRepository for WriteTx<'_> {
                 "a pending verification of {}",
                 verify_carrier::mask_number(&v.to_e164)
             ))),
-            Err(error) => Err(error.into()),
+            Err(error) => Err(error),
         }
     }
 
     async fn save_verification(&mut self, v: &Verification) -> StoreResult<()> {
-        let updated = sqlx::query(
+        let updated = db::query(
             "UPDATE verifications SET status = $1, channel = $2, checks_used = $3, sends_used = $4, updated_at_ms = $5, \
              step = $6, step_deadline_ms = $7, step_failure = $8 WHERE id = $9",
         )
@@ -181,7 +177,7 @@ impl VerificationRepository for WriteTx<'_> {
     }
 
     async fn verification_for_key(&mut self, key: &str) -> StoreResult<Option<(String, String)>> {
-        let row = sqlx::query(
+        let row = db::query(
             "SELECT verification_id, to_e164 FROM idempotency_keys WHERE idempotency_key = $1",
         )
         .bind(key)
@@ -198,7 +194,7 @@ impl VerificationRepository for WriteTx<'_> {
         e164: &str,
         now_ms: i64,
     ) -> StoreResult<()> {
-        let result = sqlx::query(
+        let result = db::query(
             "INSERT INTO idempotency_keys (idempotency_key, verification_id, to_e164, created_at_ms) \
              VALUES ($1, $2, $3, $4)",
         )
@@ -213,7 +209,7 @@ impl VerificationRepository for WriteTx<'_> {
             Err(error) if is_unique_violation(&error) => {
                 Err(StoreError::Contended("an idempotency key".into()))
             }
-            Err(error) => Err(error.into()),
+            Err(error) => Err(error),
         }
     }
 }

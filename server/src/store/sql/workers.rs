@@ -1,8 +1,8 @@
 //! Dispatcher registrations and heartbeats: the leases under which dispatchers hold messages.
 //! Times are the database's, so that servers whose clocks disagree agree on who is alive.
 
+use super::db;
 use async_trait::async_trait;
-use sqlx::Row;
 
 use super::{Dialect, WriteTx};
 use crate::store::{StoreError, StoreResult, WorkerRecord, Workers};
@@ -21,9 +21,7 @@ impl WriteTx<'_> {
 impl Workers for WriteTx<'_> {
     async fn database_now_ms(&mut self) -> StoreResult<i64> {
         let sql = format!("SELECT {}", self.database_now());
-        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_one(self.conn())
-            .await?)
+        Ok(db::query(sql).scalar(self.conn()).await?)
     }
 
     async fn register_worker(&mut self, worker: &WorkerRecord) -> StoreResult<()> {
@@ -32,7 +30,7 @@ impl Workers for WriteTx<'_> {
             "INSERT INTO dispatcher_workers (id, host, pid, started_at_ms, heartbeat_at_ms) VALUES ($1, $2, $3, $4, {now}) \
              ON CONFLICT (id) DO UPDATE SET heartbeat_at_ms = {now}"
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        db::query(sql)
             .bind(&worker.id)
             .bind(&worker.host)
             .bind(i64::from(worker.pid))
@@ -47,7 +45,7 @@ impl Workers for WriteTx<'_> {
             "UPDATE dispatcher_workers SET heartbeat_at_ms = {} WHERE id = $1",
             self.database_now()
         );
-        let updated = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let updated = db::query(sql)
             .bind(id)
             .execute(self.conn())
             .await?
@@ -56,7 +54,7 @@ impl Workers for WriteTx<'_> {
     }
 
     async fn workers(&mut self) -> StoreResult<Vec<WorkerRecord>> {
-        let rows = sqlx::query(
+        let rows = db::query(
             "SELECT id, host, pid, started_at_ms, heartbeat_at_ms FROM dispatcher_workers ORDER BY id",
         )
         .fetch_all(self.conn())
@@ -78,7 +76,7 @@ impl Workers for WriteTx<'_> {
 
     async fn remove_worker(&mut self, id: &str, heartbeat_at_ms: i64) -> StoreResult<bool> {
         let removed =
-            sqlx::query("DELETE FROM dispatcher_workers WHERE id = $1 AND heartbeat_at_ms = $2")
+            db::query("DELETE FROM dispatcher_workers WHERE id = $1 AND heartbeat_at_ms = $2")
                 .bind(id)
                 .bind(heartbeat_at_ms)
                 .execute(self.conn())
@@ -88,7 +86,7 @@ impl Workers for WriteTx<'_> {
     }
 
     async fn unregister_worker(&mut self, id: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM dispatcher_workers WHERE id = $1")
+        db::query("DELETE FROM dispatcher_workers WHERE id = $1")
             .bind(id)
             .execute(self.conn())
             .await?;
