@@ -60,7 +60,9 @@ pub fn choose_channel(
     classification: &Classification,
 ) -> Result<ChannelDecision, ChannelRefusal> {
     if !classification.valid {
-        return Err(ChannelRefusal::InvalidNumber(classification.detail.clone()));
+        return Err(ChannelRefusal::InvalidNumber(
+            classification.detail.to_string(),
+        ));
     }
     let line_type = classification.line_type.unwrap_or(LineType::Unknown);
     let recommended = recommended_channel(line_type)

@@ -35,8 +35,8 @@ pub struct Classification {
     /// Why the number is invalid.
     pub invalid_reason: Option<InvalidReason>,
     /// A sentence for people: why the number is invalid, or advice on the line type (empty
-    /// when there is nothing to say).
-    pub detail: String,
+    /// when there is nothing to say). One of a fixed set: nothing is written per number.
+    pub detail: &'static str,
     /// National format.
     pub national_format: Option<String>,
     /// International format.
@@ -60,16 +60,15 @@ impl From<verify_numbers::Classification> for Classification {
             international_format,
         } = number;
         let (recommended_channel, detail) = match (invalid_reason, line_type) {
-            (Some(reason), _) => (None, reason.describe().to_string()),
-            (None, None) => (None, String::new()),
+            (Some(reason), _) => (None, reason.describe()),
+            (None, None) => (None, ""),
             (None, Some(line_type)) => match recommended_channel(line_type) {
                 Ok(Channel::Voice) => (
                     Some(Channel::Voice),
-                    "this line cannot receive SMS: call it with the code, or ask for a mobile number"
-                        .to_string(),
+                    "this line cannot receive SMS: call it with the code, or ask for a mobile number",
                 ),
-                Ok(channel) => (Some(channel), String::new()),
-                Err(reason) => (None, reason.to_string()),
+                Ok(channel) => (Some(channel), ""),
+                Err(reason) => (None, reason),
             },
         };
         Classification {

@@ -64,22 +64,27 @@ fn invalid_reason(reason: Option<InvalidReason>) -> proto::InvalidReason {
 
 /// A classification to its proto message.
 pub fn classification(c: &Classification) -> proto::Classification {
+    classification_owned(c.clone())
+}
+
+/// A classification for clients, taking its strings over (the batch path copies none).
+pub fn classification_owned(c: Classification) -> proto::Classification {
     proto::Classification {
-        input: c.input.clone(),
+        input: c.input,
         valid: c.valid,
-        e164: c.e164.clone().unwrap_or_default(),
-        region_code: c.region_code.clone().unwrap_or_default(),
+        e164: c.e164.unwrap_or_default(),
+        region_code: c.region_code.unwrap_or_default(),
         country_calling_code: c.country_calling_code,
         line_type: line_type(c.line_type) as i32,
-        carrier: c.carrier.clone().unwrap_or_default(),
-        time_zones: c.time_zones.clone(),
+        carrier: c.carrier.unwrap_or_default(),
+        time_zones: c.time_zones,
         recommended_channel: c
             .recommended_channel
             .map_or(proto::Channel::Unspecified, channel) as i32,
         invalid_reason: invalid_reason(c.invalid_reason) as i32,
-        detail: c.detail.clone(),
-        national_format: c.national_format.clone().unwrap_or_default(),
-        international_format: c.international_format.clone().unwrap_or_default(),
+        detail: c.detail.to_string(),
+        national_format: c.national_format.unwrap_or_default(),
+        international_format: c.international_format.unwrap_or_default(),
     }
 }
 

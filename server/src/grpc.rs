@@ -75,7 +75,7 @@ async fn classify_chunk(
         classifications: chunk
             .numbers
             .iter()
-            .map(|number| convert::classification(&classify(number, hint)))
+            .map(|number| convert::classification_owned(classify(number, hint)))
             .collect(),
         chunk_index: index,
     })

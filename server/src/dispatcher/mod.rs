@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use verify_carrier::{Carrier, OutboundMessage};
 
@@ -40,6 +40,18 @@ const FORGET_RECEIPTS_EVERY: Duration = Duration::from_secs(60);
 
 /// A message handed over and ready to submit: its id, the attempt, its carrier, what it gets.
 type Ready = (String, Attempt, Arc<dyn Carrier>, OutboundMessage);
+
+/// How a submission ended, on its way to the outcome recorder, which answers once it is
+/// recorded (or could not be).
+struct PendingOutcome {
+    message_id: String,
+    attempt: Attempt,
+    outcome: SendOutcome,
+    recorded: oneshot::Sender<()>,
+}
+
+/// Outcomes recorded in one transaction at most.
+const OUTCOME_BATCH: usize = 256;
 
 /// Sends queued messages until `shutdown` turns true, then finishes what it already handed
 /// over and gives back what it claimed.
@@ -97,6 +109,8 @@ impl Dispatcher {
             this.identity.clone(),
             this.settings.lease(),
         ));
+        let (outcomes, outcome_queue) = mpsc::channel(OUTCOME_BATCH * 4);
+        let recorder = tokio::spawn(Arc::clone(&this).record_outcomes(outcome_queue));
         let slots = Arc::new(Semaphore::new(this.settings.max_in_flight));
         let mut in_flight = JoinSet::new();
         let mut signal = this.store.event_signal();
@@ -141,8 +155,10 @@ impl Dispatcher {
                         .expect("the semaphore is never closed");
                     this.submitting().insert(message_id.clone());
                     let this = Arc::clone(&this);
+                    let outcomes = outcomes.clone();
                     in_flight.spawn(async move {
-                        this.send(&message_id, &attempt, carrier, outbound).await;
+                        this.send(&message_id, &attempt, carrier, outbound, &outcomes)
+                            .await;
                         this.submitting().remove(&message_id);
                         drop(permit);
                     });
@@ -163,6 +179,8 @@ impl Dispatcher {
             "dispatcher stopping; finishing messages handed to carriers"
         );
         while in_flight.join_next().await.is_some() {}
+        drop(outcomes);
+        let _ = recorder.await;
         heartbeat.abort();
         match delivery::release_worker(&this.store, &worker, now_ms()).await {
             Ok(0) => {}
@@ -340,7 +358,8 @@ impl Dispatcher {
         }
     }
 
-    /// Hands one message to its carrier and records how that ended. A carrier that does not
+    /// Hands one message to its carrier and records how that ended (with the outcomes of
+    /// other submissions that ended meanwhile, in one transaction). A carrier that does not
     /// answer in time may have sent the message: it is maybe sent, never failed over.
     async fn send(
         &self,
@@ -348,6 +367,7 @@ impl Dispatcher {
         attempt: &Attempt,
         carrier: Arc<dyn Carrier>,
         outbound: OutboundMessage,
+        outcomes: &mpsc::Sender<PendingOutcome>,
     ) {
         let timeout = Duration::from_millis(self.settings.submit_timeout_ms);
         let name = carrier.name().to_string();
@@ -378,19 +398,50 @@ impl Dispatcher {
                 }
             }
         };
-        let recorded = self
-            .retrying(|| {
-                delivery::record_outcome(
-                    &self.store,
-                    message_id,
-                    attempt,
-                    outcome.clone(),
-                    now_ms(),
-                )
-            })
-            .await;
-        if let Err(error) = recorded {
-            tracing::error!(message = %message_id, %error, "recording the send outcome failed; the sweep settles the message");
+        let (recorded, done) = oneshot::channel();
+        let pending = PendingOutcome {
+            message_id: message_id.to_string(),
+            attempt: attempt.clone(),
+            outcome,
+            recorded,
+        };
+        if outcomes.send(pending).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    /// Records the outcomes of submissions as they end: those that ended together in one
+    /// transaction. If that fails, each is recorded alone (one bad row does not hold up the
+    /// others), retrying.
+    async fn record_outcomes(self: Arc<Self>, mut queue: mpsc::Receiver<PendingOutcome>) {
+        let mut batch = Vec::with_capacity(OUTCOME_BATCH);
+        while queue.recv_many(&mut batch, OUTCOME_BATCH).await > 0 {
+            let outcomes: Vec<(String, Attempt, SendOutcome)> = batch
+                .iter()
+                .map(|p| (p.message_id.clone(), p.attempt.clone(), p.outcome.clone()))
+                .collect();
+            if let Err(error) = delivery::record_outcomes(&self.store, &outcomes, now_ms()).await {
+                tracing::warn!(%error, outcomes = outcomes.len(), "recording send outcomes together failed; recording each alone");
+                for (message_id, attempt, outcome) in &outcomes {
+                    let recorded = self
+                        .retrying(|| {
+                            delivery::record_outcome(
+                                &self.store,
+                                message_id,
+                                attempt,
+                                outcome.clone(),
+                                now_ms(),
+                            )
+                        })
+                        .await;
+                    if let Err(error) = recorded {
+                        tracing::error!(message = %message_id, %error, "recording the send outcome failed; the sweep settles the message");
+                    }
+                }
+            }
+            for pending in batch.drain(..) {
+                let _ = pending.recorded.send(());
+            }
         }
     }
 

@@ -72,6 +72,26 @@ pub async fn record_outcome(
     Ok(applied)
 }
 
+/// Records how several attempts ended, in one transaction; says for each whether it changed
+/// its message (see [`record_outcome`]). Messages come in the order given.
+pub async fn record_outcomes(
+    store: &SqlStore,
+    outcomes: &[(String, Attempt, SendOutcome)],
+    now_ms: i64,
+) -> StoreResult<Vec<bool>> {
+    let mut tx = store.begin().await?;
+    let mut applied = Vec::with_capacity(outcomes.len());
+    for (id, attempt, outcome) in outcomes {
+        applied.push(apply_outcome(&mut tx, id, attempt, outcome.clone(), now_ms).await?);
+    }
+    if applied.contains(&true) {
+        tx.commit().await?;
+    } else {
+        tx.rollback().await?;
+    }
+    Ok(applied)
+}
+
 async fn apply_outcome(
     tx: &mut WriteTx<'_>,
     id: &str,
