@@ -216,9 +216,9 @@ impl Default for Config {
             routes: RoutePlan::default(),
             fallback: FallbackConfig::default(),
             dispatcher: DispatcherSettings {
-                batch_size: 64,
+                batch_size: 512,
                 poll_interval_ms: 100,
-                max_in_flight: 256,
+                max_in_flight: 2048,
                 submit_timeout_ms: 30_000,
                 lease_seconds: 10,
             },
