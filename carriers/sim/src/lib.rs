@@ -12,8 +12,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
-use tokio::sync::Mutex;
 use verify_carrier::{
     Capabilities, Carrier, CarrierContext, CarrierError, CarrierRegistry, Channel, DeliveryReceipt,
     ErrorKind, InFlightGate, OutboundMessage, ReceiptSink, ReceiptStatus, SubmitAccepted,
@@ -213,7 +211,10 @@ pub struct SimCarrier {
 
 struct Shared {
     receipts: ReceiptSink,
-    outbox: Mutex<()>,
+    /// The outbox file, opened on first use and kept open: each line is one `write` of a few
+    /// hundred bytes to the page cache, done in place under this lock (no thread hand-off,
+    /// no reopening per message).
+    outbox: std::sync::Mutex<Option<std::fs::File>>,
     /// Counts submissions until their receipt is delivered, so shutdown can wait for them.
     gate: InFlightGate,
 }
@@ -226,7 +227,7 @@ impl SimCarrier {
             config,
             shared: Arc::new(Shared {
                 receipts,
-                outbox: Mutex::new(()),
+                outbox: std::sync::Mutex::new(None),
                 gate: InFlightGate::new(),
             }),
         }
@@ -400,14 +401,20 @@ impl Shared {
         let mut text = serde_json::to_string(&line).map_err(std::io::Error::other)?;
         text.push('\n');
         // One writer at a time, one write per line: readers never see half a line.
-        let _guard = self.outbox.lock().await;
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .await?;
-        file.write_all(text.as_bytes()).await?;
-        file.flush().await
+        let mut outbox = self
+            .outbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if outbox.is_none() {
+            *outbox = Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            );
+        }
+        let file = outbox.as_mut().expect("opened above");
+        std::io::Write::write_all(file, text.as_bytes())
     }
 }
 

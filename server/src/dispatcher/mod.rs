@@ -52,6 +52,8 @@ struct PendingOutcome {
 
 /// Outcomes recorded in one transaction at most.
 const OUTCOME_BATCH: usize = 256;
+/// Batches of outcomes written at once.
+const OUTCOME_WRITERS: usize = 4;
 
 /// Sends queued messages until `shutdown` turns true, then finishes what it already handed
 /// over and gives back what it claimed.
@@ -414,34 +416,54 @@ impl Dispatcher {
     /// transaction. If that fails, each is recorded alone (one bad row does not hold up the
     /// others), retrying.
     async fn record_outcomes(self: Arc<Self>, mut queue: mpsc::Receiver<PendingOutcome>) {
+        // Batches hold different messages, so several may be written at once (on PostgreSQL
+        // each is its own transaction; on SQLite they queue for the one writer anyway).
+        let writers = Arc::new(Semaphore::new(OUTCOME_WRITERS));
+        let mut writing = JoinSet::new();
         let mut batch = Vec::with_capacity(OUTCOME_BATCH);
         while queue.recv_many(&mut batch, OUTCOME_BATCH).await > 0 {
-            let outcomes: Vec<(String, Attempt, SendOutcome)> = batch
-                .iter()
-                .map(|p| (p.message_id.clone(), p.attempt.clone(), p.outcome.clone()))
-                .collect();
-            if let Err(error) = delivery::record_outcomes(&self.store, &outcomes, now_ms()).await {
-                tracing::warn!(%error, outcomes = outcomes.len(), "recording send outcomes together failed; recording each alone");
-                for (message_id, attempt, outcome) in &outcomes {
-                    let recorded = self
-                        .retrying(|| {
-                            delivery::record_outcome(
-                                &self.store,
-                                message_id,
-                                attempt,
-                                outcome.clone(),
-                                now_ms(),
-                            )
-                        })
-                        .await;
-                    if let Err(error) = recorded {
-                        tracing::error!(message = %message_id, %error, "recording the send outcome failed; the sweep settles the message");
-                    }
+            let permit = Arc::clone(&writers)
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let this = Arc::clone(&self);
+            let taken = std::mem::replace(&mut batch, Vec::with_capacity(OUTCOME_BATCH));
+            writing.spawn(async move {
+                this.record_outcome_batch(taken).await;
+                drop(permit);
+            });
+            while writing.try_join_next().is_some() {}
+        }
+        while writing.join_next().await.is_some() {}
+    }
+
+    /// Records one batch of outcomes in one transaction; if that fails, each alone, retrying.
+    async fn record_outcome_batch(&self, batch: Vec<PendingOutcome>) {
+        let outcomes: Vec<(String, Attempt, SendOutcome)> = batch
+            .iter()
+            .map(|p| (p.message_id.clone(), p.attempt.clone(), p.outcome.clone()))
+            .collect();
+        if let Err(error) = delivery::record_outcomes(&self.store, &outcomes, now_ms()).await {
+            tracing::warn!(%error, outcomes = outcomes.len(), "recording send outcomes together failed; recording each alone");
+            for (message_id, attempt, outcome) in &outcomes {
+                let recorded = self
+                    .retrying(|| {
+                        delivery::record_outcome(
+                            &self.store,
+                            message_id,
+                            attempt,
+                            outcome.clone(),
+                            now_ms(),
+                        )
+                    })
+                    .await;
+                if let Err(error) = recorded {
+                    tracing::error!(message = %message_id, %error, "recording the send outcome failed; the sweep settles the message");
                 }
             }
-            for pending in batch.drain(..) {
-                let _ = pending.recorded.send(());
-            }
+        }
+        for pending in batch {
+            let _ = pending.recorded.send(());
         }
     }
 

@@ -55,6 +55,14 @@ pub trait VerificationRepository {
     async fn lock_verification(&mut self, id: &str) -> StoreResult<Option<Verification>>;
     /// A verification's status, read without locking it.
     async fn verification_status(&mut self, id: &str) -> StoreResult<Option<VerificationStatus>>;
+    /// A verification's status, the verification locked (as [`lock_verification`] does, with
+    /// only the one column read).
+    ///
+    /// [`lock_verification`]: VerificationRepository::lock_verification
+    async fn lock_verification_status(
+        &mut self,
+        id: &str,
+    ) -> StoreResult<Option<VerificationStatus>>;
     /// The pending verification of a number, locked.
     async fn lock_pending_verification_of(
         &mut self,

@@ -19,7 +19,7 @@ pub async fn claim(
     now_ms: i64,
     limit: u32,
 ) -> StoreResult<Vec<OutboxMessage>> {
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_background().await?;
     let claimed = tx.claim_due_messages(worker, now_ms, limit).await?;
     if claimed.is_empty() {
         tx.rollback().await?;
@@ -40,7 +40,7 @@ pub async fn settle_and_hand_off(
     to_send: &[String],
     now_ms: i64,
 ) -> StoreResult<Vec<(String, u32)>> {
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_background().await?;
     for (id, number, outcome) in settled {
         let attempt = Attempt {
             worker: worker.to_string(),
@@ -62,7 +62,7 @@ pub async fn record_outcome(
     outcome: SendOutcome,
     now_ms: i64,
 ) -> StoreResult<bool> {
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_background().await?;
     let applied = apply_outcome(&mut tx, id, attempt, outcome, now_ms).await?;
     if applied {
         tx.commit().await?;
@@ -79,7 +79,7 @@ pub async fn record_outcomes(
     outcomes: &[(String, Attempt, SendOutcome)],
     now_ms: i64,
 ) -> StoreResult<Vec<bool>> {
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_background().await?;
     let mut applied = Vec::with_capacity(outcomes.len());
     for (id, attempt, outcome) in outcomes {
         applied.push(apply_outcome(&mut tx, id, attempt, outcome.clone(), now_ms).await?);
@@ -129,17 +129,32 @@ async fn lock_with_subject(
     let Some(peek) = tx.read_message(id).await? else {
         return Ok(None);
     };
+    lock_read_message(tx, peek).await
+}
+
+/// [`lock_with_subject`] for a message already read (without a lock).
+async fn lock_read_message(
+    tx: &mut WriteTx<'_>,
+    peek: OutboxMessage,
+) -> StoreResult<Option<(OutboxMessage, SubjectState)>> {
     let state = match &peek.subject {
         Subject::Verification(verification_id) => tx
-            .lock_verification(verification_id)
+            .lock_verification_status(verification_id)
             .await?
-            .map(|v| SubjectState::Verification(v.status))
+            .map(SubjectState::Verification)
             .ok_or_else(|| {
                 StoreError::Corrupt(format!("message of missing verification {verification_id}"))
             })?,
         Subject::Notification(_) => SubjectState::Notification,
     };
-    Ok(tx.lock_message(id).await?.map(|message| (message, state)))
+    if tx.reads_are_locked() {
+        // Nothing can have changed the message since it was read.
+        return Ok(Some((peek, state)));
+    }
+    Ok(tx
+        .lock_message(&peek.id)
+        .await?
+        .map(|message| (message, state)))
 }
 
 /// How a message's events show its subject, read without a lock (for messages already
@@ -234,7 +249,7 @@ pub async fn record_receipts(
     now_ms: i64,
 ) -> StoreResult<ReceiptTally> {
     let mut tally = ReceiptTally::default();
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_background().await?;
     for receipt in receipts {
         let effect = match find_message(&mut tx, receipt).await? {
             Some((mut message, state)) => {
@@ -282,13 +297,13 @@ async fn find_message(
     tx: &mut WriteTx<'_>,
     receipt: &DeliveryReceipt,
 ) -> StoreResult<Option<(OutboxMessage, SubjectState)>> {
-    let mut id = None;
     if let Some(echoed) = &receipt.message_id
         && let Some(message) = tx.read_message(echoed).await?
         && message.carrier == receipt.carrier
     {
-        id = Some(message.id);
+        return lock_read_message(tx, message).await;
     }
+    let mut id = None;
     let spellings = std::iter::once(&receipt.carrier_message_id).chain(&receipt.alternative_ids);
     for carrier_message_id in spellings {
         if id.is_some() {
@@ -306,7 +321,7 @@ async fn find_message(
 
 /// Forgets receipts kept since before `before_ms` (their message never showed up).
 pub async fn forget_receipts_before(store: &SqlStore, before_ms: i64) -> StoreResult<u64> {
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_background().await?;
     let forgotten = tx.forget_receipts_before(before_ms).await?;
     tx.commit().await?;
     Ok(forgotten)
@@ -314,14 +329,14 @@ pub async fn forget_receipts_before(store: &SqlStore, before_ms: i64) -> StoreRe
 
 /// Registers a dispatcher (again, after it was taken for dead), with a heartbeat now.
 pub async fn register_worker(store: &SqlStore, worker: &WorkerRecord) -> StoreResult<()> {
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_background().await?;
     tx.register_worker(worker).await?;
     tx.commit().await
 }
 
 /// Renews a dispatcher's lease; `false` when it was taken for dead meanwhile.
 pub async fn heartbeat(store: &SqlStore, id: &str) -> StoreResult<bool> {
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_background().await?;
     let alive = tx.heartbeat(id).await?;
     tx.commit().await?;
     Ok(alive)
@@ -338,7 +353,7 @@ pub async fn take_over_dead_workers(
     deduplicates: impl Fn(&str) -> bool,
     now_ms: i64,
 ) -> StoreResult<usize> {
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_background().await?;
     let database_now = tx.database_now_ms().await?;
     let dead: Vec<WorkerRecord> = tx
         .workers()
@@ -350,7 +365,7 @@ pub async fn take_over_dead_workers(
     let mut taken = abandon(&mut tx, orphans, &deduplicates, now_ms).await?;
     tx.commit().await?;
     for worker in dead {
-        let mut tx = store.begin().await?;
+        let mut tx = store.begin_background().await?;
         // Only one process takes a dead dispatcher over, and not one that came back.
         if !tx.remove_worker(&worker.id, worker.heartbeat_at_ms).await? {
             tx.rollback().await?;
@@ -375,7 +390,7 @@ pub async fn settle_stranded(
     deduplicates: impl Fn(&str) -> bool,
     now_ms: i64,
 ) -> StoreResult<usize> {
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_background().await?;
     let mut released = 0;
     let mut stranded = Vec::new();
     for mut message in tx.lock_messages_held_by(worker).await? {
@@ -399,7 +414,7 @@ pub async fn settle_stranded(
 /// acceptance recorded at the same moment by two transactions can each miss the other.
 /// Returns how many messages got receipts.
 pub async fn apply_kept_receipts(store: &SqlStore, now_ms: i64) -> StoreResult<usize> {
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_background().await?;
     let ids = tx.messages_with_kept_receipts(100).await?;
     let mut applied = 0;
     for id in &ids {
@@ -446,7 +461,7 @@ pub async fn release_claims(
     ids: &[String],
     now_ms: i64,
 ) -> StoreResult<usize> {
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_background().await?;
     let mut released = 0;
     for id in ids {
         if let Some(mut message) = tx.lock_message(id).await?
@@ -464,7 +479,7 @@ pub async fn release_claims(
 /// A dispatcher stopping gracefully: the messages it claimed and did not hand over go back to
 /// the queue, and its registration is removed.
 pub async fn release_worker(store: &SqlStore, id: &str, now_ms: i64) -> StoreResult<usize> {
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_background().await?;
     let mut released = 0;
     for mut message in tx.lock_messages_held_by(id).await? {
         if message.release(now_ms) {

@@ -66,7 +66,8 @@ struct Plan {
 
 /// How the transaction ended.
 enum Stored {
-    Created(Verification),
+    /// A new verification, with its one message.
+    Created(Verification, Box<OutboxMessage>),
     Resent(Verification),
     Replayed(Verification),
 }
@@ -96,10 +97,10 @@ impl UseCases {
                 other => break other?,
             }
         };
-        let (verification, resent, replayed) = match stored {
-            Stored::Created(v) => (v, false, false),
-            Stored::Resent(v) => (v, true, false),
-            Stored::Replayed(v) => (v, false, true),
+        let (verification, created_message, resent, replayed) = match stored {
+            Stored::Created(v, message) => (v, Some(*message), false, false),
+            Stored::Resent(v) => (v, None, true, false),
+            Stored::Replayed(v) => (v, None, false, true),
         };
         tracing::info!(
             verification = %verification.id,
@@ -115,8 +116,16 @@ impl UseCases {
         } else {
             plan.explanation
         };
+        let view = match created_message {
+            // A new verification has exactly the message just stored: no need to read it back.
+            Some(message) => VerificationView {
+                verification,
+                messages: vec![message],
+            },
+            None => self.view_of(verification).await?,
+        };
         Ok(VerifyOutcome {
-            view: self.view_of(verification).await?,
+            view,
             resent,
             replayed,
             decision,
@@ -345,7 +354,7 @@ impl UseCases {
         self.remember_key(&mut tx, plan, &verification.id, now)
             .await?;
         tx.commit().await?;
-        Ok(Stored::Created(verification))
+        Ok(Stored::Created(verification, Box::new(message)))
     }
 
     async fn remember_key(

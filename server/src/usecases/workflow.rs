@@ -15,7 +15,7 @@ const STEP_BATCH: u32 = 100;
 
 /// Expires pending verifications whose lifetime ran out by `now_ms`; returns how many.
 pub async fn expire_due(store: &SqlStore, now_ms: i64) -> StoreResult<u64> {
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_background().await?;
     let mut count = 0;
     for mut verification in tx.lock_expired_verifications(now_ms, EXPIRE_BATCH).await? {
         if let Some(event) = verification.expire_if_due(now_ms) {
@@ -66,7 +66,7 @@ pub async fn run_due_steps(store: &SqlStore, decider: &Decider, now_ms: i64) -> 
                 (StepMove::Stop, format!("workflow stopped: {reason}"), None)
             }
         };
-        let mut tx = store.begin().await?;
+        let mut tx = store.begin_background().await?;
         let Some(mut current) = tx.lock_verification(&verification.id).await? else {
             tx.rollback().await?;
             continue;

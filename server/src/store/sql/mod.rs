@@ -64,9 +64,17 @@ enum Readers {
         connections: Vec<Mutex<rusqlite::Connection>>,
         next: AtomicUsize,
     },
-    /// The PostgreSQL pool.
-    Postgres(AnyPool),
+    /// PostgreSQL: the pool for requests, and a small one for the dispatcher and the event
+    /// sequencer, so that a burst of requests holding every connection does not stall sending.
+    Postgres {
+        requests: AnyPool,
+        background: AnyPool,
+    },
 }
+
+/// PostgreSQL connections for requests, and for the dispatcher and the sequencer.
+const POSTGRES_REQUEST_CONNECTIONS: u32 = 16;
+const POSTGRES_BACKGROUND_CONNECTIONS: u32 = 8;
 
 /// SQLite connections for reads.
 const SQLITE_READERS: usize = 4;
@@ -98,6 +106,12 @@ impl WriteTx<'_> {
 
     pub(crate) fn dialect(&self) -> Dialect {
         self.store.dialect
+    }
+
+    /// Whether every row this transaction reads is as good as locked: on SQLite the one writer
+    /// excludes every other writer, so nothing read can change before the commit.
+    pub(crate) fn reads_are_locked(&self) -> bool {
+        self.store.dialect == Dialect::Sqlite
     }
 
     /// ` FOR UPDATE` on PostgreSQL; SQLite's write transaction already excludes other writers.
@@ -179,17 +193,24 @@ impl SqlStore {
                 (readers, Some(writer), None)
             }
             Dialect::Postgres => {
-                let pool = AnyPoolOptions::new()
-                    .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .connect(database_url)
-                    .await?;
+                let pool = |connections| {
+                    AnyPoolOptions::new()
+                        .max_connections(connections)
+                        .acquire_timeout(Duration::from_secs(10))
+                        .connect(database_url)
+                };
+                let requests = pool(POSTGRES_REQUEST_CONNECTIONS).await?;
                 sqlx::migrate!("migrations/postgres")
-                    .run(&pool)
+                    .run(&requests)
                     .await
                     .map_err(|e| StoreError::Database(e.into()))?;
-                let sequencer = events::Sequencer::new(pool.clone(), events_changed.clone());
-                (Readers::Postgres(pool), None, Some(sequencer))
+                let background = pool(POSTGRES_BACKGROUND_CONNECTIONS).await?;
+                let sequencer = events::Sequencer::new(background.clone(), events_changed.clone());
+                let readers = Readers::Postgres {
+                    requests,
+                    background,
+                };
+                (readers, None, Some(sequencer))
             }
         };
         let mut background = Vec::new();
@@ -215,10 +236,30 @@ impl SqlStore {
     /// fails on a lock upgrade (other processes wait in SQLite's busy handler). On PostgreSQL
     /// it is a transaction of its own on a pooled connection.
     pub async fn begin(&self) -> StoreResult<WriteTx<'_>> {
+        self.begin_on(false).await
+    }
+
+    /// Begins a write transaction for the dispatcher: as [`begin`](SqlStore::begin), on
+    /// PostgreSQL on a connection of its own pool.
+    pub async fn begin_background(&self) -> StoreResult<WriteTx<'_>> {
+        self.begin_on(true).await
+    }
+
+    async fn begin_on(&self, background_work: bool) -> StoreResult<WriteTx<'_>> {
         let inner = match &self.writer {
             Some(writer) => Transactional::Batched(writer.turn().await?),
             None => match &self.readers {
-                Readers::Postgres(pool) => Transactional::Own(pool.begin().await?),
+                Readers::Postgres {
+                    requests,
+                    background,
+                } => {
+                    let pool = if background_work {
+                        background
+                    } else {
+                        requests
+                    };
+                    Transactional::Own(pool.begin().await?)
+                }
                 Readers::Sqlite { .. } => unreachable!("SQLite writes go through its writer"),
             },
         };
@@ -241,7 +282,7 @@ impl SqlStore {
                     .unwrap_or(start % connections.len());
                 db::Exec::Sqlite(&connections[index])
             }
-            Readers::Postgres(pool) => db::Exec::Pool(pool),
+            Readers::Postgres { requests, .. } => db::Exec::Pool(requests),
         }
     }
 
@@ -354,8 +395,13 @@ impl SqlStore {
         if let Some(writer) = &self.writer {
             writer.stop();
         }
-        if let Readers::Postgres(pool) = &self.readers {
-            pool.close().await;
+        if let Readers::Postgres {
+            requests,
+            background,
+        } = &self.readers
+        {
+            requests.close().await;
+            background.close().await;
         }
     }
 }
@@ -415,6 +461,20 @@ fn open_sqlite(path: &str) -> StoreResult<rusqlite::Connection> {
     connection.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")?;
     connection.set_prepared_statement_cache_capacity(256);
     Ok(connection)
+}
+
+/// Placeholders from `$first` for an `IN (...)` list of `ids`, and the ids to bind to them:
+/// the last id repeated up to the next power of two. An `IN` list means the same with
+/// duplicates, and the statement's text then takes one of a few forms, which the
+/// prepared-statement caches keep (batches of any size up to 512 would otherwise make up to
+/// 512 statements of each query, pushing the others out).
+pub(crate) fn id_list(first: usize, ids: &[String]) -> (String, Vec<&String>) {
+    let padded = ids.len().next_power_of_two();
+    let bound = ids
+        .iter()
+        .chain(std::iter::repeat_n(&ids[ids.len() - 1], padded - ids.len()))
+        .collect();
+    (placeholders(first, padded), bound)
 }
 
 /// `$first, $first+1, ...` for `count` values, for an `IN (...)` list.

@@ -4,7 +4,7 @@ use super::db;
 use async_trait::async_trait;
 
 use super::rows::{self, MESSAGE_COLUMNS, join_list};
-use super::{Dialect, WriteTx, placeholders};
+use super::{Dialect, WriteTx, id_list};
 use crate::domain::{DeliveryStatus, OutboxMessage, Subject};
 use crate::store::{Outbox, StoreResult};
 
@@ -183,24 +183,24 @@ impl Outbox for WriteTx<'_> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let (list, bound) = id_list(3, ids);
         let update = format!(
             "UPDATE messages SET status = 'sending', attempt = attempt + 1, updated_at_ms = $1 \
-             WHERE claimed_by = $2 AND status = 'claimed' AND id IN ({})",
-            placeholders(3, ids.len())
+             WHERE claimed_by = $2 AND status = 'claimed' AND id IN ({list})"
         );
         let mut query = db::query(update).bind(now_ms).bind(worker);
-        for id in ids {
+        for id in bound {
             query = query.bind(id);
         }
         query.execute(self.conn()).await?;
         // Those it already handed over count too: a retry after a commit whose answer was
         // lost finds them so, and must still send them, with the attempt recorded then.
+        let (list, bound) = id_list(2, ids);
         let handed = format!(
-            "SELECT id, attempt FROM messages WHERE claimed_by = $1 AND status = 'sending' AND id IN ({})",
-            placeholders(2, ids.len())
+            "SELECT id, attempt FROM messages WHERE claimed_by = $1 AND status = 'sending' AND id IN ({list})"
         );
         let mut query = db::query(handed).bind(worker);
-        for id in ids {
+        for id in bound {
             query = query.bind(id);
         }
         query

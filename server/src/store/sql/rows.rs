@@ -60,14 +60,13 @@ pub(crate) async fn by_ids<T>(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
+    let (list, bound) = super::id_list(1, ids);
     let sql = format!(
-        "SELECT {} FROM {} WHERE id IN ({})",
-        table.columns,
-        table.name,
-        super::placeholders(1, ids.len())
+        "SELECT {} FROM {} WHERE id IN ({list})",
+        table.columns, table.name
     );
     let mut query = db::query(sql);
-    for id in ids {
+    for id in bound {
         query = query.bind(id);
     }
     query

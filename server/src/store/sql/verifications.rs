@@ -40,6 +40,21 @@ pub(super) async fn latest_of(exec: db::Exec<'_>, e164: &str) -> StoreResult<Opt
 }
 
 impl WriteTx<'_> {
+    /// The status a one-column query for verification `id` reads.
+    async fn status_of(
+        &mut self,
+        sql: impl Into<std::borrow::Cow<'static, str>>,
+        id: &str,
+    ) -> StoreResult<Option<VerificationStatus>> {
+        let status: Option<String> = db::query(sql).bind(id).scalar_optional(self.conn()).await?;
+        status
+            .map(|text| {
+                VerificationStatus::parse(&text)
+                    .ok_or_else(|| StoreError::Corrupt(format!("verification status `{text}`")))
+            })
+            .transpose()
+    }
+
     async fn lock_one_verification(
         &mut self,
         clause: &'static str,
@@ -64,16 +79,19 @@ impl VerificationRepository for WriteTx<'_> {
     }
 
     async fn verification_status(&mut self, id: &str) -> StoreResult<Option<VerificationStatus>> {
-        let status: Option<String> = db::query("SELECT status FROM verifications WHERE id = $1")
-            .bind(id)
-            .scalar_optional(self.conn())
-            .await?;
-        status
-            .map(|text| {
-                VerificationStatus::parse(&text)
-                    .ok_or_else(|| StoreError::Corrupt(format!("verification status `{text}`")))
-            })
-            .transpose()
+        self.status_of("SELECT status FROM verifications WHERE id = $1", id)
+            .await
+    }
+
+    async fn lock_verification_status(
+        &mut self,
+        id: &str,
+    ) -> StoreResult<Option<VerificationStatus>> {
+        let sql = format!(
+            "SELECT status FROM verifications WHERE id = $1{}",
+            self.lock_rows()
+        );
+        self.status_of(sql, id).await
     }
 
     async fn lock_pending_verification_of(
