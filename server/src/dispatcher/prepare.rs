@@ -67,8 +67,8 @@ pub async fn prepare(
         Subject::Verification(_) => None,
     });
     let (verifications, notifications) = tokio::join!(
-        store.verifications(&verification_ids),
-        store.notifications(&notification_ids)
+        store.verifications_for_dispatch(&verification_ids),
+        store.notifications_for_dispatch(&notification_ids)
     );
     let verifications: Option<HashMap<String, Verification>> = match verifications {
         Ok(found) => Some(found.into_iter().map(|v| (v.id.clone(), v)).collect()),

@@ -286,6 +286,15 @@ impl SqlStore {
         }
     }
 
+    /// Where a read for the dispatcher runs: as [`read`](SqlStore::read), but on PostgreSQL
+    /// through the dispatcher's pool.
+    fn read_background(&self) -> db::Exec<'_> {
+        match &self.readers {
+            Readers::Postgres { background, .. } => db::Exec::Pool(background),
+            Readers::Sqlite { .. } => self.read(),
+        }
+    }
+
     /// A signal that changes whenever events are recorded: by this process at once, by other
     /// processes sharing a PostgreSQL database through `LISTEN` (watchers also poll, in case
     /// that connection is down).
@@ -306,6 +315,24 @@ impl SqlStore {
     /// Verifications by id, in no particular order; unknown ids are left out.
     pub async fn verifications(&self, ids: &[String]) -> StoreResult<Vec<Verification>> {
         rows::by_ids(self.read(), &rows::VERIFICATIONS, ids).await
+    }
+
+    /// Verifications by id, read for the dispatcher (on PostgreSQL through its own pool, so a
+    /// burst of requests does not hold sending up).
+    pub async fn verifications_for_dispatch(
+        &self,
+        ids: &[String],
+    ) -> StoreResult<Vec<Verification>> {
+        rows::by_ids(self.read_background(), &rows::VERIFICATIONS, ids).await
+    }
+
+    /// Notifications by id, read for the dispatcher (see
+    /// [`verifications_for_dispatch`](SqlStore::verifications_for_dispatch)).
+    pub async fn notifications_for_dispatch(
+        &self,
+        ids: &[String],
+    ) -> StoreResult<Vec<Notification>> {
+        rows::by_ids(self.read_background(), &rows::NOTIFICATIONS, ids).await
     }
 
     /// A notification by id.
