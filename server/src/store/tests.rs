@@ -25,6 +25,7 @@ on_both_databases!(
     conversion_counts_credit_the_last_message_before_approval,
     writes_that_arrive_together_commit_together_and_fail_alone,
     an_event_committed_late_gets_a_cursor_after_those_seen,
+    a_write_waits_for_another_process_holding_the_sqlite_lock,
 );
 
 const NOW: i64 = 1_700_000_000_000;
@@ -885,4 +886,31 @@ async fn an_event_committed_late_gets_a_cursor_after_those_seen(db: &TestDb) {
         "the late event comes after the cursor already read"
     );
     assert_eq!(late[0].event.subject.id(), "nt_slow");
+}
+
+/// Another process holding SQLite's write lock: a write waits for it (in SQLite's busy
+/// handler, off the async threads) and then commits, instead of failing.
+async fn a_write_waits_for_another_process_holding_the_sqlite_lock(db: &TestDb) {
+    if db.is_postgres() {
+        return;
+    }
+    let path = db
+        .url
+        .strip_prefix("sqlite://")
+        .expect("an SQLite URL")
+        .to_string();
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        other.execute_batch("COMMIT").unwrap();
+    });
+    let started = std::time::Instant::now();
+    insert(db, &verification("vf_waited", "+447400000077"), &[]).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "the write waited for the lock"
+    );
+    release.await.unwrap();
+    assert!(db.store.verification("vf_waited").await.unwrap().is_some());
 }

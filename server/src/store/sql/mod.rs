@@ -78,6 +78,8 @@ const POSTGRES_BACKGROUND_CONNECTIONS: u32 = 8;
 
 /// SQLite connections for reads.
 const SQLITE_READERS: usize = 4;
+/// How long an SQLite connection waits for another process's lock.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A write transaction and the events it will record: a savepoint in a batch that commits
 /// with the writes that arrived together (see `writer`). Dropping it without
@@ -484,7 +486,7 @@ async fn migrate_sqlite(database_url: &str) -> StoreResult<()> {
 /// An SQLite connection with the settings every one of ours has.
 fn open_sqlite(path: &str) -> StoreResult<rusqlite::Connection> {
     let connection = rusqlite::Connection::open(path)?;
-    connection.busy_timeout(Duration::from_secs(10))?;
+    connection.busy_timeout(SQLITE_BUSY_TIMEOUT)?;
     connection.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")?;
     connection.set_prepared_statement_cache_capacity(256);
     Ok(connection)

@@ -131,7 +131,7 @@ impl Writer {
         }
         if guard.batch.is_none() {
             // The write lock up front: a read-then-write never fails on a lock upgrade.
-            guard.blocking("BEGIN IMMEDIATE").await?;
+            guard.begin_immediate().await?;
             guard.batch = Some(Batch {
                 writes: 0,
                 has_events: false,
@@ -221,6 +221,33 @@ impl LaneState {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         Ok(connection.execute_batch(sql)?)
+    }
+
+    /// Takes the write lock: at once when no other process holds it (the usual case, without
+    /// leaving this thread), else waiting in SQLite's busy handler on a thread that may block.
+    async fn begin_immediate(&self) -> StoreResult<()> {
+        let free = {
+            let connection = self
+                .connection
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            connection.busy_timeout(std::time::Duration::ZERO)?;
+            let begun = connection.execute_batch("BEGIN IMMEDIATE");
+            connection.busy_timeout(super::SQLITE_BUSY_TIMEOUT)?;
+            match begun {
+                Ok(()) => true,
+                Err(rusqlite::Error::SqliteFailure(failure, _))
+                    if failure.code == rusqlite::ErrorCode::DatabaseBusy =>
+                {
+                    false
+                }
+                Err(error) => return Err(error.into()),
+            }
+        };
+        if free {
+            return Ok(());
+        }
+        self.blocking("BEGIN IMMEDIATE").await
     }
 
     /// Runs a statement that may wait (for the disk, or for another process's lock) on a
