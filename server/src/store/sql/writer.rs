@@ -214,13 +214,14 @@ impl Drop for Turn {
 }
 
 impl LaneState {
-    /// Runs a statement that takes microseconds (no I/O wait) in place.
+    /// Runs a statement that takes microseconds (no I/O wait) in place, prepared once.
     fn inline(&self, sql: &str) -> StoreResult<()> {
         let connection = self
             .connection
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(connection.execute_batch(sql)?)
+        connection.prepare_cached(sql)?.raw_execute()?;
+        Ok(())
     }
 
     /// Takes the write lock: at once when no other process holds it (the usual case, without
@@ -277,7 +278,9 @@ impl LaneState {
     /// Rolls back to the open savepoint and drops it; if that fails the transaction is no
     /// longer usable, and the batch ends (rolled back, its writes told so).
     async fn undo_savepoint(&mut self) -> StoreResult<()> {
-        let undone = self.inline("ROLLBACK TO SAVEPOINT write; RELEASE SAVEPOINT write");
+        let undone = self
+            .inline("ROLLBACK TO SAVEPOINT write")
+            .and_then(|()| self.inline("RELEASE SAVEPOINT write"));
         if let Err(error) = undone {
             let reason: Arc<str> = format!("rolling back one write failed: {error}").into();
             self.abort_batch(reason).await;
