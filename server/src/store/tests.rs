@@ -116,7 +116,7 @@ async fn verifications_round_trip_and_one_pending_per_number(db: &TestDb) {
     );
     let both = db
         .store
-        .verifications(&["vf_1".into(), "vf_2".into(), "vf_x".into()])
+        .verifications_for_dispatch(&["vf_1".into(), "vf_2".into(), "vf_x".into()])
         .await
         .unwrap();
     assert_eq!(both.len(), 2);

@@ -32,17 +32,11 @@ pub(crate) enum Dialect {
     Postgres,
 }
 
-/// The SQL store: a pool, its dialect, and the signal that wakes watchers and dispatchers when
-/// events are recorded (by this process, or by another one on PostgreSQL).
+/// The SQL store: the connections of its database, and the signal that wakes watchers and
+/// dispatchers when events are recorded (by this process, or by another one on PostgreSQL).
 pub struct SqlStore {
-    /// Connections for reads (and on PostgreSQL for writes too).
-    readers: Readers,
-    dialect: Dialect,
-    /// SQLite: group commit on the one writer connection.
-    writer: Option<writer::Writer>,
+    backend: Backend,
     events_changed: watch::Sender<u64>,
-    /// PostgreSQL: gives committed events their cursors.
-    sequencer: Option<Arc<events::Sequencer>>,
     /// PostgreSQL: the sequencer's background passes and the listener for other processes'
     /// events.
     background: Vec<JoinHandle<()>>,
@@ -51,24 +45,28 @@ pub struct SqlStore {
 impl std::fmt::Debug for SqlStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqlStore")
-            .field("dialect", &self.dialect)
+            .field("dialect", &self.dialect())
             .finish_non_exhaustive()
     }
 }
 
-/// Where reads run.
-enum Readers {
-    /// SQLite connections of this process, used in turn (WAL: readers never wait for the
-    /// writer).
+/// The connections of each database.
+enum Backend {
     Sqlite {
-        connections: Vec<Mutex<rusqlite::Connection>>,
-        next: AtomicUsize,
+        /// Connections for reads, used in turn (WAL: readers never wait for the writer).
+        readers: Vec<Mutex<rusqlite::Connection>>,
+        next_reader: AtomicUsize,
+        /// Group commit on the one writer connection.
+        writer: writer::Writer,
     },
-    /// PostgreSQL: the pool for requests, and a small one for the dispatcher and the event
-    /// sequencer, so that a burst of requests holding every connection does not stall sending.
     Postgres {
+        /// The pool for requests' reads and writes.
         requests: AnyPool,
+        /// A smaller one for the dispatcher and the event sequencer, so that a burst of
+        /// requests holding every connection does not stall sending.
         background: AnyPool,
+        /// Gives committed events their cursors.
+        sequencer: Arc<events::Sequencer>,
     },
 }
 
@@ -107,18 +105,18 @@ impl WriteTx<'_> {
     }
 
     pub(crate) fn dialect(&self) -> Dialect {
-        self.store.dialect
+        self.store.dialect()
     }
 
     /// Whether every row this transaction reads is as good as locked: on SQLite the one writer
     /// excludes every other writer, so nothing read can change before the commit.
     pub(crate) fn reads_are_locked(&self) -> bool {
-        self.store.dialect == Dialect::Sqlite
+        self.dialect() == Dialect::Sqlite
     }
 
     /// ` FOR UPDATE` on PostgreSQL; SQLite's write transaction already excludes other writers.
     pub(crate) fn lock_rows(&self) -> &'static str {
-        match self.store.dialect {
+        match self.dialect() {
             Dialect::Sqlite => "",
             Dialect::Postgres => " FOR UPDATE",
         }
@@ -129,14 +127,14 @@ impl WriteTx<'_> {
     /// every other process through `NOTIFY`.
     pub async fn commit(mut self) -> StoreResult<()> {
         let events = std::mem::take(&mut self.events);
-        let dialect = self.store.dialect;
+        let dialect = self.dialect();
         events::insert(self.conn(), dialect, &events).await?;
         match self.inner {
             Transactional::Batched(turn) => turn.release(!events.is_empty()).await,
             Transactional::Own(tx) => {
                 tx.commit().await?;
                 if !events.is_empty()
-                    && let Some(sequencer) = &self.store.sequencer
+                    && let Backend::Postgres { sequencer, .. } = &self.store.backend
                 {
                     sequencer.committed();
                 }
@@ -165,72 +163,67 @@ impl SqlStore {
     /// and on PostgreSQL listens for events other processes record.
     pub async fn connect(database_url: &str) -> StoreResult<SqlStore> {
         sqlx::any::install_default_drivers();
-        let dialect = if database_url.starts_with("sqlite:") {
-            Dialect::Sqlite
-        } else {
-            Dialect::Postgres
-        };
         let (events_changed, _) = watch::channel(0);
-        let (readers, writer, sequencer) = match dialect {
-            Dialect::Sqlite => {
-                let path = sqlite_path(database_url);
-                migrate_sqlite(database_url).await?;
-                let mut connections = Vec::new();
-                for _ in 0..SQLITE_READERS {
-                    connections.push(Mutex::new(open_sqlite(&path)?));
-                }
-                let signal = events_changed.clone();
-                let writer = writer::Writer::new(
-                    open_sqlite(&path)?,
-                    Arc::new(move |has_events| {
-                        if has_events {
-                            signal.send_modify(|version| *version += 1);
-                        }
-                    }),
-                );
-                let readers = Readers::Sqlite {
-                    connections,
-                    next: AtomicUsize::new(0),
-                };
-                (readers, Some(writer), None)
-            }
-            Dialect::Postgres => {
-                let pool = |connections| {
-                    AnyPoolOptions::new()
-                        .max_connections(connections)
-                        .acquire_timeout(Duration::from_secs(10))
-                        .connect(database_url)
-                };
-                let requests = pool(POSTGRES_REQUEST_CONNECTIONS).await?;
-                sqlx::migrate!("migrations/postgres")
-                    .run(&requests)
-                    .await
-                    .map_err(|e| StoreError::Database(e.into()))?;
-                let background = pool(POSTGRES_BACKGROUND_CONNECTIONS).await?;
-                let sequencer = events::Sequencer::new(background.clone(), events_changed.clone());
-                let readers = Readers::Postgres {
-                    requests,
-                    background,
-                };
-                (readers, None, Some(sequencer))
-            }
-        };
         let mut background = Vec::new();
-        if let Some(sequencer) = &sequencer {
-            background.push(Arc::clone(sequencer).run());
+        let backend = if database_url.starts_with("sqlite:") {
+            let path = sqlite_path(database_url);
+            migrate_sqlite(database_url).await?;
+            let mut readers = Vec::new();
+            for _ in 0..SQLITE_READERS {
+                readers.push(Mutex::new(open_sqlite(&path)?));
+            }
+            let signal = events_changed.clone();
+            let writer = writer::Writer::new(
+                open_sqlite(&path)?,
+                Arc::new(move |has_events| {
+                    if has_events {
+                        signal.send_modify(|version| *version += 1);
+                    }
+                }),
+            );
+            Backend::Sqlite {
+                readers,
+                next_reader: AtomicUsize::new(0),
+                writer,
+            }
+        } else {
+            let pool = |connections| {
+                AnyPoolOptions::new()
+                    .max_connections(connections)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(database_url)
+            };
+            let requests = pool(POSTGRES_REQUEST_CONNECTIONS).await?;
+            sqlx::migrate!("migrations/postgres")
+                .run(&requests)
+                .await
+                .map_err(|e| StoreError::Database(e.into()))?;
+            let background_pool = pool(POSTGRES_BACKGROUND_CONNECTIONS).await?;
+            let sequencer = events::Sequencer::new(background_pool.clone(), events_changed.clone());
+            background.push(Arc::clone(&sequencer).run());
             background.push(events::listen(
                 database_url.to_string(),
                 events_changed.clone(),
             ));
-        }
+            Backend::Postgres {
+                requests,
+                background: background_pool,
+                sequencer,
+            }
+        };
         Ok(SqlStore {
-            readers,
-            dialect,
-            writer,
+            backend,
             events_changed,
-            sequencer,
             background,
         })
+    }
+
+    /// Which database this is.
+    fn dialect(&self) -> Dialect {
+        match self.backend {
+            Backend::Sqlite { .. } => Dialect::Sqlite,
+            Backend::Postgres { .. } => Dialect::Postgres,
+        }
     }
 
     /// Begins a write transaction. On SQLite it waits for the writer and joins its batch, which
@@ -248,22 +241,20 @@ impl SqlStore {
     }
 
     async fn begin_on(&self, background_work: bool) -> StoreResult<WriteTx<'_>> {
-        let inner = match &self.writer {
-            Some(writer) => Transactional::Batched(writer.turn().await?),
-            None => match &self.readers {
-                Readers::Postgres {
-                    requests,
-                    background,
-                } => {
-                    let pool = if background_work {
-                        background
-                    } else {
-                        requests
-                    };
-                    Transactional::Own(pool.begin().await?)
-                }
-                Readers::Sqlite { .. } => unreachable!("SQLite writes go through its writer"),
-            },
+        let inner = match &self.backend {
+            Backend::Sqlite { writer, .. } => Transactional::Batched(writer.turn().await?),
+            Backend::Postgres {
+                requests,
+                background,
+                ..
+            } => {
+                let pool = if background_work {
+                    background
+                } else {
+                    requests
+                };
+                Transactional::Own(pool.begin().await?)
+            }
         };
         Ok(WriteTx {
             inner,
@@ -274,26 +265,30 @@ impl SqlStore {
 
     /// Where a read runs: an SQLite reader (in turn) or the PostgreSQL pool.
     fn read(&self) -> db::Exec<'_> {
-        match &self.readers {
-            Readers::Sqlite { connections, next } => {
-                let start = next.fetch_add(1, Ordering::Relaxed);
+        match &self.backend {
+            Backend::Sqlite {
+                readers,
+                next_reader,
+                ..
+            } => {
+                let start = next_reader.fetch_add(1, Ordering::Relaxed);
                 // A free one if there is one, else the next in turn.
-                let index = (0..connections.len())
-                    .map(|offset| (start + offset) % connections.len())
-                    .find(|&index| connections[index].try_lock().is_ok())
-                    .unwrap_or(start % connections.len());
-                db::Exec::Sqlite(&connections[index])
+                let index = (0..readers.len())
+                    .map(|offset| (start + offset) % readers.len())
+                    .find(|&index| readers[index].try_lock().is_ok())
+                    .unwrap_or(start % readers.len());
+                db::Exec::Sqlite(&readers[index])
             }
-            Readers::Postgres { requests, .. } => db::Exec::Pool(requests),
+            Backend::Postgres { requests, .. } => db::Exec::Pool(requests),
         }
     }
 
     /// Where a read for the dispatcher runs: as [`read`](SqlStore::read), but on PostgreSQL
     /// through the dispatcher's pool.
     fn read_background(&self) -> db::Exec<'_> {
-        match &self.readers {
-            Readers::Postgres { background, .. } => db::Exec::Pool(background),
-            Readers::Sqlite { .. } => self.read(),
+        match &self.backend {
+            Backend::Postgres { background, .. } => db::Exec::Pool(background),
+            Backend::Sqlite { .. } => self.read(),
         }
     }
 
@@ -314,13 +309,9 @@ impl SqlStore {
         verifications::latest_of(self.read(), e164).await
     }
 
-    /// Verifications by id, in no particular order; unknown ids are left out.
-    pub async fn verifications(&self, ids: &[String]) -> StoreResult<Vec<Verification>> {
-        rows::by_ids(self.read(), &rows::VERIFICATIONS, ids).await
-    }
-
-    /// Verifications by id, read for the dispatcher (on PostgreSQL through its own pool, so a
-    /// burst of requests does not hold sending up).
+    /// Verifications by id, in no particular order (unknown ids are left out), read for the
+    /// dispatcher (on PostgreSQL through its own pool, so a burst of requests does not hold
+    /// sending up).
     pub async fn verifications_for_dispatch(
         &self,
         ids: &[String],
@@ -340,11 +331,6 @@ impl SqlStore {
     /// A notification by id.
     pub async fn notification(&self, id: &str) -> StoreResult<Option<Notification>> {
         rows::by_id(self.read(), &rows::NOTIFICATIONS, id).await
-    }
-
-    /// Notifications by id, in no particular order; unknown ids are left out.
-    pub async fn notifications(&self, ids: &[String]) -> StoreResult<Vec<Notification>> {
-        rows::by_ids(self.read(), &rows::NOTIFICATIONS, ids).await
     }
 
     /// A subject's messages, oldest first.
@@ -376,7 +362,7 @@ impl SqlStore {
         subject: Option<&Subject>,
         limit: u32,
     ) -> StoreResult<Vec<RecordedEvent>> {
-        if let Some(sequencer) = &self.sequencer {
+        if let Backend::Postgres { sequencer, .. } = &self.backend {
             sequencer.catch_up().await?;
         }
         events::after(self.read(), cursor, subject, limit).await
@@ -413,7 +399,10 @@ impl SqlStore {
     /// Batches committed so far and the writes they held (group commit at work when the
     /// second is larger).
     pub fn commit_counts(&self) -> Option<(u64, u64)> {
-        self.writer.as_ref().map(|writer| writer.counts().read())
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => Some(writer.counts().read()),
+            Backend::Postgres { .. } => None,
+        }
     }
 
     /// Stops listening and closes connections.
@@ -421,16 +410,16 @@ impl SqlStore {
         for task in &self.background {
             task.abort();
         }
-        if let Some(writer) = &self.writer {
-            writer.stop();
-        }
-        if let Readers::Postgres {
-            requests,
-            background,
-        } = &self.readers
-        {
-            requests.close().await;
-            background.close().await;
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => writer.stop(),
+            Backend::Postgres {
+                requests,
+                background,
+                ..
+            } => {
+                requests.close().await;
+                background.close().await;
+            }
         }
     }
 }
@@ -466,9 +455,12 @@ async fn migrate_sqlite(database_url: &str) -> StoreResult<()> {
         .max_connections(1)
         .connect(&url)
         .await?;
-    sqlx::query("PRAGMA busy_timeout = 10000")
-        .execute(&pool)
-        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "PRAGMA busy_timeout = {}",
+        SQLITE_BUSY_TIMEOUT.as_millis()
+    )))
+    .execute(&pool)
+    .await?;
     sqlx::query("PRAGMA journal_mode = WAL")
         .fetch_optional(&pool)
         .await?;

@@ -24,7 +24,7 @@ type BatchEnd = Option<Result<(), Arc<str>>>;
 /// Writes in one batch at most, so that a batch stays short.
 const BATCH_LIMIT: usize = 512;
 
-/// The open transaction of a lane and the writes in it.
+/// The writer's open transaction and the writes in it.
 struct Batch {
     /// Writes released into the batch, waiting for its commit.
     writes: usize,
@@ -34,19 +34,19 @@ struct Batch {
     end: watch::Sender<BatchEnd>,
 }
 
-/// A lane's connection and its state; whoever holds the lane's lock may use it.
+/// The writer's connection and its state; whoever holds the lane's lock may use it.
 pub(super) struct LaneState {
     connection: Arc<std::sync::Mutex<rusqlite::Connection>>,
     batch: Option<Batch>,
     /// Told after each commit whether it recorded events, before the writes are answered.
     on_commit: Arc<dyn Fn(bool) + Send + Sync>,
-    /// Batches and writes committed so far, over all lanes.
+    /// Batches and writes committed so far.
     counts: Arc<CommitCounts>,
     /// A write was dropped inside its savepoint: the next holder rolls it back first.
     savepoint_abandoned: bool,
 }
 
-/// Batches and writes committed by a store's lanes.
+/// Batches and writes committed by the writer.
 #[derive(Debug, Default)]
 pub struct CommitCounts {
     batches: AtomicU64,
@@ -77,7 +77,7 @@ pub(super) struct Writer {
     counts: Arc<CommitCounts>,
 }
 
-/// A write's turn on a lane: its savepoint is open until [`Turn::release`] or
+/// A write's turn on the lane: its savepoint is open until [`Turn::release`] or
 /// [`Turn::roll_back`]; dropped before either, the savepoint is rolled back by the lane's next
 /// user.
 pub(super) struct Turn {
@@ -121,7 +121,7 @@ impl Writer {
     pub(super) async fn turn(&self) -> StoreResult<Turn> {
         let lane = Arc::clone(&self.lane);
         let mut guard = Arc::clone(&lane.state).lock_owned().await;
-        guard.settle_abandoned().await;
+        guard.settle_abandoned();
         if guard
             .batch
             .as_ref()
@@ -196,7 +196,7 @@ impl Turn {
     /// Rolls the write back; the rest of the batch is untouched.
     pub(super) async fn roll_back(mut self) -> StoreResult<()> {
         let mut guard = self.guard.take().expect("turn in use");
-        let undone = guard.undo_savepoint().await;
+        let undone = guard.undo_savepoint();
         drop(guard);
         self.lane.commit_wanted.notify_one();
         undone
@@ -267,9 +267,9 @@ impl LaneState {
     }
 
     /// Rolls back the savepoint of a write dropped before it finished.
-    async fn settle_abandoned(&mut self) {
+    fn settle_abandoned(&mut self) {
         if std::mem::take(&mut self.savepoint_abandoned)
-            && let Err(error) = self.undo_savepoint().await
+            && let Err(error) = self.undo_savepoint()
         {
             tracing::warn!(%error, "rolling back an abandoned write failed");
         }
@@ -277,13 +277,13 @@ impl LaneState {
 
     /// Rolls back to the open savepoint and drops it; if that fails the transaction is no
     /// longer usable, and the batch ends (rolled back, its writes told so).
-    async fn undo_savepoint(&mut self) -> StoreResult<()> {
+    fn undo_savepoint(&mut self) -> StoreResult<()> {
         let undone = self
             .inline("ROLLBACK TO SAVEPOINT write")
             .and_then(|()| self.inline("RELEASE SAVEPOINT write"));
         if let Err(error) = undone {
             let reason: Arc<str> = format!("rolling back one write failed: {error}").into();
-            self.abort_batch(reason).await;
+            self.abort_batch(reason);
             return Err(error);
         }
         Ok(())
@@ -322,7 +322,7 @@ impl LaneState {
     }
 
     /// Rolls the whole batch back, telling its writes why.
-    async fn abort_batch(&mut self, reason: Arc<str>) {
+    fn abort_batch(&mut self, reason: Arc<str>) {
         if let Some(batch) = self.batch.take() {
             let _ = self.inline("ROLLBACK");
             batch.end.send_replace(Some(Err(reason)));
@@ -330,13 +330,13 @@ impl LaneState {
     }
 }
 
-/// Commits a lane's batch whenever a write finished: it waits for the lane in line with the
+/// Commits the lane's batch whenever a write finished: it waits for the lane in line with the
 /// writes, so those that were queued before it join the batch it commits.
 async fn commit_loop(lane: Arc<Lane>) {
     loop {
         lane.commit_wanted.notified().await;
         let mut guard = Arc::clone(&lane.state).lock_owned().await;
-        guard.settle_abandoned().await;
+        guard.settle_abandoned();
         guard.end_batch().await;
     }
 }
