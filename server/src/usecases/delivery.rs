@@ -62,14 +62,9 @@ pub async fn record_outcome(
     outcome: SendOutcome,
     now_ms: i64,
 ) -> StoreResult<bool> {
-    let mut tx = store.begin_background().await?;
-    let applied = apply_outcome(&mut tx, id, attempt, outcome, now_ms).await?;
-    if applied {
-        tx.commit().await?;
-    } else {
-        tx.rollback().await?;
-    }
-    Ok(applied)
+    let outcome = (id.to_string(), attempt.clone(), outcome);
+    let applied = record_outcomes(store, std::slice::from_ref(&outcome), now_ms).await?;
+    Ok(applied[0])
 }
 
 /// Records how several attempts ended, in one transaction; says for each whether it changed
