@@ -269,18 +269,8 @@ impl Query {
                 let (rows_affected, _) = run_sqlite(connection, &self.sql, &self.args, false)?;
                 Ok(Done { rows_affected })
             }
-            Exec::Connection(connection) => {
-                let result = self.any().execute(connection).await?;
-                Ok(Done {
-                    rows_affected: result.rows_affected(),
-                })
-            }
-            Exec::Pool(pool) => {
-                let result = self.any().execute(pool).await?;
-                Ok(Done {
-                    rows_affected: result.rows_affected(),
-                })
-            }
+            Exec::Connection(connection) => self.execute_on(connection).await,
+            Exec::Pool(pool) => self.execute_on(pool).await,
         }
     }
 
@@ -288,20 +278,8 @@ impl Query {
     pub(crate) async fn fetch_all(self, exec: Exec<'_>) -> StoreResult<Vec<Row>> {
         match exec {
             Exec::Sqlite(connection) => Ok(run_sqlite(connection, &self.sql, &self.args, true)?.1),
-            Exec::Connection(connection) => Ok(self
-                .any()
-                .fetch_all(connection)
-                .await?
-                .into_iter()
-                .map(Row::Any)
-                .collect()),
-            Exec::Pool(pool) => Ok(self
-                .any()
-                .fetch_all(pool)
-                .await?
-                .into_iter()
-                .map(Row::Any)
-                .collect()),
+            Exec::Connection(connection) => self.fetch_all_on(connection).await,
+            Exec::Pool(pool) => self.fetch_all_on(pool).await,
         }
     }
 
@@ -333,6 +311,26 @@ impl Query {
     /// The first column of the one row.
     pub(crate) async fn scalar<T: Column>(self, exec: Exec<'_>) -> StoreResult<T> {
         self.fetch_one(exec).await?.first()
+    }
+
+    /// [`execute`](Query::execute) on a PostgreSQL connection or pool.
+    async fn execute_on<'e>(
+        self,
+        executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    ) -> StoreResult<Done> {
+        let result = self.any().execute(executor).await?;
+        Ok(Done {
+            rows_affected: result.rows_affected(),
+        })
+    }
+
+    /// [`fetch_all`](Query::fetch_all) on a PostgreSQL connection or pool.
+    async fn fetch_all_on<'e>(
+        self,
+        executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    ) -> StoreResult<Vec<Row>> {
+        let rows = self.any().fetch_all(executor).await?;
+        Ok(rows.into_iter().map(Row::Any).collect())
     }
 
     /// The statement for `sqlx` (PostgreSQL).
