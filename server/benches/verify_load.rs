@@ -28,6 +28,9 @@ use verify_client::proto::v1::verify_service_client::VerifyServiceClient;
 use verify_client::proto::v1::{CheckRequest, ClassifyRequest, VerifyRequest};
 
 const CONCURRENCY: usize = 64;
+
+mod common;
+use common::Load;
 const CONNECTIONS: usize = 4;
 
 /// A server process, killed when dropped.
@@ -109,61 +112,13 @@ fn start_verifyd(database_url: &str, directory: &Path) -> Process {
     start(command, "verifyd listening on ")
 }
 
-/// Calls and their latencies from one closed-loop round.
-#[derive(Default)]
-struct Round {
-    calls: u64,
-    seconds: f64,
-    latencies: Vec<Duration>,
-}
-
 /// `CONCURRENCY` callers calling `call(worker)` in a loop for `budget`.
-async fn round<F, Fut>(budget: Duration, call: F) -> Round
+async fn round<F, Fut>(budget: Duration, call: F) -> Load
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for worker in 0..CONCURRENCY {
-        let call = call.clone();
-        tasks.spawn(async move {
-            let mut latencies = Vec::new();
-            while started.elapsed() < budget {
-                let begun = Instant::now();
-                call(worker).await;
-                latencies.push(begun.elapsed());
-            }
-            latencies
-        });
-    }
-    let mut result = Round::default();
-    while let Some(latencies) = tasks.join_next().await {
-        result.latencies.extend(latencies.expect("caller"));
-    }
-    result.seconds = started.elapsed().as_secs_f64();
-    result.calls = result.latencies.len() as u64;
-    result
-}
-
-/// Rounds of one kind of call, summed.
-#[derive(Default)]
-struct Totals {
-    calls: u64,
-    seconds: f64,
-    latencies: Vec<Duration>,
-}
-
-impl Totals {
-    fn add(&mut self, round: Round) {
-        self.calls += round.calls;
-        self.seconds += round.seconds;
-        self.latencies.extend(round.latencies);
-    }
-
-    fn rate(&self) -> f64 {
-        self.calls as f64 / self.seconds
-    }
+    common::run(CONCURRENCY, budget, move |worker, _| call(worker)).await
 }
 
 fn percentile(latencies: &mut [Duration], fraction: f64) -> Duration {
@@ -303,7 +258,7 @@ async fn run(label: &str, database_url: &str, directory: &Path, bare: &str, quic
     };
     round(Duration::from_millis(500), echo.clone()).await;
     round(Duration::from_millis(500), classify.clone()).await;
-    let mut totals: [Totals; 4] = Default::default();
+    let mut totals: [Load; 4] = Default::default();
     let mut verify_time = Duration::ZERO;
     let sent_before = sent(&outbox);
     let verified_before = next_number.load(Ordering::Relaxed);

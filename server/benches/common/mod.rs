@@ -1,10 +1,34 @@
-//! What the server benchmarks share: a closed-loop load of concurrent callers.
+//! What the server benchmarks share: a closed-loop load of concurrent callers. (Each benchmark
+//! uses part of it.)
+#![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 
-/// Calls per second of `call` from `concurrency` tasks, each calling in a loop for `budget`;
-/// `call(worker, n)` is the `n`th call of task `worker`.
-pub async fn measure<F, Fut>(concurrency: usize, budget: Duration, call: F) -> f64
+/// Calls made: how long they ran for together, and each call's latency.
+#[derive(Default)]
+pub struct Load {
+    /// Wall-clock seconds the callers ran.
+    pub seconds: f64,
+    /// The latency of each call.
+    pub latencies: Vec<Duration>,
+}
+
+impl Load {
+    /// Calls per second.
+    pub fn rate(&self) -> f64 {
+        self.latencies.len() as f64 / self.seconds
+    }
+
+    /// Adds another round's calls to these.
+    pub fn add(&mut self, other: Load) {
+        self.seconds += other.seconds;
+        self.latencies.extend(other.latencies);
+    }
+}
+
+/// `call` from `concurrency` tasks, each calling in a loop for `budget`; `call(worker, n)` is
+/// the `n`th call of task `worker`.
+pub async fn run<F, Fut>(concurrency: usize, budget: Duration, call: F) -> Load
 where
     F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
@@ -14,17 +38,28 @@ where
     for worker in 0..concurrency {
         let call = call.clone();
         tasks.spawn(async move {
-            let mut count = 0usize;
+            let mut latencies = Vec::new();
             while started.elapsed() < budget {
-                call(worker, count).await;
-                count += 1;
+                let begun = Instant::now();
+                call(worker, latencies.len()).await;
+                latencies.push(begun.elapsed());
             }
-            count
+            latencies
         });
     }
-    let mut total = 0;
-    while let Some(count) = tasks.join_next().await {
-        total += count.expect("client task");
+    let mut load = Load::default();
+    while let Some(latencies) = tasks.join_next().await {
+        load.latencies.extend(latencies.expect("client task"));
     }
-    total as f64 / started.elapsed().as_secs_f64()
+    load.seconds = started.elapsed().as_secs_f64();
+    load
+}
+
+/// Calls per second of `call` from `concurrency` tasks for `budget` (see [`run`]).
+pub async fn measure<F, Fut>(concurrency: usize, budget: Duration, call: F) -> f64
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    run(concurrency, budget, call).await.rate()
 }
