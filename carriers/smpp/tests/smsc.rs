@@ -517,8 +517,11 @@ async fn a_bind_lost_after_the_submit_or_a_later_part_refused_is_maybe_sent() {
     assert_eq!(error.kind(), ErrorKind::Rejected, "{error}");
     assert!(error.message().contains("part 2 of 3"), "{error}");
     assert!(!error.message().contains("135790"), "{error}");
+    // The SMSC logs each submit_sm on its own output, which may reach this test after the
+    // carrier got the answer: wait for the three (one to the first number, two parts here).
     let to_long: Vec<_> = smsc
-        .submits()
+        .wait_for_submits(3, Duration::from_secs(5))
+        .await
         .into_iter()
         .filter(|s| s.destination == "447400720002")
         .collect();
