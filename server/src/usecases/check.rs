@@ -71,23 +71,33 @@ impl UseCases {
                 .map_err(code_length_refused)?
                 .result
         } else {
-            let mut tx = self.store.begin().await?;
-            let found = if by_number {
-                tx.lock_latest_verification_of(&value).await?
-            } else {
-                tx.lock_verification(&value).await?
-            };
-            verification = found.ok_or_else(|| not_found_verification(field, &value))?;
-            let checked = verification
-                .check(code, &self.codes, now)
-                .map_err(code_length_refused)?;
-            if checked.events.is_empty() {
-                tx.rollback().await?;
-            } else {
-                save_ended_or_changed(&mut tx, &verification, checked.events, now).await?;
-                tx.commit().await?;
-            }
-            checked.result
+            let codes = self.codes.clone();
+            let code = code.to_string();
+            let (checked_verification, result) = self
+                .store
+                .write(move |tx| {
+                    Box::pin(async move {
+                        let found = if by_number {
+                            tx.lock_latest_verification_of(&value).await?
+                        } else {
+                            tx.lock_verification(&value).await?
+                        };
+                        let mut verification =
+                            found.ok_or_else(|| not_found_verification(field, &value))?;
+                        let checked = verification
+                            .check(&code, &codes, now)
+                            .map_err(code_length_refused)?;
+                        if checked.events.is_empty() {
+                            tx.discard();
+                        } else {
+                            save_ended_or_changed(tx, &verification, checked.events, now).await?;
+                        }
+                        Ok::<_, UseCaseError>((verification, checked.result))
+                    })
+                })
+                .await?;
+            verification = checked_verification;
+            result
         };
         tracing::info!(verification = %verification.id, ?result, "code checked");
         Ok((result, self.view_of(verification).await?))
@@ -125,7 +135,7 @@ fn code_length_refused(refusal: CheckRefusal) -> UseCaseError {
 
 /// Saves a changed verification with its events; if it ended, its unsent messages are dropped.
 async fn save_ended_or_changed(
-    tx: &mut WriteTx<'_>,
+    tx: &mut WriteTx,
     verification: &Verification,
     events: Vec<crate::domain::Event>,
     now: i64,

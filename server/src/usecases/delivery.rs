@@ -19,14 +19,18 @@ pub async fn claim(
     now_ms: i64,
     limit: u32,
 ) -> StoreResult<Vec<OutboxMessage>> {
-    let mut tx = store.begin_background().await?;
-    let claimed = tx.claim_due_messages(worker, now_ms, limit).await?;
-    if claimed.is_empty() {
-        tx.rollback().await?;
-    } else {
-        tx.commit().await?;
-    }
-    Ok(claimed)
+    let worker = worker.to_string();
+    store
+        .write_background(move |tx| {
+            Box::pin(async move {
+                let claimed = tx.claim_due_messages(&worker, now_ms, limit).await?;
+                if claimed.is_empty() {
+                    tx.discard();
+                }
+                Ok(claimed)
+            })
+        })
+        .await
 }
 
 /// In one transaction: settles the claimed messages that will not be handed over (each with
@@ -40,17 +44,22 @@ pub async fn settle_and_hand_off(
     to_send: &[String],
     now_ms: i64,
 ) -> StoreResult<Vec<(String, u32)>> {
-    let mut tx = store.begin_background().await?;
-    for (id, number, outcome) in settled {
-        let attempt = Attempt {
-            worker: worker.to_string(),
-            number,
-        };
-        apply_outcome(&mut tx, &id, &attempt, outcome, now_ms).await?;
-    }
-    let handed = tx.hand_off(worker, to_send, now_ms).await?;
-    tx.commit().await?;
-    Ok(handed)
+    let worker = worker.to_string();
+    let to_send = to_send.to_vec();
+    store
+        .write_background(move |tx| {
+            Box::pin(async move {
+                for (id, number, outcome) in settled {
+                    let attempt = Attempt {
+                        worker: worker.clone(),
+                        number,
+                    };
+                    apply_outcome(tx, &id, &attempt, outcome, now_ms).await?;
+                }
+                tx.hand_off(&worker, &to_send, now_ms).await
+            })
+        })
+        .await
 }
 
 /// Records how `attempt` to send message `id` ended; `false` when that attempt was already
@@ -74,21 +83,25 @@ pub async fn record_outcomes(
     outcomes: &[(String, Attempt, SendOutcome)],
     now_ms: i64,
 ) -> StoreResult<Vec<bool>> {
-    let mut tx = store.begin_background().await?;
-    let mut applied = Vec::with_capacity(outcomes.len());
-    for (id, attempt, outcome) in outcomes {
-        applied.push(apply_outcome(&mut tx, id, attempt, outcome.clone(), now_ms).await?);
-    }
-    if applied.contains(&true) {
-        tx.commit().await?;
-    } else {
-        tx.rollback().await?;
-    }
-    Ok(applied)
+    let outcomes = outcomes.to_vec();
+    store
+        .write_background(move |tx| {
+            Box::pin(async move {
+                let mut applied = Vec::with_capacity(outcomes.len());
+                for (id, attempt, outcome) in outcomes {
+                    applied.push(apply_outcome(tx, &id, &attempt, outcome, now_ms).await?);
+                }
+                if !applied.contains(&true) {
+                    tx.discard();
+                }
+                Ok(applied)
+            })
+        })
+        .await
 }
 
 async fn apply_outcome(
-    tx: &mut WriteTx<'_>,
+    tx: &mut WriteTx,
     id: &str,
     attempt: &Attempt,
     outcome: SendOutcome,
@@ -118,7 +131,7 @@ async fn apply_outcome(
 /// them: a verification first, then its messages (so a check and a receipt for the same
 /// verification never wait for each other in a circle).
 async fn lock_with_subject(
-    tx: &mut WriteTx<'_>,
+    tx: &mut WriteTx,
     id: &str,
 ) -> StoreResult<Option<(OutboxMessage, SubjectState)>> {
     let Some(peek) = tx.read_message(id).await? else {
@@ -129,7 +142,7 @@ async fn lock_with_subject(
 
 /// [`lock_with_subject`] for a message already read (without a lock).
 async fn lock_read_message(
-    tx: &mut WriteTx<'_>,
+    tx: &mut WriteTx,
     peek: OutboxMessage,
 ) -> StoreResult<Option<(OutboxMessage, SubjectState)>> {
     let state = match &peek.subject {
@@ -154,7 +167,7 @@ async fn lock_read_message(
 
 /// How a message's events show its subject, read without a lock (for messages already
 /// locked by a path that never locks their verification).
-async fn subject_state(tx: &mut WriteTx<'_>, subject: &Subject) -> StoreResult<SubjectState> {
+async fn subject_state(tx: &mut WriteTx, subject: &Subject) -> StoreResult<SubjectState> {
     match subject {
         Subject::Verification(id) => tx
             .verification_status(id)
@@ -167,7 +180,7 @@ async fn subject_state(tx: &mut WriteTx<'_>, subject: &Subject) -> StoreResult<S
 
 /// A verification's message failed: its workflow's next step is due now.
 async fn fail_step(
-    tx: &mut WriteTx<'_>,
+    tx: &mut WriteTx,
     message: &OutboxMessage,
     reason: &str,
     now_ms: i64,
@@ -185,7 +198,7 @@ async fn fail_step(
 
 /// Applies the receipts that came before the message's submission was recorded.
 async fn apply_kept_receipts_to(
-    tx: &mut WriteTx<'_>,
+    tx: &mut WriteTx,
     message: &mut OutboxMessage,
     state: SubjectState,
     now_ms: i64,
@@ -206,7 +219,7 @@ async fn apply_kept_receipts_to(
 /// Applies one receipt to a message (locked with its subject); `Early` and `Duplicate` change
 /// nothing here.
 async fn apply_receipt(
-    tx: &mut WriteTx<'_>,
+    tx: &mut WriteTx,
     message: &mut OutboxMessage,
     state: SubjectState,
     status: ReceiptStatus,
@@ -243,13 +256,26 @@ pub async fn record_receipts(
     receipts: &[DeliveryReceipt],
     now_ms: i64,
 ) -> StoreResult<ReceiptTally> {
+    let receipts = receipts.to_vec();
+    store
+        .write_background(move |tx| {
+            Box::pin(async move { record_receipts_in(tx, &receipts, now_ms).await })
+        })
+        .await
+}
+
+/// The transaction of [`record_receipts`].
+async fn record_receipts_in(
+    tx: &mut WriteTx,
+    receipts: &[DeliveryReceipt],
+    now_ms: i64,
+) -> StoreResult<ReceiptTally> {
     let mut tally = ReceiptTally::default();
-    let mut tx = store.begin_background().await?;
     for receipt in receipts {
-        let effect = match find_message(&mut tx, receipt).await? {
+        let effect = match find_message(tx, receipt).await? {
             Some((mut message, state)) => {
                 apply_receipt(
-                    &mut tx,
+                    tx,
                     &mut message,
                     state,
                     receipt.status,
@@ -281,7 +307,6 @@ pub async fn record_receipts(
             }
         }
     }
-    tx.commit().await?;
     Ok(tally)
 }
 
@@ -289,7 +314,7 @@ pub async fn record_receipts(
 /// echoed it (and the message is that carrier's), else by the carrier's id or one of its
 /// other spellings.
 async fn find_message(
-    tx: &mut WriteTx<'_>,
+    tx: &mut WriteTx,
     receipt: &DeliveryReceipt,
 ) -> StoreResult<Option<(OutboxMessage, SubjectState)>> {
     if let Some(echoed) = &receipt.message_id
@@ -432,7 +457,7 @@ pub async fn apply_kept_receipts(store: &SqlStore, now_ms: i64) -> StoreResult<u
 }
 
 async fn abandon(
-    tx: &mut WriteTx<'_>,
+    tx: &mut WriteTx,
     messages: Vec<OutboxMessage>,
     deduplicates: &impl Fn(&str) -> bool,
     now_ms: i64,

@@ -254,7 +254,7 @@ pub(crate) fn new_id(prefix: &str) -> String {
 
 /// Drops the messages of an ended verification that no carrier has yet.
 pub(crate) async fn drop_unsent_messages(
-    tx: &mut WriteTx<'_>,
+    tx: &mut WriteTx,
     verification: &Verification,
     now_ms: i64,
 ) -> Result<(), StoreError> {

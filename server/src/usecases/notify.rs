@@ -9,7 +9,7 @@ use super::{NotificationView, UseCaseError, UseCases, input, new_id};
 use crate::clock::now_ms;
 use crate::domain::{MessageSpec, Notification, OutboxMessage, SubjectState};
 use crate::notify::field_of;
-use crate::store::{EventLog, NotificationRepository, Outbox};
+use crate::store::{EventLog, NotificationRepository, Outbox, StoreError};
 
 /// Longest Notify body, in characters (ten concatenated SMS parts).
 const MAX_NOTIFY_BODY_CHARS: usize = 1600;
@@ -156,11 +156,26 @@ impl UseCases {
             ),
         };
 
-        let mut tx = self.store.begin().await?;
-        if let Some(key) = &notification.idempotency_key
-            && let Some(earlier) = tx.notification_for_key(key).await?
-        {
-            tx.rollback().await?;
+        let stored = (notification.clone(), message.clone());
+        let earlier = self
+            .store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let (notification, message) = stored;
+                    if let Some(key) = &notification.idempotency_key
+                        && let Some(earlier) = tx.notification_for_key(key).await?
+                    {
+                        tx.discard();
+                        return Ok::<_, StoreError>(Some(earlier));
+                    }
+                    tx.insert_notification(&notification).await?;
+                    tx.insert_message(&message).await?;
+                    tx.record([event]);
+                    Ok(None)
+                })
+            })
+            .await?;
+        if let Some(earlier) = earlier {
             if earlier.to_e164 != notification.to_e164 {
                 return Err(UseCaseError::precondition(
                     "idempotency_key",
@@ -178,10 +193,6 @@ impl UseCases {
                 replayed: true,
             });
         }
-        tx.insert_notification(&notification).await?;
-        tx.insert_message(&message).await?;
-        tx.record([event]);
-        tx.commit().await?;
         tracing::info!(
             notification = %notification.id,
             to = %mask_number(&notification.to_e164),

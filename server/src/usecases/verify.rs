@@ -1,12 +1,15 @@
 //! Verify: start a verification of a number (or resend the code of its pending one) and queue
 //! the message that carries the code, answering once both are durably stored.
 
+use std::sync::Arc;
+
 use verify_carrier::{Channel, mask_number};
 use verify_policy::rules::Decision;
 use verify_policy::{ChannelRefusal, Classification, Workflow, choose_channel, classify};
 
 use super::{UseCaseError, UseCases, VerificationView, drop_unsent_messages, input, new_id};
 use crate::clock::now_ms;
+use crate::config::CodeSettings;
 use crate::convert::StoredClassification;
 use crate::decide::FirstStep;
 use crate::domain::{
@@ -14,7 +17,7 @@ use crate::domain::{
     VerificationStatus, WorkflowState,
 };
 use crate::notify::field_of;
-use crate::store::{EventLog, Outbox, StoreError, VerificationRepository};
+use crate::store::{EventLog, Outbox, StoreError, VerificationRepository, WriteTx};
 
 /// A Verify request as the transport parsed it.
 #[derive(Debug, Clone, Default)]
@@ -79,7 +82,7 @@ impl UseCases {
     /// Starts a verification, or resends the pending one's code, or replays an idempotent
     /// retry.
     pub async fn verify(&self, request: VerifyInput) -> Result<VerifyOutcome, UseCaseError> {
-        let plan = self.plan_verification(&request)?;
+        let plan = Arc::new(self.plan_verification(&request)?);
         let code = self
             .codes
             .issue(plan.code_length)
@@ -114,7 +117,7 @@ impl UseCases {
         let decision = if replayed {
             verification.decision.clone()
         } else {
-            plan.explanation
+            plan.explanation.clone()
         };
         let view = match created_message {
             // A new verification has exactly the message just stored: no need to read it back.
@@ -258,118 +261,128 @@ impl UseCases {
     /// or (expiring a pending one past its lifetime) create a new verification.
     async fn store_verification(
         &self,
-        plan: &Plan,
+        plan: &Arc<Plan>,
         code: &StoredCode,
     ) -> Result<Stored, UseCaseError> {
-        let now = now_ms();
-        let mut tx = self.store.begin().await?;
-        if let Some(key) = &plan.idempotency_key
-            && let Some((earlier_id, earlier_to)) = tx.verification_for_key(key).await?
-        {
-            if earlier_to != plan.e164 {
-                return Err(UseCaseError::precondition(
-                    "idempotency_key",
-                    format!("already used for verification {earlier_id} of another number"),
-                ));
-            }
-            let earlier = tx.lock_verification(&earlier_id).await?.ok_or_else(|| {
-                UseCaseError::internal(
-                    "storage",
-                    format!("idempotency key names missing {earlier_id}"),
-                )
-            })?;
-            tx.rollback().await?;
-            return Ok(Stored::Replayed(earlier));
-        }
-        let message_spec = |subject, step| MessageSpec {
-            id: new_id("msg"),
-            subject,
-            channel: plan.first.channel,
-            carrier: plan.carrier.clone(),
-            fallback_carriers: plan.fallback_carriers.clone(),
-            step,
-        };
-        if let Some(mut pending) = tx.lock_pending_verification_of(&plan.e164).await? {
-            if pending.is_live(now) {
-                pending.resend(plan.first.channel, now)?;
-                let (message, queued) = OutboxMessage::queue(
-                    message_spec(pending.subject(), pending.workflow.step),
-                    &format!("resend of the same code; {}", plan.explanation),
-                    SubjectState::Verification(VerificationStatus::Pending),
-                    now,
-                );
-                tx.save_verification(&pending).await?;
-                tx.insert_message(&message).await?;
-                tx.record([queued]);
-                self.remember_key(&mut tx, plan, &pending.id, now).await?;
-                tx.commit().await?;
-                return Ok(Stored::Resent(pending));
-            }
-            if let Some(expired) = pending.expire_if_due(now) {
-                tx.save_verification(&pending).await?;
-                tx.record([expired]);
-                drop_unsent_messages(&mut tx, &pending, now).await?;
-            }
-        }
-        let classification_json = serde_json::to_string(
-            &StoredClassification::from_classification(&plan.classification),
-        )
-        .map_err(|e| UseCaseError::internal("classification encoding", e))?;
-        let first = &plan.first;
-        let (verification, created) = Verification::start(
-            VerificationSpec {
-                id: new_id("vf"),
-                to_e164: plan.e164.clone(),
-                region_code: plan.classification.region_code.clone(),
-                channel: first.channel,
-                locale: plan.locale.clone(),
-                code_length: plan.code_length,
-                code: code.clone(),
-                max_checks: self.settings.max_checks,
-                max_sends: self.settings.max_sends,
-                idempotency_key: plan.idempotency_key.clone(),
-                classification_json,
-                ttl_ms: (self.settings.ttl_seconds * 1000) as i64,
-                workflow: WorkflowState {
-                    strategy: first.strategy.to_string(),
-                    workflow: first.workflow.to_string(),
-                    step: first.step as u32,
-                    step_deadline_ms: first.wait.map(|wait| now + wait.as_millis() as i64),
-                    step_failure: String::new(),
-                },
-                decision: plan.explanation.clone(),
-                program_id: plan.program_id.clone(),
-            },
-            now,
-        );
-        let (message, queued) = OutboxMessage::queue(
-            message_spec(verification.subject(), verification.workflow.step),
-            &plan.explanation,
-            SubjectState::Verification(verification.status),
-            now,
-        );
-        tx.insert_verification(&verification).await?;
-        tx.insert_message(&message).await?;
-        tx.record([created, queued]);
-        self.remember_key(&mut tx, plan, &verification.id, now)
-            .await?;
-        tx.commit().await?;
-        Ok(Stored::Created(verification, Box::new(message)))
+        let plan = Arc::clone(plan);
+        let code = code.clone();
+        let settings = self.settings.clone();
+        self.store
+            .write(move |tx| Box::pin(async move { store_in(tx, &plan, &code, &settings).await }))
+            .await
     }
+}
 
-    async fn remember_key(
-        &self,
-        tx: &mut crate::store::WriteTx<'_>,
-        plan: &Plan,
-        verification_id: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        match &plan.idempotency_key {
-            Some(key) => {
-                tx.remember_verification_key(key, verification_id, &plan.e164, now)
-                    .await
-            }
-            None => Ok(()),
+/// The transaction of [`UseCases::store_verification`].
+async fn store_in(
+    tx: &mut WriteTx,
+    plan: &Plan,
+    code: &StoredCode,
+    settings: &CodeSettings,
+) -> Result<Stored, UseCaseError> {
+    let now = now_ms();
+    if let Some(key) = &plan.idempotency_key
+        && let Some((earlier_id, earlier_to)) = tx.verification_for_key(key).await?
+    {
+        if earlier_to != plan.e164 {
+            return Err(UseCaseError::precondition(
+                "idempotency_key",
+                format!("already used for verification {earlier_id} of another number"),
+            ));
         }
+        let earlier = tx.lock_verification(&earlier_id).await?.ok_or_else(|| {
+            UseCaseError::internal(
+                "storage",
+                format!("idempotency key names missing {earlier_id}"),
+            )
+        })?;
+        tx.discard();
+        return Ok(Stored::Replayed(earlier));
+    }
+    let message_spec = |subject, step| MessageSpec {
+        id: new_id("msg"),
+        subject,
+        channel: plan.first.channel,
+        carrier: plan.carrier.clone(),
+        fallback_carriers: plan.fallback_carriers.clone(),
+        step,
+    };
+    if let Some(mut pending) = tx.lock_pending_verification_of(&plan.e164).await? {
+        if pending.is_live(now) {
+            pending.resend(plan.first.channel, now)?;
+            let (message, queued) = OutboxMessage::queue(
+                message_spec(pending.subject(), pending.workflow.step),
+                &format!("resend of the same code; {}", plan.explanation),
+                SubjectState::Verification(VerificationStatus::Pending),
+                now,
+            );
+            tx.save_verification(&pending).await?;
+            tx.insert_message(&message).await?;
+            tx.record([queued]);
+            remember_key(tx, plan, &pending.id, now).await?;
+            return Ok(Stored::Resent(pending));
+        }
+        if let Some(expired) = pending.expire_if_due(now) {
+            tx.save_verification(&pending).await?;
+            tx.record([expired]);
+            drop_unsent_messages(tx, &pending, now).await?;
+        }
+    }
+    let classification_json = serde_json::to_string(&StoredClassification::from_classification(
+        &plan.classification,
+    ))
+    .map_err(|e| UseCaseError::internal("classification encoding", e))?;
+    let first = &plan.first;
+    let (verification, created) = Verification::start(
+        VerificationSpec {
+            id: new_id("vf"),
+            to_e164: plan.e164.clone(),
+            region_code: plan.classification.region_code.clone(),
+            channel: first.channel,
+            locale: plan.locale.clone(),
+            code_length: plan.code_length,
+            code: code.clone(),
+            max_checks: settings.max_checks,
+            max_sends: settings.max_sends,
+            idempotency_key: plan.idempotency_key.clone(),
+            classification_json,
+            ttl_ms: (settings.ttl_seconds * 1000) as i64,
+            workflow: WorkflowState {
+                strategy: first.strategy.to_string(),
+                workflow: first.workflow.to_string(),
+                step: first.step as u32,
+                step_deadline_ms: first.wait.map(|wait| now + wait.as_millis() as i64),
+                step_failure: String::new(),
+            },
+            decision: plan.explanation.clone(),
+            program_id: plan.program_id.clone(),
+        },
+        now,
+    );
+    let (message, queued) = OutboxMessage::queue(
+        message_spec(verification.subject(), verification.workflow.step),
+        &plan.explanation,
+        SubjectState::Verification(verification.status),
+        now,
+    );
+    tx.insert_verification(&verification).await?;
+    tx.insert_message(&message).await?;
+    tx.record([created, queued]);
+    remember_key(tx, plan, &verification.id, now).await?;
+    Ok(Stored::Created(verification, Box::new(message)))
+}
+
+async fn remember_key(
+    tx: &mut WriteTx,
+    plan: &Plan,
+    verification_id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    match &plan.idempotency_key {
+        Some(key) => {
+            tx.remember_verification_key(key, verification_id, &plan.e164, now)
+                .await
+        }
+        None => Ok(()),
     }
 }

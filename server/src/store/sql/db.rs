@@ -359,16 +359,13 @@ fn run_sqlite(
     rows: bool,
 ) -> Result<(u64, Vec<Row>), rusqlite::Error> {
     let connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut statement = connection.prepare_cached(sql)?;
+    let mut statement = connection.prepare_cached(&numbered_placeholders(sql))?;
+    // `?N` is parameter N: bound by index, without looking names up (SQLite finds a name's
+    // index by walking the statement's list of names).
     for index in 1..=statement.parameter_count() {
-        let number = statement
-            .parameter_name(index)
-            .and_then(|name| name.strip_prefix('$'))
-            .and_then(|digits| digits.parse::<usize>().ok())
-            .unwrap_or(index);
         let value = args
-            .get(number - 1)
-            .ok_or(rusqlite::Error::InvalidParameterCount(number, args.len()))?;
+            .get(index - 1)
+            .ok_or(rusqlite::Error::InvalidParameterCount(index, args.len()))?;
         statement.raw_bind_parameter(index, value)?;
     }
     let column_count = statement.column_count();
@@ -411,4 +408,41 @@ fn run_sqlite(
     }
     let count = read.len() as u64;
     Ok((count, read))
+}
+
+/// The statement with PostgreSQL's `$N` placeholders written as SQLite's `?N` (the same
+/// numbered parameter); text inside quotes is left alone.
+fn numbered_placeholders(sql: &str) -> Cow<'_, str> {
+    if !sql.contains('$') {
+        return Cow::Borrowed(sql);
+    }
+    let mut rewritten = String::with_capacity(sql.len());
+    let mut quoted = false;
+    let mut characters = sql.chars().peekable();
+    while let Some(character) = characters.next() {
+        match character {
+            '\'' => quoted = !quoted,
+            '$' if !quoted && characters.peek().is_some_and(char::is_ascii_digit) => {
+                rewritten.push('?');
+                continue;
+            }
+            _ => {}
+        }
+        rewritten.push(character);
+    }
+    Cow::Owned(rewritten)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numbered_placeholders;
+
+    #[test]
+    fn placeholders_become_numbered_parameters_outside_quotes() {
+        assert_eq!(
+            numbered_placeholders("SELECT a FROM t WHERE b = $1 AND c IN ($2, $12) AND d = '$3'"),
+            "SELECT a FROM t WHERE b = ?1 AND c IN (?2, ?12) AND d = '$3'"
+        );
+        assert_eq!(numbered_placeholders("SELECT 1"), "SELECT 1");
+    }
 }

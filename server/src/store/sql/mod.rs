@@ -14,7 +14,9 @@ mod workers;
 mod writer;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::future::BoxFuture;
 use std::time::Duration;
 
 use sqlx::AnyPool;
@@ -79,33 +81,64 @@ const SQLITE_READERS: usize = 4;
 /// How long an SQLite connection waits for another process's lock.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A write transaction and the events it will record: a savepoint in a batch that commits
-/// with the writes that arrived together (see `writer`). Dropping it without
+/// A write transaction and the events it will record. On SQLite it is a savepoint in the
+/// writer's batch, which commits with the writes that arrived together (see `writer`); on
+/// PostgreSQL a transaction of its own. Dropping one from [`SqlStore::begin`] without
 /// [`commit`](WriteTx::commit) rolls it back, alone.
-pub struct WriteTx<'s> {
+pub struct WriteTx {
     inner: Transactional,
-    store: &'s SqlStore,
+    dialect: Dialect,
+    /// PostgreSQL: told when events were committed.
+    sequencer: Option<Arc<events::Sequencer>>,
     events: Vec<Event>,
+    /// Rolled back at its end though it succeeded (it wrote nothing worth keeping).
+    discarded: bool,
 }
+
+/// A write's work, boxed for the writer's thread.
+type Work<R, E> = Box<dyn for<'t> FnOnce(&'t mut WriteTx) -> BoxFuture<'t, Result<R, E>> + Send>;
 
 /// What a write runs in.
 enum Transactional {
-    /// SQLite: a savepoint in the writer's batch.
-    Batched(writer::Turn),
+    /// SQLite, on the writer's thread: a savepoint in its batch.
+    InWriter(writer::SharedConnection),
+    /// SQLite, the writer's connection held from a task: a savepoint in its batch.
+    Held(writer::Held),
     /// PostgreSQL: a transaction of its own.
     Own(sqlx::Transaction<'static, sqlx::Any>),
 }
 
-impl WriteTx<'_> {
+impl WriteTx {
+    fn new(
+        inner: Transactional,
+        dialect: Dialect,
+        sequencer: Option<Arc<events::Sequencer>>,
+    ) -> Self {
+        WriteTx {
+            inner,
+            dialect,
+            sequencer,
+            events: Vec::new(),
+            discarded: false,
+        }
+    }
+
     pub(crate) fn conn(&mut self) -> db::Exec<'_> {
         match &mut self.inner {
-            Transactional::Batched(turn) => db::Exec::Sqlite(turn.connection()),
+            Transactional::InWriter(connection) => db::Exec::Sqlite(connection),
+            Transactional::Held(held) => db::Exec::Sqlite(held.connection()),
             Transactional::Own(tx) => db::Exec::Connection(tx),
         }
     }
 
+    /// Rolls this write back when it ends, though it succeeds: it wrote nothing worth keeping
+    /// (a write run by [`SqlStore::write`]).
+    pub fn discard(&mut self) {
+        self.discarded = true;
+    }
+
     pub(crate) fn dialect(&self) -> Dialect {
-        self.store.dialect()
+        self.dialect
     }
 
     /// Whether every row this transaction reads is as good as locked: on SQLite the one writer
@@ -130,11 +163,17 @@ impl WriteTx<'_> {
         let dialect = self.dialect();
         events::insert(self.conn(), dialect, &events).await?;
         match self.inner {
-            Transactional::Batched(turn) => turn.release(!events.is_empty()).await,
+            Transactional::Held(held) => {
+                held.end(writer::Kept::Yes {
+                    has_events: !events.is_empty(),
+                })
+                .await
+            }
+            Transactional::InWriter(_) => Err(in_writer_misuse()),
             Transactional::Own(tx) => {
                 tx.commit().await?;
                 if !events.is_empty()
-                    && let Backend::Postgres { sequencer, .. } = &self.store.backend
+                    && let Some(sequencer) = &self.sequencer
                 {
                     sequencer.committed();
                 }
@@ -146,13 +185,32 @@ impl WriteTx<'_> {
     /// Rolls back this write (others in its batch are untouched).
     pub async fn rollback(self) -> StoreResult<()> {
         match self.inner {
-            Transactional::Batched(turn) => turn.roll_back().await,
+            Transactional::Held(held) => held.end(writer::Kept::No).await,
+            Transactional::InWriter(_) => Err(in_writer_misuse()),
             Transactional::Own(tx) => Ok(tx.rollback().await?),
         }
     }
+
+    /// On the writer's thread, after the work succeeded: records its events and says whether
+    /// it is kept.
+    async fn finish_in_writer(&mut self) -> StoreResult<writer::Kept> {
+        if self.discarded {
+            return Ok(writer::Kept::No);
+        }
+        let events = std::mem::take(&mut self.events);
+        events::insert(self.conn(), Dialect::Sqlite, &events).await?;
+        Ok(writer::Kept::Yes {
+            has_events: !events.is_empty(),
+        })
+    }
 }
 
-impl super::EventLog for WriteTx<'_> {
+/// A write run on the writer's thread is ended by the writer, not by its work.
+fn in_writer_misuse() -> StoreError {
+    StoreError::Commit("a write run by the writer is ended by it".into())
+}
+
+impl super::EventLog for WriteTx {
     fn record(&mut self, events: impl IntoIterator<Item = Event>) {
         self.events.extend(events);
     }
@@ -180,7 +238,7 @@ impl SqlStore {
                         signal.send_modify(|version| *version += 1);
                     }
                 }),
-            );
+            )?;
             Backend::Sqlite {
                 readers,
                 next_reader: AtomicUsize::new(0),
@@ -230,37 +288,115 @@ impl SqlStore {
     /// holds the write lock from its start (`BEGIN IMMEDIATE`), so a read-then-write never
     /// fails on a lock upgrade (other processes wait in SQLite's busy handler). On PostgreSQL
     /// it is a transaction of its own on a pooled connection.
-    pub async fn begin(&self) -> StoreResult<WriteTx<'_>> {
+    pub async fn begin(&self) -> StoreResult<WriteTx> {
         self.begin_on(false).await
     }
 
     /// Begins a write transaction for the dispatcher: as [`begin`](SqlStore::begin), on
     /// PostgreSQL on a connection of its own pool.
-    pub async fn begin_background(&self) -> StoreResult<WriteTx<'_>> {
+    pub async fn begin_background(&self) -> StoreResult<WriteTx> {
         self.begin_on(true).await
     }
 
-    async fn begin_on(&self, background_work: bool) -> StoreResult<WriteTx<'_>> {
-        let inner = match &self.backend {
-            Backend::Sqlite { writer, .. } => Transactional::Batched(writer.turn().await?),
+    async fn begin_on(&self, background_work: bool) -> StoreResult<WriteTx> {
+        Ok(match &self.backend {
+            Backend::Sqlite { writer, .. } => WriteTx::new(
+                Transactional::Held(writer.hold().await?),
+                Dialect::Sqlite,
+                None,
+            ),
             Backend::Postgres {
                 requests,
                 background,
-                ..
+                sequencer,
             } => {
                 let pool = if background_work {
                     background
                 } else {
                     requests
                 };
-                Transactional::Own(pool.begin().await?)
+                WriteTx::new(
+                    Transactional::Own(pool.begin().await?),
+                    Dialect::Postgres,
+                    Some(Arc::clone(sequencer)),
+                )
             }
-        };
-        Ok(WriteTx {
-            inner,
-            store: self,
-            events: Vec::new(),
         })
+    }
+
+    /// Runs `work` as one write transaction and commits it when it returns `Ok`, unless it
+    /// called [`WriteTx::discard`]; when it fails, nothing it wrote is kept. Returns once the
+    /// commit is durable. On SQLite the work runs on the writer's thread, in the batch of
+    /// writes that commit together (its awaits must not wait for other tasks: the store's
+    /// own calls complete at once there); on PostgreSQL in this task, in a transaction of its
+    /// own.
+    pub async fn write<R, E, F>(&self, work: F) -> Result<R, E>
+    where
+        F: for<'t> FnOnce(&'t mut WriteTx) -> BoxFuture<'t, Result<R, E>> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.write_on(false, Box::new(work)).await
+    }
+
+    /// As [`write`](SqlStore::write), for the dispatcher: on PostgreSQL on a connection of its
+    /// own pool.
+    pub async fn write_background<R, E, F>(&self, work: F) -> Result<R, E>
+    where
+        F: for<'t> FnOnce(&'t mut WriteTx) -> BoxFuture<'t, Result<R, E>> + Send + 'static,
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.write_on(true, Box::new(work)).await
+    }
+
+    async fn write_on<R, E>(&self, background_work: bool, work: Work<R, E>) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let Backend::Sqlite { writer, .. } = &self.backend else {
+            let mut tx = self.begin_on(background_work).await?;
+            return match work(&mut tx).await {
+                Ok(value) if tx.discarded => {
+                    tx.rollback().await?;
+                    Ok(value)
+                }
+                Ok(value) => {
+                    tx.commit().await?;
+                    Ok(value)
+                }
+                Err(error) => {
+                    // Dropping the transaction rolls it back too; this says so at once.
+                    let _ = tx.rollback().await;
+                    Err(error)
+                }
+            };
+        };
+        let answer: Arc<Mutex<Option<Result<R, E>>>> = Arc::new(Mutex::new(None));
+        let filled = Arc::clone(&answer);
+        writer
+            .run(move |connection| {
+                let mut tx = WriteTx::new(
+                    Transactional::InWriter(Arc::clone(connection)),
+                    Dialect::Sqlite,
+                    None,
+                );
+                let (result, kept) = futures::executor::block_on(async {
+                    match work(&mut tx).await {
+                        Ok(value) => match tx.finish_in_writer().await {
+                            Ok(kept) => (Ok(value), kept),
+                            Err(error) => (Err(E::from(error)), writer::Kept::No),
+                        },
+                        Err(error) => (Err(error), writer::Kept::No),
+                    }
+                });
+                *filled.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+                kept
+            })
+            .await?;
+        let result = answer.lock().unwrap_or_else(PoisonError::into_inner).take();
+        result.unwrap_or_else(|| Err(E::from(StoreError::Commit("the write panicked".into()))))
     }
 
     /// Where a read runs: an SQLite reader (in turn) or the PostgreSQL pool.

@@ -8,7 +8,7 @@ use crate::domain::Notification;
 use crate::store::{NotificationRepository, StoreError, StoreResult};
 
 #[async_trait]
-impl NotificationRepository for WriteTx<'_> {
+impl NotificationRepository for WriteTx {
     async fn insert_notification(&mut self, n: &Notification) -> StoreResult<()> {
         let result = db::query(
             "INSERT INTO notifications (id, to_e164, region_code, time_zones, category, program_id, template, body, sender, \

@@ -35,7 +35,7 @@ fn claimable() -> String {
         .join(", ")
 }
 
-impl WriteTx<'_> {
+impl WriteTx {
     async fn lock_messages(
         &mut self,
         clause: &str,
@@ -59,7 +59,7 @@ impl WriteTx<'_> {
 }
 
 #[async_trait]
-impl Outbox for WriteTx<'_> {
+impl Outbox for WriteTx {
     async fn insert_message(&mut self, m: &OutboxMessage) -> StoreResult<()> {
         db::query(
             "INSERT INTO messages (id, subject_kind, subject_id, channel, carrier, fallback_carriers, step, status, due_at_ms, \

@@ -25,7 +25,7 @@ fn status_name(status: ReceiptStatus) -> &'static str {
 }
 
 #[async_trait]
-impl EarlyReceipts for WriteTx<'_> {
+impl EarlyReceipts for WriteTx {
     async fn keep_receipt(&mut self, receipt: &KeptReceipt) -> StoreResult<()> {
         let receipt_id = format!("rc_{}", uuid::Uuid::now_v7().simple());
         for carrier_message_id in &receipt.carrier_message_ids {

@@ -39,7 +39,7 @@ pub(super) async fn latest_of(exec: db::Exec<'_>, e164: &str) -> StoreResult<Opt
     row.as_ref().map(rows::verification).transpose()
 }
 
-impl WriteTx<'_> {
+impl WriteTx {
     /// The status a one-column query for verification `id` reads.
     async fn status_of(
         &mut self,
@@ -73,7 +73,7 @@ impl WriteTx<'_> {
 }
 
 #[async_trait]
-impl VerificationRepository for WriteTx<'_> {
+impl VerificationRepository for WriteTx {
     async fn lock_verification(&mut self, id: &str) -> StoreResult<Option<Verification>> {
         self.lock_one_verification("id = $1", id).await
     }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use super::{Dialect, WriteTx};
 use crate::store::{StoreError, StoreResult, WorkerRecord, Workers};
 
-impl WriteTx<'_> {
+impl WriteTx {
     /// The database's clock in unix ms, as an SQL expression.
     fn database_now(&self) -> &'static str {
         match self.dialect() {
@@ -18,7 +18,7 @@ impl WriteTx<'_> {
 }
 
 #[async_trait]
-impl Workers for WriteTx<'_> {
+impl Workers for WriteTx {
     async fn database_now_ms(&mut self) -> StoreResult<i64> {
         let sql = format!("SELECT {}", self.database_now());
         Ok(db::query(sql).scalar(self.conn()).await?)

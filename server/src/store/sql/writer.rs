@@ -1,49 +1,57 @@
-//! Group commit on SQLite. Write transactions do not each get a database transaction: they run
-//! one after another on the *lane* (the one writer connection: SQLite has one writer at a time,
-//! and connections racing for its lock would sleep in its busy handler), each inside a savepoint
-//! of the transaction the lane has open, and a committer commits all that finished since its
-//! last commit at once — one commit and one fsync for every request that arrived together. A
-//! write answers only after the commit that holds it succeeded; one that fails rolls back to
-//! its savepoint, alone.
+//! Group commit on SQLite. SQLite has one writer at a time, so the store has one: a thread of
+//! its own that owns the write connection and runs every write, one after another, each in a
+//! savepoint of the transaction it has open; when no write is waiting it commits them all at
+//! once — one commit and one fsync for every write that arrived together. Writes that arrive
+//! during a commit wait for it and form the next batch. A write answers only after the commit
+//! that holds it succeeded; one that fails rolls back to its savepoint, alone.
+//!
+//! A write is a job: a function run on the writer's thread with the connection. Nothing is
+//! handed back and forth between tasks while the batch is open, so the writer never waits for
+//! a task to be scheduled. A write that must hold the connection from a task instead
+//! ([`Writer::hold`]: transactions begun and committed by their caller) blocks the writer's
+//! thread until it ends.
 //!
 //! PostgreSQL needs none of this: concurrent transactions on its own connections already share
 //! WAL flushes, and one transaction per write keeps a write from holding the row locks of
 //! others (writes sharing transactions across several connections deadlock in cycles).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::{Mutex, Notify, OwnedMutexGuard, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 
 use crate::store::{StoreError, StoreResult};
 
-/// How the batch a write joined ended: `None` while open.
-type BatchEnd = Option<Result<(), Arc<str>>>;
+/// The write connection, shared by the writer's thread and a write holding it from a task.
+pub(super) type SharedConnection = Arc<Mutex<rusqlite::Connection>>;
+
+/// How a batch ended, for each write in it.
+type BatchEnd = Result<(), Arc<str>>;
 
 /// Writes in one batch at most, so that a batch stays short.
 const BATCH_LIMIT: usize = 512;
 
-/// The writer's open transaction and the writes in it.
-struct Batch {
-    /// Writes released into the batch, waiting for its commit.
-    writes: usize,
-    /// Whether any of them recorded events (watchers wake after the commit).
-    has_events: bool,
-    /// Says how the batch ended, to every write in it.
-    end: watch::Sender<BatchEnd>,
+/// Whether a write's changes stay in the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kept {
+    /// Kept: committed with the batch; `has_events` when it recorded events.
+    Yes { has_events: bool },
+    /// Rolled back to its savepoint (failed, or wrote nothing worth keeping).
+    No,
 }
 
-/// The writer's connection and its state; whoever holds the lane's lock may use it.
-pub(super) struct LaneState {
-    connection: Arc<std::sync::Mutex<rusqlite::Connection>>,
-    batch: Option<Batch>,
-    /// Told after each commit whether it recorded events, before the writes are answered.
-    on_commit: Arc<dyn Fn(bool) + Send + Sync>,
-    /// Batches and writes committed so far.
-    counts: Arc<CommitCounts>,
-    /// A write was dropped inside its savepoint: the next holder rolls it back first.
-    savepoint_abandoned: bool,
+/// A write for the writer's thread: runs with the connection inside its savepoint.
+type Work = Box<dyn FnOnce(&SharedConnection) -> Kept + Send>;
+
+/// What the writer's thread receives.
+enum Message {
+    Write {
+        work: Work,
+        /// Told how the batch that held the write ended.
+        done: oneshot::Sender<BatchEnd>,
+    },
+    Stop,
 }
 
 /// Batches and writes committed by the writer.
@@ -63,95 +71,113 @@ impl CommitCounts {
     }
 }
 
-/// One connection whose writes commit together.
-struct Lane {
-    state: Arc<Mutex<LaneState>>,
-    /// Wakes the committer: a write finished (or was abandoned).
-    commit_wanted: Notify,
-}
-
-/// The lane of a store and its committer.
+/// The writer of a store: its thread and the way to it.
 pub(super) struct Writer {
-    lane: Arc<Lane>,
-    committer: JoinHandle<()>,
+    messages: mpsc::Sender<Message>,
+    connection: SharedConnection,
     counts: Arc<CommitCounts>,
 }
 
-/// A write's turn on the lane: its savepoint is open until [`Turn::release`] or
-/// [`Turn::roll_back`]; dropped before either, the savepoint is rolled back by the lane's next
-/// user.
-pub(super) struct Turn {
-    guard: Option<OwnedMutexGuard<LaneState>>,
-    lane: Arc<Lane>,
+/// A write holding the connection from a task (see [`Writer::hold`]): its savepoint is open
+/// until [`Held::end`]; dropped before, it is rolled back.
+pub(super) struct Held {
+    connection: SharedConnection,
+    ended: Option<mpsc::Sender<Kept>>,
+    done: oneshot::Receiver<BatchEnd>,
 }
 
 impl Writer {
-    /// The lane over `connection`; `on_commit(has_events)` runs after each successful
-    /// commit, before its writes are answered.
+    /// The writer over `connection`, its thread started; `on_commit(has_events)` runs after
+    /// each successful commit, before its writes are answered.
     pub(super) fn new(
         connection: rusqlite::Connection,
         on_commit: Arc<dyn Fn(bool) + Send + Sync>,
-    ) -> Writer {
+    ) -> StoreResult<Writer> {
+        let connection = Arc::new(Mutex::new(connection));
         let counts = Arc::new(CommitCounts::default());
-        let lane = Arc::new(Lane {
-            state: Arc::new(Mutex::new(LaneState {
-                connection: Arc::new(std::sync::Mutex::new(connection)),
-                batch: None,
-                on_commit,
-                counts: Arc::clone(&counts),
-                savepoint_abandoned: false,
-            })),
-            commit_wanted: Notify::new(),
-        });
-        let committer = tokio::spawn(commit_loop(Arc::clone(&lane)));
-        Writer {
-            lane,
-            committer,
+        let (messages, inbox) = mpsc::channel();
+        let thread = WriterThread {
+            connection: Arc::clone(&connection),
+            inbox,
+            on_commit,
+            counts: Arc::clone(&counts),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        };
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || thread.run())
+            .map_err(|error| {
+                StoreError::Commit(format!("the writer thread did not start: {error}").into())
+            })?;
+        Ok(Writer {
+            messages,
+            connection,
             counts,
-        }
+        })
     }
 
-    /// What the lane committed so far.
+    /// What the writer committed so far.
     pub(super) fn counts(&self) -> &CommitCounts {
         &self.counts
     }
 
-    /// Waits for the lane (in arrival order), joins its open batch (or begins one) and opens
-    /// the write's savepoint.
-    pub(super) async fn turn(&self) -> StoreResult<Turn> {
-        let lane = Arc::clone(&self.lane);
-        let mut guard = Arc::clone(&lane.state).lock_owned().await;
-        guard.settle_abandoned();
-        if guard
-            .batch
-            .as_ref()
-            .is_some_and(|batch| batch.writes >= BATCH_LIMIT)
-        {
-            guard.end_batch().await;
+    /// Runs `work` on the writer's thread in the open batch; returns once the batch is
+    /// committed (an error when it failed to commit: then nothing of it was stored).
+    pub(super) async fn run(
+        &self,
+        work: impl FnOnce(&SharedConnection) -> Kept + Send + 'static,
+    ) -> StoreResult<()> {
+        let (done, answer) = oneshot::channel();
+        self.messages
+            .send(Message::Write {
+                work: Box::new(work),
+                done,
+            })
+            .map_err(|_| stopped())?;
+        match answer.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(StoreError::Commit(reason)),
+            Err(_) => Err(stopped()),
         }
-        if guard.batch.is_none() {
-            // The write lock up front: a read-then-write never fails on a lock upgrade.
-            guard.begin_immediate().await?;
-            guard.batch = Some(Batch {
-                writes: 0,
-                has_events: false,
-                end: watch::channel(None).0,
-            });
-        }
-        if let Err(error) = guard.inline("SAVEPOINT write") {
-            // No write of the batch is lost by ending it here: they wait for its end.
-            guard.end_batch().await;
-            return Err(error);
-        }
-        Ok(Turn {
-            guard: Some(guard),
-            lane,
-        })
     }
 
-    /// Stops the committer (an open batch is rolled back with the connection).
+    /// Waits for the writer's turn and holds the connection, inside a savepoint of the open
+    /// batch, until the returned write ends. The writer's thread waits meanwhile.
+    pub(super) async fn hold(&self) -> StoreResult<Held> {
+        let (ended, until_ended) = mpsc::channel();
+        let (started, on_start) = oneshot::channel();
+        let (done, answer) = oneshot::channel();
+        let work = move |_: &SharedConnection| {
+            if started.send(()).is_err() {
+                return Kept::No;
+            }
+            // Dropped without a word: rolled back.
+            until_ended.recv().unwrap_or(Kept::No)
+        };
+        self.messages
+            .send(Message::Write {
+                work: Box::new(work),
+                done,
+            })
+            .map_err(|_| stopped())?;
+        let mut held = Held {
+            connection: Arc::clone(&self.connection),
+            ended: Some(ended),
+            done: answer,
+        };
+        if on_start.await.is_err() {
+            // The batch failed before this write's turn: say why.
+            return match (&mut held.done).await {
+                Ok(Err(reason)) => Err(StoreError::Commit(reason)),
+                _ => Err(stopped()),
+            };
+        }
+        Ok(held)
+    }
+
+    /// Stops the writer's thread after the batch it is running (writes sent later fail).
     pub(super) fn stop(&self) {
-        self.committer.abort();
+        let _ = self.messages.send(Message::Stop);
     }
 }
 
@@ -161,182 +187,159 @@ impl Drop for Writer {
     }
 }
 
-impl Turn {
-    /// The lane's connection, inside this write's savepoint.
-    pub(super) fn connection(&self) -> &std::sync::Mutex<rusqlite::Connection> {
-        &self.guard.as_ref().expect("turn in use").connection
+impl Held {
+    /// The connection, inside this write's savepoint.
+    pub(super) fn connection(&self) -> &Mutex<rusqlite::Connection> {
+        &self.connection
     }
 
-    /// Releases the savepoint into the batch and waits until the batch is committed.
-    pub(super) async fn release(mut self, has_events: bool) -> StoreResult<()> {
-        let mut guard = self.guard.take().expect("turn in use");
-        if let Err(error) = guard.inline("RELEASE SAVEPOINT write") {
-            guard.savepoint_abandoned = true;
-            drop(guard);
-            self.lane.commit_wanted.notify_one();
-            return Err(error);
+    /// Ends the write: kept (then it returns once the batch is committed) or rolled back.
+    pub(super) async fn end(mut self, kept: Kept) -> StoreResult<()> {
+        if let Some(ended) = self.ended.take() {
+            let _ = ended.send(kept);
         }
-        let batch = guard.batch.as_mut().expect("a turn has a batch");
-        batch.writes += 1;
-        batch.has_events |= has_events;
-        let mut end = batch.end.subscribe();
-        drop(guard);
-        self.lane.commit_wanted.notify_one();
-        let ended = end
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| StoreError::Commit("the writer stopped".into()))?;
-        match ended.as_ref() {
-            Some(Ok(())) => Ok(()),
-            Some(Err(reason)) => Err(StoreError::Commit(Arc::clone(reason))),
-            None => unreachable!("waited for an end"),
-        }
-    }
-
-    /// Rolls the write back; the rest of the batch is untouched.
-    pub(super) async fn roll_back(mut self) -> StoreResult<()> {
-        let mut guard = self.guard.take().expect("turn in use");
-        let undone = guard.undo_savepoint();
-        drop(guard);
-        self.lane.commit_wanted.notify_one();
-        undone
-    }
-}
-
-impl Drop for Turn {
-    fn drop(&mut self) {
-        if let Some(mut guard) = self.guard.take() {
-            guard.savepoint_abandoned = true;
-            drop(guard);
-            self.lane.commit_wanted.notify_one();
-        }
-    }
-}
-
-impl LaneState {
-    /// Runs a statement that takes microseconds (no I/O wait) in place, prepared once.
-    fn inline(&self, sql: &str) -> StoreResult<()> {
-        let connection = self
-            .connection
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        connection.prepare_cached(sql)?.raw_execute()?;
-        Ok(())
-    }
-
-    /// Takes the write lock: at once when no other process holds it (the usual case, without
-    /// leaving this thread), else waiting in SQLite's busy handler on a thread that may block.
-    async fn begin_immediate(&self) -> StoreResult<()> {
-        let free = {
-            let connection = self
-                .connection
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            connection.busy_timeout(std::time::Duration::ZERO)?;
-            let begun = connection.execute_batch("BEGIN IMMEDIATE");
-            connection.busy_timeout(super::SQLITE_BUSY_TIMEOUT)?;
-            match begun {
-                Ok(()) => true,
-                Err(rusqlite::Error::SqliteFailure(failure, _))
-                    if failure.code == rusqlite::ErrorCode::DatabaseBusy =>
-                {
-                    false
-                }
-                Err(error) => return Err(error.into()),
-            }
-        };
-        if free {
+        if kept == Kept::No {
             return Ok(());
         }
-        self.blocking("BEGIN IMMEDIATE").await
+        match (&mut self.done).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(StoreError::Commit(reason)),
+            Err(_) => Err(stopped()),
+        }
     }
+}
 
-    /// Runs a statement that may wait (for the disk, or for another process's lock) on a
-    /// thread that may block.
-    async fn blocking(&self, sql: &'static str) -> StoreResult<()> {
-        let connection = Arc::clone(&self.connection);
-        tokio::task::spawn_blocking(move || {
-            let connection = connection
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            connection.execute_batch(sql)
-        })
-        .await
-        .map_err(|error| StoreError::Commit(format!("{sql} did not finish: {error}").into()))??;
-        Ok(())
-    }
+fn stopped() -> StoreError {
+    StoreError::Commit("the writer stopped".into())
+}
 
-    /// Rolls back the savepoint of a write dropped before it finished.
-    fn settle_abandoned(&mut self) {
-        if std::mem::take(&mut self.savepoint_abandoned)
-            && let Err(error) = self.undo_savepoint()
-        {
-            tracing::warn!(%error, "rolling back an abandoned write failed");
+/// The writer's thread: its connection and what it receives.
+struct WriterThread {
+    connection: SharedConnection,
+    inbox: mpsc::Receiver<Message>,
+    on_commit: Arc<dyn Fn(bool) + Send + Sync>,
+    counts: Arc<CommitCounts>,
+    /// Entered on the thread, so that writes may use the runtime's timers and blocking pool.
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+/// The open batch on the writer's thread.
+#[derive(Default)]
+struct Batch {
+    done: Vec<oneshot::Sender<BatchEnd>>,
+    kept: usize,
+    has_events: bool,
+}
+
+impl WriterThread {
+    fn run(self) {
+        let _runtime = self.runtime.as_ref().map(tokio::runtime::Handle::enter);
+        while let Ok(Message::Write { work, done }) = self.inbox.recv() {
+            // The write lock up front: a read-then-write never fails on a lock upgrade; another
+            // process holding it is waited for in SQLite's busy handler, on this thread.
+            if let Err(error) = self.execute("BEGIN IMMEDIATE") {
+                tracing::error!(%error, "beginning a batch of writes failed");
+                let _ = done.send(Err(format!("could not begin: {error}").into()));
+                continue;
+            }
+            let mut batch = Batch::default();
+            let mut next = Some((work, done));
+            let mut stopping = false;
+            while let Some((work, done)) = next.take() {
+                batch.done.push(done);
+                if let Err(reason) = self.run_one(work, &mut batch) {
+                    self.abort(batch, reason);
+                    batch = Batch::default();
+                    break;
+                }
+                if batch.done.len() < BATCH_LIMIT {
+                    next = match self.inbox.try_recv() {
+                        Ok(Message::Write { work, done }) => Some((work, done)),
+                        Ok(Message::Stop) => {
+                            stopping = true;
+                            None
+                        }
+                        Err(_) => None,
+                    };
+                }
+            }
+            if !batch.done.is_empty() {
+                self.commit(batch);
+            }
+            if stopping {
+                return;
+            }
         }
     }
 
-    /// Rolls back to the open savepoint and drops it; if that fails the transaction is no
-    /// longer usable, and the batch ends (rolled back, its writes told so).
-    fn undo_savepoint(&mut self) -> StoreResult<()> {
-        let undone = self
-            .inline("ROLLBACK TO SAVEPOINT write")
-            .and_then(|()| self.inline("RELEASE SAVEPOINT write"));
-        if let Err(error) = undone {
-            let reason: Arc<str> = format!("rolling back one write failed: {error}").into();
-            self.abort_batch(reason);
-            return Err(error);
-        }
-        Ok(())
-    }
-
-    /// Commits the open batch (or ends an empty one) and tells its writes.
-    async fn end_batch(&mut self) {
-        let Some(batch) = self.batch.take() else {
-            return;
+    /// Runs one write in its savepoint; an error means the transaction is no longer usable.
+    fn run_one(&self, work: Work, batch: &mut Batch) -> Result<(), Arc<str>> {
+        self.execute("SAVEPOINT write")
+            .map_err(|error| format!("opening a write's savepoint failed: {error}"))?;
+        let kept =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&self.connection)))
+                .unwrap_or_else(|_| {
+                    tracing::error!("a write panicked; it is rolled back");
+                    Kept::No
+                });
+        let ended = match kept {
+            Kept::Yes { has_events } => {
+                batch.kept += 1;
+                batch.has_events |= has_events;
+                self.execute("RELEASE SAVEPOINT write")
+            }
+            Kept::No => self
+                .execute("ROLLBACK TO SAVEPOINT write")
+                .and_then(|()| self.execute("RELEASE SAVEPOINT write")),
         };
-        let statement = if batch.writes == 0 {
+        ended.map_err(|error| format!("ending a write's savepoint failed: {error}").into())
+    }
+
+    /// Commits the batch (or ends one that kept nothing) and tells its writes.
+    fn commit(&self, batch: Batch) {
+        let statement = if batch.kept == 0 {
             "ROLLBACK"
         } else {
             "COMMIT"
         };
-        match self.blocking(statement).await {
-            Ok(_) => {
-                if batch.writes > 0 {
+        let end = match self.execute(statement) {
+            Ok(()) => {
+                if batch.kept > 0 {
                     self.counts.batches.fetch_add(1, Ordering::Relaxed);
                     self.counts
                         .writes
-                        .fetch_add(batch.writes as u64, Ordering::Relaxed);
+                        .fetch_add(batch.kept as u64, Ordering::Relaxed);
                 }
-                (self.on_commit)(batch.writes > 0 && batch.has_events);
-                batch.end.send_replace(Some(Ok(())));
+                (self.on_commit)(batch.kept > 0 && batch.has_events);
+                Ok(())
             }
             Err(error) => {
-                tracing::error!(%error, writes = batch.writes, "a batch of writes failed to commit");
+                tracing::error!(%error, writes = batch.kept, "a batch of writes failed to commit");
                 // SQLite may leave the transaction open after a failed COMMIT (SQLITE_BUSY).
-                let _ = self.inline("ROLLBACK");
-                batch
-                    .end
-                    .send_replace(Some(Err(format!("commit failed: {error}").into())));
+                let _ = self.execute("ROLLBACK");
+                Err(format!("commit failed: {error}").into())
             }
+        };
+        for done in batch.done {
+            let _ = done.send(end.clone());
         }
     }
 
     /// Rolls the whole batch back, telling its writes why.
-    fn abort_batch(&mut self, reason: Arc<str>) {
-        if let Some(batch) = self.batch.take() {
-            let _ = self.inline("ROLLBACK");
-            batch.end.send_replace(Some(Err(reason)));
+    fn abort(&self, batch: Batch, reason: Arc<str>) {
+        tracing::error!(%reason, "a batch of writes is rolled back");
+        let _ = self.execute("ROLLBACK");
+        for done in batch.done {
+            let _ = done.send(Err(Arc::clone(&reason)));
         }
     }
-}
 
-/// Commits the lane's batch whenever a write finished: it waits for the lane in line with the
-/// writes, so those that were queued before it join the batch it commits.
-async fn commit_loop(lane: Arc<Lane>) {
-    loop {
-        lane.commit_wanted.notified().await;
-        let mut guard = Arc::clone(&lane.state).lock_owned().await;
-        guard.settle_abandoned();
-        guard.end_batch().await;
+    fn execute(&self, sql: &str) -> Result<(), rusqlite::Error> {
+        let connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        connection.prepare_cached(sql)?.raw_execute()?;
+        Ok(())
     }
 }
