@@ -267,8 +267,17 @@ impl UseCases {
         let plan = Arc::clone(plan);
         let code = code.clone();
         let settings = self.settings.clone();
+        // Encoded here, not on the writer's thread, which runs one write at a time.
+        let classification_json = serde_json::to_string(
+            &StoredClassification::from_classification(&plan.classification),
+        )
+        .map_err(|e| UseCaseError::internal("classification encoding", e))?;
         self.store
-            .write(move |tx| Box::pin(async move { store_in(tx, &plan, &code, &settings).await }))
+            .write(move |tx| {
+                Box::pin(
+                    async move { store_in(tx, &plan, &code, &settings, classification_json).await },
+                )
+            })
             .await
     }
 }
@@ -279,6 +288,7 @@ async fn store_in(
     plan: &Plan,
     code: &StoredCode,
     settings: &CodeSettings,
+    classification_json: String,
 ) -> Result<Stored, UseCaseError> {
     let now = now_ms();
     if let Some(key) = &plan.idempotency_key
@@ -328,10 +338,7 @@ async fn store_in(
             drop_unsent_messages(tx, &pending, now).await?;
         }
     }
-    let classification_json = serde_json::to_string(&StoredClassification::from_classification(
-        &plan.classification,
-    ))
-    .map_err(|e| UseCaseError::internal("classification encoding", e))?;
+
     let first = &plan.first;
     let (verification, created) = Verification::start(
         VerificationSpec {

@@ -615,7 +615,10 @@ async fn migrate_sqlite(database_url: &str) -> StoreResult<()> {
 fn open_sqlite(path: &str) -> StoreResult<rusqlite::Connection> {
     let connection = rusqlite::Connection::open(path)?;
     connection.busy_timeout(SQLITE_BUSY_TIMEOUT)?;
-    connection.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")?;
+    // Statement journals (a savepoint's undo) in memory: they never need a file of their own.
+    connection.execute_batch(
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY;",
+    )?;
     connection.set_prepared_statement_cache_capacity(256);
     Ok(connection)
 }

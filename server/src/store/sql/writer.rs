@@ -267,9 +267,11 @@ impl WriterThread {
                 self.commit(batch);
             }
             if stopping {
-                return;
+                break;
             }
         }
+        let (batches, writes) = self.counts.read();
+        tracing::info!(batches, writes, "the SQLite writer stopped");
     }
 
     /// Runs one write in its savepoint; an error means the transaction is no longer usable.
