@@ -359,7 +359,8 @@ fn run_sqlite(
     rows: bool,
 ) -> Result<(u64, Vec<Row>), rusqlite::Error> {
     let connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut statement = connection.prepare_cached(&numbered_placeholders(sql))?;
+    let sql = numbered_placeholders(sql);
+    let mut statement = connection.prepare_cached(&sql)?;
     // `?N` is parameter N: bound by index, without looking names up (SQLite finds a name's
     // index by walking the statement's list of names).
     for index in 1..=statement.parameter_count() {
@@ -382,11 +383,7 @@ fn run_sqlite(
         }
         return Ok((count, Vec::new()));
     }
-    let columns: Arc<[String]> = statement
-        .column_names()
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let columns = column_names(&sql, &statement);
     let mut result = statement.raw_query();
     let mut read = Vec::new();
     while let Some(row) = result.next()? {
@@ -410,27 +407,53 @@ fn run_sqlite(
     Ok((count, read))
 }
 
+thread_local! {
+    /// The column names of each statement read on this thread, made once: rows share them.
+    static COLUMN_NAMES: std::cell::RefCell<std::collections::HashMap<String, Arc<[String]>>> =
+        Default::default();
+}
+
+/// The column names of `statement` (whose text is `sql`), shared by the rows it returns.
+fn column_names(sql: &str, statement: &rusqlite::Statement<'_>) -> Arc<[String]> {
+    COLUMN_NAMES.with_borrow_mut(|known| {
+        if let Some(names) = known.get(sql) {
+            return Arc::clone(names);
+        }
+        let names: Arc<[String]> = statement
+            .column_names()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        // Statement texts are few (IN lists are padded to a few lengths); a bound all the same.
+        if known.len() < 1024 {
+            known.insert(sql.to_string(), Arc::clone(&names));
+        }
+        names
+    })
+}
+
 /// The statement with PostgreSQL's `$N` placeholders written as SQLite's `?N` (the same
 /// numbered parameter); text inside quotes is left alone.
 fn numbered_placeholders(sql: &str) -> Cow<'_, str> {
     if !sql.contains('$') {
         return Cow::Borrowed(sql);
     }
-    let mut rewritten = String::with_capacity(sql.len());
+    let mut rewritten = Vec::with_capacity(sql.len());
     let mut quoted = false;
-    let mut characters = sql.chars().peekable();
-    while let Some(character) = characters.next() {
-        match character {
-            '\'' => quoted = !quoted,
-            '$' if !quoted && characters.peek().is_some_and(char::is_ascii_digit) => {
-                rewritten.push('?');
+    let bytes = sql.as_bytes();
+    for (index, &byte) in bytes.iter().enumerate() {
+        match byte {
+            b'\'' => quoted = !quoted,
+            b'$' if !quoted && bytes.get(index + 1).is_some_and(u8::is_ascii_digit) => {
+                rewritten.push(b'?');
                 continue;
             }
             _ => {}
         }
-        rewritten.push(character);
+        rewritten.push(byte);
     }
-    Cow::Owned(rewritten)
+    // Only one ASCII byte was swapped for another: still the valid UTF-8 it was.
+    Cow::Owned(String::from_utf8(rewritten).expect("ASCII swapped for ASCII"))
 }
 
 #[cfg(test)]
