@@ -63,6 +63,12 @@ pub trait VerificationRepository {
         &mut self,
         id: &str,
     ) -> StoreResult<Option<VerificationStatus>>;
+    /// The statuses of the verifications of `ids` (those that exist), locked in the order of
+    /// their ids, the order every batch locks them in.
+    async fn lock_verification_statuses(
+        &mut self,
+        ids: &[String],
+    ) -> StoreResult<Vec<(String, VerificationStatus)>>;
     /// The pending verification of a number, locked.
     async fn lock_pending_verification_of(
         &mut self,
@@ -119,6 +125,11 @@ pub trait Outbox {
         carrier: &str,
         carrier_message_id: &str,
     ) -> StoreResult<Option<String>>;
+    /// The messages of `ids` (those that exist), locked in the order of their ids, the order
+    /// every batch locks them in.
+    async fn lock_messages_by_ids(&mut self, ids: &[String]) -> StoreResult<Vec<OutboxMessage>>;
+    /// The messages of `ids` (those that exist), read without locking them.
+    async fn read_messages(&mut self, ids: &[String]) -> StoreResult<Vec<OutboxMessage>>;
     /// A message by id, locked.
     async fn lock_message(&mut self, id: &str) -> StoreResult<Option<OutboxMessage>>;
     /// A subject's messages that no carrier has yet (scheduled or queued), locked.
@@ -190,6 +201,8 @@ pub trait EarlyReceipts {
         carrier_message_id: Option<&str>,
         message_id: &str,
     ) -> StoreResult<Vec<KeptReceipt>>;
+    /// Whether any receipt is kept at all (when none is, no message needs to look for its own).
+    async fn has_kept_receipts(&mut self) -> StoreResult<bool>;
     /// Forgets receipts kept since before `before_ms`; returns how many receipts.
     async fn forget_receipts_before(&mut self, before_ms: i64) -> StoreResult<u64>;
     /// Messages the carrier has accepted (submitted or maybe sent) for which receipts are

@@ -6,6 +6,7 @@ use verify_carrier::{DeliveryReceipt, ReceiptStatus};
 
 use crate::domain::{
     Attempt, DeliveryStatus, OutboxMessage, ReceiptEffect, SendOutcome, Subject, SubjectState,
+    VerificationStatus,
 };
 use crate::store::{
     EarlyReceipts, EventLog, KeptReceipt, Outbox, SqlStore, StoreError, StoreResult,
@@ -87,9 +88,24 @@ pub async fn record_outcomes(
     store
         .write_background(move |tx| {
             Box::pin(async move {
+                let ids: Vec<String> = outcomes.iter().map(|(id, ..)| id.clone()).collect();
+                let mut locked = lock_batch_with_subjects(tx, &ids).await?;
+                let receipts_kept = tx.has_kept_receipts().await?;
                 let mut applied = Vec::with_capacity(outcomes.len());
                 for (id, attempt, outcome) in outcomes {
-                    applied.push(apply_outcome(tx, &id, &attempt, outcome, now_ms).await?);
+                    // A message named twice is read again: the first outcome changed it.
+                    let found = match locked.remove(&id) {
+                        Some(found) => Some(found),
+                        None => lock_with_subject(tx, &id).await?,
+                    };
+                    let Some((message, state)) = found else {
+                        applied.push(false);
+                        continue;
+                    };
+                    applied.push(
+                        settle_locked(tx, message, state, &attempt, outcome, now_ms, receipts_kept)
+                            .await?,
+                    );
                 }
                 if !applied.contains(&true) {
                     tx.discard();
@@ -107,9 +123,23 @@ async fn apply_outcome(
     outcome: SendOutcome,
     now_ms: i64,
 ) -> StoreResult<bool> {
-    let Some((mut message, state)) = lock_with_subject(tx, id).await? else {
+    let Some((message, state)) = lock_with_subject(tx, id).await? else {
         return Ok(false);
     };
+    settle_locked(tx, message, state, attempt, outcome, now_ms, true).await
+}
+
+/// Settles `attempt` of a message locked with its subject (see [`apply_outcome`]); kept
+/// receipts are looked for only when `receipts_kept` says some may be.
+async fn settle_locked(
+    tx: &mut WriteTx,
+    mut message: OutboxMessage,
+    state: SubjectState,
+    attempt: &Attempt,
+    outcome: SendOutcome,
+    now_ms: i64,
+    receipts_kept: bool,
+) -> StoreResult<bool> {
     let Some(event) = message.settle(outcome, attempt, state, now_ms) else {
         return Ok(false);
     };
@@ -118,13 +148,59 @@ async fn apply_outcome(
     if message.status == DeliveryStatus::Failed {
         fail_step(tx, &message, &message.detail.clone(), now_ms).await?;
     }
-    if matches!(
-        message.status,
-        DeliveryStatus::Submitted | DeliveryStatus::MaybeSent
-    ) {
+    if receipts_kept
+        && matches!(
+            message.status,
+            DeliveryStatus::Submitted | DeliveryStatus::MaybeSent
+        )
+    {
         apply_kept_receipts_to(tx, &mut message, state, now_ms).await?;
     }
     Ok(true)
+}
+
+/// The messages of `ids` with how their events show their subjects, locked in the order every
+/// batch takes them: all their verifications first, by id, then the messages, by id (one
+/// statement for each, instead of three for every message). Messages that do not exist are
+/// left out.
+async fn lock_batch_with_subjects(
+    tx: &mut WriteTx,
+    ids: &[String],
+) -> StoreResult<std::collections::HashMap<String, (OutboxMessage, SubjectState)>> {
+    let peeks = tx.read_messages(ids).await?;
+    let mut verification_ids: Vec<String> = peeks
+        .iter()
+        .filter_map(|message| match &message.subject {
+            Subject::Verification(id) => Some(id.clone()),
+            Subject::Notification(_) => None,
+        })
+        .collect();
+    verification_ids.sort();
+    verification_ids.dedup();
+    let statuses: std::collections::HashMap<String, VerificationStatus> = tx
+        .lock_verification_statuses(&verification_ids)
+        .await?
+        .into_iter()
+        .collect();
+    let messages = if tx.reads_are_locked() {
+        // Nothing can have changed the messages since they were read.
+        peeks
+    } else {
+        tx.lock_messages_by_ids(ids).await?
+    };
+    let mut locked = std::collections::HashMap::with_capacity(messages.len());
+    for message in messages {
+        let state = match &message.subject {
+            Subject::Verification(id) => {
+                SubjectState::Verification(*statuses.get(id).ok_or_else(|| {
+                    StoreError::Corrupt(format!("message of missing verification {id}"))
+                })?)
+            }
+            Subject::Notification(_) => SubjectState::Notification,
+        };
+        locked.insert(message.id.clone(), (message, state));
+    }
+    Ok(locked)
 }
 
 /// A message and how its events show its subject, locked in the order every writer takes

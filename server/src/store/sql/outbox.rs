@@ -58,6 +58,34 @@ impl WriteTx {
     }
 }
 
+impl WriteTx {
+    /// The messages of `ids`, in the order of their ids; locked when `lock` says so.
+    async fn messages_by_ids(
+        &mut self,
+        ids: &[String],
+        lock: bool,
+    ) -> StoreResult<Vec<OutboxMessage>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (list, bound) = id_list(1, ids);
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN ({list}) ORDER BY id{}",
+            if lock { self.lock_rows() } else { "" }
+        );
+        let mut query = db::query(sql);
+        for id in bound {
+            query = query.bind(id);
+        }
+        query
+            .fetch_all(self.conn())
+            .await?
+            .iter()
+            .map(rows::message)
+            .collect()
+    }
+}
+
 #[async_trait]
 impl Outbox for WriteTx {
     async fn insert_message(&mut self, m: &OutboxMessage) -> StoreResult<()> {
@@ -125,6 +153,14 @@ impl Outbox for WriteTx {
                 .scalar_optional(self.conn())
                 .await?,
         )
+    }
+
+    async fn lock_messages_by_ids(&mut self, ids: &[String]) -> StoreResult<Vec<OutboxMessage>> {
+        self.messages_by_ids(ids, true).await
+    }
+
+    async fn read_messages(&mut self, ids: &[String]) -> StoreResult<Vec<OutboxMessage>> {
+        self.messages_by_ids(ids, false).await
     }
 
     async fn lock_message(&mut self, id: &str) -> StoreResult<Option<OutboxMessage>> {

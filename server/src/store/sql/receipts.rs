@@ -90,6 +90,13 @@ impl EarlyReceipts for WriteTx {
         Ok(taken.into_iter().map(|(_, receipt)| receipt).collect())
     }
 
+    async fn has_kept_receipts(&mut self) -> StoreResult<bool> {
+        let any: Option<i64> = db::query("SELECT 1 FROM early_receipts LIMIT 1")
+            .scalar_optional(self.conn())
+            .await?;
+        Ok(any.is_some())
+    }
+
     async fn forget_receipts_before(&mut self, before_ms: i64) -> StoreResult<u64> {
         let receipts: i64 = db::query(
             "SELECT COUNT(DISTINCT receipt_id) FROM early_receipts WHERE received_at_ms < $1",

@@ -4,7 +4,7 @@ use super::db;
 use async_trait::async_trait;
 
 use super::rows::{self, VERIFICATION_COLUMNS};
-use super::{WriteTx, is_unique_violation};
+use super::{WriteTx, id_list, is_unique_violation};
 use crate::domain::{Verification, VerificationStatus};
 use crate::store::{StoreError, StoreResult, VerificationRepository};
 
@@ -92,6 +92,32 @@ impl VerificationRepository for WriteTx {
             self.lock_rows()
         );
         self.status_of(sql, id).await
+    }
+
+    async fn lock_verification_statuses(
+        &mut self,
+        ids: &[String],
+    ) -> StoreResult<Vec<(String, VerificationStatus)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (list, bound) = id_list(1, ids);
+        let sql = format!(
+            "SELECT id, status FROM verifications WHERE id IN ({list}) ORDER BY id{}",
+            self.lock_rows()
+        );
+        let mut query = db::query(sql);
+        for id in bound {
+            query = query.bind(id);
+        }
+        let mut statuses = Vec::new();
+        for row in query.fetch_all(self.conn()).await? {
+            let text: String = row.try_get("status")?;
+            let status = VerificationStatus::parse(&text)
+                .ok_or_else(|| StoreError::Corrupt(format!("verification status `{text}`")))?;
+            statuses.push((row.try_get("id")?, status));
+        }
+        Ok(statuses)
     }
 
     async fn lock_pending_verification_of(
