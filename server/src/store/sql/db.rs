@@ -262,6 +262,12 @@ impl Query {
         self
     }
 
+    /// Binds each of `values`, in order (the ids of an `IN` list).
+    pub(crate) fn bind_all<V: Into<Value>>(mut self, values: impl IntoIterator<Item = V>) -> Self {
+        self.args.extend(values.into_iter().map(Into::into));
+        self
+    }
+
     /// Runs a statement that returns no rows.
     pub(crate) async fn execute(self, exec: Exec<'_>) -> StoreResult<Done> {
         match exec {

@@ -73,11 +73,8 @@ impl WriteTx {
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN ({list}) ORDER BY id{}",
             if lock { self.lock_rows() } else { "" }
         );
-        let mut query = db::query(sql);
-        for id in bound {
-            query = query.bind(id);
-        }
-        query
+        db::query(sql)
+            .bind_all(bound)
             .fetch_all(self.conn())
             .await?
             .iter()
@@ -224,22 +221,21 @@ impl Outbox for WriteTx {
             "UPDATE messages SET status = 'sending', attempt = attempt + 1, updated_at_ms = $1 \
              WHERE claimed_by = $2 AND status = 'claimed' AND id IN ({list})"
         );
-        let mut query = db::query(update).bind(now_ms).bind(worker);
-        for id in bound {
-            query = query.bind(id);
-        }
-        query.execute(self.conn()).await?;
+        db::query(update)
+            .bind(now_ms)
+            .bind(worker)
+            .bind_all(bound)
+            .execute(self.conn())
+            .await?;
         // Those it already handed over count too: a retry after a commit whose answer was
         // lost finds them so, and must still send them, with the attempt recorded then.
         let (list, bound) = id_list(2, ids);
         let handed = format!(
             "SELECT id, attempt FROM messages WHERE claimed_by = $1 AND status = 'sending' AND id IN ({list})"
         );
-        let mut query = db::query(handed).bind(worker);
-        for id in bound {
-            query = query.bind(id);
-        }
-        query
+        db::query(handed)
+            .bind(worker)
+            .bind_all(bound)
             .fetch_all(self.conn())
             .await?
             .iter()

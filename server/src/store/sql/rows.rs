@@ -65,11 +65,8 @@ pub(crate) async fn by_ids<T>(
         "SELECT {} FROM {} WHERE id IN ({list})",
         table.columns, table.name
     );
-    let mut query = db::query(sql);
-    for id in bound {
-        query = query.bind(id);
-    }
-    query
+    db::query(sql)
+        .bind_all(bound)
         .fetch_all(exec)
         .await?
         .iter()

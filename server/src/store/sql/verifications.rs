@@ -106,12 +106,12 @@ impl VerificationRepository for WriteTx {
             "SELECT id, status FROM verifications WHERE id IN ({list}) ORDER BY id{}",
             self.lock_rows()
         );
-        let mut query = db::query(sql);
-        for id in bound {
-            query = query.bind(id);
-        }
+        let rows = db::query(sql)
+            .bind_all(bound)
+            .fetch_all(self.conn())
+            .await?;
         let mut statuses = Vec::new();
-        for row in query.fetch_all(self.conn()).await? {
+        for row in rows {
             let text: String = row.try_get("status")?;
             let status = VerificationStatus::parse(&text)
                 .ok_or_else(|| StoreError::Corrupt(format!("verification status `{text}`")))?;
