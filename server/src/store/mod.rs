@@ -155,6 +155,8 @@ pub trait Outbox {
         ids: &[String],
         now_ms: i64,
     ) -> StoreResult<Vec<(String, u32)>>;
+    /// The messages `worker` holds (claimed or sending), read without locking them.
+    async fn messages_held_by(&mut self, worker: &str) -> StoreResult<Vec<OutboxMessage>>;
     /// The messages `worker` holds (claimed or sending), locked.
     async fn lock_messages_held_by(&mut self, worker: &str) -> StoreResult<Vec<OutboxMessage>>;
     /// Messages held (claimed or sending) by a dispatcher that is not registered (any more),

@@ -347,18 +347,23 @@ async fn record_receipts_in(
     now_ms: i64,
 ) -> StoreResult<ReceiptTally> {
     let mut tally = ReceiptTally::default();
+    // Which message each receipt is about (read), then all of them locked at once, in the
+    // order every batch locks in (a batch locking as it goes could wait for another in a
+    // circle).
+    let mut message_ids = Vec::with_capacity(receipts.len());
     for receipt in receipts {
-        let effect = match find_message(tx, receipt).await? {
-            Some((mut message, state)) => {
-                apply_receipt(
-                    tx,
-                    &mut message,
-                    state,
-                    receipt.status,
-                    &receipt.detail,
-                    now_ms,
-                )
-                .await?
+        message_ids.push(message_id_of(tx, receipt).await?);
+    }
+    let mut ids: Vec<String> = message_ids.iter().flatten().cloned().collect();
+    ids.sort();
+    ids.dedup();
+    let mut locked = lock_batch_with_subjects(tx, &ids).await?;
+    for (receipt, message_id) in receipts.iter().zip(&message_ids) {
+        let found = message_id.as_ref().and_then(|id| locked.get_mut(id));
+        let effect = match found {
+            // Kept in the map as it changes: a later receipt of the batch sees the change.
+            Some((message, state)) => {
+                apply_receipt(tx, message, *state, receipt.status, &receipt.detail, now_ms).await?
             }
             None => ReceiptEffect::Early,
         };
@@ -386,33 +391,26 @@ async fn record_receipts_in(
     Ok(tally)
 }
 
-/// The message a receipt is about, locked with its subject: by verifyd's id when the carrier
-/// echoed it (and the message is that carrier's), else by the carrier's id or one of its
-/// other spellings.
-async fn find_message(
-    tx: &mut WriteTx,
-    receipt: &DeliveryReceipt,
-) -> StoreResult<Option<(OutboxMessage, SubjectState)>> {
+/// The id of the message a receipt is about: verifyd's id when the carrier echoed it (and the
+/// message is that carrier's), else the message known by the carrier's id or one of its other
+/// spellings. Read without locking.
+async fn message_id_of(tx: &mut WriteTx, receipt: &DeliveryReceipt) -> StoreResult<Option<String>> {
     if let Some(echoed) = &receipt.message_id
         && let Some(message) = tx.read_message(echoed).await?
         && message.carrier == receipt.carrier
     {
-        return lock_read_message(tx, message).await;
+        return Ok(Some(message.id));
     }
-    let mut id = None;
     let spellings = std::iter::once(&receipt.carrier_message_id).chain(&receipt.alternative_ids);
     for carrier_message_id in spellings {
-        if id.is_some() {
-            break;
-        }
-        id = tx
+        if let Some(id) = tx
             .message_id_by_carrier_id(&receipt.carrier, carrier_message_id)
-            .await?;
+            .await?
+        {
+            return Ok(Some(id));
+        }
     }
-    match id {
-        Some(id) => lock_with_subject(tx, &id).await,
-        None => Ok(None),
-    }
+    Ok(None)
 }
 
 /// Forgets receipts kept since before `before_ms` (their message never showed up).
@@ -487,9 +485,33 @@ pub async fn settle_stranded(
     now_ms: i64,
 ) -> StoreResult<usize> {
     let mut tx = store.begin_background().await?;
+    // Read first, then only the messages to change locked, in the order every batch locks in
+    // (their verifications, then them): locking all it holds, oldest first, waited in a
+    // circle with outcome batches.
+    let to_change: Vec<String> = tx
+        .messages_held_by(worker)
+        .await?
+        .into_iter()
+        .filter(|message| message.status == DeliveryStatus::Claimed || !is_submitting(message))
+        .map(|message| message.id)
+        .collect();
+    let mut locked: Vec<OutboxMessage> = lock_batch_with_subjects(&mut tx, &to_change)
+        .await?
+        .into_values()
+        .map(|(message, _)| message)
+        .collect();
+    locked.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
     let mut released = 0;
     let mut stranded = Vec::new();
-    for mut message in tx.lock_messages_held_by(worker).await? {
+    for mut message in locked {
+        let still_held = message.claimed_by.as_deref() == Some(worker)
+            && matches!(
+                message.status,
+                DeliveryStatus::Claimed | DeliveryStatus::Sending
+            );
+        if !still_held {
+            continue;
+        }
         if message.release(now_ms) {
             tx.save_message(&message).await?;
             released += 1;

@@ -35,15 +35,28 @@ fn claimable() -> String {
         .join(", ")
 }
 
+/// The messages a dispatcher holds.
+const HELD_BY: &str = "claimed_by = $1 AND status IN ('claimed', 'sending')";
+
 impl WriteTx {
     async fn lock_messages(
         &mut self,
         clause: &str,
         values: &[&str],
     ) -> StoreResult<Vec<OutboxMessage>> {
+        self.select_messages(clause, values, true).await
+    }
+
+    /// The messages `clause` selects, oldest first; locked when `lock` says so.
+    async fn select_messages(
+        &mut self,
+        clause: &str,
+        values: &[&str],
+        lock: bool,
+    ) -> StoreResult<Vec<OutboxMessage>> {
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages WHERE {clause} ORDER BY created_at_ms, id{}",
-            self.lock_rows()
+            if lock { self.lock_rows() } else { "" }
         );
         let mut query = db::query(sql);
         for value in values {
@@ -249,12 +262,12 @@ impl Outbox for WriteTx {
             .collect()
     }
 
+    async fn messages_held_by(&mut self, worker: &str) -> StoreResult<Vec<OutboxMessage>> {
+        self.select_messages(HELD_BY, &[worker], false).await
+    }
+
     async fn lock_messages_held_by(&mut self, worker: &str) -> StoreResult<Vec<OutboxMessage>> {
-        self.lock_messages(
-            "claimed_by = $1 AND status IN ('claimed', 'sending')",
-            &[worker],
-        )
-        .await
+        self.select_messages(HELD_BY, &[worker], true).await
     }
 
     async fn lock_messages_of_unregistered_holders(
