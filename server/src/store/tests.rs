@@ -24,6 +24,7 @@ on_both_databases!(
     messages_of_unregistered_holders_are_found,
     conversion_counts_credit_the_last_message_before_approval,
     writes_that_arrive_together_commit_together_and_fail_alone,
+    writes_run_by_the_store_commit_together_and_fail_alone,
     an_event_committed_late_gets_a_cursor_after_those_seen,
     a_write_waits_for_another_process_holding_the_sqlite_lock,
 );
@@ -830,6 +831,86 @@ async fn writes_that_arrive_together_commit_together_and_fail_alone(db: &TestDb)
         assert_eq!(writes, 43, "the 42 and the first insert");
         assert!(batches < writes, "writes shared commits: {batches} batches");
     }
+}
+
+/// The same through [`SqlStore::write`] (on SQLite, work run on the writer's thread): a write
+/// that fails, one that panics and one that discards what it did leave nothing behind, take
+/// nothing of the others with them, and the writer goes on; each answer comes after its data
+/// is readable by others.
+async fn writes_run_by_the_store_commit_together_and_fail_alone(db: &TestDb) {
+    let taken = verification("vf_taken", "+447400009999");
+    insert(db, &taken, &[]).await;
+    let writes = (0..40).map(|n| async move {
+        let id = if n % 10 == 3 {
+            "vf_taken".to_string()
+        } else {
+            format!("vf_{n}")
+        };
+        let v = verification(&id, &format!("+4474000{n:05}"));
+        let written = db
+            .store
+            .write(move |tx| {
+                Box::pin(async move {
+                    tx.insert_message(&message(&format!("msg_{n}"), v.subject(), "smsc"))
+                        .await?;
+                    // A duplicate id fails here, after the message went in.
+                    tx.insert_verification(&v).await?;
+                    match n % 10 {
+                        5 => panic!("write {n} panics half-way"),
+                        7 => tx.discard(),
+                        _ => tx.record([Event {
+                            kind: EventKind::VerificationCreated,
+                            subject: v.subject(),
+                            message: None,
+                            subject_status: SubjectStatus::Verification(
+                                VerificationStatus::Pending,
+                            ),
+                            detail: "created".into(),
+                            at_ms: NOW,
+                        }]),
+                    }
+                    Ok::<_, StoreError>(n)
+                })
+            })
+            .await?;
+        assert_eq!(written, n);
+        Ok::<bool, StoreError>(db.store.verification(&id).await?.is_some())
+    });
+    let results = futures::future::join_all(writes).await;
+    for (n, result) in results.iter().enumerate() {
+        match n % 10 {
+            3 | 5 => assert!(result.is_err(), "write {n} failed: {result:?}"),
+            7 => assert!(matches!(result, Ok(false)), "write {n}: {result:?}"),
+            _ => assert!(
+                matches!(result, Ok(true)),
+                "write {n} is readable when answered: {result:?}"
+            ),
+        }
+    }
+    for n in 0..40 {
+        let committed = !matches!(n % 10, 3 | 5 | 7);
+        let messages = db
+            .store
+            .messages_of(&Subject::Verification(format!("vf_{n}")))
+            .await
+            .unwrap();
+        assert_eq!(
+            messages.len(),
+            usize::from(committed),
+            "messages of write {n}"
+        );
+    }
+    let stray = db
+        .store
+        .messages_of(&Subject::Verification("vf_taken".into()))
+        .await
+        .unwrap();
+    assert!(
+        stray.is_empty(),
+        "the failed writes' messages are rolled back"
+    );
+    let events = db.store.events_after(0, None, 100).await.unwrap();
+    assert_eq!(events.len(), 28, "one event per committed write");
 }
 
 /// A watcher that has read up to cursor N never later finds an event at or below N: on

@@ -205,6 +205,11 @@ impl WriteTx {
     }
 }
 
+/// What the caller of a write that panicked gets.
+fn write_panicked() -> StoreError {
+    StoreError::Commit("the write panicked".into())
+}
+
 /// A write run on the writer's thread is ended by the writer, not by its work.
 fn in_writer_misuse() -> StoreError {
     StoreError::Commit("a write run by the writer is ended by it".into())
@@ -357,7 +362,15 @@ impl SqlStore {
     {
         let Backend::Sqlite { writer, .. } = &self.backend else {
             let mut tx = self.begin_on(background_work).await?;
-            return match work(&mut tx).await {
+            // A panic fails the write alone, as on the writer's thread.
+            let worked =
+                futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(work(&mut tx)))
+                    .await
+                    .unwrap_or_else(|_| {
+                        tracing::error!("a write panicked; it is rolled back");
+                        Err(E::from(write_panicked()))
+                    });
+            return match worked {
                 Ok(value) if tx.discarded => {
                     tx.rollback().await?;
                     Ok(value)
@@ -396,7 +409,7 @@ impl SqlStore {
             })
             .await?;
         let result = answer.lock().unwrap_or_else(PoisonError::into_inner).take();
-        result.unwrap_or_else(|| Err(E::from(StoreError::Commit("the write panicked".into()))))
+        result.unwrap_or_else(|| Err(E::from(write_panicked())))
     }
 
     /// Where a read runs: an SQLite reader (in turn) or the PostgreSQL pool.
