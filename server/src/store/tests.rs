@@ -791,40 +791,7 @@ async fn writes_that_arrive_together_commit_together_and_fail_alone(db: &TestDb)
         Ok::<bool, StoreError>(visible)
     });
     let results = futures::future::join_all(writes).await;
-    for (n, result) in results.iter().enumerate() {
-        match n % 10 {
-            3 => assert!(result.is_err(), "write {n} reused an id"),
-            5 | 7 => assert!(matches!(result, Ok(false)), "write {n}: {result:?}"),
-            _ => assert!(
-                matches!(result, Ok(true)),
-                "write {n} is readable when answered: {result:?}"
-            ),
-        }
-    }
-    for n in 0..60 {
-        let committed = !matches!(n % 10, 3 | 5 | 7);
-        let message = db
-            .store
-            .messages_of(&Subject::Verification(format!("vf_{n}")))
-            .await
-            .unwrap();
-        assert_eq!(
-            message.len(),
-            usize::from(committed),
-            "messages of write {n}"
-        );
-        if n % 10 == 3 {
-            let stray = db
-                .store
-                .messages_of(&Subject::Verification("vf_taken".into()))
-                .await
-                .unwrap();
-            assert!(
-                stray.is_empty(),
-                "the failed write's message is rolled back"
-            );
-        }
-    }
+    assert_writes_ended(db, &results, &[3], &[5, 7]).await;
     let events = db.store.events_after(0, None, 100).await.unwrap();
     assert_eq!(events.len(), 42, "one event per committed write");
     if let Some((batches, writes)) = db.store.commit_counts() {
@@ -877,18 +844,32 @@ async fn writes_run_by_the_store_commit_together_and_fail_alone(db: &TestDb) {
         Ok::<bool, StoreError>(db.store.verification(&id).await?.is_some())
     });
     let results = futures::future::join_all(writes).await;
+    assert_writes_ended(db, &results, &[3, 5], &[7]).await;
+    let events = db.store.events_after(0, None, 100).await.unwrap();
+    assert_eq!(events.len(), 28, "one event per committed write");
+}
+
+/// Checks how the writes of the two tests above ended: write `n` failed when `n % 10` is in
+/// `failed`, kept nothing when it is in `undone`, and was readable when answered otherwise;
+/// only the last kept their message, and the failed ones left none under the id they reused.
+async fn assert_writes_ended(
+    db: &TestDb,
+    results: &[Result<bool, StoreError>],
+    failed: &[usize],
+    undone: &[usize],
+) {
     for (n, result) in results.iter().enumerate() {
-        match n % 10 {
-            3 | 5 => assert!(result.is_err(), "write {n} failed: {result:?}"),
-            7 => assert!(matches!(result, Ok(false)), "write {n}: {result:?}"),
-            _ => assert!(
+        if failed.contains(&(n % 10)) {
+            assert!(result.is_err(), "write {n} failed: {result:?}");
+        } else if undone.contains(&(n % 10)) {
+            assert!(matches!(result, Ok(false)), "write {n}: {result:?}");
+        } else {
+            assert!(
                 matches!(result, Ok(true)),
                 "write {n} is readable when answered: {result:?}"
-            ),
+            );
         }
-    }
-    for n in 0..40 {
-        let committed = !matches!(n % 10, 3 | 5 | 7);
+        let committed = !failed.contains(&(n % 10)) && !undone.contains(&(n % 10));
         let messages = db
             .store
             .messages_of(&Subject::Verification(format!("vf_{n}")))
@@ -909,8 +890,6 @@ async fn writes_run_by_the_store_commit_together_and_fail_alone(db: &TestDb) {
         stray.is_empty(),
         "the failed writes' messages are rolled back"
     );
-    let events = db.store.events_after(0, None, 100).await.unwrap();
-    assert_eq!(events.len(), 28, "one event per committed write");
 }
 
 /// A watcher that has read up to cursor N never later finds an event at or below N: on
