@@ -79,7 +79,8 @@ pub trait VerificationRepository {
         &mut self,
         e164: &str,
     ) -> StoreResult<Option<Verification>>;
-    /// Pending verifications past their lifetime at `now_ms`, at most `limit`, locked.
+    /// Pending verifications past their lifetime at `now_ms`, at most `limit`, locked in the
+    /// order of their ids (the order every batch locks verifications in).
     async fn lock_expired_verifications(
         &mut self,
         now_ms: i64,

@@ -25,6 +25,7 @@ on_both_databases!(
     conversion_counts_credit_the_last_message_before_approval,
     writes_that_arrive_together_commit_together_and_fail_alone,
     writes_run_by_the_store_commit_together_and_fail_alone,
+    a_write_given_up_before_its_turn_keeps_nothing,
     an_event_committed_late_gets_a_cursor_after_those_seen,
     a_write_waits_for_another_process_holding_the_sqlite_lock,
 );
@@ -847,6 +848,42 @@ async fn writes_run_by_the_store_commit_together_and_fail_alone(db: &TestDb) {
     assert_writes_ended(db, &results, &[3, 5], &[7]).await;
     let events = db.store.events_after(0, None, 100).await.unwrap();
     assert_eq!(events.len(), 28, "one event per committed write");
+}
+
+/// A write whose caller gives up (a client's deadline passing) before its turn on SQLite's
+/// writer keeps nothing, as a PostgreSQL transaction dropped before its commit; the writer
+/// goes on. (On PostgreSQL nothing holds the write back, so it commits at once.)
+async fn a_write_given_up_before_its_turn_keeps_nothing(db: &TestDb) {
+    if db.is_postgres() {
+        return;
+    }
+    // A transaction begun by a task holds the writer meanwhile.
+    let holder = db.store.begin().await.unwrap();
+    let v = verification("vf_given_up", "+447400001234");
+    let write = db
+        .store
+        .write(move |tx| Box::pin(async move { tx.insert_verification(&v).await }));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), write)
+            .await
+            .is_err(),
+        "the write waits for the writer"
+    );
+    holder.rollback().await.unwrap();
+    let later = verification("vf_later", "+447400005678");
+    db.store
+        .write(move |tx| Box::pin(async move { tx.insert_verification(&later).await }))
+        .await
+        .unwrap();
+    assert!(db.store.verification("vf_later").await.unwrap().is_some());
+    assert!(
+        db.store
+            .verification("vf_given_up")
+            .await
+            .unwrap()
+            .is_none(),
+        "the write given up was not run"
+    );
 }
 
 /// Checks how the writes of the two tests above ended: write `n` failed when `n % 10` is in

@@ -50,13 +50,17 @@ pub async fn settle_and_hand_off(
     store
         .write_background(move |tx| {
             Box::pin(async move {
-                for (id, number, outcome) in settled {
-                    let attempt = Attempt {
-                        worker: worker.clone(),
-                        number,
-                    };
-                    apply_outcome(tx, &id, &attempt, outcome, now_ms).await?;
-                }
+                let outcomes = settled
+                    .into_iter()
+                    .map(|(id, number, outcome)| {
+                        let attempt = Attempt {
+                            worker: worker.clone(),
+                            number,
+                        };
+                        (id, attempt, outcome)
+                    })
+                    .collect();
+                settle_batch(tx, outcomes, now_ms).await?;
                 tx.hand_off(&worker, &to_send, now_ms).await
             })
         })
@@ -88,25 +92,7 @@ pub async fn record_outcomes(
     store
         .write_background(move |tx| {
             Box::pin(async move {
-                let ids: Vec<String> = outcomes.iter().map(|(id, ..)| id.clone()).collect();
-                let mut locked = lock_batch_with_subjects(tx, &ids).await?;
-                let receipts_kept = tx.has_kept_receipts().await?;
-                let mut applied = Vec::with_capacity(outcomes.len());
-                for (id, attempt, outcome) in outcomes {
-                    // A message named twice is read again: the first outcome changed it.
-                    let found = match locked.remove(&id) {
-                        Some(found) => Some(found),
-                        None => lock_with_subject(tx, &id).await?,
-                    };
-                    let Some((message, state)) = found else {
-                        applied.push(false);
-                        continue;
-                    };
-                    applied.push(
-                        settle_locked(tx, message, state, &attempt, outcome, now_ms, receipts_kept)
-                            .await?,
-                    );
-                }
+                let applied = settle_batch(tx, outcomes, now_ms).await?;
                 if !applied.contains(&true) {
                     tx.discard();
                 }
@@ -116,21 +102,38 @@ pub async fn record_outcomes(
         .await
 }
 
-async fn apply_outcome(
+/// Settles how attempts ended, in the transaction `tx` (see [`record_outcomes`]): their
+/// messages locked with their subjects at once, in the order every batch locks in.
+async fn settle_batch(
     tx: &mut WriteTx,
-    id: &str,
-    attempt: &Attempt,
-    outcome: SendOutcome,
+    outcomes: Vec<(String, Attempt, SendOutcome)>,
     now_ms: i64,
-) -> StoreResult<bool> {
-    let Some((message, state)) = lock_with_subject(tx, id).await? else {
-        return Ok(false);
-    };
-    settle_locked(tx, message, state, attempt, outcome, now_ms, true).await
+) -> StoreResult<Vec<bool>> {
+    let mut ids: Vec<String> = outcomes.iter().map(|(id, ..)| id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut locked = lock_batch_with_subjects(tx, &ids).await?;
+    let receipts_kept = tx.has_kept_receipts().await?;
+    let mut applied = Vec::with_capacity(outcomes.len());
+    for (id, attempt, outcome) in outcomes {
+        // A message named twice is read again: the first outcome changed it.
+        let found = match locked.remove(&id) {
+            Some(found) => Some(found),
+            None => lock_with_subject(tx, &id).await?,
+        };
+        let Some((message, state)) = found else {
+            applied.push(false);
+            continue;
+        };
+        applied.push(
+            settle_locked(tx, message, state, &attempt, outcome, now_ms, receipts_kept).await?,
+        );
+    }
+    Ok(applied)
 }
 
-/// Settles `attempt` of a message locked with its subject (see [`apply_outcome`]); kept
-/// receipts are looked for only when `receipts_kept` says some may be.
+/// Settles `attempt` of a message locked with its subject; kept receipts are looked for only
+/// when `receipts_kept` says some may be.
 async fn settle_locked(
     tx: &mut WriteTx,
     mut message: OutboxMessage,
@@ -533,15 +536,20 @@ pub async fn settle_stranded(
 /// Returns how many messages got receipts.
 pub async fn apply_kept_receipts(store: &SqlStore, now_ms: i64) -> StoreResult<usize> {
     let mut tx = store.begin_background().await?;
-    let ids = tx.messages_with_kept_receipts(100).await?;
+    let mut ids = tx.messages_with_kept_receipts(100).await?;
+    ids.sort();
+    ids.dedup();
+    let mut locked: Vec<_> = lock_batch_with_subjects(&mut tx, &ids)
+        .await?
+        .into_values()
+        .collect();
+    locked.sort_by(|(a, _), (b, _)| a.id.cmp(&b.id));
     let mut applied = 0;
-    for id in &ids {
-        if let Some((mut message, state)) = lock_with_subject(&mut tx, id).await?
-            && matches!(
-                message.status,
-                DeliveryStatus::Submitted | DeliveryStatus::MaybeSent
-            )
-        {
+    for (mut message, state) in locked {
+        if matches!(
+            message.status,
+            DeliveryStatus::Submitted | DeliveryStatus::MaybeSent
+        ) {
             apply_kept_receipts_to(&mut tx, &mut message, state, now_ms).await?;
             applied += 1;
         }

@@ -129,8 +129,9 @@ impl rusqlite::ToSql for Value {
 
 /// Where a statement runs.
 pub(crate) enum Exec<'c> {
-    /// An SQLite connection of this process (its lock is uncontended: the writer and each
-    /// reader have their own; it makes a borrowed connection safe to hold across an await).
+    /// An SQLite connection of this process, behind a lock held for one statement: the writer's
+    /// (used by its thread, or by the one task holding it) or a reader's (readers are picked
+    /// free when one is).
     Sqlite(&'c Mutex<rusqlite::Connection>),
     /// A PostgreSQL connection (in a transaction).
     Connection(&'c mut AnyConnection),
@@ -445,12 +446,14 @@ fn numbered_placeholders(sql: &str) -> Cow<'_, str> {
         return Cow::Borrowed(sql);
     }
     let mut rewritten = Vec::with_capacity(sql.len());
-    let mut quoted = false;
+    // Inside '...' or "..." (a string or a quoted name), nothing is a placeholder.
+    let mut quote = None;
     let bytes = sql.as_bytes();
     for (index, &byte) in bytes.iter().enumerate() {
-        match byte {
-            b'\'' => quoted = !quoted,
-            b'$' if !quoted && bytes.get(index + 1).is_some_and(u8::is_ascii_digit) => {
+        match (quote, byte) {
+            (None, b'\'' | b'"') => quote = Some(byte),
+            (Some(open), _) if byte == open => quote = None,
+            (None, b'$') if bytes.get(index + 1).is_some_and(u8::is_ascii_digit) => {
                 rewritten.push(b'?');
                 continue;
             }
@@ -469,8 +472,10 @@ mod tests {
     #[test]
     fn placeholders_become_numbered_parameters_outside_quotes() {
         assert_eq!(
-            numbered_placeholders("SELECT a FROM t WHERE b = $1 AND c IN ($2, $12) AND d = '$3'"),
-            "SELECT a FROM t WHERE b = ?1 AND c IN (?2, ?12) AND d = '$3'"
+            numbered_placeholders(
+                "SELECT a FROM t WHERE b = $1 AND c IN ($2, $12) AND d = '$3' AND \"e$4\" = $5"
+            ),
+            "SELECT a FROM t WHERE b = ?1 AND c IN (?2, ?12) AND d = '$3' AND \"e$4\" = ?5"
         );
         assert_eq!(numbered_placeholders("SELECT 1"), "SELECT 1");
     }

@@ -363,13 +363,22 @@ impl SqlStore {
         let Backend::Sqlite { writer, .. } = &self.backend else {
             let mut tx = self.begin_on(background_work).await?;
             // A panic fails the write alone, as on the writer's thread.
-            let worked =
-                futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(work(&mut tx)))
-                    .await
-                    .unwrap_or_else(|_| {
-                        tracing::error!("a write panicked; it is rolled back");
-                        Err(E::from(write_panicked()))
-                    });
+            let finished = {
+                let started =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut tx)));
+                match started {
+                    Ok(future) => {
+                        futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(future))
+                            .await
+                            .ok()
+                    }
+                    Err(_) => None,
+                }
+            };
+            let worked = finished.unwrap_or_else(|| {
+                tracing::error!("a write panicked; it is rolled back");
+                Err(E::from(write_panicked()))
+            });
             return match worked {
                 Ok(value) if tx.discarded => {
                     tx.rollback().await?;
@@ -554,13 +563,14 @@ impl SqlStore {
         }
     }
 
-    /// Stops listening and closes connections.
+    /// Stops listening and closes connections; on SQLite once the writer has committed the
+    /// writes sent to it before.
     pub async fn close(&self) {
         for task in &self.background {
             task.abort();
         }
         match &self.backend {
-            Backend::Sqlite { writer, .. } => writer.stop(),
+            Backend::Sqlite { writer, .. } => writer.stop_and_wait().await,
             Backend::Postgres {
                 requests,
                 background,

@@ -142,7 +142,7 @@ impl VerificationRepository for WriteTx {
     ) -> StoreResult<Vec<Verification>> {
         let sql = format!(
             "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE status = 'pending' AND expires_at_ms <= $1 \
-             ORDER BY expires_at_ms, id LIMIT $2{}",
+             ORDER BY id LIMIT $2{}",
             self.lock_rows()
         );
         db::query(sql)

@@ -3,7 +3,10 @@
 //! savepoint of the transaction it has open; when no write is waiting it commits them all at
 //! once — one commit and one fsync for every write that arrived together. Writes that arrive
 //! during a commit wait for it and form the next batch. A write answers only after the commit
-//! that holds it succeeded; one that fails rolls back to its savepoint, alone.
+//! that holds it succeeded (also one that failed or rolled back: what it read may have come
+//! from writes of its batch); one that fails rolls back to its savepoint, alone. A write whose
+//! caller has gone before its turn is not run, as a PostgreSQL transaction dropped before its
+//! commit keeps nothing; once run, it is committed with its batch like any other.
 //!
 //! A write is a job: a function run on the writer's thread with the connection. Nothing is
 //! handed back and forth between tasks while the batch is open, so the writer never waits for
@@ -76,6 +79,7 @@ pub(super) struct Writer {
     messages: mpsc::Sender<Message>,
     connection: SharedConnection,
     counts: Arc<CommitCounts>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// A write holding the connection from a task (see [`Writer::hold`]): its savepoint is open
@@ -103,7 +107,7 @@ impl Writer {
             counts: Arc::clone(&counts),
             runtime: tokio::runtime::Handle::try_current().ok(),
         };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || thread.run())
             .map_err(|error| {
@@ -113,6 +117,7 @@ impl Writer {
             messages,
             connection,
             counts,
+            thread: Mutex::new(Some(thread)),
         })
     }
 
@@ -142,7 +147,8 @@ impl Writer {
     }
 
     /// Waits for the writer's turn and holds the connection, inside a savepoint of the open
-    /// batch, until the returned write ends. The writer's thread waits meanwhile.
+    /// batch, until the returned write ends. The writer's thread waits meanwhile: the task
+    /// holding it must not wait for another write (nor for anything that does).
     pub(super) async fn hold(&self) -> StoreResult<Held> {
         let (ended, until_ended) = mpsc::channel();
         let (started, on_start) = oneshot::channel();
@@ -175,9 +181,23 @@ impl Writer {
         Ok(held)
     }
 
-    /// Stops the writer's thread after the batch it is running (writes sent later fail).
+    /// Tells the writer's thread to stop once it has run the writes sent before (writes sent
+    /// later fail).
     pub(super) fn stop(&self) {
         let _ = self.messages.send(Message::Stop);
+    }
+
+    /// Stops the writer's thread and waits until it has committed its last batch.
+    pub(super) async fn stop_and_wait(&self) {
+        self.stop();
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
     }
 }
 
@@ -193,13 +213,11 @@ impl Held {
         &self.connection
     }
 
-    /// Ends the write: kept (then it returns once the batch is committed) or rolled back.
+    /// Ends the write, kept or rolled back; returns once its batch is committed (what it read
+    /// may have come from writes of its batch).
     pub(super) async fn end(mut self, kept: Kept) -> StoreResult<()> {
         if let Some(ended) = self.ended.take() {
             let _ = ended.send(kept);
-        }
-        if kept == Kept::No {
-            return Ok(());
         }
         match (&mut self.done).await {
             Ok(Ok(())) => Ok(()),
@@ -235,6 +253,11 @@ impl WriterThread {
     fn run(self) {
         let _runtime = self.runtime.as_ref().map(tokio::runtime::Handle::enter);
         while let Ok(Message::Write { work, done }) = self.inbox.recv() {
+            if done.is_closed() {
+                // Its caller has gone: nobody waits for it, and nothing of it is kept.
+                continue;
+            }
+            self.end_stray_transaction();
             // The write lock up front: a read-then-write never fails on a lock upgrade; another
             // process holding it is waited for in SQLite's busy handler, on this thread.
             if let Err(error) = self.execute("BEGIN IMMEDIATE") {
@@ -246,6 +269,10 @@ impl WriterThread {
             let mut next = Some((work, done));
             let mut stopping = false;
             while let Some((work, done)) = next.take() {
+                if done.is_closed() {
+                    next = self.next_write(&mut stopping);
+                    continue;
+                }
                 batch.done.push(done);
                 if let Err(reason) = self.run_one(work, &mut batch) {
                     self.abort(batch, reason);
@@ -253,14 +280,7 @@ impl WriterThread {
                     break;
                 }
                 if batch.done.len() < BATCH_LIMIT {
-                    next = match self.inbox.try_recv() {
-                        Ok(Message::Write { work, done }) => Some((work, done)),
-                        Ok(Message::Stop) => {
-                            stopping = true;
-                            None
-                        }
-                        Err(_) => None,
-                    };
+                    next = self.next_write(&mut stopping);
                 }
             }
             if !batch.done.is_empty() {
@@ -274,6 +294,37 @@ impl WriterThread {
         tracing::info!(batches, writes, "the SQLite writer stopped");
     }
 
+    /// The write waiting next, if one is (`stopping` is set when the stop came first).
+    fn next_write(&self, stopping: &mut bool) -> Option<(Work, oneshot::Sender<BatchEnd>)> {
+        match self.inbox.try_recv() {
+            Ok(Message::Write { work, done }) => Some((work, done)),
+            Ok(Message::Stop) => {
+                *stopping = true;
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Rolls back a transaction left open by a batch whose end failed, so that the next one
+    /// can begin.
+    fn end_stray_transaction(&self) {
+        if !self.transaction_lost()
+            && let Err(error) = self.execute("ROLLBACK")
+        {
+            tracing::error!(%error, "rolling back a transaction left open failed");
+        }
+    }
+
+    /// Whether no transaction is open: between batches, or when SQLite ended the batch's by
+    /// itself (it rolls the whole transaction back on some errors, such as a full disk).
+    fn transaction_lost(&self) -> bool {
+        self.connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_autocommit()
+    }
+
     /// Runs one write in its savepoint; an error means the transaction is no longer usable.
     fn run_one(&self, work: Work, batch: &mut Batch) -> Result<(), Arc<str>> {
         self.execute("SAVEPOINT write")
@@ -284,6 +335,9 @@ impl WriterThread {
                     tracing::error!("a write panicked; it is rolled back");
                     Kept::No
                 });
+        if self.transaction_lost() {
+            return Err("SQLite rolled the batch back after an error in one write".into());
+        }
         let ended = match kept {
             Kept::Yes { has_events } => {
                 batch.kept += 1;
