@@ -2,6 +2,8 @@
 //! messages under a dispatcher's lease, settling each attempt, applying receipts (or keeping
 //! those that come early), and taking over the messages of a dispatcher that died.
 
+use std::collections::BTreeMap;
+
 use verify_carrier::{DeliveryReceipt, ReceiptStatus};
 
 use crate::domain::{
@@ -162,14 +164,14 @@ async fn settle_locked(
     Ok(true)
 }
 
-/// The messages of `ids` with how their events show their subjects, locked in the order every
-/// batch takes them: all their verifications first, by id, then the messages, by id (one
-/// statement for each, instead of three for every message). Messages that do not exist are
-/// left out.
+/// The messages of `ids` with how their events show their subjects, by message id, locked in
+/// the order every batch takes them: all their verifications first, by id, then the messages,
+/// by id (one statement for each, instead of three for every message). Messages that do not
+/// exist are left out.
 async fn lock_batch_with_subjects(
     tx: &mut WriteTx,
     ids: &[String],
-) -> StoreResult<std::collections::HashMap<String, (OutboxMessage, SubjectState)>> {
+) -> StoreResult<BTreeMap<String, (OutboxMessage, SubjectState)>> {
     let peeks = tx.read_messages(ids).await?;
     let mut verification_ids: Vec<String> = peeks
         .iter()
@@ -191,7 +193,7 @@ async fn lock_batch_with_subjects(
     } else {
         tx.lock_messages_by_ids(ids).await?
     };
-    let mut locked = std::collections::HashMap::with_capacity(messages.len());
+    let mut locked = BTreeMap::new();
     for message in messages {
         let state = match &message.subject {
             Subject::Verification(id) => {
@@ -539,13 +541,9 @@ pub async fn apply_kept_receipts(store: &SqlStore, now_ms: i64) -> StoreResult<u
     let mut ids = tx.messages_with_kept_receipts(100).await?;
     ids.sort();
     ids.dedup();
-    let mut locked: Vec<_> = lock_batch_with_subjects(&mut tx, &ids)
-        .await?
-        .into_values()
-        .collect();
-    locked.sort_by(|(a, _), (b, _)| a.id.cmp(&b.id));
+    let locked = lock_batch_with_subjects(&mut tx, &ids).await?;
     let mut applied = 0;
-    for (mut message, state) in locked {
+    for (mut message, state) in locked.into_values() {
         if matches!(
             message.status,
             DeliveryStatus::Submitted | DeliveryStatus::MaybeSent

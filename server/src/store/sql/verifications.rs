@@ -110,14 +110,12 @@ impl VerificationRepository for WriteTx {
             .bind_all(bound)
             .fetch_all(self.conn())
             .await?;
-        let mut statuses = Vec::new();
-        for row in rows {
-            let text: String = row.try_get("status")?;
-            let status = VerificationStatus::parse(&text)
-                .ok_or_else(|| StoreError::Corrupt(format!("verification status `{text}`")))?;
-            statuses.push((row.try_get("id")?, status));
-        }
-        Ok(statuses)
+        rows.iter()
+            .map(|row| {
+                let status = rows::parse_text(row, "status", VerificationStatus::parse)?;
+                Ok((row.try_get("id")?, status))
+            })
+            .collect()
     }
 
     async fn lock_pending_verification_of(

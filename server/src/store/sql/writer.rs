@@ -309,7 +309,7 @@ impl WriterThread {
     /// Rolls back a transaction left open by a batch whose end failed, so that the next one
     /// can begin.
     fn end_stray_transaction(&self) {
-        if !self.transaction_lost()
+        if !self.no_transaction_open()
             && let Err(error) = self.execute("ROLLBACK")
         {
             tracing::error!(%error, "rolling back a transaction left open failed");
@@ -318,7 +318,7 @@ impl WriterThread {
 
     /// Whether no transaction is open: between batches, or when SQLite ended the batch's by
     /// itself (it rolls the whole transaction back on some errors, such as a full disk).
-    fn transaction_lost(&self) -> bool {
+    fn no_transaction_open(&self) -> bool {
         self.connection
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -335,7 +335,7 @@ impl WriterThread {
                     tracing::error!("a write panicked; it is rolled back");
                     Kept::No
                 });
-        if self.transaction_lost() {
+        if self.no_transaction_open() {
             return Err("SQLite rolled the batch back after an error in one write".into());
         }
         let ended = match kept {
