@@ -28,6 +28,7 @@ on_both_databases!(
     a_write_given_up_before_its_turn_keeps_nothing,
     an_event_committed_late_gets_a_cursor_after_those_seen,
     a_write_waits_for_another_process_holding_the_sqlite_lock,
+    a_failed_flush_of_the_log_stops_writes_and_reads,
 );
 
 const NOW: i64 = 1_700_000_000_000;
@@ -1010,4 +1011,36 @@ async fn a_write_waits_for_another_process_holding_the_sqlite_lock(db: &TestDb) 
     );
     release.await.unwrap();
     assert!(db.store.verification("vf_waited").await.unwrap().is_some());
+}
+
+/// On SQLite, when flushing the log fails, whether the last commits are on disk is unknown:
+/// the write is not acknowledged, and the store refuses every later write and read instead of
+/// answering from data that may be lost. (Here the log is deleted under the store, so the
+/// flush cannot find it.)
+async fn a_failed_flush_of_the_log_stops_writes_and_reads(db: &TestDb) {
+    if db.is_postgres() {
+        return;
+    }
+    let before = verification("vf_before", "+447400001111");
+    insert(db, &before, &[]).await;
+    let path = db.url.trim_start_matches("sqlite://").to_string();
+    std::fs::remove_file(format!("{path}-wal")).unwrap();
+    let after = verification("vf_after", "+447400002222");
+    let written = db
+        .store
+        .write(move |tx| Box::pin(async move { tx.insert_verification(&after).await }))
+        .await;
+    let error = written.expect_err("a write whose flush failed is not acknowledged");
+    assert!(
+        error.to_string().contains("could not be made durable"),
+        "{error}"
+    );
+    let refused = db.store.verification("vf_before").await;
+    assert!(refused.is_err(), "reads stop too: {refused:?}");
+    let next = verification("vf_next", "+447400003333");
+    let refused = db
+        .store
+        .write(move |tx| Box::pin(async move { tx.insert_verification(&next).await }))
+        .await;
+    assert!(refused.is_err(), "later writes are refused: {refused:?}");
 }

@@ -111,9 +111,7 @@ async fn settle_batch(
     outcomes: Vec<(String, Attempt, SendOutcome)>,
     now_ms: i64,
 ) -> StoreResult<Vec<bool>> {
-    let mut ids: Vec<String> = outcomes.iter().map(|(id, ..)| id.clone()).collect();
-    ids.sort();
-    ids.dedup();
+    let ids = sorted_unique(outcomes.iter().map(|(id, ..)| id.clone()));
     let mut locked = lock_batch_with_subjects(tx, &ids).await?;
     let receipts_kept = tx.has_kept_receipts().await?;
     let mut applied = Vec::with_capacity(outcomes.len());
@@ -173,15 +171,11 @@ async fn lock_batch_with_subjects(
     ids: &[String],
 ) -> StoreResult<BTreeMap<String, (OutboxMessage, SubjectState)>> {
     let peeks = tx.read_messages(ids).await?;
-    let mut verification_ids: Vec<String> = peeks
-        .iter()
-        .filter_map(|message| match &message.subject {
+    let verification_ids =
+        sorted_unique(peeks.iter().filter_map(|message| match &message.subject {
             Subject::Verification(id) => Some(id.clone()),
             Subject::Notification(_) => None,
-        })
-        .collect();
-    verification_ids.sort();
-    verification_ids.dedup();
+        }));
     let statuses: std::collections::HashMap<String, VerificationStatus> = tx
         .lock_verification_statuses(&verification_ids)
         .await?
@@ -355,13 +349,19 @@ async fn record_receipts_in(
     // Which message each receipt is about (read), then all of them locked at once, in the
     // order every batch locks in (a batch locking as it goes could wait for another in a
     // circle).
+    let echoed = sorted_unique(receipts.iter().filter_map(|r| r.message_id.clone()));
+    // The carrier of each message a receipt names by verifyd's id, read at once.
+    let carriers_of_echoed: std::collections::HashMap<String, String> = tx
+        .read_messages(&echoed)
+        .await?
+        .into_iter()
+        .map(|message| (message.id, message.carrier))
+        .collect();
     let mut message_ids = Vec::with_capacity(receipts.len());
     for receipt in receipts {
-        message_ids.push(message_id_of(tx, receipt).await?);
+        message_ids.push(message_id_of(tx, receipt, &carriers_of_echoed).await?);
     }
-    let mut ids: Vec<String> = message_ids.iter().flatten().cloned().collect();
-    ids.sort();
-    ids.dedup();
+    let ids = sorted_unique(message_ids.iter().flatten().cloned());
     let mut locked = lock_batch_with_subjects(tx, &ids).await?;
     for (receipt, message_id) in receipts.iter().zip(&message_ids) {
         let found = message_id.as_ref().and_then(|id| locked.get_mut(id));
@@ -396,15 +396,26 @@ async fn record_receipts_in(
     Ok(tally)
 }
 
+/// Ids in order, each once (the order every batch locks in).
+fn sorted_unique(ids: impl Iterator<Item = String>) -> Vec<String> {
+    let mut ids: Vec<String> = ids.collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 /// The id of the message a receipt is about: verifyd's id when the carrier echoed it (and the
-/// message is that carrier's), else the message known by the carrier's id or one of its other
-/// spellings. Read without locking.
-async fn message_id_of(tx: &mut WriteTx, receipt: &DeliveryReceipt) -> StoreResult<Option<String>> {
+/// message is that carrier's, as `carriers_of_echoed` says), else the message known by the
+/// carrier's id or one of its other spellings. Read without locking.
+async fn message_id_of(
+    tx: &mut WriteTx,
+    receipt: &DeliveryReceipt,
+    carriers_of_echoed: &std::collections::HashMap<String, String>,
+) -> StoreResult<Option<String>> {
     if let Some(echoed) = &receipt.message_id
-        && let Some(message) = tx.read_message(echoed).await?
-        && message.carrier == receipt.carrier
+        && carriers_of_echoed.get(echoed) == Some(&receipt.carrier)
     {
-        return Ok(Some(message.id));
+        return Ok(Some(echoed.clone()));
     }
     let spellings = std::iter::once(&receipt.carrier_message_id).chain(&receipt.alternative_ids);
     for carrier_message_id in spellings {
@@ -538,9 +549,7 @@ pub async fn settle_stranded(
 /// Returns how many messages got receipts.
 pub async fn apply_kept_receipts(store: &SqlStore, now_ms: i64) -> StoreResult<usize> {
     let mut tx = store.begin_background().await?;
-    let mut ids = tx.messages_with_kept_receipts(100).await?;
-    ids.sort();
-    ids.dedup();
+    let ids = sorted_unique(tx.messages_with_kept_receipts(100).await?.into_iter());
     let locked = lock_batch_with_subjects(&mut tx, &ids).await?;
     let mut applied = 0;
     for (mut message, state) in locked.into_values() {

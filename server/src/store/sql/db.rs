@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row as _};
 
+use super::writer::Durability;
 use crate::store::{StoreError, StoreResult};
 
 /// The type of a NULL (PostgreSQL wants bound parameters typed).
@@ -130,9 +131,11 @@ impl rusqlite::ToSql for Value {
 /// Where a statement runs.
 pub(crate) enum Exec<'c> {
     /// An SQLite connection of this process, behind a lock held for one statement: the writer's
-    /// (used by its thread, or by the one task holding it) or a reader's (readers are picked
-    /// free when one is).
+    /// (used by its thread, or by the one task holding it).
     Sqlite(&'c Mutex<rusqlite::Connection>),
+    /// An SQLite reader's connection (readers are picked free when one is); a read answers
+    /// once what it may have seen of the writer's commits is durable.
+    SqliteRead(&'c Mutex<rusqlite::Connection>, &'c Durability),
     /// A PostgreSQL connection (in a transaction).
     Connection(&'c mut AnyConnection),
     /// Any connection of the PostgreSQL pool.
@@ -276,6 +279,11 @@ impl Query {
                 let (rows_affected, _) = run_sqlite(connection, &self.sql, &self.args, false)?;
                 Ok(Done { rows_affected })
             }
+            Exec::SqliteRead(connection, durability) => {
+                let (rows_affected, _) = run_sqlite(connection, &self.sql, &self.args, false)?;
+                durability.covers_reads_so_far().await?;
+                Ok(Done { rows_affected })
+            }
             Exec::Connection(connection) => self.execute_on(connection).await,
             Exec::Pool(pool) => self.execute_on(pool).await,
         }
@@ -285,6 +293,11 @@ impl Query {
     pub(crate) async fn fetch_all(self, exec: Exec<'_>) -> StoreResult<Vec<Row>> {
         match exec {
             Exec::Sqlite(connection) => Ok(run_sqlite(connection, &self.sql, &self.args, true)?.1),
+            Exec::SqliteRead(connection, durability) => {
+                let (_, rows) = run_sqlite(connection, &self.sql, &self.args, true)?;
+                durability.covers_reads_so_far().await?;
+                Ok(rows)
+            }
             Exec::Connection(connection) => self.fetch_all_on(connection).await,
             Exec::Pool(pool) => self.fetch_all_on(pool).await,
         }
@@ -366,77 +379,100 @@ fn run_sqlite(
     rows: bool,
 ) -> Result<(u64, Vec<Row>), rusqlite::Error> {
     let connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
-    let sql = numbered_placeholders(sql);
-    let mut statement = connection.prepare_cached(&sql)?;
-    // `?N` is parameter N: bound by index, without looking names up (SQLite finds a name's
-    // index by walking the statement's list of names).
-    for index in 1..=statement.parameter_count() {
-        let value = args
-            .get(index - 1)
-            .ok_or(rusqlite::Error::InvalidParameterCount(index, args.len()))?;
-        statement.raw_bind_parameter(index, value)?;
-    }
-    let column_count = statement.column_count();
-    if column_count == 0 || !rows {
-        if column_count == 0 {
-            let changed = statement.raw_execute()?;
-            return Ok((changed as u64, Vec::new()));
+    STATEMENTS.with_borrow_mut(|known| {
+        let text = known.text_of(sql);
+        let mut statement = connection.prepare_cached(&text.sql)?;
+        // `?N` is parameter N: bound by index, without looking names up (SQLite finds a
+        // name's index by walking the statement's list of names).
+        for index in 1..=statement.parameter_count() {
+            let value = args
+                .get(index - 1)
+                .ok_or(rusqlite::Error::InvalidParameterCount(index, args.len()))?;
+            statement.raw_bind_parameter(index, value)?;
         }
-        // A statement with RETURNING whose rows nobody wants: step through it all.
+        let column_count = statement.column_count();
+        if column_count == 0 || !rows {
+            if column_count == 0 {
+                let changed = statement.raw_execute()?;
+                return Ok((changed as u64, Vec::new()));
+            }
+            // A statement with RETURNING whose rows nobody wants: step through it all.
+            let mut result = statement.raw_query();
+            let mut count = 0;
+            while result.next()?.is_some() {
+                count += 1;
+            }
+            return Ok((count, Vec::new()));
+        }
+        let columns = Arc::clone(text.columns.get_or_insert_with(|| {
+            statement
+                .column_names()
+                .into_iter()
+                .map(str::to_string)
+                .collect()
+        }));
         let mut result = statement.raw_query();
-        let mut count = 0;
-        while result.next()?.is_some() {
-            count += 1;
-        }
-        return Ok((count, Vec::new()));
-    }
-    let columns = column_names(&sql, &statement);
-    let mut result = statement.raw_query();
-    let mut read = Vec::new();
-    while let Some(row) = result.next()? {
-        let mut values = Vec::with_capacity(column_count);
-        for index in 0..column_count {
-            use rusqlite::types::ValueRef;
-            values.push(match row.get_ref(index)? {
-                ValueRef::Null => Value::Null(Kind::Text),
-                ValueRef::Integer(value) => Value::Integer(value),
-                ValueRef::Real(value) => Value::Integer(value as i64),
-                ValueRef::Text(text) => Value::Text(String::from_utf8_lossy(text).into_owned()),
-                ValueRef::Blob(bytes) => Value::Bytes(bytes.to_vec()),
+        let mut read = Vec::new();
+        while let Some(row) = result.next()? {
+            let mut values = Vec::with_capacity(column_count);
+            for index in 0..column_count {
+                use rusqlite::types::ValueRef;
+                values.push(match row.get_ref(index)? {
+                    ValueRef::Null => Value::Null(Kind::Text),
+                    ValueRef::Integer(value) => Value::Integer(value),
+                    ValueRef::Real(value) => Value::Integer(value as i64),
+                    ValueRef::Text(text) => Value::Text(String::from_utf8_lossy(text).into_owned()),
+                    ValueRef::Blob(bytes) => Value::Bytes(bytes.to_vec()),
+                });
+            }
+            read.push(Row::Sqlite {
+                columns: Arc::clone(&columns),
+                values,
             });
         }
-        read.push(Row::Sqlite {
-            columns: Arc::clone(&columns),
-            values,
-        });
+        let count = read.len() as u64;
+        Ok((count, read))
+    })
+}
+
+/// What a thread knows of a statement it ran on SQLite.
+struct StatementText {
+    /// Its text for SQLite (`?N` placeholders).
+    sql: String,
+    /// The names of its columns, once it returned rows: the rows share them.
+    columns: Option<Arc<[String]>>,
+}
+
+/// The statements run on a thread, by their text as written: rewritten and named once, not on
+/// every run (statement texts are few: `IN` lists are padded to a few lengths).
+#[derive(Default)]
+struct KnownStatements {
+    by_text: std::collections::HashMap<String, StatementText, foldhash::fast::RandomState>,
+    /// Room for texts past the bound, which are rewritten on every run.
+    overflow: Option<StatementText>,
+}
+
+/// Statements a thread keeps at most.
+const KNOWN_STATEMENTS: usize = 1024;
+
+impl KnownStatements {
+    fn text_of(&mut self, sql: &str) -> &mut StatementText {
+        if !self.by_text.contains_key(sql) {
+            let text = StatementText {
+                sql: numbered_placeholders(sql).into_owned(),
+                columns: None,
+            };
+            if self.by_text.len() >= KNOWN_STATEMENTS {
+                return self.overflow.insert(text);
+            }
+            self.by_text.insert(sql.to_string(), text);
+        }
+        self.by_text.get_mut(sql).expect("inserted above")
     }
-    let count = read.len() as u64;
-    Ok((count, read))
 }
 
 thread_local! {
-    /// The column names of each statement read on this thread, made once: rows share them.
-    static COLUMN_NAMES: std::cell::RefCell<std::collections::HashMap<String, Arc<[String]>>> =
-        Default::default();
-}
-
-/// The column names of `statement` (whose text is `sql`), shared by the rows it returns.
-fn column_names(sql: &str, statement: &rusqlite::Statement<'_>) -> Arc<[String]> {
-    COLUMN_NAMES.with_borrow_mut(|known| {
-        if let Some(names) = known.get(sql) {
-            return Arc::clone(names);
-        }
-        let names: Arc<[String]> = statement
-            .column_names()
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        // Statement texts are few (IN lists are padded to a few lengths); a bound all the same.
-        if known.len() < 1024 {
-            known.insert(sql.to_string(), Arc::clone(&names));
-        }
-        names
-    })
+    static STATEMENTS: std::cell::RefCell<KnownStatements> = Default::default();
 }
 
 /// The statement with PostgreSQL's `$N` placeholders written as SQLite's `?N` (the same

@@ -238,6 +238,7 @@ impl SqlStore {
             let signal = events_changed.clone();
             let writer = writer::Writer::new(
                 open_sqlite(&path)?,
+                &path,
                 Arc::new(move |has_events| {
                     if has_events {
                         signal.send_modify(|version| *version += 1);
@@ -427,7 +428,7 @@ impl SqlStore {
             Backend::Sqlite {
                 readers,
                 next_reader,
-                ..
+                writer,
             } => {
                 let start = next_reader.fetch_add(1, Ordering::Relaxed);
                 // A free one if there is one, else the next in turn.
@@ -435,7 +436,7 @@ impl SqlStore {
                     .map(|offset| (start + offset) % readers.len())
                     .find(|&index| readers[index].try_lock().is_ok())
                     .unwrap_or(start % readers.len());
-                db::Exec::Sqlite(&readers[index])
+                db::Exec::SqliteRead(&readers[index], writer.durability())
             }
             Backend::Postgres { requests, .. } => db::Exec::Pool(requests),
         }
@@ -660,12 +661,26 @@ pub(crate) fn id_list(first: usize, ids: &[String]) -> (String, Vec<&String>) {
     (placeholders(first, padded), bound)
 }
 
-/// `$first, $first+1, ...` for `count` values, for an `IN (...)` list.
+/// `$first, $first+1, ...` for `count` values, for an `IN (...)` list (made once per thread for
+/// each list: the lists are few).
 pub(crate) fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    thread_local! {
+        static LISTS: std::cell::RefCell<std::collections::HashMap<(usize, usize), String>> =
+            Default::default();
+    }
+    LISTS.with_borrow_mut(|lists| {
+        if let Some(list) = lists.get(&(first, count)) {
+            return list.clone();
+        }
+        let list = (first..first + count)
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if lists.len() < 1024 {
+            lists.insert((first, count), list.clone());
+        }
+        list
+    })
 }
 
 /// Whether the error is a unique-key violation (another writer got there first).

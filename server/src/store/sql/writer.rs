@@ -14,15 +14,27 @@
 //! ([`Writer::hold`]: transactions begun and committed by their caller) blocks the writer's
 //! thread until it ends.
 //!
+//! The fsync of a commit does not hold the writer up. In WAL mode the writer's connection
+//! commits without one (`synchronous = NORMAL`), and a second thread, the syncer, flushes the
+//! write-ahead log to disk (`fdatasync`) while the writer runs the next batch; a batch's writes
+//! are answered only once the flush that covers its commit has returned. One flush covers every
+//! commit before it, so a slow disk makes the flushes fewer and the batches larger, never a
+//! write answered early. Readers on other connections can see a commit before its flush ends,
+//! so each read waits, after it ran, until what it may have seen is durable
+//! ([`Durability::covers_reads_so_far`]); a read waits for at most a flush under way, never
+//! for a write to run. A failed flush leaves durability unknown: the store then refuses every
+//! write and read, and verifyd must be restarted (SQLite recovers from its log).
+//!
 //! PostgreSQL needs none of this: concurrent transactions on its own connections already share
 //! WAL flushes, and one transaction per write keeps a write from holding the row locks of
 //! others (writes sharing transactions across several connections deadlock in cycles).
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::store::{StoreError, StoreResult};
 
@@ -79,6 +91,7 @@ pub(super) struct Writer {
     messages: mpsc::Sender<Message>,
     connection: SharedConnection,
     counts: Arc<CommitCounts>,
+    durability: Arc<Durability>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -91,34 +104,58 @@ pub(super) struct Held {
 }
 
 impl Writer {
-    /// The writer over `connection`, its thread started; `on_commit(has_events)` runs after
-    /// each successful commit, before its writes are answered.
+    /// The writer over `connection` (of the database file `path`), its threads started;
+    /// `on_commit(has_events)` runs once each successful commit is durable, before its writes
+    /// are answered.
     pub(super) fn new(
         connection: rusqlite::Connection,
+        path: &str,
         on_commit: Arc<dyn Fn(bool) + Send + Sync>,
     ) -> StoreResult<Writer> {
+        let journal_mode: String =
+            connection.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
+        // In WAL mode the syncer flushes the log after each commit; otherwise (a database
+        // some other tool left in another mode) SQLite syncs inside the commit.
+        let wal = if journal_mode.eq_ignore_ascii_case("wal") {
+            connection.execute_batch("PRAGMA synchronous = NORMAL")?;
+            Some(WalFile::new(PathBuf::from(format!("{path}-wal"))))
+        } else {
+            None
+        };
         let connection = Arc::new(Mutex::new(connection));
         let counts = Arc::new(CommitCounts::default());
+        let durability = Arc::new(Durability::new());
+        let (to_syncer, syncer_inbox) = mpsc::channel();
+        let syncer = Syncer {
+            inbox: syncer_inbox,
+            wal,
+            durability: Arc::clone(&durability),
+            on_commit,
+        };
+        let syncer = spawn("sqlite-syncer", move || syncer.run())?;
         let (messages, inbox) = mpsc::channel();
         let thread = WriterThread {
             connection: Arc::clone(&connection),
             inbox,
-            on_commit,
+            to_syncer,
+            syncer: Some(syncer),
+            durability: Arc::clone(&durability),
             counts: Arc::clone(&counts),
             runtime: tokio::runtime::Handle::try_current().ok(),
         };
-        let thread = std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || thread.run())
-            .map_err(|error| {
-                StoreError::Commit(format!("the writer thread did not start: {error}").into())
-            })?;
+        let thread = spawn("sqlite-writer", move || thread.run())?;
         Ok(Writer {
             messages,
             connection,
             counts,
+            durability,
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// How far the writer's commits are durable, for reads on other connections.
+    pub(super) fn durability(&self) -> &Arc<Durability> {
+        &self.durability
     }
 
     /// What the writer committed so far.
@@ -228,14 +265,185 @@ impl Held {
 }
 
 fn stopped() -> StoreError {
-    StoreError::Commit("the writer stopped".into())
+    StoreError::Commit(stopped_reason())
+}
+
+fn stopped_reason() -> Arc<str> {
+    "the writer stopped".into()
+}
+
+fn spawn(
+    name: &str,
+    body: impl FnOnce() + Send + 'static,
+) -> StoreResult<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(body)
+        .map_err(|error| {
+            StoreError::Commit(format!("the {name} thread did not start: {error}").into())
+        })
+}
+
+/// How far the writer's commits are durable. Batches are numbered as they commit; a read on
+/// another connection may see a commit from the moment SQLite wrote it, before its flush.
+#[derive(Debug)]
+pub(crate) struct Durability {
+    /// The number of the last batch whose commit has begun.
+    committing: AtomicU64,
+    /// The number of the last batch known durable, or why durability is unknown.
+    durable: watch::Sender<Result<u64, Arc<str>>>,
+}
+
+impl Durability {
+    fn new() -> Durability {
+        Durability {
+            committing: AtomicU64::new(0),
+            durable: watch::Sender::new(Ok(0)),
+        }
+    }
+
+    /// Returns once every commit a read that has already run could have seen is durable (at
+    /// once when no flush is under way); an error when a flush failed.
+    pub(crate) async fn covers_reads_so_far(&self) -> StoreResult<()> {
+        let seen = self.committing.load(Ordering::SeqCst);
+        let covers = |durable: &Result<u64, Arc<str>>| match durable {
+            Ok(durable) => *durable >= seen,
+            Err(_) => true,
+        };
+        if !covers(&self.durable.borrow()) {
+            let mut durable = self.durable.subscribe();
+            if durable.wait_for(covers).await.is_err() {
+                return Err(stopped());
+            }
+        }
+        match &*self.durable.borrow() {
+            Ok(_) => Ok(()),
+            Err(reason) => Err(StoreError::Commit(Arc::clone(reason))),
+        }
+    }
+
+    /// Why durability is unknown, once a flush failed.
+    fn failure(&self) -> Option<Arc<str>> {
+        self.durable.borrow().as_ref().err().cloned()
+    }
+}
+
+/// The write-ahead log file, opened by the syncer to flush it.
+struct WalFile {
+    path: PathBuf,
+    /// The open file and its inode (SQLite may delete and create the log again when every
+    /// connection to the database has closed; ours stay open, but it costs one `stat`).
+    open: Option<(std::fs::File, u64)>,
+}
+
+impl WalFile {
+    fn new(path: PathBuf) -> WalFile {
+        WalFile { path, open: None }
+    }
+
+    /// Flushes what was written to the log to disk (`fdatasync`: the data and the length
+    /// needed to read it back).
+    fn sync(&mut self) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let inode = std::fs::metadata(&self.path)?.ino();
+        match &self.open {
+            Some((_, open)) if *open == inode => {}
+            _ => {
+                let file = std::fs::File::open(&self.path)?;
+                let opened = file.metadata()?.ino();
+                self.open = Some((file, opened));
+            }
+        }
+        match &self.open {
+            Some((file, _)) => file.sync_data(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A batch that ended on the writer, for the syncer to answer once it is durable.
+struct Ended {
+    /// The number of the last batch that committed, this one or one before.
+    covers: u64,
+    has_events: bool,
+    end: BatchEnd,
+    done: Vec<oneshot::Sender<BatchEnd>>,
+}
+
+/// The syncer's thread: flushes the log for the batches the writer committed, then answers
+/// their writes.
+struct Syncer {
+    inbox: mpsc::Receiver<Ended>,
+    /// `None` when SQLite syncs inside each commit (not in WAL mode).
+    wal: Option<WalFile>,
+    durability: Arc<Durability>,
+    on_commit: Arc<dyn Fn(bool) + Send + Sync>,
+}
+
+impl Syncer {
+    fn run(mut self) {
+        let mut durable = 0;
+        while let Ok(first) = self.inbox.recv() {
+            // Every batch that ended meanwhile: one flush covers them all.
+            let mut ended = vec![first];
+            while let Ok(next) = self.inbox.try_recv() {
+                ended.push(next);
+            }
+            let covers = ended.iter().map(|batch| batch.covers).max().unwrap_or(0);
+            let mut failure = self.durability.failure();
+            if failure.is_none() && covers > durable {
+                if let Some(wal) = &mut self.wal
+                    && let Err(error) = wal.sync()
+                {
+                    tracing::error!(
+                        %error,
+                        "flushing SQLite's log failed: whether the last commits are on disk is \
+                         unknown; verifyd refuses writes and reads until it is restarted"
+                    );
+                    let reason: Arc<str> = format!(
+                        "the commit could not be made durable (flushing the log failed: \
+                         {error}); restart verifyd"
+                    )
+                    .into();
+                    let _ = self
+                        .durability
+                        .durable
+                        .send_replace(Err(Arc::clone(&reason)));
+                    failure = Some(reason);
+                }
+                if failure.is_none() {
+                    durable = covers;
+                    let _ = self.durability.durable.send_replace(Ok(durable));
+                }
+            }
+            let has_events = ended
+                .iter()
+                .any(|batch| batch.has_events && batch.end.is_ok());
+            if failure.is_none() && has_events {
+                (self.on_commit)(true);
+            }
+            for batch in ended {
+                let end = match (&failure, batch.end) {
+                    (Some(reason), Ok(())) => Err(Arc::clone(reason)),
+                    (_, end) => end,
+                };
+                for done in batch.done {
+                    let _ = done.send(end.clone());
+                }
+            }
+        }
+    }
 }
 
 /// The writer's thread: its connection and what it receives.
 struct WriterThread {
     connection: SharedConnection,
     inbox: mpsc::Receiver<Message>,
-    on_commit: Arc<dyn Fn(bool) + Send + Sync>,
+    /// Where ended batches go to be answered once durable.
+    to_syncer: mpsc::Sender<Ended>,
+    /// Joined when the writer stops, so that its last batches are answered first.
+    syncer: Option<std::thread::JoinHandle<()>>,
+    durability: Arc<Durability>,
     counts: Arc<CommitCounts>,
     /// Entered on the thread, so that writes may use the runtime's timers and blocking pool.
     runtime: Option<tokio::runtime::Handle>,
@@ -250,11 +458,15 @@ struct Batch {
 }
 
 impl WriterThread {
-    fn run(self) {
+    fn run(mut self) {
         let _runtime = self.runtime.as_ref().map(tokio::runtime::Handle::enter);
         while let Ok(Message::Write { work, done }) = self.inbox.recv() {
             if done.is_closed() {
                 // Its caller has gone: nobody waits for it, and nothing of it is kept.
+                continue;
+            }
+            if let Some(reason) = self.durability.failure() {
+                let _ = done.send(Err(reason));
                 continue;
             }
             self.end_stray_transaction();
@@ -291,6 +503,12 @@ impl WriterThread {
             }
         }
         let (batches, writes) = self.counts.read();
+        // The syncer answers what is left, then stops.
+        let (closed, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.to_syncer, closed));
+        if let Some(syncer) = self.syncer.take() {
+            let _ = syncer.join();
+        }
         tracing::info!(batches, writes, "the SQLite writer stopped");
     }
 
@@ -351,11 +569,15 @@ impl WriterThread {
         ended.map_err(|error| format!("ending a write's savepoint failed: {error}").into())
     }
 
-    /// Commits the batch (or ends one that kept nothing) and tells its writes.
+    /// Commits the batch (or ends one that kept nothing) and hands it to the syncer, which
+    /// tells its writes once the commit, and every one before it, is durable (a batch that
+    /// kept nothing may still have read what earlier ones wrote).
     fn commit(&self, batch: Batch) {
         let statement = if batch.kept == 0 {
             "ROLLBACK"
         } else {
+            // Counted before SQLite makes it visible: a read that sees it waits for its flush.
+            self.durability.committing.fetch_add(1, Ordering::SeqCst);
             "COMMIT"
         };
         let end = match self.execute(statement) {
@@ -366,7 +588,6 @@ impl WriterThread {
                         .writes
                         .fetch_add(batch.kept as u64, Ordering::Relaxed);
                 }
-                (self.on_commit)(batch.kept > 0 && batch.has_events);
                 Ok(())
             }
             Err(error) => {
@@ -376,8 +597,16 @@ impl WriterThread {
                 Err(format!("commit failed: {error}").into())
             }
         };
-        for done in batch.done {
-            let _ = done.send(end.clone());
+        let ended = Ended {
+            covers: self.durability.committing.load(Ordering::SeqCst),
+            has_events: batch.kept > 0 && batch.has_events,
+            end,
+            done: batch.done,
+        };
+        if let Err(mpsc::SendError(ended)) = self.to_syncer.send(ended) {
+            for done in ended.done {
+                let _ = done.send(Err(stopped_reason()));
+            }
         }
     }
 
