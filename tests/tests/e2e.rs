@@ -17,6 +17,7 @@ on_both_backends!(
     verify_then_check_approves,
     new_verify_resends_the_same_code_until_max_sends,
     idempotency_key_replays,
+    verify_calls_that_arrive_together_each_get_their_own_answer,
     check_outcomes_are_distinct,
     expired_codes_are_refused_and_announced,
     landlines_get_voice_or_a_clear_refusal,
@@ -157,6 +158,104 @@ async fn new_verify_resends_the_same_code_until_max_sends(backend: Backend) {
     // A new Verify after approval starts a new verification with a new code.
     let fresh = verify(&client, &number).await.verification.unwrap();
     assert_ne!(fresh.id, id);
+}
+
+/// Verify calls that arrive together are stored together; each still gets the answer it would
+/// get alone: new numbers a verification each, several calls for one number one verification
+/// (the others resend its code, up to the limit), retries with one idempotency key one
+/// verification and one message, and a key used for two numbers refused for the second.
+async fn verify_calls_that_arrive_together_each_get_their_own_answer(backend: Backend) {
+    let server = TestServer::start_with_config(backend, "[codes]\nmax_sends = 3\n").await;
+    let client = server.client().await;
+    let shared = unique_mobile();
+    let keyed = unique_mobile();
+    let mut calls = Vec::new();
+    let new_numbers: Vec<String> = (0..20).map(|_| unique_mobile()).collect();
+    for number in &new_numbers {
+        calls.push(VerifyOptions::new(number));
+    }
+    for _ in 0..5 {
+        calls.push(VerifyOptions::new(&shared));
+    }
+    for _ in 0..4 {
+        calls.push(VerifyOptions {
+            idempotency_key: Some("together-1".into()),
+            ..VerifyOptions::new(&keyed)
+        });
+    }
+    let answers =
+        futures::future::join_all(calls.into_iter().map(|options| client.verify(options))).await;
+
+    let (fresh, rest) = answers.split_at(new_numbers.len());
+    let mut ids = HashSet::new();
+    for (answer, number) in fresh.iter().zip(&new_numbers) {
+        let verification = answer
+            .as_ref()
+            .expect("verify")
+            .verification
+            .clone()
+            .unwrap();
+        assert_eq!(&verification.to, number);
+        assert!(ids.insert(verification.id), "one verification per number");
+    }
+    let (shared_answers, keyed_answers) = rest.split_at(5);
+    let shared_ids: HashSet<String> = shared_answers
+        .iter()
+        .filter_map(|answer| answer.as_ref().ok())
+        .map(|answer| answer.verification.clone().unwrap().id)
+        .collect();
+    assert_eq!(
+        shared_ids.len(),
+        1,
+        "one verification for the shared number"
+    );
+    let created = shared_answers
+        .iter()
+        .filter(|answer| matches!(answer, Ok(a) if !a.resent))
+        .count();
+    let resent = shared_answers
+        .iter()
+        .filter(|answer| matches!(answer, Ok(a) if a.resent))
+        .count();
+    let refused = shared_answers
+        .iter()
+        .filter(|answer| {
+            matches!(answer, Err(e) if e.status().map(|s| s.code()) == Some(Code::ResourceExhausted))
+        })
+        .count();
+    assert_eq!(
+        (created, resent, refused),
+        (1, 2, 2),
+        "one created, resends up to max_sends = 3, the rest refused: {shared_answers:?}"
+    );
+    let shared_id = shared_ids.into_iter().next().unwrap();
+    server.wait_for_messages(&shared_id, 3).await;
+
+    let keyed_ids: HashSet<String> = keyed_answers
+        .iter()
+        .map(|answer| {
+            answer
+                .as_ref()
+                .expect("verify")
+                .verification
+                .clone()
+                .unwrap()
+                .id
+        })
+        .collect();
+    assert_eq!(keyed_ids.len(), 1, "one verification for one key");
+    let replayed = keyed_answers
+        .iter()
+        .filter(|answer| answer.as_ref().unwrap().replayed)
+        .count();
+    assert_eq!(replayed, 3, "every retry but the first replays");
+    let keyed_id = keyed_ids.into_iter().next().unwrap();
+    assert_eq!(client.get(&keyed_id).await.unwrap().attempts.len(), 1);
+
+    // Every new number's message goes out.
+    for id in &ids {
+        server.wait_for_messages(id, 1).await;
+    }
 }
 
 async fn idempotency_key_replays(backend: Backend) {

@@ -88,6 +88,16 @@ pub trait VerificationRepository {
     ) -> StoreResult<Vec<Verification>>;
     /// Stores a new verification.
     async fn insert_verification(&mut self, verification: &Verification) -> StoreResult<()>;
+    /// Stores new verifications, in one statement (`Contended` when one of their numbers
+    /// already has a pending verification).
+    async fn insert_verifications(&mut self, verifications: &[Verification]) -> StoreResult<()>;
+    /// Which of `numbers` (E.164) have a pending verification, read without locking.
+    async fn numbers_with_pending_verification(
+        &mut self,
+        numbers: &[String],
+    ) -> StoreResult<Vec<String>>;
+    /// Which of `keys` already name a verification.
+    async fn verification_keys_in_use(&mut self, keys: &[String]) -> StoreResult<Vec<String>>;
     /// Saves a changed verification.
     async fn save_verification(&mut self, verification: &Verification) -> StoreResult<()>;
     /// The verification id and number an idempotency key was first used for.
@@ -116,6 +126,8 @@ pub trait NotificationRepository {
 pub trait Outbox {
     /// Stores a new message.
     async fn insert_message(&mut self, message: &OutboxMessage) -> StoreResult<()>;
+    /// Stores new messages, in one statement.
+    async fn insert_messages(&mut self, messages: &[OutboxMessage]) -> StoreResult<()>;
     /// Saves a changed message.
     async fn save_message(&mut self, message: &OutboxMessage) -> StoreResult<()>;
     /// A message by id, read without locking it (to learn its subject, which is locked first).

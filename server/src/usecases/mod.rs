@@ -144,6 +144,8 @@ pub struct UseCases {
     decider: Arc<Decider>,
     rules: Arc<NotifyPolicy>,
     shutdown: signal::Receiver<bool>,
+    /// Verify calls that arrive together, stored by one write.
+    verify_queue: Arc<verify::VerifyQueue>,
 }
 
 impl UseCases {
@@ -157,6 +159,7 @@ impl UseCases {
         shutdown: signal::Receiver<bool>,
     ) -> Self {
         UseCases {
+            verify_queue: verify::VerifyQueue::new(Arc::clone(&store), settings.clone()),
             store,
             codes,
             settings,

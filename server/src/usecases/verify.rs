@@ -1,7 +1,10 @@
 //! Verify: start a verification of a number (or resend the code of its pending one) and queue
 //! the message that carries the code, answering once both are durably stored.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, PoisonError};
+
+use tokio::sync::oneshot;
 
 use verify_carrier::{Channel, mask_number};
 use verify_policy::rules::Decision;
@@ -13,11 +16,11 @@ use crate::config::CodeSettings;
 use crate::convert::StoredClassification;
 use crate::decide::FirstStep;
 use crate::domain::{
-    MessageSpec, OutboxMessage, StoredCode, SubjectState, Verification, VerificationSpec,
-    VerificationStatus, WorkflowState,
+    Event, MessageSpec, OutboxMessage, StoredCode, Subject, SubjectState, Verification,
+    VerificationSpec, VerificationStatus, WorkflowState,
 };
 use crate::notify::field_of;
-use crate::store::{EventLog, Outbox, StoreError, VerificationRepository, WriteTx};
+use crate::store::{EventLog, Outbox, SqlStore, StoreError, VerificationRepository, WriteTx};
 
 /// A Verify request as the transport parsed it.
 #[derive(Debug, Clone, Default)]
@@ -78,6 +81,225 @@ enum Stored {
 /// Attempts at the transaction when another Verify for the same number wins a race.
 const CONTENDED_ATTEMPTS: usize = 4;
 
+/// Verify calls that arrive together are stored by one write (group commit within the
+/// write, on top of the store's): the new verifications of numbers without a pending one go
+/// in with one statement per table, and only resends, replays and expiries run one by one,
+/// each failing alone. On PostgreSQL a group is one transaction instead of one per call.
+pub(super) struct VerifyQueue {
+    waiting: std::sync::Mutex<Vec<(Work, Answer)>>,
+    /// Groups being written at once, at most: one runs while the one before waits for its
+    /// commit to be durable.
+    slots: Arc<tokio::sync::Semaphore>,
+    store: Arc<SqlStore>,
+    settings: CodeSettings,
+}
+
+/// One request's part of a group: what to store (the plan, the code, the classification
+/// encoded).
+type Work = (Arc<Plan>, StoredCode, String);
+
+/// Where a request's result goes.
+type Answer = oneshot::Sender<Result<Stored, UseCaseError>>;
+
+/// Groups written at once, at most.
+const GROUPS_IN_FLIGHT: usize = 2;
+/// Requests in one group, at most.
+const GROUP_LIMIT: usize = 256;
+
+impl VerifyQueue {
+    /// A queue storing through `store`.
+    pub(super) fn new(store: Arc<SqlStore>, settings: CodeSettings) -> Arc<VerifyQueue> {
+        Arc::new(VerifyQueue {
+            waiting: Default::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(GROUPS_IN_FLIGHT)),
+            store,
+            settings,
+        })
+    }
+
+    /// Stores one request with the group it joins; answers once that group is committed.
+    async fn store(self: &Arc<Self>, work: Work) -> Result<Stored, UseCaseError> {
+        let (answer, answered) = oneshot::channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((work, answer));
+        Arc::clone(self).write_next_group();
+        answered
+            .await
+            .unwrap_or_else(|_| Err(UseCaseError::internal("storage", "the write was dropped")))
+    }
+
+    /// Starts writing the requests waiting, when fewer than [`GROUPS_IN_FLIGHT`] groups are
+    /// being written; a group that ends starts the next, so no request is left waiting.
+    fn write_next_group(self: Arc<Self>) {
+        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+            return;
+        };
+        let group: Vec<_> = {
+            let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+            let count = waiting.len().min(GROUP_LIMIT);
+            waiting.drain(..count).collect()
+        };
+        if group.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            self.write_group(group).await;
+            drop(slot);
+            self.write_next_group();
+        });
+    }
+
+    async fn write_group(&self, group: Vec<(Work, Answer)>) {
+        // A caller that gave up (its deadline passed) is not stored.
+        let (work, answers): (Vec<Work>, Vec<_>) = group
+            .into_iter()
+            .filter(|(_, answer)| !answer.is_closed())
+            .unzip();
+        if work.is_empty() {
+            return;
+        }
+        let settings = self.settings.clone();
+        let written = self
+            .store
+            .write(move |tx| {
+                Box::pin(
+                    async move { Ok::<_, UseCaseError>(store_group_in(tx, work, &settings).await) },
+                )
+            })
+            .await;
+        match written {
+            Ok(results) => {
+                for (answer, result) in answers.into_iter().zip(results) {
+                    let _ = answer.send(result);
+                }
+            }
+            Err(error) => {
+                let reason = error.to_string();
+                for answer in answers {
+                    let _ = answer.send(Err(UseCaseError::internal("storage", &reason)));
+                }
+            }
+        }
+    }
+}
+
+/// The write of a group (see [`VerifyQueue`]): a result for each request, in order.
+async fn store_group_in(
+    tx: &mut WriteTx,
+    work: Vec<Work>,
+    settings: &CodeSettings,
+) -> Vec<Result<Stored, UseCaseError>> {
+    let mut results: Vec<Option<Result<Stored, UseCaseError>>> =
+        work.iter().map(|_| None).collect();
+    // A read that fails leaves every request to the one-by-one path, which says why.
+    let fresh = new_numbers_of(tx, &work).await.unwrap_or_default();
+    if !fresh.is_empty() {
+        let now = now_ms();
+        let mut events = Vec::with_capacity(2 * fresh.len());
+        let started: Vec<(usize, Verification, OutboxMessage)> = fresh
+            .iter()
+            .map(|&index| {
+                let (plan, code, classification_json) = &work[index];
+                let (verification, message, recorded) =
+                    start_verification(plan, code, settings, classification_json.clone(), now);
+                events.extend(recorded);
+                (index, verification, message)
+            })
+            .collect();
+        let verifications: Vec<Verification> = started.iter().map(|(_, v, _)| v.clone()).collect();
+        let messages: Vec<OutboxMessage> = started.iter().map(|(_, _, m)| m.clone()).collect();
+        let keys: Vec<(String, String, String)> = started
+            .iter()
+            .filter_map(|(_, v, _)| {
+                let key = v.idempotency_key.clone()?;
+                Some((key, v.id.clone(), v.to_e164.clone()))
+            })
+            .collect();
+        let inserted = tx
+            .isolated(move |tx| {
+                Box::pin(async move {
+                    tx.insert_verifications(&verifications).await?;
+                    tx.insert_messages(&messages).await?;
+                    tx.record(events);
+                    for (key, id, e164) in &keys {
+                        tx.remember_verification_key(key, id, e164, now).await?;
+                    }
+                    Ok::<_, StoreError>(())
+                })
+            })
+            .await;
+        match inserted {
+            Ok(()) => {
+                for (index, verification, message) in started {
+                    results[index] = Some(Ok(Stored::Created(verification, Box::new(message))));
+                }
+            }
+            Err(error) => {
+                // Their events went with the savepoint; each goes one by one below.
+                tracing::debug!(%error, "a group of new verifications goes in one by one");
+            }
+        }
+    }
+    for (index, (plan, code, classification_json)) in work.into_iter().enumerate() {
+        if results[index].is_some() {
+            continue;
+        }
+        let settings = settings.clone();
+        let result = tx
+            .isolated(move |tx| {
+                Box::pin(
+                    async move { store_in(tx, &plan, &code, &settings, classification_json).await },
+                )
+            })
+            .await;
+        results[index] = Some(result);
+    }
+    results
+        .into_iter()
+        .map(|result| {
+            result.unwrap_or_else(|| Err(UseCaseError::internal("storage", "not stored")))
+        })
+        .collect()
+}
+
+/// The requests of a group that start a verification of a number with none pending, each
+/// number and idempotency key once (the others go one by one: a resend, a replay, an expiry,
+/// or a second call for the same number after the first).
+async fn new_numbers_of(tx: &mut WriteTx, work: &[Work]) -> Result<Vec<usize>, StoreError> {
+    let numbers: Vec<String> = work.iter().map(|(plan, ..)| plan.e164.clone()).collect();
+    let pending: HashSet<String> = tx
+        .numbers_with_pending_verification(&numbers)
+        .await?
+        .into_iter()
+        .collect();
+    let keys: Vec<String> = work
+        .iter()
+        .filter_map(|(plan, ..)| plan.idempotency_key.clone())
+        .collect();
+    let used_keys: HashSet<String> = tx
+        .verification_keys_in_use(&keys)
+        .await?
+        .into_iter()
+        .collect();
+    let mut numbers_seen = HashSet::new();
+    let mut keys_seen = HashSet::new();
+    Ok(work
+        .iter()
+        .enumerate()
+        .filter(|(_, (plan, ..))| {
+            !pending.contains(&plan.e164)
+                && numbers_seen.insert(plan.e164.clone())
+                && plan
+                    .idempotency_key
+                    .as_ref()
+                    .is_none_or(|key| !used_keys.contains(key) && keys_seen.insert(key.clone()))
+        })
+        .map(|(index, _)| index)
+        .collect())
+}
+
 impl UseCases {
     /// Starts a verification, or resends the pending one's code, or replays an idempotent
     /// retry.
@@ -87,10 +309,16 @@ impl UseCases {
             .codes
             .issue(plan.code_length)
             .map_err(|e| UseCaseError::internal("code generation", e))?;
+        // Encoded here, not in the write, which runs one at a time on SQLite.
+        let classification_json = serde_json::to_string(
+            &StoredClassification::from_classification(&plan.classification),
+        )
+        .map_err(|e| UseCaseError::internal("classification encoding", e))?;
         let mut attempt = 0;
         let stored = loop {
             attempt += 1;
-            match self.store_verification(&plan, &code).await {
+            let work = (Arc::clone(&plan), code.clone(), classification_json.clone());
+            match self.verify_queue.store(work).await {
                 Err(UseCaseError::Contended(_)) if attempt < CONTENDED_ATTEMPTS => {
                     tracing::debug!(
                         attempt,
@@ -256,33 +484,11 @@ impl UseCases {
             ),
         ))
     }
-
-    /// One transaction: replay an idempotent retry, or resend the pending verification's code,
-    /// or (expiring a pending one past its lifetime) create a new verification.
-    async fn store_verification(
-        &self,
-        plan: &Arc<Plan>,
-        code: &StoredCode,
-    ) -> Result<Stored, UseCaseError> {
-        let plan = Arc::clone(plan);
-        let code = code.clone();
-        let settings = self.settings.clone();
-        // Encoded here, not on the writer's thread, which runs one write at a time.
-        let classification_json = serde_json::to_string(
-            &StoredClassification::from_classification(&plan.classification),
-        )
-        .map_err(|e| UseCaseError::internal("classification encoding", e))?;
-        self.store
-            .write(move |tx| {
-                Box::pin(
-                    async move { store_in(tx, &plan, &code, &settings, classification_json).await },
-                )
-            })
-            .await
-    }
 }
 
-/// The transaction of [`UseCases::store_verification`].
+/// One request's part of a write: replay an idempotent retry, or resend the pending
+/// verification's code, or (expiring a pending one past its lifetime) create a new
+/// verification.
 async fn store_in(
     tx: &mut WriteTx,
     plan: &Plan,
@@ -309,19 +515,11 @@ async fn store_in(
         tx.discard();
         return Ok(Stored::Replayed(earlier));
     }
-    let message_spec = |subject, step| MessageSpec {
-        id: new_id("msg"),
-        subject,
-        channel: plan.first.channel,
-        carrier: plan.carrier.clone(),
-        fallback_carriers: plan.fallback_carriers.clone(),
-        step,
-    };
     if let Some(mut pending) = tx.lock_pending_verification_of(&plan.e164).await? {
         if pending.is_live(now) {
             pending.resend(plan.first.channel, now)?;
             let (message, queued) = OutboxMessage::queue(
-                message_spec(pending.subject(), pending.workflow.step),
+                message_spec(plan, pending.subject(), pending.workflow.step),
                 &format!("resend of the same code; {}", plan.explanation),
                 SubjectState::Verification(VerificationStatus::Pending),
                 now,
@@ -339,6 +537,23 @@ async fn store_in(
         }
     }
 
+    let (verification, message, events) =
+        start_verification(plan, code, settings, classification_json, now);
+    tx.insert_verification(&verification).await?;
+    tx.insert_message(&message).await?;
+    tx.record(events);
+    remember_key(tx, plan, &verification.id, now).await?;
+    Ok(Stored::Created(verification, Box::new(message)))
+}
+
+/// A new verification of `plan` and its first message, with their events.
+fn start_verification(
+    plan: &Plan,
+    code: &StoredCode,
+    settings: &CodeSettings,
+    classification_json: String,
+    now: i64,
+) -> (Verification, OutboxMessage, [Event; 2]) {
     let first = &plan.first;
     let (verification, created) = Verification::start(
         VerificationSpec {
@@ -367,16 +582,24 @@ async fn store_in(
         now,
     );
     let (message, queued) = OutboxMessage::queue(
-        message_spec(verification.subject(), verification.workflow.step),
+        message_spec(plan, verification.subject(), verification.workflow.step),
         &plan.explanation,
         SubjectState::Verification(verification.status),
         now,
     );
-    tx.insert_verification(&verification).await?;
-    tx.insert_message(&message).await?;
-    tx.record([created, queued]);
-    remember_key(tx, plan, &verification.id, now).await?;
-    Ok(Stored::Created(verification, Box::new(message)))
+    (verification, message, [created, queued])
+}
+
+/// The first message of a verification (or a resend), as `plan` routes it.
+fn message_spec(plan: &Plan, subject: Subject, step: u32) -> MessageSpec {
+    MessageSpec {
+        id: new_id("msg"),
+        subject,
+        channel: plan.first.channel,
+        carrier: plan.carrier.clone(),
+        fallback_carriers: plan.fallback_carriers.clone(),
+        step,
+    }
 }
 
 async fn remember_key(

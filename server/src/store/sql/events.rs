@@ -47,7 +47,10 @@ pub(super) async fn insert(
         Dialect::Sqlite => "events",
         Dialect::Postgres => "event_inbox",
     };
-    let mut query = db::query(insert_statement(table, events.len()));
+    let mut query = db::query(format!(
+        "INSERT INTO {table} ({INSERTED_COLUMNS}) VALUES {}",
+        super::value_rows(10, events.len())
+    ));
     for event in events {
         let message = event.message.as_ref();
         query = query
@@ -64,29 +67,6 @@ pub(super) async fn insert(
     }
     query.execute(exec).await?;
     Ok(())
-}
-
-/// The statement that inserts `count` events into `table` (made once per thread for each: a
-/// write records a few events).
-fn insert_statement(table: &'static str, count: usize) -> String {
-    thread_local! {
-        static STATEMENTS: std::cell::RefCell<std::collections::HashMap<(&'static str, usize), String>> =
-            Default::default();
-    }
-    STATEMENTS.with_borrow_mut(|statements| {
-        if let Some(sql) = statements.get(&(table, count)) {
-            return sql.clone();
-        }
-        let rows = (0..count)
-            .map(|n| format!("({})", super::placeholders(n * 10 + 1, 10)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!("INSERT INTO {table} ({INSERTED_COLUMNS}) VALUES {rows}");
-        if statements.len() < 256 {
-            statements.insert((table, count), sql.clone());
-        }
-        sql
-    })
 }
 
 /// Gives committed PostgreSQL events their cursors, in passes: each pass, alone under an

@@ -137,6 +137,33 @@ impl WriteTx {
         self.discarded = true;
     }
 
+    /// Runs `work` in a savepoint of this write: when it fails, or discards what it did (see
+    /// [`discard`](WriteTx::discard)), its statements and the events it recorded are rolled
+    /// back and the rest of the write stands. For a write that does several requests' work,
+    /// each failing alone.
+    pub async fn isolated<R, E, F>(&mut self, work: F) -> Result<R, E>
+    where
+        F: for<'t> FnOnce(&'t mut WriteTx) -> BoxFuture<'t, Result<R, E>>,
+        E: From<StoreError>,
+    {
+        let recorded = self.events.len();
+        let discarded = std::mem::replace(&mut self.discarded, false);
+        db::query("SAVEPOINT isolated").execute(self.conn()).await?;
+        let result = work(self).await;
+        let keep = result.is_ok() && !self.discarded;
+        self.discarded = discarded;
+        if !keep {
+            db::query("ROLLBACK TO SAVEPOINT isolated")
+                .execute(self.conn())
+                .await?;
+            self.events.truncate(recorded);
+        }
+        db::query("RELEASE SAVEPOINT isolated")
+            .execute(self.conn())
+            .await?;
+        result
+    }
+
     pub(crate) fn dialect(&self) -> Dialect {
         self.dialect
     }
@@ -661,26 +688,53 @@ pub(crate) fn id_list(first: usize, ids: &[String]) -> (String, Vec<&String>) {
     (placeholders(first, padded), bound)
 }
 
-/// `$first, $first+1, ...` for `count` values, for an `IN (...)` list (made once per thread for
-/// each list: the lists are few).
+/// `($1, ..., $columns), ($columns+1, ...), ...` for `rows` rows of a multi-row `VALUES`.
+pub(crate) fn value_rows(columns: usize, rows: usize) -> String {
+    thread_local! {
+        static ROWS: StatementParts = Default::default();
+    }
+    ROWS.with(|known| {
+        known.get_or_make((columns, rows), || {
+            (0..rows)
+                .map(|row| format!("({})", placeholders(row * columns + 1, columns)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    })
+}
+
+/// `$first, $first+1, ...` for `count` values, for an `IN (...)` list.
 pub(crate) fn placeholders(first: usize, count: usize) -> String {
     thread_local! {
-        static LISTS: std::cell::RefCell<std::collections::HashMap<(usize, usize), String>> =
-            Default::default();
+        static LISTS: StatementParts = Default::default();
     }
-    LISTS.with_borrow_mut(|lists| {
-        if let Some(list) = lists.get(&(first, count)) {
-            return list.clone();
-        }
-        let list = (first..first + count)
-            .map(|n| format!("${n}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        if lists.len() < 1024 {
-            lists.insert((first, count), list.clone());
-        }
-        list
+    LISTS.with(|known| {
+        known.get_or_make((first, count), || {
+            (first..first + count)
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
     })
+}
+
+/// Parts of statement texts made once per thread for each shape (the shapes are few: `IN`
+/// lists are padded to a few lengths, writes insert a few rows at a time), up to a bound.
+#[derive(Default)]
+struct StatementParts(std::cell::RefCell<std::collections::HashMap<(usize, usize), String>>);
+
+impl StatementParts {
+    fn get_or_make(&self, shape: (usize, usize), make: impl FnOnce() -> String) -> String {
+        if let Some(text) = self.0.borrow().get(&shape) {
+            return text.clone();
+        }
+        let text = make();
+        let mut known = self.0.borrow_mut();
+        if known.len() < 1024 {
+            known.insert(shape, text.clone());
+        }
+        text
+    }
 }
 
 /// Whether the error is a unique-key violation (another writer got there first).

@@ -4,7 +4,7 @@ use super::db;
 use async_trait::async_trait;
 
 use super::rows::{self, MESSAGE_COLUMNS, join_list};
-use super::{Dialect, WriteTx, id_list};
+use super::{Dialect, WriteTx, id_list, value_rows};
 use crate::domain::{DeliveryStatus, OutboxMessage, Subject};
 use crate::store::{Outbox, StoreResult};
 
@@ -99,49 +99,49 @@ impl WriteTx {
 #[async_trait]
 impl Outbox for WriteTx {
     async fn insert_message(&mut self, m: &OutboxMessage) -> StoreResult<()> {
-        db::query(
+        self.insert_messages(std::slice::from_ref(m)).await
+    }
+
+    async fn insert_messages(&mut self, messages: &[OutboxMessage]) -> StoreResult<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
             "INSERT INTO messages (id, subject_kind, subject_id, channel, carrier, fallback_carriers, step, status, due_at_ms, \
-             claimed_by, attempt, carrier_message_id, detail, created_at_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-        )
-        .bind(&m.id)
-        .bind(m.subject.kind().as_str())
-        .bind(m.subject.id())
-        .bind(m.channel.as_str())
-        .bind(&m.carrier)
-        .bind(join_list(&m.fallback_carriers))
-        .bind(i64::from(m.step))
-        .bind(m.status.as_str())
-        .bind(m.due_at_ms)
-        .bind(&m.claimed_by)
-        .bind(i64::from(m.attempt))
-        .bind(&m.carrier_message_id)
-        .bind(&m.detail)
-        .bind(m.created_at_ms)
-        .bind(m.updated_at_ms)
-        .execute(self.conn())
-        .await?;
+             claimed_by, attempt, carrier_message_id, detail, created_at_ms, updated_at_ms) VALUES {}",
+            value_rows(15, messages.len())
+        );
+        let mut query = db::query(sql);
+        for m in messages {
+            query = query
+                .bind(&m.id)
+                .bind(m.subject.kind().as_str())
+                .bind(m.subject.id())
+                .bind(m.channel.as_str())
+                .bind(&m.carrier)
+                .bind(join_list(&m.fallback_carriers))
+                .bind(i64::from(m.step));
+            query = bind_delivery_state(query, m)
+                .bind(m.created_at_ms)
+                .bind(m.updated_at_ms);
+        }
+        query.execute(self.conn()).await?;
         Ok(())
     }
 
     async fn save_message(&mut self, m: &OutboxMessage) -> StoreResult<()> {
-        let updated = db::query(
+        let query = db::query(
             "UPDATE messages SET carrier = $1, fallback_carriers = $2, status = $3, due_at_ms = $4, claimed_by = $5, \
              attempt = $6, carrier_message_id = $7, detail = $8, updated_at_ms = $9 WHERE id = $10",
         )
         .bind(&m.carrier)
-        .bind(join_list(&m.fallback_carriers))
-        .bind(m.status.as_str())
-        .bind(m.due_at_ms)
-        .bind(&m.claimed_by)
-        .bind(i64::from(m.attempt))
-        .bind(&m.carrier_message_id)
-        .bind(&m.detail)
-        .bind(m.updated_at_ms)
-        .bind(&m.id)
-        .execute(self.conn())
-        .await?
-        .rows_affected();
+        .bind(join_list(&m.fallback_carriers));
+        let updated = bind_delivery_state(query, m)
+            .bind(m.updated_at_ms)
+            .bind(&m.id)
+            .execute(self.conn())
+            .await?
+            .rows_affected();
         rows::updated_one(updated, "message", &m.id)
     }
 
@@ -282,4 +282,16 @@ impl Outbox for WriteTx {
         );
         self.lock_messages(&clause, &[]).await
     }
+}
+
+/// Binds a message's delivery state, in this order: status, due time, holder, attempt,
+/// carrier's id, detail.
+fn bind_delivery_state(query: db::Query, m: &OutboxMessage) -> db::Query {
+    query
+        .bind(m.status.as_str())
+        .bind(m.due_at_ms)
+        .bind(&m.claimed_by)
+        .bind(i64::from(m.attempt))
+        .bind(&m.carrier_message_id)
+        .bind(&m.detail)
 }

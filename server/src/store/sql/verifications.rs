@@ -4,7 +4,7 @@ use super::db;
 use async_trait::async_trait;
 
 use super::rows::{self, VERIFICATION_COLUMNS};
-use super::{WriteTx, id_list, is_unique_violation};
+use super::{WriteTx, id_list, is_unique_violation, value_rows};
 use crate::domain::{Verification, VerificationStatus};
 use crate::store::{StoreError, StoreResult, VerificationRepository};
 
@@ -154,48 +154,76 @@ impl VerificationRepository for WriteTx {
     }
 
     async fn insert_verification(&mut self, v: &Verification) -> StoreResult<()> {
-        let result = db::query(
+        self.insert_verifications(std::slice::from_ref(v)).await
+    }
+
+    async fn insert_verifications(&mut self, verifications: &[Verification]) -> StoreResult<()> {
+        let Some(first) = verifications.first() else {
+            return Ok(());
+        };
+        let sql = format!(
             "INSERT INTO verifications (id, to_e164, region_code, status, channel, locale, code_length, code_nonce, code_check, \
              checks_used, max_checks, sends_used, max_sends, idempotency_key, classification, created_at_ms, expires_at_ms, updated_at_ms, \
-             strategy, workflow, step, step_deadline_ms, step_failure, decision, program_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)",
-        )
-        .bind(&v.id)
-        .bind(&v.to_e164)
-        .bind(&v.region_code)
-        .bind(v.status.as_str())
-        .bind(v.channel.as_str())
-        .bind(&v.locale)
-        .bind(i64::from(v.code_length))
-        .bind(&v.code.nonce)
-        .bind(&v.code.check)
-        .bind(i64::from(v.checks_used))
-        .bind(i64::from(v.max_checks))
-        .bind(i64::from(v.sends_used))
-        .bind(i64::from(v.max_sends))
-        .bind(&v.idempotency_key)
-        .bind(&v.classification_json)
-        .bind(v.created_at_ms)
-        .bind(v.expires_at_ms)
-        .bind(v.updated_at_ms)
-        .bind(&v.workflow.strategy)
-        .bind(&v.workflow.workflow)
-        .bind(i64::from(v.workflow.step))
-        .bind(v.workflow.step_deadline_ms)
-        .bind(&v.workflow.step_failure)
-        .bind(&v.decision)
-        .bind(&v.program_id)
-        .execute(self.conn())
-        .await;
-        match result {
+             strategy, workflow, step, step_deadline_ms, step_failure, decision, program_id) VALUES {}",
+            value_rows(25, verifications.len())
+        );
+        let mut query = db::query(sql);
+        for v in verifications {
+            query = query
+                .bind(&v.id)
+                .bind(&v.to_e164)
+                .bind(&v.region_code)
+                .bind(v.status.as_str())
+                .bind(v.channel.as_str())
+                .bind(&v.locale)
+                .bind(i64::from(v.code_length))
+                .bind(&v.code.nonce)
+                .bind(&v.code.check)
+                .bind(i64::from(v.checks_used))
+                .bind(i64::from(v.max_checks))
+                .bind(i64::from(v.sends_used))
+                .bind(i64::from(v.max_sends))
+                .bind(&v.idempotency_key)
+                .bind(&v.classification_json)
+                .bind(v.created_at_ms)
+                .bind(v.expires_at_ms)
+                .bind(v.updated_at_ms)
+                .bind(&v.workflow.strategy)
+                .bind(&v.workflow.workflow)
+                .bind(i64::from(v.workflow.step))
+                .bind(v.workflow.step_deadline_ms)
+                .bind(&v.workflow.step_failure)
+                .bind(&v.decision)
+                .bind(&v.program_id);
+        }
+        match query.execute(self.conn()).await {
             Ok(_) => Ok(()),
             // Two Verify calls for one number race on the one-pending-per-number index.
             Err(error) if is_unique_violation(&error) => Err(StoreError::Contended(format!(
                 "a pending verification of {}",
-                verify_carrier::mask_number(&v.to_e164)
+                verify_carrier::mask_number(&first.to_e164)
             ))),
             Err(error) => Err(error),
         }
+    }
+
+    async fn numbers_with_pending_verification(
+        &mut self,
+        numbers: &[String],
+    ) -> StoreResult<Vec<String>> {
+        self.texts_among(
+            "SELECT to_e164 FROM verifications WHERE status = 'pending' AND to_e164",
+            numbers,
+        )
+        .await
+    }
+
+    async fn verification_keys_in_use(&mut self, keys: &[String]) -> StoreResult<Vec<String>> {
+        self.texts_among(
+            "SELECT idempotency_key FROM idempotency_keys WHERE idempotency_key",
+            keys,
+        )
+        .await
     }
 
     async fn save_verification(&mut self, v: &Verification) -> StoreResult<()> {
@@ -253,5 +281,20 @@ impl VerificationRepository for WriteTx {
             }
             Err(error) => Err(error),
         }
+    }
+}
+
+impl WriteTx {
+    /// The one column `select` reads (`SELECT column FROM ... WHERE tested`), for the rows whose
+    /// tested column is one of `values`.
+    async fn texts_among(&mut self, select: &str, values: &[String]) -> StoreResult<Vec<String>> {
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (list, bound) = id_list(1, values);
+        db::query(format!("{select} IN ({list})"))
+            .bind_all(bound)
+            .scalar_all(self.conn())
+            .await
     }
 }
