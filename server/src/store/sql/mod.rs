@@ -76,6 +76,11 @@ enum Backend {
 const POSTGRES_REQUEST_CONNECTIONS: u32 = 16;
 const POSTGRES_BACKGROUND_CONNECTIONS: u32 = 8;
 
+/// Prepared statements each connection keeps: more than the store's statement forms (`IN`
+/// lists and multi-row inserts take a few lengths each), so that none is prepared again on
+/// every use (sqlx's default for PostgreSQL is 100).
+const STATEMENT_CACHE: usize = 512;
+
 /// SQLite connections for reads.
 const SQLITE_READERS: usize = 4;
 /// How long an SQLite connection waits for another process's lock.
@@ -137,6 +142,14 @@ impl WriteTx {
         self.discarded = true;
     }
 
+    /// Inserts the events recorded, as the last of the write (in chunks of a few sizes).
+    async fn insert_events(&mut self, dialect: Dialect, events: &[Event]) -> StoreResult<()> {
+        for chunk in in_chunks(events) {
+            events::insert(self.conn(), dialect, chunk).await?;
+        }
+        Ok(())
+    }
+
     /// Runs `work` in a savepoint of this write: when it fails, or discards what it did (see
     /// [`discard`](WriteTx::discard)), its statements and the events it recorded are rolled
     /// back and the rest of the write stands. For a write that does several requests' work,
@@ -188,7 +201,7 @@ impl WriteTx {
     pub async fn commit(mut self) -> StoreResult<()> {
         let events = std::mem::take(&mut self.events);
         let dialect = self.dialect();
-        events::insert(self.conn(), dialect, &events).await?;
+        self.insert_events(dialect, &events).await?;
         match self.inner {
             Transactional::Held(held) => {
                 held.end(writer::Kept::Yes {
@@ -225,7 +238,7 @@ impl WriteTx {
             return Ok(writer::Kept::No);
         }
         let events = std::mem::take(&mut self.events);
-        events::insert(self.conn(), Dialect::Sqlite, &events).await?;
+        self.insert_events(Dialect::Sqlite, &events).await?;
         Ok(writer::Kept::Yes {
             has_events: !events.is_empty(),
         })
@@ -278,11 +291,12 @@ impl SqlStore {
                 writer,
             }
         } else {
+            let url = with_statement_cache(database_url);
             let pool = |connections| {
                 AnyPoolOptions::new()
                     .max_connections(connections)
                     .acquire_timeout(Duration::from_secs(10))
-                    .connect(database_url)
+                    .connect(&url)
             };
             let requests = pool(POSTGRES_REQUEST_CONNECTIONS).await?;
             sqlx::migrate!("migrations/postgres")
@@ -619,6 +633,15 @@ impl Drop for SqlStore {
     }
 }
 
+/// A PostgreSQL URL with [`STATEMENT_CACHE`] as its statement cache, unless it sets one.
+fn with_statement_cache(database_url: &str) -> String {
+    if database_url.contains("statement-cache-capacity=") {
+        return database_url.to_string();
+    }
+    let separator = if database_url.contains('?') { '&' } else { '?' };
+    format!("{database_url}{separator}statement-cache-capacity={STATEMENT_CACHE}")
+}
+
 /// The file of an SQLite URL (`sqlite://path?options` or `sqlite:path`).
 fn sqlite_path(database_url: &str) -> String {
     let rest = database_url
@@ -670,7 +693,7 @@ fn open_sqlite(path: &str) -> StoreResult<rusqlite::Connection> {
     connection.execute_batch(
         "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY;",
     )?;
-    connection.set_prepared_statement_cache_capacity(256);
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(connection)
 }
 
@@ -686,6 +709,23 @@ pub(crate) fn id_list(first: usize, ids: &[String]) -> (String, Vec<&String>) {
         .chain(std::iter::repeat_n(&ids[ids.len() - 1], padded - ids.len()))
         .collect();
     (placeholders(first, padded), bound)
+}
+
+/// `rows` cut in chunks whose lengths are powers of two, largest first (37 rows: 32, 4, 1), for
+/// multi-row `INSERT`s: their statement texts then take a few forms per table, which the
+/// prepared-statement caches keep (each length would otherwise be a statement of its own, on
+/// PostgreSQL prepared again by every connection, crowding out the rest).
+pub(crate) fn in_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let length = 1 << rest.len().ilog2();
+        let (chunk, after) = rest.split_at(length);
+        rest = after;
+        Some(chunk)
+    })
 }
 
 /// `($1, ..., $columns), ($columns+1, ...), ...` for `rows` rows of a multi-row `VALUES`.

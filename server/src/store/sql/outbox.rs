@@ -4,7 +4,7 @@ use super::db;
 use async_trait::async_trait;
 
 use super::rows::{self, MESSAGE_COLUMNS, join_list};
-use super::{Dialect, WriteTx, id_list, value_rows};
+use super::{Dialect, WriteTx, id_list, in_chunks, value_rows};
 use crate::domain::{DeliveryStatus, OutboxMessage, Subject};
 use crate::store::{Outbox, StoreResult};
 
@@ -103,29 +103,9 @@ impl Outbox for WriteTx {
     }
 
     async fn insert_messages(&mut self, messages: &[OutboxMessage]) -> StoreResult<()> {
-        if messages.is_empty() {
-            return Ok(());
+        for chunk in in_chunks(messages) {
+            self.insert_message_rows(chunk).await?;
         }
-        let sql = format!(
-            "INSERT INTO messages (id, subject_kind, subject_id, channel, carrier, fallback_carriers, step, status, due_at_ms, \
-             claimed_by, attempt, carrier_message_id, detail, created_at_ms, updated_at_ms) VALUES {}",
-            value_rows(15, messages.len())
-        );
-        let mut query = db::query(sql);
-        for m in messages {
-            query = query
-                .bind(&m.id)
-                .bind(m.subject.kind().as_str())
-                .bind(m.subject.id())
-                .bind(m.channel.as_str())
-                .bind(&m.carrier)
-                .bind(join_list(&m.fallback_carriers))
-                .bind(i64::from(m.step));
-            query = bind_delivery_state(query, m)
-                .bind(m.created_at_ms)
-                .bind(m.updated_at_ms);
-        }
-        query.execute(self.conn()).await?;
         Ok(())
     }
 
@@ -281,6 +261,33 @@ impl Outbox for WriteTx {
             "{held} AND id IN (SELECT id FROM messages WHERE {held} ORDER BY id LIMIT {limit})"
         );
         self.lock_messages(&clause, &[]).await
+    }
+}
+
+impl WriteTx {
+    /// Inserts `messages` in one statement.
+    async fn insert_message_rows(&mut self, messages: &[OutboxMessage]) -> StoreResult<()> {
+        let sql = format!(
+            "INSERT INTO messages (id, subject_kind, subject_id, channel, carrier, fallback_carriers, step, status, due_at_ms, \
+             claimed_by, attempt, carrier_message_id, detail, created_at_ms, updated_at_ms) VALUES {}",
+            value_rows(15, messages.len())
+        );
+        let mut query = db::query(sql);
+        for m in messages {
+            query = query
+                .bind(&m.id)
+                .bind(m.subject.kind().as_str())
+                .bind(m.subject.id())
+                .bind(m.channel.as_str())
+                .bind(&m.carrier)
+                .bind(join_list(&m.fallback_carriers))
+                .bind(i64::from(m.step));
+            query = bind_delivery_state(query, m)
+                .bind(m.created_at_ms)
+                .bind(m.updated_at_ms);
+        }
+        query.execute(self.conn()).await?;
+        Ok(())
     }
 }
 

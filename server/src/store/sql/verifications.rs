@@ -4,7 +4,7 @@ use super::db;
 use async_trait::async_trait;
 
 use super::rows::{self, VERIFICATION_COLUMNS};
-use super::{WriteTx, id_list, is_unique_violation, value_rows};
+use super::{WriteTx, id_list, in_chunks, is_unique_violation, value_rows};
 use crate::domain::{Verification, VerificationStatus};
 use crate::store::{StoreError, StoreResult, VerificationRepository};
 
@@ -158,53 +158,10 @@ impl VerificationRepository for WriteTx {
     }
 
     async fn insert_verifications(&mut self, verifications: &[Verification]) -> StoreResult<()> {
-        let Some(first) = verifications.first() else {
-            return Ok(());
-        };
-        let sql = format!(
-            "INSERT INTO verifications (id, to_e164, region_code, status, channel, locale, code_length, code_nonce, code_check, \
-             checks_used, max_checks, sends_used, max_sends, idempotency_key, classification, created_at_ms, expires_at_ms, updated_at_ms, \
-             strategy, workflow, step, step_deadline_ms, step_failure, decision, program_id) VALUES {}",
-            value_rows(25, verifications.len())
-        );
-        let mut query = db::query(sql);
-        for v in verifications {
-            query = query
-                .bind(&v.id)
-                .bind(&v.to_e164)
-                .bind(&v.region_code)
-                .bind(v.status.as_str())
-                .bind(v.channel.as_str())
-                .bind(&v.locale)
-                .bind(i64::from(v.code_length))
-                .bind(&v.code.nonce)
-                .bind(&v.code.check)
-                .bind(i64::from(v.checks_used))
-                .bind(i64::from(v.max_checks))
-                .bind(i64::from(v.sends_used))
-                .bind(i64::from(v.max_sends))
-                .bind(&v.idempotency_key)
-                .bind(&v.classification_json)
-                .bind(v.created_at_ms)
-                .bind(v.expires_at_ms)
-                .bind(v.updated_at_ms)
-                .bind(&v.workflow.strategy)
-                .bind(&v.workflow.workflow)
-                .bind(i64::from(v.workflow.step))
-                .bind(v.workflow.step_deadline_ms)
-                .bind(&v.workflow.step_failure)
-                .bind(&v.decision)
-                .bind(&v.program_id);
+        for chunk in in_chunks(verifications) {
+            self.insert_verification_rows(chunk).await?;
         }
-        match query.execute(self.conn()).await {
-            Ok(_) => Ok(()),
-            // Two Verify calls for one number race on the one-pending-per-number index.
-            Err(error) if is_unique_violation(&error) => Err(StoreError::Contended(format!(
-                "a pending verification of {}",
-                verify_carrier::mask_number(&first.to_e164)
-            ))),
-            Err(error) => Err(error),
-        }
+        Ok(())
     }
 
     async fn numbers_with_pending_verification(
@@ -285,6 +242,58 @@ impl VerificationRepository for WriteTx {
 }
 
 impl WriteTx {
+    /// Inserts `verifications` (at least one) in one statement.
+    async fn insert_verification_rows(
+        &mut self,
+        verifications: &[Verification],
+    ) -> StoreResult<()> {
+        let first = &verifications[0];
+        let sql = format!(
+            "INSERT INTO verifications (id, to_e164, region_code, status, channel, locale, code_length, code_nonce, code_check, \
+             checks_used, max_checks, sends_used, max_sends, idempotency_key, classification, created_at_ms, expires_at_ms, updated_at_ms, \
+             strategy, workflow, step, step_deadline_ms, step_failure, decision, program_id) VALUES {}",
+            value_rows(25, verifications.len())
+        );
+        let mut query = db::query(sql);
+        for v in verifications {
+            query = query
+                .bind(&v.id)
+                .bind(&v.to_e164)
+                .bind(&v.region_code)
+                .bind(v.status.as_str())
+                .bind(v.channel.as_str())
+                .bind(&v.locale)
+                .bind(i64::from(v.code_length))
+                .bind(&v.code.nonce)
+                .bind(&v.code.check)
+                .bind(i64::from(v.checks_used))
+                .bind(i64::from(v.max_checks))
+                .bind(i64::from(v.sends_used))
+                .bind(i64::from(v.max_sends))
+                .bind(&v.idempotency_key)
+                .bind(&v.classification_json)
+                .bind(v.created_at_ms)
+                .bind(v.expires_at_ms)
+                .bind(v.updated_at_ms)
+                .bind(&v.workflow.strategy)
+                .bind(&v.workflow.workflow)
+                .bind(i64::from(v.workflow.step))
+                .bind(v.workflow.step_deadline_ms)
+                .bind(&v.workflow.step_failure)
+                .bind(&v.decision)
+                .bind(&v.program_id);
+        }
+        match query.execute(self.conn()).await {
+            Ok(_) => Ok(()),
+            // Two Verify calls for one number race on the one-pending-per-number index.
+            Err(error) if is_unique_violation(&error) => Err(StoreError::Contended(format!(
+                "a pending verification of {}",
+                verify_carrier::mask_number(&first.to_e164)
+            ))),
+            Err(error) => Err(error),
+        }
+    }
+
     /// The one column `select` reads (`SELECT column FROM ... WHERE tested`), for the rows whose
     /// tested column is one of `values`.
     async fn texts_among(&mut self, select: &str, values: &[String]) -> StoreResult<Vec<String>> {
