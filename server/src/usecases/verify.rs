@@ -132,23 +132,36 @@ impl VerifyQueue {
 
     /// Starts writing the requests waiting, when fewer than [`GROUPS_IN_FLIGHT`] groups are
     /// being written; a group that ends starts the next, so no request is left waiting.
+    /// Every holder of a slot looks at the queue again after giving the slot back, so a
+    /// request queued while the slots were taken is always picked up.
     fn write_next_group(self: Arc<Self>) {
-        let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
-            return;
-        };
-        let group: Vec<_> = {
-            let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-            let count = waiting.len().min(GROUP_LIMIT);
-            waiting.drain(..count).collect()
-        };
-        if group.is_empty() {
-            return;
-        }
-        tokio::spawn(async move {
-            self.write_group(group).await;
+        loop {
+            let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() else {
+                return;
+            };
+            let group: Vec<_> = {
+                let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+                let count = waiting.len().min(GROUP_LIMIT);
+                waiting.drain(..count).collect()
+            };
+            if !group.is_empty() {
+                tokio::spawn(async move {
+                    self.write_group(group).await;
+                    drop(slot);
+                    self.write_next_group();
+                });
+                return;
+            }
             drop(slot);
-            self.write_next_group();
-        });
+            if self
+                .waiting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_empty()
+            {
+                return;
+            }
+        }
     }
 
     async fn write_group(&self, group: Vec<(Work, Answer)>) {
@@ -242,10 +255,15 @@ async fn store_group_in(
             }
         }
     }
-    for (index, (plan, code, classification_json)) in work.into_iter().enumerate() {
-        if results[index].is_some() {
-            continue;
-        }
+    // One by one in the order of their numbers, the rows they lock: two groups written at
+    // once on PostgreSQL then never wait for each other in a circle.
+    let mut one_by_one: Vec<(usize, Work)> = work
+        .into_iter()
+        .enumerate()
+        .filter(|(index, _)| results[*index].is_none())
+        .collect();
+    one_by_one.sort_by(|(_, (a, ..)), (_, (b, ..))| a.e164.cmp(&b.e164));
+    for (index, (plan, code, classification_json)) in one_by_one {
         let settings = settings.clone();
         let result = tx
             .isolated(move |tx| {

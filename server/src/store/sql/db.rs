@@ -338,7 +338,7 @@ impl Query {
         self,
         executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
     ) -> StoreResult<Done> {
-        let result = self.any().execute(executor).await?;
+        let result = self.any().execute(executor).await.map_err(from_postgres)?;
         Ok(Done {
             rows_affected: result.rows_affected(),
         })
@@ -349,7 +349,11 @@ impl Query {
         self,
         executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
     ) -> StoreResult<Vec<Row>> {
-        let rows = self.any().fetch_all(executor).await?;
+        let rows = self
+            .any()
+            .fetch_all(executor)
+            .await
+            .map_err(from_postgres)?;
         Ok(rows.into_iter().map(Row::Any).collect())
     }
 
@@ -433,6 +437,17 @@ fn run_sqlite(
         let count = read.len() as u64;
         Ok((count, read))
     })
+}
+
+/// A PostgreSQL error as the store reports it: a deadlock the server broke (it aborts one of
+/// the statements waiting in a circle) is a contended write, which trying again completes.
+fn from_postgres(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(database) if database.code().as_deref() == Some("40P01") => {
+            StoreError::Contended(format!("rows locked in a circle ({database}); try again"))
+        }
+        _ => StoreError::Database(error),
+    }
 }
 
 /// What a thread knows of a statement it ran on SQLite.

@@ -142,6 +142,21 @@ impl WriteTx {
         self.discarded = true;
     }
 
+    /// Whether SQLite ended this write's transaction by itself (it rolls the whole
+    /// transaction back on some errors, such as a full disk). PostgreSQL refuses every
+    /// statement of an aborted transaction instead.
+    fn transaction_ended(&self) -> bool {
+        let connection = match &self.inner {
+            Transactional::InWriter(connection) => connection.as_ref(),
+            Transactional::Held(held) => held.connection(),
+            Transactional::Own(_) => return false,
+        };
+        connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_autocommit()
+    }
+
     /// Inserts the events recorded, as the last of the write (in chunks of a few sizes).
     async fn insert_events(&mut self, dialect: Dialect, events: &[Event]) -> StoreResult<()> {
         for chunk in in_chunks(events) {
@@ -159,6 +174,13 @@ impl WriteTx {
         F: for<'t> FnOnce(&'t mut WriteTx) -> BoxFuture<'t, Result<R, E>>,
         E: From<StoreError>,
     {
+        if self.transaction_ended() {
+            // SQLite rolled the whole transaction back after an error: a savepoint now would
+            // begin a transaction of its own, outside the batch.
+            return Err(E::from(StoreError::Commit(
+                "SQLite rolled the write back after an error in it".into(),
+            )));
+        }
         let recorded = self.events.len();
         let discarded = std::mem::replace(&mut self.discarded, false);
         db::query("SAVEPOINT isolated").execute(self.conn()).await?;

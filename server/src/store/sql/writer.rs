@@ -118,7 +118,9 @@ impl Writer {
         // some other tool left in another mode) SQLite syncs inside the commit.
         let wal = if journal_mode.eq_ignore_ascii_case("wal") {
             connection.execute_batch("PRAGMA synchronous = NORMAL")?;
-            Some(WalFile::new(PathBuf::from(format!("{path}-wal"))))
+            // The file SQLite opened (it follows symbolic links), with the log beside it.
+            let database = connection.path().filter(|p| !p.is_empty()).unwrap_or(path);
+            Some(WalFile::new(PathBuf::from(format!("{database}-wal"))))
         } else {
             None
         };
@@ -380,8 +382,23 @@ struct Syncer {
     on_commit: Arc<dyn Fn(bool) + Send + Sync>,
 }
 
+/// Ends durability when the syncer's thread ends by a panic: writes and reads then fail
+/// instead of waiting for a flush that will never come.
+struct EndsDurabilityOnPanic(Arc<Durability>);
+
+impl Drop for EndsDurabilityOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self.0.durable.send_replace(Err(
+                "the thread flushing SQLite's log stopped; restart verifyd".into(),
+            ));
+        }
+    }
+}
+
 impl Syncer {
     fn run(mut self) {
+        let _guard = EndsDurabilityOnPanic(Arc::clone(&self.durability));
         let mut durable = 0;
         while let Ok(first) = self.inbox.recv() {
             // Every batch that ended meanwhile: one flush covers them all.
