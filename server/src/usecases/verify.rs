@@ -211,41 +211,39 @@ async fn store_group_in(
     if !fresh.is_empty() {
         let now = now_ms();
         let mut events = Vec::with_capacity(2 * fresh.len());
-        let started: Vec<(usize, Verification, OutboxMessage)> = fresh
-            .iter()
-            .map(|&index| {
-                let (plan, code, classification_json) = &work[index];
-                let (verification, message, recorded) =
-                    start_verification(plan, code, settings, classification_json.clone(), now);
-                events.extend(recorded);
-                (index, verification, message)
-            })
-            .collect();
-        let verifications: Vec<Verification> = started.iter().map(|(_, v, _)| v.clone()).collect();
-        let messages: Vec<OutboxMessage> = started.iter().map(|(_, _, m)| m.clone()).collect();
-        let keys: Vec<(String, String, String)> = started
-            .iter()
-            .filter_map(|(_, v, _)| {
-                let key = v.idempotency_key.clone()?;
-                Some((key, v.id.clone(), v.to_e164.clone()))
-            })
-            .collect();
+        let mut verifications = Vec::with_capacity(fresh.len());
+        let mut messages = Vec::with_capacity(fresh.len());
+        for &index in &fresh {
+            let (plan, code, classification_json) = &work[index];
+            let (verification, message, recorded) =
+                start_verification(plan, code, settings, classification_json.clone(), now);
+            verifications.push(verification);
+            messages.push(message);
+            events.extend(recorded);
+        }
+        // Moved into the write and handed back when it kept them (on the writer's thread on
+        // SQLite: no copies).
         let inserted = tx
             .isolated(move |tx| {
                 Box::pin(async move {
                     tx.insert_verifications(&verifications).await?;
                     tx.insert_messages(&messages).await?;
                     tx.record(events);
-                    for (key, id, e164) in &keys {
-                        tx.remember_verification_key(key, id, e164, now).await?;
+                    for v in &verifications {
+                        if let Some(key) = &v.idempotency_key {
+                            tx.remember_verification_key(key, &v.id, &v.to_e164, now)
+                                .await?;
+                        }
                     }
-                    Ok::<_, StoreError>(())
+                    Ok::<_, StoreError>((verifications, messages))
                 })
             })
             .await;
         match inserted {
-            Ok(()) => {
-                for (index, verification, message) in started {
+            Ok((verifications, messages)) => {
+                for ((index, verification), message) in
+                    fresh.into_iter().zip(verifications).zip(messages)
+                {
                     results[index] = Some(Ok(Stored::Created(verification, Box::new(message))));
                 }
             }
