@@ -524,16 +524,23 @@ fn main() {
         if std::env::var_os("VERIFYD_BENCH_VERIFY_ONLY").is_none() {
             sqlite_limits(&path, limit_budget);
         }
-        let sqlite_dir = path.join("sqlite");
-        std::fs::create_dir_all(&sqlite_dir).expect("dir");
-        let sqlite_url = format!("sqlite://{}", sqlite_dir.join("verifyd.db").display());
-        run("SQLite", &sqlite_url, &sqlite_dir, &bare.address, quick).await;
-        if std::env::var_os("VERIFYD_BENCH_VERIFY_ONLY").is_some() {
-            return;
+        // The profiling mode: Verify alone, on SQLite, or on PostgreSQL when the variable says
+        // `postgres`.
+        let verify_only = std::env::var("VERIFYD_BENCH_VERIFY_ONLY").ok();
+        if verify_only.as_deref() != Some("postgres") {
+            let sqlite_dir = path.join("sqlite");
+            std::fs::create_dir_all(&sqlite_dir).expect("dir");
+            let sqlite_url = format!("sqlite://{}", sqlite_dir.join("verifyd.db").display());
+            run("SQLite", &sqlite_url, &sqlite_dir, &bare.address, quick).await;
+            if verify_only.is_some() {
+                return;
+            }
         }
         match postgres_database("limits").await {
             Some((admin, name, url)) => {
-                postgres_limits(&url, limit_budget).await;
+                if verify_only.is_none() {
+                    postgres_limits(&url, limit_budget).await;
+                }
                 drop_database(&admin, &name).await;
                 let (admin, name, url) = postgres_database("verifyd").await.expect("database");
                 let pg_dir = path.join("postgres");

@@ -57,48 +57,61 @@ impl UseCases {
         let now = now_ms();
         // A verification that has ended (approved, canceled, expired, out of checks) never
         // changes again, so a check of it (such as the repeated check of an approved one) is
-        // answered from a plain read, without waiting for the write lock. A pending one is
-        // read again under the lock, and the check decided on that.
+        // answered from its view kept in memory, or from a plain read, without waiting for
+        // the write lock. A pending one is read again under the lock, and the check decided
+        // on that.
+        if !by_number && let Some(view) = self.ended.get(&value) {
+            let result = view
+                .verification
+                .clone()
+                .check(code, &self.codes, now)
+                .map_err(code_length_refused)?
+                .result;
+            tracing::info!(verification = %view.verification.id, ?result, "code checked");
+            return Ok((result, VerificationView::clone(&view)));
+        }
+        let read_from = self.ended.generation();
         let read = if by_number {
             self.store.latest_verification_of(&value).await?
         } else {
             self.store.verification(&value).await?
         };
         let mut verification = read.ok_or_else(|| not_found_verification(field, &value))?;
-        let result = if verification.has_ended() {
-            verification
+        if verification.has_ended() {
+            let result = verification
                 .check(code, &self.codes, now)
                 .map_err(code_length_refused)?
-                .result
-        } else {
-            let codes = self.codes.clone();
-            let code = code.to_string();
-            let (checked_verification, result) = self
-                .store
-                .write(move |tx| {
-                    Box::pin(async move {
-                        let found = if by_number {
-                            tx.lock_latest_verification_of(&value).await?
-                        } else {
-                            tx.lock_verification(&value).await?
-                        };
-                        let mut verification =
-                            found.ok_or_else(|| not_found_verification(field, &value))?;
-                        let checked = verification
-                            .check(&code, &codes, now)
-                            .map_err(code_length_refused)?;
-                        if checked.events.is_empty() {
-                            tx.discard();
-                        } else {
-                            save_ended_or_changed(tx, &verification, checked.events, now).await?;
-                        }
-                        Ok::<_, UseCaseError>((verification, checked.result))
-                    })
+                .result;
+            tracing::info!(verification = %verification.id, ?result, "code checked");
+            let view = self.view_of(verification).await?;
+            self.ended.keep(&view, read_from);
+            return Ok((result, view));
+        }
+        let codes = self.codes.clone();
+        let code = code.to_string();
+        let (verification, result) = self
+            .store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let found = if by_number {
+                        tx.lock_latest_verification_of(&value).await?
+                    } else {
+                        tx.lock_verification(&value).await?
+                    };
+                    let mut verification =
+                        found.ok_or_else(|| not_found_verification(field, &value))?;
+                    let checked = verification
+                        .check(&code, &codes, now)
+                        .map_err(code_length_refused)?;
+                    if checked.events.is_empty() {
+                        tx.discard();
+                    } else {
+                        save_ended_or_changed(tx, &verification, checked.events, now).await?;
+                    }
+                    Ok::<_, UseCaseError>((verification, checked.result))
                 })
-                .await?;
-            verification = checked_verification;
-            result
-        };
+            })
+            .await?;
         tracing::info!(verification = %verification.id, ?result, "code checked");
         Ok((result, self.view_of(verification).await?))
     }

@@ -5,6 +5,7 @@
 
 mod check;
 pub mod delivery;
+mod ended;
 mod input;
 mod notify;
 mod verify;
@@ -146,6 +147,8 @@ pub struct UseCases {
     shutdown: signal::Receiver<bool>,
     /// Verify calls that arrive together, stored by one write.
     verify_queue: Arc<verify::VerifyQueue>,
+    /// Views of ended verifications, answered from memory.
+    ended: Arc<ended::EndedViews>,
 }
 
 impl UseCases {
@@ -158,7 +161,10 @@ impl UseCases {
         rules: Arc<NotifyPolicy>,
         shutdown: signal::Receiver<bool>,
     ) -> Self {
+        let ended = ended::EndedViews::new();
+        ended.follow(Arc::clone(&store), shutdown.clone());
         UseCases {
+            ended,
             verify_queue: verify::VerifyQueue::new(Arc::clone(&store), settings.clone()),
             store,
             codes,
@@ -186,15 +192,21 @@ impl UseCases {
         Ok(verify_policy::classify(number, hint))
     }
 
-    /// A verification with its messages.
+    /// A verification with its messages (an ended one from memory when it was read before).
     pub async fn get_verification(&self, id: &str) -> Result<VerificationView, UseCaseError> {
         input::validate_id("verification_id", id)?;
+        if let Some(view) = self.ended.get(id) {
+            return Ok(VerificationView::clone(&view));
+        }
+        let read_from = self.ended.generation();
         let verification = self
             .store
             .verification(id)
             .await?
             .ok_or_else(|| not_found_verification("verification_id", id))?;
-        self.view_of(verification).await
+        let view = self.view_of(verification).await?;
+        self.ended.keep(&view, read_from);
+        Ok(view)
     }
 
     /// A notification with its message.

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::ended::EndedViews;
 use super::{UseCaseError, UseCases, input};
 use crate::domain::{RecordedEvent, Subject};
 use crate::store::SqlStore;
@@ -66,6 +67,7 @@ impl UseCases {
         let (sender, receiver) = mpsc::channel(256);
         tokio::spawn(stream_events(
             Arc::clone(&self.store),
+            Arc::clone(&self.ended),
             subject,
             cursor,
             sender,
@@ -78,6 +80,7 @@ impl UseCases {
 /// Sends the events after `cursor` to `sender` until the client goes away or shutdown.
 async fn stream_events(
     store: Arc<SqlStore>,
+    ended: Arc<EndedViews>,
     subject: Option<Subject>,
     mut cursor: i64,
     sender: mpsc::Sender<Result<RecordedEvent, UseCaseError>>,
@@ -101,6 +104,12 @@ async fn stream_events(
         let full = batch.len() as u32 == WATCH_BATCH;
         for event in batch {
             cursor = event.cursor;
+            // A client told of a change may read the verification at once: its view kept in
+            // memory must not be older than the event (the log's follower may not have
+            // reached it yet).
+            if let Subject::Verification(id) = &event.event.subject {
+                ended.forget(std::iter::once(id.as_str()));
+            }
             // A client that stops reading must not hold up shutdown.
             tokio::select! {
                 sent = sender.send(Ok(event)) => {

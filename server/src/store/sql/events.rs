@@ -211,6 +211,39 @@ pub(super) async fn after(
     rows.iter().map(event).collect()
 }
 
+/// The cursor of the latest event (0 when there is none).
+pub(super) async fn latest_cursor(exec: db::Exec<'_>) -> StoreResult<i64> {
+    db::query("SELECT COALESCE(max(cursor), 0) AS latest FROM events")
+        .fetch_one(exec)
+        .await?
+        .try_get("latest")
+}
+
+/// The subjects of the events after `cursor`, oldest first, at most `limit`, each with its
+/// event's cursor: what a cache of subjects needs to know to forget the ones that changed.
+pub(super) async fn subjects_after(
+    exec: db::Exec<'_>,
+    cursor: i64,
+    limit: u32,
+) -> StoreResult<Vec<(i64, Subject)>> {
+    let rows = db::query(
+        "SELECT cursor, subject_kind, subject_id FROM events WHERE cursor > $1 ORDER BY cursor LIMIT $2",
+    )
+    .bind(cursor)
+    .bind(i64::from(limit))
+    .fetch_all(exec)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let kind = parse_text(row, "subject_kind", SubjectKind::parse)?;
+            Ok((
+                row.try_get("cursor")?,
+                Subject::new(kind, row.try_get::<String>("subject_id")?),
+            ))
+        })
+        .collect()
+}
+
 fn event(row: &Row) -> StoreResult<RecordedEvent> {
     let kind = parse_text(row, "subject_kind", SubjectKind::parse)?;
     let subject = Subject::new(kind, row.try_get::<String>("subject_id")?);

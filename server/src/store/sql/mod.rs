@@ -590,6 +590,27 @@ impl SqlStore {
         events::after(self.read(), cursor, subject, limit).await
     }
 
+    /// The cursor of the latest event recorded (0 when none is).
+    pub async fn latest_event_cursor(&self) -> StoreResult<i64> {
+        if let Backend::Postgres { sequencer, .. } = &self.backend {
+            sequencer.catch_up().await?;
+        }
+        events::latest_cursor(self.read()).await
+    }
+
+    /// The subjects of the events after `cursor`, oldest first, at most `limit`, with their
+    /// events' cursors (see [`events_after`](SqlStore::events_after)).
+    pub async fn subjects_changed_after(
+        &self,
+        cursor: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, Subject)>> {
+        if let Backend::Postgres { sequencer, .. } = &self.backend {
+            sequencer.catch_up().await?;
+        }
+        events::subjects_after(self.read(), cursor, limit).await
+    }
+
     /// Conversion counts per region, channel and carrier over the messages queued from
     /// `since_ms` on, for the `adaptive` fallback strategy.
     pub async fn conversion_counts(
