@@ -29,6 +29,7 @@ on_both_databases!(
     an_event_committed_late_gets_a_cursor_after_those_seen,
     a_write_waits_for_another_process_holding_the_sqlite_lock,
     a_failed_flush_of_the_log_stops_writes_and_reads,
+    saved_messages_are_written_together_and_read_back_by_their_write,
 );
 
 const NOW: i64 = 1_700_000_000_000;
@@ -1043,4 +1044,67 @@ async fn a_failed_flush_of_the_log_stops_writes_and_reads(db: &TestDb) {
         .write(move |tx| Box::pin(async move { tx.insert_verification(&next).await }))
         .await;
     assert!(refused.is_err(), "later writes are refused: {refused:?}");
+}
+
+async fn saved_messages_are_written_together_and_read_back_by_their_write(db: &TestDb) {
+    let v = verification("vf_1", "+447400000009");
+    let originals: Vec<OutboxMessage> = (0..5)
+        .map(|i| message(&format!("msg_{i}"), v.subject(), "smsc"))
+        .collect();
+    insert(db, &v, &originals.iter().collect::<Vec<_>>()).await;
+    let changed = |m: &OutboxMessage, detail: &str| {
+        let mut m = m.clone();
+        m.status = DeliveryStatus::Submitted;
+        m.carrier_message_id = Some(format!("C-{}", m.id));
+        m.claimed_by = None;
+        m.detail = detail.into();
+        m.updated_at_ms = NOW + 5;
+        m
+    };
+
+    // Saved several times (the last save counts), then read back by the same write.
+    let mut tx = db.store.begin().await.unwrap();
+    for m in &originals[..4] {
+        tx.save_message(&changed(m, "first")).await.unwrap();
+    }
+    let last = changed(&originals[1], "second");
+    tx.save_message(&last).await.unwrap();
+    assert_eq!(tx.read_message("msg_1").await.unwrap(), Some(last.clone()));
+    // A savepoint that fails takes its saves with it; one that succeeds keeps them.
+    let rolled_back = changed(&originals[4], "rolled back");
+    let failed: Result<(), StoreError> = tx
+        .isolated(|tx| {
+            Box::pin(async move {
+                tx.save_message(&rolled_back).await?;
+                Err(StoreError::Corrupt("refused".into()))
+            })
+        })
+        .await;
+    assert!(failed.is_err());
+    let kept = changed(&originals[3], "kept");
+    let kept_in = kept.clone();
+    tx.isolated(|tx| Box::pin(async move { tx.save_message(&kept_in).await }))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let stored = db.store.messages_of(&v.subject()).await.unwrap();
+    let details: Vec<&str> = stored.iter().map(|m| m.detail.as_str()).collect();
+    assert_eq!(details, ["first", "second", "first", "kept", "route"]);
+    assert_eq!(stored[1], last);
+    assert_eq!(stored[3], kept);
+
+    // A message that does not exist fails the write that saved it, and nothing of it stays.
+    let mut tx = db.store.begin().await.unwrap();
+    tx.save_message(&changed(&originals[4], "with a ghost"))
+        .await
+        .unwrap();
+    tx.save_message(&changed(
+        &message("msg_ghost", v.subject(), "smsc"),
+        "ghost",
+    ))
+    .await
+    .unwrap();
+    assert!(tx.commit().await.is_err());
+    let stored = db.store.messages_of(&v.subject()).await.unwrap();
+    assert_eq!(stored[4].detail, "route");
 }

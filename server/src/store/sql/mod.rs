@@ -9,6 +9,7 @@ mod notifications;
 mod outbox;
 mod receipts;
 mod rows;
+mod upkeep;
 mod verifications;
 mod workers;
 mod writer;
@@ -39,8 +40,8 @@ pub(crate) enum Dialect {
 pub struct SqlStore {
     backend: Backend,
     events_changed: watch::Sender<u64>,
-    /// PostgreSQL: the sequencer's background passes and the listener for other processes'
-    /// events.
+    /// PostgreSQL: the sequencer's background passes, the listener for other processes'
+    /// events, and the upkeep of the busy tables.
     background: Vec<JoinHandle<()>>,
 }
 
@@ -96,6 +97,10 @@ pub struct WriteTx {
     /// PostgreSQL: told when events were committed.
     sequencer: Option<Arc<events::Sequencer>>,
     events: Vec<Event>,
+    /// Messages saved and not yet written: written together (on PostgreSQL by one statement)
+    /// before the next statement of this write runs, or before its savepoint ends or it
+    /// commits, so that the write reads what it saved.
+    unsaved_messages: Vec<OutboxMessage>,
     /// Rolled back at its end though it succeeded (it wrote nothing worth keeping).
     discarded: bool,
 }
@@ -124,11 +129,20 @@ impl WriteTx {
             dialect,
             sequencer,
             events: Vec::new(),
+            unsaved_messages: Vec::new(),
             discarded: false,
         }
     }
 
-    pub(crate) fn conn(&mut self) -> db::Exec<'_> {
+    /// Where this write's next statement runs, once the messages it saved are written.
+    pub(crate) async fn conn(&mut self) -> StoreResult<db::Exec<'_>> {
+        self.write_saved_messages().await?;
+        Ok(self.conn_now())
+    }
+
+    /// Where this write's statements run, with no regard for messages saved and not yet
+    /// written: for those that write them, and for rolling back.
+    fn conn_now(&mut self) -> db::Exec<'_> {
         match &mut self.inner {
             Transactional::InWriter(connection) => db::Exec::Sqlite(connection),
             Transactional::Held(held) => db::Exec::Sqlite(held.connection()),
@@ -140,6 +154,7 @@ impl WriteTx {
     /// (a write run by [`SqlStore::write`]).
     pub fn discard(&mut self) {
         self.discarded = true;
+        self.unsaved_messages.clear();
     }
 
     /// Whether SQLite ended this write's transaction by itself (it rolls the whole
@@ -160,7 +175,7 @@ impl WriteTx {
     /// Inserts the events recorded, as the last of the write (in chunks of a few sizes).
     async fn insert_events(&mut self, dialect: Dialect, events: &[Event]) -> StoreResult<()> {
         for chunk in in_chunks(events) {
-            events::insert(self.conn(), dialect, chunk).await?;
+            events::insert(self.conn().await?, dialect, chunk).await?;
         }
         Ok(())
     }
@@ -183,20 +198,52 @@ impl WriteTx {
         }
         let recorded = self.events.len();
         let discarded = std::mem::replace(&mut self.discarded, false);
-        db::query("SAVEPOINT isolated").execute(self.conn()).await?;
-        let result = work(self).await;
+        // Messages saved before the savepoint are written before it.
+        db::query("SAVEPOINT isolated")
+            .execute(self.conn().await?)
+            .await?;
+        let mut result = work(self).await;
+        if result.is_ok()
+            && !self.discarded
+            && let Err(error) = self.write_saved_messages().await
+        {
+            result = Err(E::from(error));
+        }
         let keep = result.is_ok() && !self.discarded;
         self.discarded = discarded;
         if !keep {
+            self.unsaved_messages.clear();
             db::query("ROLLBACK TO SAVEPOINT isolated")
-                .execute(self.conn())
+                .execute(self.conn_now())
                 .await?;
             self.events.truncate(recorded);
         }
         db::query("RELEASE SAVEPOINT isolated")
-            .execute(self.conn())
+            .execute(self.conn_now())
             .await?;
         result
+    }
+
+    /// Writes the messages saved since the last statement: on PostgreSQL with one statement
+    /// (for each chunk), on SQLite one by one (its statements cost no round trip).
+    async fn write_saved_messages(&mut self) -> StoreResult<()> {
+        if self.unsaved_messages.is_empty() {
+            return Ok(());
+        }
+        let messages = std::mem::take(&mut self.unsaved_messages);
+        match self.dialect {
+            Dialect::Sqlite => {
+                for message in &messages {
+                    outbox::update_message(self.conn_now(), message).await?;
+                }
+            }
+            Dialect::Postgres => {
+                for chunk in in_chunks(&messages) {
+                    outbox::update_messages(self.conn_now(), chunk).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn dialect(&self) -> Dialect {
@@ -221,6 +268,7 @@ impl WriteTx {
     /// durably committed. Watchers in this process wake at once, and on PostgreSQL those of
     /// every other process through `NOTIFY`.
     pub async fn commit(mut self) -> StoreResult<()> {
+        self.write_saved_messages().await?;
         let events = std::mem::take(&mut self.events);
         let dialect = self.dialect();
         self.insert_events(dialect, &events).await?;
@@ -259,6 +307,7 @@ impl WriteTx {
         if self.discarded {
             return Ok(writer::Kept::No);
         }
+        self.write_saved_messages().await?;
         let events = std::mem::take(&mut self.events);
         self.insert_events(Dialect::Sqlite, &events).await?;
         Ok(writer::Kept::Yes {
@@ -328,6 +377,7 @@ impl SqlStore {
             let background_pool = pool(POSTGRES_BACKGROUND_CONNECTIONS).await?;
             let sequencer = events::Sequencer::new(background_pool.clone(), events_changed.clone());
             background.push(Arc::clone(&sequencer).run());
+            background.push(upkeep::keep_up(background_pool.clone()));
             background.push(events::listen(
                 database_url.to_string(),
                 events_changed.clone(),
@@ -629,11 +679,11 @@ impl SqlStore {
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(fingerprint)
-        .execute(tx.conn())
+        .execute(tx.conn().await?)
         .await?;
         let stored: String =
             db::query("SELECT value FROM server_settings WHERE name = 'code_secret_fingerprint'")
-                .scalar(tx.conn())
+                .scalar(tx.conn().await?)
                 .await?;
         tx.commit().await?;
         Ok(stored == fingerprint)

@@ -26,7 +26,7 @@ impl NotificationRepository for WriteTx {
         .bind(&n.decision)
         .bind(&n.idempotency_key)
         .bind(n.created_at_ms)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await;
         match result {
             Ok(_) => Ok(()),
@@ -40,7 +40,10 @@ impl NotificationRepository for WriteTx {
     async fn notification_for_key(&mut self, key: &str) -> StoreResult<Option<Notification>> {
         let sql =
             format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE idempotency_key = $1");
-        let row = db::query(sql).bind(key).fetch_optional(self.conn()).await?;
+        let row = db::query(sql)
+            .bind(key)
+            .fetch_optional(self.conn().await?)
+            .await?;
         row.as_ref().map(rows::notification).transpose()
     }
 }

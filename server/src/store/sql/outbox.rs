@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use super::rows::{self, MESSAGE_COLUMNS, join_list};
 use super::{Dialect, WriteTx, id_list, in_chunks, value_rows};
 use crate::domain::{DeliveryStatus, OutboxMessage, Subject};
-use crate::store::{Outbox, StoreResult};
+use crate::store::{Outbox, StoreError, StoreResult};
 
 pub(super) async fn of_subject(
     exec: db::Exec<'_>,
@@ -63,7 +63,7 @@ impl WriteTx {
             query = query.bind(*value);
         }
         query
-            .fetch_all(self.conn())
+            .fetch_all(self.conn().await?)
             .await?
             .iter()
             .map(rows::message)
@@ -88,7 +88,7 @@ impl WriteTx {
         );
         db::query(sql)
             .bind_all(bound)
-            .fetch_all(self.conn())
+            .fetch_all(self.conn().await?)
             .await?
             .iter()
             .map(rows::message)
@@ -110,24 +110,25 @@ impl Outbox for WriteTx {
     }
 
     async fn save_message(&mut self, m: &OutboxMessage) -> StoreResult<()> {
-        let query = db::query(
-            "UPDATE messages SET carrier = $1, fallback_carriers = $2, status = $3, due_at_ms = $4, claimed_by = $5, \
-             attempt = $6, carrier_message_id = $7, detail = $8, updated_at_ms = $9 WHERE id = $10",
-        )
-        .bind(&m.carrier)
-        .bind(join_list(&m.fallback_carriers));
-        let updated = bind_delivery_state(query, m)
-            .bind(m.updated_at_ms)
-            .bind(&m.id)
-            .execute(self.conn())
-            .await?
-            .rows_affected();
-        rows::updated_one(updated, "message", &m.id)
+        // Written with the others saved before the write's next statement (see `WriteTx`);
+        // a message saved twice by then is written once, as last saved.
+        match self
+            .unsaved_messages
+            .iter_mut()
+            .find(|saved| saved.id == m.id)
+        {
+            Some(saved) => *saved = m.clone(),
+            None => self.unsaved_messages.push(m.clone()),
+        }
+        Ok(())
     }
 
     async fn read_message(&mut self, id: &str) -> StoreResult<Option<OutboxMessage>> {
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1");
-        let row = db::query(sql).bind(id).fetch_optional(self.conn()).await?;
+        let row = db::query(sql)
+            .bind(id)
+            .fetch_optional(self.conn().await?)
+            .await?;
         row.as_ref().map(rows::message).transpose()
     }
 
@@ -140,7 +141,7 @@ impl Outbox for WriteTx {
             db::query("SELECT id FROM messages WHERE carrier = $1 AND carrier_message_id = $2")
                 .bind(carrier)
                 .bind(carrier_message_id)
-                .scalar_optional(self.conn())
+                .scalar_optional(self.conn().await?)
                 .await?,
         )
     }
@@ -191,7 +192,7 @@ impl Outbox for WriteTx {
             .bind(worker)
             .bind(now_ms)
             .bind(i64::from(limit))
-            .fetch_all(self.conn())
+            .fetch_all(self.conn().await?)
             .await?
             .iter()
             .map(rows::message)
@@ -218,7 +219,7 @@ impl Outbox for WriteTx {
             .bind(now_ms)
             .bind(worker)
             .bind_all(bound)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
         // Those it already handed over count too: a retry after a commit whose answer was
         // lost finds them so, and must still send them, with the attempt recorded then.
@@ -229,7 +230,7 @@ impl Outbox for WriteTx {
         db::query(handed)
             .bind(worker)
             .bind_all(bound)
-            .fetch_all(self.conn())
+            .fetch_all(self.conn().await?)
             .await?
             .iter()
             .map(|row| {
@@ -286,13 +287,64 @@ impl WriteTx {
                 .bind(m.created_at_ms)
                 .bind(m.updated_at_ms);
         }
-        query.execute(self.conn()).await?;
+        query.execute(self.conn().await?).await?;
         Ok(())
     }
 }
 
 /// Binds a message's delivery state, in this order: status, due time, holder, attempt,
 /// carrier's id, detail.
+/// Writes a changed message.
+pub(super) async fn update_message(exec: db::Exec<'_>, m: &OutboxMessage) -> StoreResult<()> {
+    let query = db::query(
+        "UPDATE messages SET carrier = $1, fallback_carriers = $2, status = $3, due_at_ms = $4, claimed_by = $5, \
+         attempt = $6, carrier_message_id = $7, detail = $8, updated_at_ms = $9 WHERE id = $10",
+    )
+    .bind(&m.carrier)
+    .bind(join_list(&m.fallback_carriers));
+    let updated = bind_delivery_state(query, m)
+        .bind(m.updated_at_ms)
+        .bind(&m.id)
+        .execute(exec)
+        .await?
+        .rows_affected();
+    rows::updated_one(updated, "message", &m.id)
+}
+
+/// Writes changed messages (each once) with one statement: an `UPDATE` joined with the new
+/// values, row by row (`VALUES` columns are `column1`, `column2`... on both databases).
+pub(super) async fn update_messages(
+    exec: db::Exec<'_>,
+    messages: &[OutboxMessage],
+) -> StoreResult<()> {
+    if let [message] = messages {
+        return update_message(exec, message).await;
+    }
+    let sql = format!(
+        "UPDATE messages SET carrier = v.column2, fallback_carriers = v.column3, status = v.column4, \
+         due_at_ms = v.column5, claimed_by = v.column6, attempt = v.column7, carrier_message_id = v.column8, \
+         detail = v.column9, updated_at_ms = v.column10 FROM (VALUES {}) AS v WHERE messages.id = v.column1",
+        value_rows(10, messages.len())
+    );
+    let mut query = db::query(sql);
+    for m in messages {
+        query = query
+            .bind(&m.id)
+            .bind(&m.carrier)
+            .bind(join_list(&m.fallback_carriers));
+        query = bind_delivery_state(query, m).bind(m.updated_at_ms);
+    }
+    let updated = query.execute(exec).await?.rows_affected();
+    if updated != messages.len() as u64 {
+        return Err(StoreError::Corrupt(format!(
+            "{} of {} messages to save were not found",
+            messages.len() as u64 - updated.min(messages.len() as u64),
+            messages.len()
+        )));
+    }
+    Ok(())
+}
+
 fn bind_delivery_state(query: db::Query, m: &OutboxMessage) -> db::Query {
     query
         .bind(m.status.as_str())

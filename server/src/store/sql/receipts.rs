@@ -40,7 +40,7 @@ impl EarlyReceipts for WriteTx {
             .bind(status_name(receipt.status))
             .bind(&receipt.detail)
             .bind(receipt.received_at_ms)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
         }
         Ok(())
@@ -60,7 +60,7 @@ impl EarlyReceipts for WriteTx {
         .bind(carrier)
         .bind(carrier_message_id)
         .bind(message_id)
-        .fetch_all(self.conn())
+        .fetch_all(self.conn().await?)
         .await?;
         let mut taken: Vec<(String, KeptReceipt)> = Vec::new();
         for row in &rows {
@@ -84,7 +84,7 @@ impl EarlyReceipts for WriteTx {
         for (receipt_id, _) in &taken {
             db::query("DELETE FROM early_receipts WHERE receipt_id = $1")
                 .bind(receipt_id)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?;
         }
         Ok(taken.into_iter().map(|(_, receipt)| receipt).collect())
@@ -92,7 +92,7 @@ impl EarlyReceipts for WriteTx {
 
     async fn has_kept_receipts(&mut self) -> StoreResult<bool> {
         let any: Option<i64> = db::query("SELECT 1 FROM early_receipts LIMIT 1")
-            .scalar_optional(self.conn())
+            .scalar_optional(self.conn().await?)
             .await?;
         Ok(any.is_some())
     }
@@ -102,11 +102,11 @@ impl EarlyReceipts for WriteTx {
             "SELECT COUNT(DISTINCT receipt_id) FROM early_receipts WHERE received_at_ms < $1",
         )
         .bind(before_ms)
-        .scalar(self.conn())
+        .scalar(self.conn().await?)
         .await?;
         db::query("DELETE FROM early_receipts WHERE received_at_ms < $1")
             .bind(before_ms)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
         Ok(receipts.max(0) as u64)
     }
@@ -123,7 +123,7 @@ impl EarlyReceipts for WriteTx {
              LIMIT $1",
         )
         .bind(i64::from(limit))
-        .scalar_all(self.conn())
+        .scalar_all(self.conn().await?)
         .await?)
     }
 }

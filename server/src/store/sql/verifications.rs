@@ -46,7 +46,10 @@ impl WriteTx {
         sql: impl Into<std::borrow::Cow<'static, str>>,
         id: &str,
     ) -> StoreResult<Option<VerificationStatus>> {
-        let status: Option<String> = db::query(sql).bind(id).scalar_optional(self.conn()).await?;
+        let status: Option<String> = db::query(sql)
+            .bind(id)
+            .scalar_optional(self.conn().await?)
+            .await?;
         status
             .map(|text| {
                 VerificationStatus::parse(&text)
@@ -66,7 +69,7 @@ impl WriteTx {
         );
         let row = db::query(sql)
             .bind(value)
-            .fetch_optional(self.conn())
+            .fetch_optional(self.conn().await?)
             .await?;
         row.as_ref().map(rows::verification).transpose()
     }
@@ -108,7 +111,7 @@ impl VerificationRepository for WriteTx {
         );
         let rows = db::query(sql)
             .bind_all(bound)
-            .fetch_all(self.conn())
+            .fetch_all(self.conn().await?)
             .await?;
         rows.iter()
             .map(|row| {
@@ -146,7 +149,7 @@ impl VerificationRepository for WriteTx {
         db::query(sql)
             .bind(now_ms)
             .bind(i64::from(limit))
-            .fetch_all(self.conn())
+            .fetch_all(self.conn().await?)
             .await?
             .iter()
             .map(rows::verification)
@@ -197,7 +200,7 @@ impl VerificationRepository for WriteTx {
         .bind(v.workflow.step_deadline_ms)
         .bind(&v.workflow.step_failure)
         .bind(&v.id)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?
         .rows_affected();
         rows::updated_one(updated, "verification", &v.id)
@@ -208,7 +211,7 @@ impl VerificationRepository for WriteTx {
             "SELECT verification_id, to_e164 FROM idempotency_keys WHERE idempotency_key = $1",
         )
         .bind(key)
-        .fetch_optional(self.conn())
+        .fetch_optional(self.conn().await?)
         .await?;
         row.map(|row| Ok((row.try_get("verification_id")?, row.try_get("to_e164")?)))
             .transpose()
@@ -229,7 +232,7 @@ impl VerificationRepository for WriteTx {
         .bind(id)
         .bind(e164)
         .bind(now_ms)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await;
         match result {
             Ok(_) => Ok(()),
@@ -283,7 +286,7 @@ impl WriteTx {
                 .bind(&v.decision)
                 .bind(&v.program_id);
         }
-        match query.execute(self.conn()).await {
+        match query.execute(self.conn().await?).await {
             Ok(_) => Ok(()),
             // Two Verify calls for one number race on the one-pending-per-number index.
             Err(error) if is_unique_violation(&error) => Err(StoreError::Contended(format!(
@@ -303,7 +306,7 @@ impl WriteTx {
         let (list, bound) = id_list(1, values);
         db::query(format!("{select} IN ({list})"))
             .bind_all(bound)
-            .scalar_all(self.conn())
+            .scalar_all(self.conn().await?)
             .await
     }
 }

@@ -21,7 +21,7 @@ impl WriteTx {
 impl Workers for WriteTx {
     async fn database_now_ms(&mut self) -> StoreResult<i64> {
         let sql = format!("SELECT {}", self.database_now());
-        Ok(db::query(sql).scalar(self.conn()).await?)
+        Ok(db::query(sql).scalar(self.conn().await?).await?)
     }
 
     async fn register_worker(&mut self, worker: &WorkerRecord) -> StoreResult<()> {
@@ -35,7 +35,7 @@ impl Workers for WriteTx {
             .bind(&worker.host)
             .bind(i64::from(worker.pid))
             .bind(worker.started_at_ms)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
         Ok(())
     }
@@ -47,7 +47,7 @@ impl Workers for WriteTx {
         );
         let updated = db::query(sql)
             .bind(id)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?
             .rows_affected();
         Ok(updated == 1)
@@ -57,7 +57,7 @@ impl Workers for WriteTx {
         let rows = db::query(
             "SELECT id, host, pid, started_at_ms, heartbeat_at_ms FROM dispatcher_workers ORDER BY id",
         )
-        .fetch_all(self.conn())
+        .fetch_all(self.conn().await?)
         .await?;
         rows.iter()
             .map(|row| {
@@ -79,7 +79,7 @@ impl Workers for WriteTx {
             db::query("DELETE FROM dispatcher_workers WHERE id = $1 AND heartbeat_at_ms = $2")
                 .bind(id)
                 .bind(heartbeat_at_ms)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?
                 .rows_affected();
         Ok(removed == 1)
@@ -88,7 +88,7 @@ impl Workers for WriteTx {
     async fn unregister_worker(&mut self, id: &str) -> StoreResult<()> {
         db::query("DELETE FROM dispatcher_workers WHERE id = $1")
             .bind(id)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
         Ok(())
     }
