@@ -12,7 +12,9 @@
 //! On SQLite, and on PostgreSQL when `VERIFYD_BENCH_DATABASE_URL` names a server it may create
 //! databases on (`postgres://postgres@127.0.0.1:5432/test` is tried by default).
 //!
-//! Run: `cargo bench -p verify-server --bench verify_load` (`-- --quick` for a short run).
+//! Run: `cargo bench -p verify-server --bench verify_load` (`-- --quick` for a short run). For
+//! profiling, `VERIFYD_BENCH_VERIFY_ONLY=1` runs only the Verify rounds, on SQLite (`=postgres`:
+//! on PostgreSQL), and prints verifyd's process id.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
