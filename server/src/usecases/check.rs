@@ -70,7 +70,6 @@ impl UseCases {
             tracing::info!(verification = %view.verification.id, ?result, "code checked");
             return Ok((result, VerificationView::clone(&view)));
         }
-        let read_from = self.ended.generation();
         let read = if by_number {
             self.store.latest_verification_of(&value).await?
         } else {
@@ -83,9 +82,7 @@ impl UseCases {
                 .map_err(code_length_refused)?
                 .result;
             tracing::info!(verification = %verification.id, ?result, "code checked");
-            let view = self.view_of(verification).await?;
-            self.ended.keep(&view, read_from);
-            return Ok((result, view));
+            return Ok((result, self.view_of(verification).await?));
         }
         let codes = self.codes.clone();
         let code = code.to_string();

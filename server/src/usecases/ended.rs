@@ -2,14 +2,19 @@
 //! answered without the database.
 //!
 //! A verification that has ended never changes again, but its messages may: a receipt can
-//! still say a message was delivered. Every such change records an event, so a task follows
+//! still say a message was delivered. Every such change records an event (but a dispatcher's
+//! claim and hand-off of a message, which clients see only as its `updated_at`: both show it
+//! queued; its next event follows within moments), so a task follows
 //! the event log (woken by the same signal as watchers: at once for this process's commits,
 //! by `LISTEN` or a poll for other processes') and forgets the views of the subjects the new
 //! events name. A view read from the database is kept only if no event was taken into account
 //! between the start of its read and its keeping (a generation counter), so a view older than
 //! an event already followed is never kept. A watch stream forgets the view of each event's
 //! verification before it sends the event, so a client told of a change never reads a view
-//! older than it.
+//! older than it. Every view read from the database is offered to the cache, and replaces the
+//! kept one (or, read before an event was followed, removes it), so no answer is older than
+//! one given before it by this process. Another replica's changes show once the follower reads
+//! their events: at once through `LISTEN`, within a second when it is down.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -90,8 +95,11 @@ impl EndedViews {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         // Compared under the shard's lock: a view forgotten after a bump is removed under it
-        // too, so either this sees the bump or the removal comes after this insert.
+        // too, so either this sees the bump or the removal comes after this insert. A view
+        // read before a bump is not kept, and the one kept before it goes too: it may be
+        // older than the one just read and answered.
         if self.generation.load(Ordering::SeqCst) != read_from {
+            shard.remove(id);
             return;
         }
         if shard.len() >= CAPACITY / SHARDS
@@ -132,6 +140,8 @@ impl EndedViews {
     }
 
     async fn follow_log(&self, store: Arc<SqlStore>, mut shutdown: watch::Receiver<bool>) {
+        // However following ends (shutdown, a panic), no view is kept or served unfollowed.
+        let _stop_keeping = StopKeeping(self);
         let mut signal = store.event_signal();
         let mut cursor = None;
         loop {
@@ -186,6 +196,15 @@ impl EndedViews {
             self.following.store(true, Ordering::SeqCst);
         }
         Ok(full)
+    }
+}
+
+/// Forgets every view, and keeps none, when dropped: when following the log ends.
+struct StopKeeping<'a>(&'a EndedViews);
+
+impl Drop for StopKeeping<'_> {
+    fn drop(&mut self) {
+        self.0.forget_all();
     }
 }
 

@@ -198,15 +198,12 @@ impl UseCases {
         if let Some(view) = self.ended.get(id) {
             return Ok(VerificationView::clone(&view));
         }
-        let read_from = self.ended.generation();
         let verification = self
             .store
             .verification(id)
             .await?
             .ok_or_else(|| not_found_verification("verification_id", id))?;
-        let view = self.view_of(verification).await?;
-        self.ended.keep(&view, read_from);
-        Ok(view)
+        self.view_of(verification).await
     }
 
     /// A notification with its message.
@@ -224,12 +221,18 @@ impl UseCases {
         self.notification_view(notification).await
     }
 
+    /// The view of a verification, its messages read now; offered to the views of ended
+    /// verifications (an ended one never changes again, so reading its messages after it
+    /// makes a whole view).
     async fn view_of(&self, verification: Verification) -> Result<VerificationView, UseCaseError> {
+        let read_from = self.ended.generation();
         let messages = self.store.messages_of(&verification.subject()).await?;
-        Ok(VerificationView {
+        let view = VerificationView {
             verification,
             messages,
-        })
+        };
+        self.ended.keep(&view, read_from);
+        Ok(view)
     }
 
     async fn notification_view(

@@ -82,6 +82,9 @@ const POSTGRES_BACKGROUND_CONNECTIONS: u32 = 8;
 /// every use (sqlx's default for PostgreSQL is 100).
 const STATEMENT_CACHE: usize = 512;
 
+/// Rows in one multi-row statement at most (15 columns each at most: 15,360 parameters).
+const MAX_CHUNK: usize = 1024;
+
 /// SQLite connections for reads.
 const SQLITE_READERS: usize = 4;
 /// How long an SQLite connection waits for another process's lock.
@@ -154,7 +157,6 @@ impl WriteTx {
     /// (a write run by [`SqlStore::write`]).
     pub fn discard(&mut self) {
         self.discarded = true;
-        self.unsaved_messages.clear();
     }
 
     /// Whether SQLite ended this write's transaction by itself (it rolls the whole
@@ -196,11 +198,12 @@ impl WriteTx {
                 "SQLite rolled the write back after an error in it".into(),
             )));
         }
+        // Messages saved before the savepoint are written before it.
+        self.write_saved_messages().await?;
         let recorded = self.events.len();
         let discarded = std::mem::replace(&mut self.discarded, false);
-        // Messages saved before the savepoint are written before it.
         db::query("SAVEPOINT isolated")
-            .execute(self.conn().await?)
+            .execute(self.conn_now())
             .await?;
         let mut result = work(self).await;
         if result.is_ok()
@@ -814,7 +817,8 @@ pub(crate) fn in_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
         if rest.is_empty() {
             return None;
         }
-        let length = 1 << rest.len().ilog2();
+        // Capped, so that no statement needs more parameters than PostgreSQL takes (65,535).
+        let length = (1 << rest.len().ilog2()).min(MAX_CHUNK);
         let (chunk, after) = rest.split_at(length);
         rest = after;
         Some(chunk)
@@ -879,5 +883,20 @@ pub(crate) fn is_unique_violation(error: &StoreError) -> bool {
                 || failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_powers_of_two_largest_first_and_capped() {
+        let lengths =
+            |rows: usize| -> Vec<usize> { in_chunks(&vec![0u8; rows]).map(<[u8]>::len).collect() };
+        assert_eq!(lengths(0), Vec::<usize>::new());
+        assert_eq!(lengths(37), [32, 4, 1]);
+        assert_eq!(lengths(1024), [1024]);
+        assert_eq!(lengths(2 * MAX_CHUNK + 3), [MAX_CHUNK, MAX_CHUNK, 2, 1]);
     }
 }

@@ -292,8 +292,6 @@ impl WriteTx {
     }
 }
 
-/// Binds a message's delivery state, in this order: status, due time, holder, attempt,
-/// carrier's id, detail.
 /// Writes a changed message.
 pub(super) async fn update_message(exec: db::Exec<'_>, m: &OutboxMessage) -> StoreResult<()> {
     let query = db::query(
@@ -345,6 +343,8 @@ pub(super) async fn update_messages(
     Ok(())
 }
 
+/// Binds a message's delivery state, in this order: status, due time, holder, attempt,
+/// carrier's id, detail.
 fn bind_delivery_state(query: db::Query, m: &OutboxMessage) -> db::Query {
     query
         .bind(m.status.as_str())

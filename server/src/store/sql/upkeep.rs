@@ -13,6 +13,10 @@
 //! The event inbox holds only the few events not yet sequenced, but every event passes
 //! through it: thousands of deleted rows a second under load, which each sequencer pass would
 //! step over until autovacuum comes by. This task vacuums it once enough have piled up.
+//!
+//! Both skip a table another process holds (`SKIP_LOCKED`), so they never make autovacuum give
+//! up its own run, nor wait for another replica doing the same; the inbox is vacuumed without
+//! truncating it, which would lock out every commit that records events.
 
 use std::time::Duration;
 
@@ -75,7 +79,7 @@ async fn analyze_changed(pool: &AnyPool) -> StoreResult<()> {
             let Some(table) = BUSY_TABLES.iter().find(|table| **table == name) else {
                 continue;
             };
-            db::query(format!("ANALYZE {table}"))
+            db::query(format!("ANALYZE (SKIP_LOCKED) {table}"))
                 .execute(db::Exec::Pool(pool))
                 .await?;
             tracing::debug!(
@@ -100,7 +104,7 @@ async fn vacuum_inbox(pool: &AnyPool) -> StoreResult<()> {
     .map(|row| row.try_get("dead"))
     .transpose()?;
     if dead.is_some_and(|dead| dead >= DEAD_INBOX_ROWS) {
-        db::query("VACUUM event_inbox")
+        db::query("VACUUM (SKIP_LOCKED, TRUNCATE false) event_inbox")
             .execute(db::Exec::Pool(pool))
             .await?;
         tracing::debug!(dead, "event inbox vacuumed");
