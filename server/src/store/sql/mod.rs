@@ -645,22 +645,18 @@ impl SqlStore {
 
     /// The cursor of the latest event recorded (0 when none is).
     pub async fn latest_event_cursor(&self) -> StoreResult<i64> {
-        if let Backend::Postgres { sequencer, .. } = &self.backend {
-            sequencer.catch_up().await?;
-        }
         events::latest_cursor(self.read()).await
     }
 
     /// The subjects of the events after `cursor`, oldest first, at most `limit`, with their
-    /// events' cursors (see [`events_after`](SqlStore::events_after)).
+    /// events' cursors. Unlike [`events_after`](SqlStore::events_after), it does not run a
+    /// sequencer pass first on PostgreSQL: its reader follows the log as the sequencer's
+    /// passes announce them.
     pub async fn subjects_changed_after(
         &self,
         cursor: i64,
         limit: u32,
     ) -> StoreResult<Vec<(i64, Subject)>> {
-        if let Backend::Postgres { sequencer, .. } = &self.backend {
-            sequencer.catch_up().await?;
-        }
         events::subjects_after(self.read(), cursor, limit).await
     }
 
