@@ -175,14 +175,13 @@ impl EndedViews {
         store: &SqlStore,
         cursor: &mut Option<i64>,
     ) -> Result<bool, crate::store::StoreError> {
-        let Some(after) = *cursor else {
-            *cursor = Some(store.latest_event_cursor().await?);
-            // Views read before this bump may miss events at or below that cursor.
-            self.generation.fetch_add(1, Ordering::SeqCst);
-            self.following.store(true, Ordering::SeqCst);
-            return Ok(false);
+        let changed = match *cursor {
+            Some(after) => store.subjects_changed_after(after, FOLLOW_BATCH).await?,
+            None => {
+                *cursor = Some(store.latest_event_cursor().await?);
+                Vec::new()
+            }
         };
-        let changed = store.subjects_changed_after(after, FOLLOW_BATCH).await?;
         let full = changed.len() as u32 == FOLLOW_BATCH;
         if let Some((last, _)) = changed.last() {
             *cursor = Some(*last);
@@ -192,6 +191,7 @@ impl EndedViews {
             }));
         }
         if !self.following.load(Ordering::SeqCst) {
+            // Views read before this bump may miss events at or below the cursor.
             self.generation.fetch_add(1, Ordering::SeqCst);
             self.following.store(true, Ordering::SeqCst);
         }

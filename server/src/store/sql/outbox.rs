@@ -110,17 +110,15 @@ impl Outbox for WriteTx {
     }
 
     async fn save_message(&mut self, m: &OutboxMessage) -> StoreResult<()> {
-        // Written with the others saved before the write's next statement (see `WriteTx`);
-        // a message saved twice by then is written once, as last saved.
-        match self
-            .unsaved_messages
-            .iter_mut()
-            .find(|saved| saved.id == m.id)
-        {
-            Some(saved) => *saved = m.clone(),
-            None => self.unsaved_messages.push(m.clone()),
+        match self.dialect() {
+            Dialect::Sqlite => update_message(self.conn().await?, m).await,
+            Dialect::Postgres => {
+                // Written with the others saved before the write's next statement (see
+                // `WriteTx`).
+                self.unsaved_messages.push(m.clone());
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     async fn read_message(&mut self, id: &str) -> StoreResult<Option<OutboxMessage>> {
