@@ -100,10 +100,10 @@ pub struct WriteTx {
     /// PostgreSQL: told when events were committed.
     sequencer: Option<Arc<events::Sequencer>>,
     events: Vec<Event>,
-    /// PostgreSQL: messages saved and not yet written, in the order saved. They are written
-    /// together, by one statement, before the next statement of this write runs, or before
-    /// its savepoint ends or it commits, so that the write reads what it saved. (SQLite
-    /// writes each at once: its statements cost no round trip.)
+    /// Messages saved and not yet written, in the order saved. They are written together
+    /// before the next statement of this write runs, or before its savepoint ends or it
+    /// commits, so that the write reads what it saved; a message saved several times by then
+    /// is written once.
     unsaved_messages: Vec<OutboxMessage>,
     /// Rolled back at its end though it succeeded (it wrote nothing worth keeping).
     discarded: bool,
@@ -228,19 +228,30 @@ impl WriteTx {
         result
     }
 
-    /// Writes the messages saved since the last statement with one statement for each chunk;
-    /// a message saved more than once is written once, as last saved.
+    /// Writes the messages saved since the last statement, each once, as last saved: on
+    /// PostgreSQL with one statement for each chunk, on SQLite one by one (its statements
+    /// cost no round trip).
     async fn write_saved_messages(&mut self) -> StoreResult<()> {
         if self.unsaved_messages.is_empty() {
             return Ok(());
         }
         let mut messages = std::mem::take(&mut self.unsaved_messages);
-        // Stable: among the saves of one message, the last stays last.
+        // Sorting is stable: among the saves of one message, the last stays last (first,
+        // once reversed), and it is the one `dedup_by` keeps.
         messages.sort_by(|a, b| a.id.cmp(&b.id));
         messages.reverse();
         messages.dedup_by(|removed, kept| removed.id == kept.id);
-        for chunk in in_chunks(&messages) {
-            outbox::update_messages(self.conn_now(), chunk).await?;
+        match self.dialect {
+            Dialect::Sqlite => {
+                for message in &messages {
+                    outbox::update_message(self.conn_now(), message).await?;
+                }
+            }
+            Dialect::Postgres => {
+                for chunk in in_chunks(&messages) {
+                    outbox::update_messages(self.conn_now(), chunk).await?;
+                }
+            }
         }
         Ok(())
     }

@@ -110,15 +110,9 @@ impl Outbox for WriteTx {
     }
 
     async fn save_message(&mut self, m: &OutboxMessage) -> StoreResult<()> {
-        match self.dialect() {
-            Dialect::Sqlite => update_message(self.conn().await?, m).await,
-            Dialect::Postgres => {
-                // Written with the others saved before the write's next statement (see
-                // `WriteTx`).
-                self.unsaved_messages.push(m.clone());
-                Ok(())
-            }
-        }
+        // Written with the others saved before the write's next statement (see `WriteTx`).
+        self.unsaved_messages.push(m.clone());
+        Ok(())
     }
 
     async fn read_message(&mut self, id: &str) -> StoreResult<Option<OutboxMessage>> {
