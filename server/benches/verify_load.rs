@@ -2,12 +2,15 @@
 //! carrier) and a bare tonic unary server (gRPC health `Check`, nothing else) as processes of
 //! their own, and calls them from 64 concurrent callers over 4 connections, in alternating
 //! rounds: bare, Verify (a new number each call: a new verification and its message, committed
-//! before the answer, then sent by the dispatcher), Check of an approved verification,
+//! before the answer, then sent by the dispatcher), the first Check of each verification the
+//! Verify round made (with its right code, from the sim carrier's outbox: a write that
+//! approves it, as long as the round's verifications last), Check of an approved verification,
 //! Classify. Prints calls/s, p50/p99 latency and the ratio to the bare call; whether the
 //! dispatcher kept pace (messages handed to the carrier while Verify ran, and when the last
 //! was); Verify's latency at a steady 1,000 calls/s; and the database's own commit rates on
 //! the same machine: SQLite (WAL, synchronous=FULL) one transaction at a time and 64 writes
-//! per commit, PostgreSQL from 32 connections and 64 writes per commit.
+//! per commit, PostgreSQL from 32 connections, 64 writes per commit a row at a time, and 64
+//! writes per commit a statement per table.
 //!
 //! On SQLite, and on PostgreSQL when `VERIFYD_BENCH_DATABASE_URL` names a server it may create
 //! databases on (`postgres://postgres@127.0.0.1:5432/test` is tried by default).
@@ -20,14 +23,14 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, Executor};
 use tonic::transport::{Channel, Endpoint};
 use verify_client::proto::v1::check_request::Target;
 use verify_client::proto::v1::verify_service_client::VerifyServiceClient;
-use verify_client::proto::v1::{CheckRequest, ClassifyRequest, VerifyRequest};
+use verify_client::proto::v1::{CheckRequest, CheckResult, ClassifyRequest, VerifyRequest};
 
 const CONCURRENCY: usize = 64;
 
@@ -141,6 +144,63 @@ fn sent(outbox: &Path) -> u64 {
     std::fs::read(outbox)
         .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count() as u64)
         .unwrap_or(0)
+}
+
+/// The verification id and code of each message the sim carrier took, from line `from` of
+/// its outbox file on; and the line count read.
+fn codes_sent(outbox: &Path, from: usize) -> (Vec<(String, String)>, usize) {
+    let text = std::fs::read_to_string(outbox).unwrap_or_default();
+    let mut codes = Vec::new();
+    let mut lines = 0;
+    for line in text.lines() {
+        lines += 1;
+        if lines <= from {
+            continue;
+        }
+        let line: serde_json::Value = serde_json::from_str(line).expect("outbox line");
+        if let (Some(id), Some(code)) = (line["verification_id"].as_str(), line["code"].as_str()) {
+            codes.push((id.to_string(), code.to_string()));
+        }
+    }
+    (codes, lines)
+}
+
+/// The first Check of pending verifications, each with its right code (a write: the
+/// verification is approved), from [`CONCURRENCY`] callers for `budget` or until every one
+/// is checked. Panics on any answer but approved.
+async fn first_checks(
+    budget: Duration,
+    channels: &[Channel],
+    pending: Vec<(String, String)>,
+) -> Load {
+    let pending = Arc::new(pending);
+    let next = Arc::new(AtomicUsize::new(0));
+    let channels = channels.to_vec();
+    common::run_while(CONCURRENCY, budget, move |worker, _| {
+        let mut client = VerifyServiceClient::new(channels[worker % CONNECTIONS].clone());
+        let pending = Arc::clone(&pending);
+        let next = Arc::clone(&next);
+        async move {
+            let Some((id, code)) = pending.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                return false;
+            };
+            let answer = client
+                .check(CheckRequest {
+                    target: Some(Target::VerificationId(id.clone())),
+                    code: code.clone(),
+                })
+                .await
+                .expect("check")
+                .into_inner();
+            assert_eq!(
+                answer.result,
+                CheckResult::Approved as i32,
+                "first check of {id}"
+            );
+            true
+        }
+    })
+    .await
 }
 
 async fn connect(address: &str) -> Vec<Channel> {
@@ -260,7 +320,9 @@ async fn run(label: &str, database_url: &str, directory: &Path, bare: &str, quic
     };
     round(Duration::from_millis(500), echo.clone()).await;
     round(Duration::from_millis(500), classify.clone()).await;
-    let mut totals: [Load; 4] = Default::default();
+    let mut totals: [Load; 5] = Default::default();
+    // Outbox lines whose codes a first-check round has taken.
+    let mut codes_taken = sent(&outbox) as usize;
     let mut verify_time = Duration::ZERO;
     let sent_before = sent(&outbox);
     let verified_before = next_number.load(Ordering::Relaxed);
@@ -289,8 +351,12 @@ async fn run(label: &str, database_url: &str, directory: &Path, bare: &str, quic
         longest_drain = longest_drain.max(drain_started.elapsed());
         all_sent &= sent(&outbox) - sent_before >= verified;
         if !verify_only {
-            totals[2].add(round(budget, check.clone()).await);
-            totals[3].add(round(budget, classify.clone()).await);
+            // The codes this round's Verify calls sent, each checked once.
+            let (pending, lines) = codes_sent(&outbox, codes_taken);
+            codes_taken = lines;
+            totals[2].add(first_checks(budget, &channels, pending).await);
+            totals[3].add(round(budget, check.clone()).await);
+            totals[4].add(round(budget, classify.clone()).await);
         }
     }
     if verify_only {
@@ -310,6 +376,7 @@ async fn run(label: &str, database_url: &str, directory: &Path, bare: &str, quic
     for (name, total) in [
         "bare unary (separate tonic server)",
         "Verify (new number each call)",
+        "Check (first, pending, right code)",
         "Check (approved, right code)",
         "Classify",
     ]

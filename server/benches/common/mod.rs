@@ -33,6 +33,23 @@ where
     F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
+    run_while(concurrency, budget, move |worker, n| {
+        let call = call(worker, n);
+        async move {
+            call.await;
+            true
+        }
+    })
+    .await
+}
+
+/// As [`run`], but a task also stops when its call answers `false` (it had nothing left to
+/// call with); that call is not counted.
+pub async fn run_while<F, Fut>(concurrency: usize, budget: Duration, call: F) -> Load
+where
+    F: Fn(usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..concurrency {
@@ -41,7 +58,9 @@ where
             let mut latencies = Vec::new();
             while started.elapsed() < budget {
                 let begun = Instant::now();
-                call(worker, latencies.len()).await;
+                if !call(worker, latencies.len()).await {
+                    break;
+                }
                 latencies.push(begun.elapsed());
             }
             latencies
