@@ -9,7 +9,7 @@ mod lease;
 mod prepare;
 mod receipts;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -333,17 +333,21 @@ impl Dispatcher {
             })
             .await;
         match handed {
-            Ok(handed) => ready
-                .into_iter()
-                .filter_map(|(id, carrier, outbound)| {
-                    let (_, number) = handed.iter().find(|(handed_id, _)| *handed_id == id)?;
-                    let attempt = Attempt {
-                        worker: worker.clone(),
-                        number: *number,
-                    };
-                    Some((id, attempt, carrier, outbound))
-                })
-                .collect(),
+            Ok(handed) => {
+                // The attempt number of each message handed over, looked up once per message.
+                let numbers: HashMap<String, u32> = handed.into_iter().collect();
+                ready
+                    .into_iter()
+                    .filter_map(|(id, carrier, outbound)| {
+                        let number = *numbers.get(&id)?;
+                        let attempt = Attempt {
+                            worker: worker.clone(),
+                            number,
+                        };
+                        Some((id, attempt, carrier, outbound))
+                    })
+                    .collect()
+            }
             Err(error) => {
                 // Nothing was handed over: they stay claimed by this live dispatcher, which
                 // gives them back now (or, failing that, at its next sweep).
