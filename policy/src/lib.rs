@@ -5,6 +5,7 @@
 //! (`classify`, `Classification` with its recommended channel, `LineType`, `engine`, ...). The
 //! server asks; this crate answers from metadata and configuration alone.
 
+pub mod abuse;
 pub mod channel;
 pub mod classify;
 pub mod fallback;

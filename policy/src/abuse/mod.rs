@@ -1,0 +1,21 @@
+//! Abuse defense: what a request may ask for before anything is sent, whoever sends it.
+//!
+//! SMS pumping (bots requesting codes to number ranges whose operators pay the attacker per
+//! message) and code guessing are stopped by rules that are data, each refusal naming the rule,
+//! the count and the window that triggered it and when it ends. This module decides from counts
+//! the store keeps; it holds no state and does no I/O.
+//!
+//! - [`RequestContext`]: what the client says about the person asking (IP address, device,
+//!   user, app version, risk tags), all optional, used only for limits and signals.
+//! - [`limits`]: rate limits as data, buckets keyed on the number, its prefix, its country, the
+//!   client's IP address or network, device, user or API key, each with at most so many
+//!   requests per interval.
+
+pub mod context;
+pub mod limits;
+
+pub use context::{ContextError, RawContext, RequestContext};
+pub use limits::{
+    BucketKey, KeyKind, LimitConfigError, LimitRefusal, RateLimit, RateLimitConfig, RateLimits,
+    Usage,
+};
