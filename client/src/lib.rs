@@ -42,7 +42,8 @@ use crate::proto::v1::{
     CancelVerificationRequest, Channel as DeliveryChannel, CheckRequest, CheckResponse,
     Classification, ClassifyBatchRequest, ClassifyBatchResponse, ClassifyRequest, Event,
     GetNotificationRequest, GetVerificationRequest, MessageCategory, Notification, NotifyRequest,
-    NotifyResponse, Verification, VerifyRequest, VerifyResponse, WatchEventsRequest, check_request,
+    NotifyResponse, RequestContext, Verification, VerifyRequest, VerifyResponse,
+    WatchEventsRequest, check_request,
 };
 
 /// Code generated from `proto/verify/v1/verify.proto`: `proto::v1` holds the messages, enums
@@ -224,6 +225,9 @@ pub struct VerifyOptions {
     pub workflow: Option<String>,
     /// The configured program the code is sent for (its registrations are checked and sent).
     pub program_id: Option<String>,
+    /// What your server knows of the person asking (IP address, device, user), used only for
+    /// verifyd's rate limits and abuse signals.
+    pub context: Option<RequestContext>,
 }
 
 impl VerifyOptions {
@@ -247,6 +251,7 @@ impl From<VerifyOptions> for VerifyRequest {
             region_hint: options.region_hint.unwrap_or_default(),
             workflow: options.workflow.unwrap_or_default(),
             program_id: options.program_id.unwrap_or_default(),
+            context: options.context,
         }
     }
 }
@@ -272,6 +277,9 @@ pub struct NotifyOptions {
     pub sender: Option<String>,
     /// A key that makes retries safe: a repeated call with the same key stores nothing new.
     pub idempotency_key: Option<String>,
+    /// What your server knows of the person the message is for, used only for verifyd's rate
+    /// limits and abuse signals.
+    pub context: Option<RequestContext>,
 }
 
 impl NotifyOptions {
@@ -287,6 +295,7 @@ impl NotifyOptions {
             template: None,
             sender: None,
             idempotency_key: None,
+            context: None,
         }
     }
 }
@@ -302,6 +311,7 @@ impl From<NotifyOptions> for NotifyRequest {
             body: options.body,
             sender: options.sender.unwrap_or_default(),
             idempotency_key: options.idempotency_key.unwrap_or_default(),
+            context: options.context,
         }
     }
 }
@@ -596,6 +606,7 @@ mod tests {
                 region_hint: String::new(),
                 workflow: String::new(),
                 program_id: String::new(),
+                context: None,
             }
         );
     }
@@ -611,8 +622,13 @@ mod tests {
             region_hint: Some("IN".into()),
             workflow: Some("sms(30s) -> voice(60s)".into()),
             program_id: Some("shop".into()),
+            context: Some(RequestContext {
+                client_ip: "203.0.113.9".into(),
+                ..RequestContext::default()
+            }),
         };
         let request = VerifyRequest::from(options);
+        assert_eq!(request.context.unwrap().client_ip, "203.0.113.9");
         assert_eq!(request.channel, DeliveryChannel::Voice as i32);
         assert_eq!(request.locale, "es-MX");
         assert_eq!(request.code_length, 8);
@@ -635,6 +651,7 @@ mod tests {
                 body: "Outage.".into(),
                 sender: String::new(),
                 idempotency_key: String::new(),
+                context: None,
             }
         );
     }

@@ -10,6 +10,11 @@ use tonic::{Request, Status};
 
 use crate::config::ApiKeyEntry;
 
+/// The configured name of the API key a request was authenticated with (in the request's
+/// extensions; absent when no keys are configured).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyName(pub String);
+
 /// Checks the bearer key of each request; with no keys configured every request passes.
 #[derive(Clone)]
 pub struct ApiKeyCheck {
@@ -72,6 +77,9 @@ impl Interceptor for ApiKeyCheck {
         match self.key_name(presented) {
             Some(name) => {
                 tracing::debug!(api_key = name, "authenticated");
+                let name = ApiKeyName(name.to_string());
+                let mut request = request;
+                request.extensions_mut().insert(name);
                 Ok(request)
             }
             None => Err(Status::unauthenticated(
@@ -105,7 +113,11 @@ mod tests {
     #[test]
     fn right_key_passes_and_others_are_unauthenticated() {
         let mut check = check();
-        assert!(check.call(request(Some("Bearer s3cret-key"))).is_ok());
+        let passed = check.call(request(Some("Bearer s3cret-key"))).unwrap();
+        assert_eq!(
+            passed.extensions().get::<ApiKeyName>(),
+            Some(&ApiKeyName("backend".into()))
+        );
         for header in [
             None,
             Some("Bearer wrong"),

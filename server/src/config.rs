@@ -9,6 +9,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use verify_policy::FallbackConfig;
+use verify_policy::abuse::{RateLimitConfig, RateLimits};
 use verify_policy::routing::{RouteEntry, RoutePlan};
 use verify_policy::rules::{Program, RuleSet, RulesConfig};
 
@@ -62,9 +63,22 @@ pub struct Config {
     /// and headers), which country rules check for Notify.
     #[serde(default)]
     pub programs: Vec<Program>,
+    /// Abuse defense: rate limits.
+    #[serde(default)]
+    pub abuse: AbuseSettings,
     /// Settings for trying verifyd out, never for production.
     #[serde(default)]
     pub debug: DebugSettings,
+}
+
+/// `[abuse]`: what stops SMS pumping and code guessing.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AbuseSettings {
+    /// `[abuse.rate_limits]`: limits replacing or adding to the defaults (see
+    /// `verify_policy::abuse::limits`).
+    #[serde(default)]
+    pub rate_limits: RateLimitConfig,
 }
 
 /// `[policy]`: country rules.
@@ -225,6 +239,7 @@ impl Default for Config {
             callbacks: CallbackSettings::default(),
             policy: PolicySettings::default(),
             programs: Vec::new(),
+            abuse: AbuseSettings::default(),
             debug: DebugSettings::default(),
         }
     }
@@ -254,6 +269,7 @@ impl fmt::Debug for Config {
             .field("callbacks", &self.callbacks)
             .field("policy", &self.policy)
             .field("programs", &self.programs.len())
+            .field("abuse", &self.abuse)
             .field("debug", &self.debug)
             .finish()
     }
@@ -381,6 +397,9 @@ impl Config {
     /// Cross-field checks, each naming the key that is wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |message: String| Err(ConfigError(message));
+        if let Err(error) = RateLimits::from_config(&self.abuse.rate_limits) {
+            return fail(error.to_string());
+        }
         if !(4..=10).contains(&self.codes.length) {
             return fail(format!(
                 "codes.length must be between 4 and 10, got {}",

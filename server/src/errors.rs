@@ -50,6 +50,15 @@ impl From<UseCaseError> for Status {
             UseCaseError::ResourceExhausted(message) => {
                 Status::new(Code::ResourceExhausted, message)
             }
+            UseCaseError::RateLimited {
+                explanation,
+                subject,
+                retry_after,
+            } => {
+                let mut details = ErrorDetails::with_retry_info(Some(retry_after));
+                details.add_quota_failure_violation(subject, explanation.clone());
+                Status::with_error_details(Code::ResourceExhausted, explanation, details)
+            }
             UseCaseError::Contended(what) => Status::aborted(format!(
                 "another request changed {what} at the same moment; try again"
             )),

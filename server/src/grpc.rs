@@ -10,11 +10,12 @@ use tonic::{Request, Response, Status};
 use verify_carrier::Channel;
 use verify_policy::classify;
 
+use crate::auth::ApiKeyName;
 use crate::convert;
 use crate::errors::{internal, invalid_argument};
 use crate::proto;
 use crate::proto::verify_service_server::VerifyService;
-use crate::usecases::{CheckTarget, NotifyInput, UseCases, VerifyInput};
+use crate::usecases::{CheckTarget, ContextInput, NotifyInput, UseCases, VerifyInput};
 
 /// Most numbers in one ClassifyBatch chunk.
 const MAX_BATCH_CHUNK: usize = 10_000;
@@ -83,14 +84,37 @@ async fn classify_chunk(
     .map_err(|e| internal("batch classification", e))
 }
 
+/// The configured name of the API key a request was authenticated with.
+fn api_key_of<T>(request: &Request<T>) -> Option<String> {
+    request
+        .extensions()
+        .get::<ApiKeyName>()
+        .map(|name| name.0.clone())
+}
+
+/// A request context as received, with the API key it came with.
+fn context_input(context: Option<proto::RequestContext>, api_key: Option<String>) -> ContextInput {
+    let context = context.unwrap_or_default();
+    ContextInput {
+        client_ip: context.client_ip,
+        device_id: context.device_id,
+        app_version: context.app_version,
+        user_id: context.user_id,
+        risk_tags: context.risk_tags,
+        api_key,
+    }
+}
+
 #[tonic::async_trait]
 impl VerifyService for VerifyApi {
     async fn verify(
         &self,
         request: Request<proto::VerifyRequest>,
     ) -> Result<Response<proto::VerifyResponse>, Status> {
+        let api_key = api_key_of(&request);
         let request = request.into_inner();
         let input = VerifyInput {
+            context: context_input(request.context, api_key),
             channel: requested_channel(request.channel)?,
             to: request.to,
             locale: request.locale,
@@ -213,8 +237,10 @@ impl VerifyService for VerifyApi {
         &self,
         request: Request<proto::NotifyRequest>,
     ) -> Result<Response<proto::NotifyResponse>, Status> {
+        let api_key = api_key_of(&request);
         let request = request.into_inner();
         let input = NotifyInput {
+            context: context_input(request.context, api_key),
             category: convert::category_from_proto(request.category),
             to: request.to,
             region_hint: request.region_hint,

@@ -457,6 +457,12 @@ pub fn tool(name: &str, installed_at: &str) -> PathBuf {
     path
 }
 
+/// Configuration for tests that verify many consecutive numbers under load: traffic that the
+/// default limit per number prefix (100 an hour) refuses as SMS pumping, so that limit is
+/// raised (every other limit stays as it ships).
+pub const MANY_NUMBERS: &str = "\n[[abuse.rate_limits.limits]]\nname = \"per-number-prefix\"\n\
+    key = \"number_prefix\"\nmax = 1000000\nper = \"1h\"\n";
+
 /// First and count of the numbers `unique_mobile` hands out: +44 7400 800000 to 998999. Tests
 /// that name a number of their own pick it outside this range.
 const UNIQUE_FIRST: u32 = 800_000;

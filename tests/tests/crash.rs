@@ -11,7 +11,9 @@ use verify_carrier_smpp::test_smsc::TestSmsc;
 use verify_carrier_webhook::test_peer::GatewayPeer;
 use verify_client::VerifyOptions;
 use verify_client::proto::v1::{DeliveryStatus, Verification};
-use verify_e2e::{Backend, ServerOptions, TestServer, on_both_backends, unique_mobile};
+use verify_e2e::{
+    Backend, MANY_NUMBERS, ServerOptions, TestServer, on_both_backends, unique_mobile,
+};
 
 on_both_backends!(
     a_crash_under_load_loses_nothing_and_the_gateway_gets_each_message_once,
@@ -126,7 +128,7 @@ fn takeover_line(server: &TestServer) -> String {
 fn gateway_config(peer: &GatewayPeer) -> String {
     format!(
         "[callbacks]\nlisten = \"127.0.0.1:0\"\n\n[[carriers]]\nname = \"gateway\"\nkind = \"webhook\"\n\
-         url = \"{}\"\nsecret = \"{}\"\ntimeout_ms = 5000\n\n[routes]\ndefault = [\"gateway\"]\n",
+         url = \"{}\"\nsecret = \"{}\"\ntimeout_ms = 5000\n\n[routes]\ndefault = [\"gateway\"]\n{MANY_NUMBERS}",
         peer.url(),
         peer.secret()
     )
@@ -207,7 +209,7 @@ async fn a_crash_under_load_sends_nothing_twice_to_an_smsc(backend: Backend) {
     let config = format!(
         "[[carriers]]\nname = \"operator\"\nkind = \"smpp\"\nhost = \"127.0.0.1\"\nport = {}\n\
          system_id = \"verifyd-crash\"\npassword = \"pw-crash\"\nwindow = 32\nresponse_timeout_ms = 5000\n\
-         reconnect_min_ms = 50\nreconnect_max_ms = 500\n\n[routes]\ndefault = [\"operator\"]\n",
+         reconnect_min_ms = 50\nreconnect_max_ms = 500\n\n[routes]\ndefault = [\"operator\"]\n{MANY_NUMBERS}",
         smsc.port()
     );
     let mut server = TestServer::start_with(

@@ -21,7 +21,8 @@ use verify_client::proto::Timestamp;
 use verify_client::proto::v1::{
     Attempt, CancelVerificationResponse, Channel, CheckResponse, CheckResult, Classification,
     ClassifyResponse, DeliveryStatus, Event, EventType, GetVerificationResponse, InvalidReason,
-    LineType, Verification, VerificationStatus, VerifyResponse, WatchEventsResponse,
+    LineType, RequestContext, Verification, VerificationStatus, VerifyResponse,
+    WatchEventsResponse,
 };
 use verify_client::{ClientError, MAX_BATCH_CHUNK, VerifyClient, VerifyOptions};
 
@@ -168,6 +169,30 @@ struct VerifyArgs {
     /// The configured program the code is sent for (e.g. its India DLT registrations).
     #[arg(long, value_name = "ID")]
     program: Option<String>,
+    /// The end user's IP address, for rate limits per address and network.
+    #[arg(long, value_name = "IP")]
+    client_ip: Option<String>,
+    /// The end user's device or installation id, for rate limits per device.
+    #[arg(long, value_name = "ID")]
+    device_id: Option<String>,
+    /// Your id of the end user, for rate limits per user.
+    #[arg(long, value_name = "ID")]
+    user_id: Option<String>,
+}
+
+impl VerifyArgs {
+    /// The request context the arguments give; `None` when they give none.
+    fn context(&self) -> Option<RequestContext> {
+        if self.client_ip.is_none() && self.device_id.is_none() && self.user_id.is_none() {
+            return None;
+        }
+        Some(RequestContext {
+            client_ip: self.client_ip.clone().unwrap_or_default(),
+            device_id: self.device_id.clone().unwrap_or_default(),
+            user_id: self.user_id.clone().unwrap_or_default(),
+            ..RequestContext::default()
+        })
+    }
 }
 
 /// The channels a user can ask for.
@@ -261,6 +286,7 @@ impl Command {
                 }
             },
             Command::Verify(args) => Action::Verify(VerifyOptions {
+                context: args.context(),
                 to: args.number,
                 channel: args.channel.map(Channel::from),
                 locale: args.locale,
@@ -972,6 +998,7 @@ mod tests {
                 region_hint: Some("GB".into()),
                 workflow: None,
                 program_id: None,
+                context: None,
             })
         );
     }

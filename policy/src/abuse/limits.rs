@@ -80,6 +80,22 @@ fn enabled() -> bool {
 }
 
 impl RateLimit {
+    /// The length of the slots requests are counted in: a tenth of the window, at least a
+    /// second.
+    pub fn slot_ms(&self) -> i64 {
+        ((self.per.as_millis() / 10) as i64).max(1000)
+    }
+
+    /// The start of the slot holding `at_ms`.
+    pub fn slot_of(&self, at_ms: i64) -> i64 {
+        at_ms - at_ms.rem_euclid(self.slot_ms())
+    }
+
+    /// The first slot start that can still be inside the window ending at `now_ms`.
+    pub fn oldest_slot_in_window(&self, now_ms: i64) -> i64 {
+        self.slot_of(now_ms - self.per.as_millis() as i64)
+    }
+
     fn new(name: &str, key: KeyKind, max: u32, per_secs: u64) -> RateLimit {
         RateLimit {
             name: name.into(),
@@ -149,6 +165,11 @@ pub struct BucketKey {
 }
 
 impl BucketKey {
+    /// The key the store counts it under: `limit|value`.
+    pub fn storage_key(&self) -> String {
+        format!("{}|{}", self.limit, self.value)
+    }
+
     /// The value as a refusal or a log may show it (a number masked).
     pub fn shown(&self) -> String {
         match self.kind {
@@ -158,12 +179,13 @@ impl BucketKey {
     }
 }
 
-/// What the store counted in one bucket: the times (unix ms) of the requests in the window
-/// ending now, newest first, at most as many as the limit allows (older ones do not matter).
+/// What the store counted in one bucket: requests per slot (a tenth of the limit's window, at
+/// least a second), by the slot's start (unix ms). A slot counts while any of it is inside the
+/// window, so a bucket may stay full up to a slot longer than an exact count would keep it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Usage {
-    /// Request times, newest first.
-    pub recent_ms: Vec<i64>,
+    /// `(slot start, requests)`, in any order.
+    pub slots: Vec<(i64, u32)>,
 }
 
 /// A request refused by a limit, with everything needed to explain it.
@@ -309,22 +331,32 @@ impl RateLimits {
                 continue;
             };
             let window_ms = limit.per.as_millis() as i64;
-            let in_window: Vec<i64> = usage
-                .recent_ms
+            let slot_ms = limit.slot_ms();
+            let mut in_window: Vec<(i64, u32)> = usage
+                .slots
                 .iter()
                 .copied()
-                .filter(|at| *at > now_ms - window_ms)
+                .filter(|(start, count)| *count > 0 && start + slot_ms > now_ms - window_ms)
                 .collect();
-            let max = limit.max as usize;
-            if in_window.len() < max {
+            let count: u32 = in_window.iter().map(|(_, count)| count).sum();
+            if count < limit.max {
                 continue;
             }
-            // The bucket has room again once the `max`-th newest request leaves the window.
-            let retry_at_ms = in_window[max - 1] + window_ms;
+            // The bucket has room again once enough of its oldest slots have left the window.
+            in_window.sort_unstable();
+            let mut left = count;
+            let mut retry_at_ms = now_ms;
+            for (start, requests) in in_window {
+                left -= requests;
+                retry_at_ms = start + slot_ms + window_ms;
+                if left < limit.max {
+                    break;
+                }
+            }
             if refusal.as_ref().is_none_or(|r| retry_at_ms > r.retry_at_ms) {
                 refusal = Some(LimitRefusal {
                     bucket: bucket.clone(),
-                    count: in_window.len() as u32,
+                    count,
                     max: limit.max,
                     per: limit.per,
                     retry_at_ms,
@@ -404,7 +436,7 @@ fn check_prefix_digits(field: &str, digits: u8) -> Result<(), LimitConfigError> 
 mod tests {
     use super::*;
 
-    const NOW: i64 = 10_000_000;
+    const NOW: i64 = 3_600_000_000;
 
     fn context() -> RequestContext {
         RequestContext {
@@ -531,37 +563,40 @@ mod tests {
         );
     }
 
+    /// Usage of one request per minute `minutes_ago`, in one-minute slots (the per-number
+    /// limit's window is 10 minutes).
+    fn per_minute(minutes_ago: impl IntoIterator<Item = i64>) -> Usage {
+        Usage {
+            slots: minutes_ago
+                .into_iter()
+                .map(|m| (NOW - m * 60_000, 1))
+                .collect(),
+        }
+    }
+
     #[test]
-    fn a_full_bucket_refuses_until_its_oldest_counted_request_leaves_the_window() {
+    fn a_full_bucket_refuses_until_its_oldest_counted_slot_leaves_the_window() {
         let limits = RateLimits::default();
         let buckets = limits.buckets("+447700900123", Some("GB"), &RequestContext::default());
         let number = buckets[0].clone();
-        let minute = 60_000;
+        assert_eq!(number.storage_key(), "per-number|+447700900123");
+        let per_number = limits.limit("per-number").unwrap();
+        assert_eq!(per_number.slot_ms(), 60_000);
+        assert_eq!(per_number.slot_of(NOW + 59_999), NOW);
         // Four in the last ten minutes: one more fits.
-        let four = Usage {
-            recent_ms: vec![
-                NOW - minute,
-                NOW - 2 * minute,
-                NOW - 3 * minute,
-                NOW - 4 * minute,
-            ],
-        };
-        assert!(limits.check(&[(number.clone(), four.clone())], NOW).is_ok());
-        // Five: full until the oldest of them (9 minutes ago) is ten minutes old.
-        let mut five = four.clone();
-        five.recent_ms.push(NOW - 9 * minute);
-        let refusal = limits
-            .check(&[(number.clone(), five.clone())], NOW)
-            .unwrap_err();
+        let four = per_minute([1, 2, 3, 4]);
+        assert!(limits.check(&[(number.clone(), four)], NOW).is_ok());
+        // Five: full until the slot of the oldest (9 minutes ago) has left the window.
+        let five = per_minute([1, 2, 3, 4, 9]);
+        let refusal = limits.check(&[(number.clone(), five)], NOW).unwrap_err();
         assert_eq!(refusal.count, 5);
-        assert_eq!(refusal.retry_at_ms, NOW + minute);
+        assert_eq!(refusal.retry_at_ms, NOW + 2 * 60_000);
         assert_eq!(
             refusal.explain(NOW),
-            "rate limit `per-number`: 5 requests for number +447*******23 in the last 10m (at most 5); retry in 1m"
+            "rate limit `per-number`: 5 requests for number +447*******23 in the last 10m (at most 5); retry in 2m"
         );
-        // Requests older than the window do not count.
-        let mut old = four;
-        old.recent_ms.push(NOW - 11 * minute);
+        // Slots wholly older than the window do not count.
+        let old = per_minute([1, 2, 3, 4, 11]);
         assert!(limits.check(&[(number, old)], NOW).is_ok());
     }
 
@@ -575,20 +610,21 @@ mod tests {
             .unwrap()
             .clone();
         let number = buckets[0].clone();
-        let full_number = Usage {
-            recent_ms: (1..=5).map(|m| NOW - m * 60_000).collect(),
-        };
+        // Ten requests from the IP in one six-minute slot 12 minutes ago.
         let full_ip = Usage {
-            recent_ms: (1..=10).map(|m| NOW - m * 60_000).collect(),
+            slots: vec![(NOW - 12 * 60_000, 10)],
         };
         let refusal = limits
-            .check(&[(number, full_number), (ip, full_ip)], NOW)
+            .check(&[(number, per_minute(1..=5)), (ip, full_ip)], NOW)
             .unwrap_err();
         assert_eq!(refusal.bucket.limit, "per-client-ip");
-        assert_eq!(refusal.retry_at_ms, NOW - 10 * 60_000 + 3_600_000);
+        assert_eq!(
+            refusal.retry_at_ms,
+            NOW - 12 * 60_000 + 6 * 60_000 + 3_600_000
+        );
         assert_eq!(
             refusal.explain(NOW),
-            "rate limit `per-client-ip`: 10 requests for client_ip 203.0.113.9 in the last 1h (at most 10); retry in 50m"
+            "rate limit `per-client-ip`: 10 requests for client_ip 203.0.113.9 in the last 1h (at most 10); retry in 54m"
         );
     }
 }

@@ -186,6 +186,24 @@ pub trait EventLog {
     fn record(&mut self, events: impl IntoIterator<Item = Event>);
 }
 
+/// Requests counted for rate limits, per bucket (`limit|value`) and time slot.
+#[async_trait]
+pub trait RateCounts {
+    /// `(bucket, slot start, requests)` of `buckets` in slots from `since_slot_ms` on.
+    async fn rate_counts(
+        &mut self,
+        buckets: &[String],
+        since_slot_ms: i64,
+    ) -> StoreResult<Vec<(String, i64, i64)>>;
+
+    /// Adds `(bucket, slot start, requests)` to what is counted (each bucket and slot once).
+    async fn add_rate_counts(&mut self, counts: &[(String, i64, i64)]) -> StoreResult<()>;
+
+    /// Forgets the counts of slots before `slot_ms` (older than every window); returns how
+    /// many rows went.
+    async fn forget_rate_counts_before(&mut self, slot_ms: i64) -> StoreResult<u64>;
+}
+
 /// A delivery receipt that came before its message was known as submitted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeptReceipt {

@@ -1,6 +1,7 @@
 //! Checks of request fields shared by the use cases: each failure names the field and says
 //! what a good value looks like.
 
+use verify_policy::abuse::{RawContext, RequestContext};
 use verify_policy::{TerritoryId, parse_region_hint};
 
 use super::UseCaseError;
@@ -118,4 +119,35 @@ mod tests {
         assert_eq!(idempotency_key("").unwrap(), None);
         assert!(validate_id("verification_id", "").is_err());
     }
+}
+
+/// A request context as the transport received it (empty texts are absent parts).
+#[derive(Debug, Clone, Default)]
+pub struct ContextInput {
+    /// `context.client_ip`.
+    pub client_ip: String,
+    /// `context.device_id`.
+    pub device_id: String,
+    /// `context.app_version`.
+    pub app_version: String,
+    /// `context.user_id`.
+    pub user_id: String,
+    /// `context.risk_tags`.
+    pub risk_tags: Vec<String>,
+    /// The configured name of the API key the request came with, if any.
+    pub api_key: Option<String>,
+}
+
+/// The request context, checked part by part (each failure names its field).
+pub fn request_context(context: &ContextInput) -> Result<RequestContext, UseCaseError> {
+    let raw = RawContext {
+        client_ip: &context.client_ip,
+        device_id: &context.device_id,
+        app_version: &context.app_version,
+        user_id: &context.user_id,
+        risk_tags: &context.risk_tags,
+    };
+    RequestContext::parse(&raw)
+        .map(|parsed| parsed.with_api_key(context.api_key.as_deref()))
+        .map_err(|error| UseCaseError::invalid(error.field, error.reason))
 }

@@ -3,6 +3,7 @@
 //! these validate the input, load domain types from the store, apply their transitions, save,
 //! and answer. No rule lives here: it is in `crate::domain` or in `verify-policy`.
 
+mod abuse;
 mod check;
 pub mod delivery;
 mod ended;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use tokio::sync::watch as signal;
 
 pub use check::CheckTarget;
+pub use input::ContextInput;
 pub use notify::{NotifyInput, NotifyOutcome};
 pub use verify::{VerifyInput, VerifyOutcome};
 pub use watch::EventStream;
@@ -27,6 +29,7 @@ use crate::decide::Decider;
 use crate::domain::{Notification, OutboxMessage, SubjectState, Verification, VerificationRefusal};
 use crate::notify::NotifyPolicy;
 use crate::store::{EventLog, Outbox, SqlStore, StoreError, WriteTx};
+use verify_policy::abuse::RateLimits;
 
 /// Why a use case did not do what was asked, for the transport to map (see `crate::errors`).
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +63,16 @@ pub enum UseCaseError {
     /// A limit was reached (every send of a verification used).
     #[error("{0}")]
     ResourceExhausted(String),
+    /// A rate limit refused the request (abuse defense).
+    #[error("{explanation}")]
+    RateLimited {
+        /// The rule, the counts and window, and when it ends, in one sentence.
+        explanation: String,
+        /// What is limited, as `limit: key value` (a number masked).
+        subject: String,
+        /// How long until a request fits again.
+        retry_after: std::time::Duration,
+    },
     /// Another request wrote the same key at the same moment; trying again succeeds.
     #[error("concurrent write of {0}; try again")]
     Contended(String),
@@ -159,13 +172,19 @@ impl UseCases {
         settings: CodeSettings,
         decider: Arc<Decider>,
         rules: Arc<NotifyPolicy>,
+        limits: Arc<RateLimits>,
         shutdown: signal::Receiver<bool>,
     ) -> Self {
         let ended = ended::EndedViews::new();
         ended.follow(Arc::clone(&store), shutdown.clone());
+        abuse::forget_old_counts(Arc::clone(&store), Arc::clone(&limits), shutdown.clone());
         UseCases {
             ended,
-            verify_queue: verify::VerifyQueue::new(Arc::clone(&store), settings.clone()),
+            verify_queue: verify::VerifyQueue::new(
+                Arc::clone(&store),
+                settings.clone(),
+                Arc::clone(&limits),
+            ),
             store,
             codes,
             settings,

@@ -35,6 +35,8 @@ pub struct NotifyInput {
     pub sender: String,
     /// The client's idempotency key; empty for none.
     pub idempotency_key: String,
+    /// What the client says about the person the message is for.
+    pub context: super::ContextInput,
 }
 
 /// What Notify did.
@@ -53,6 +55,8 @@ impl UseCases {
     /// naming the rule.
     pub async fn notify(&self, request: NotifyInput) -> Result<NotifyOutcome, UseCaseError> {
         input::validate_number_input("to", &request.to)?;
+        // Checked so that a client learns of a bad context now; no limit counts it yet.
+        input::request_context(&request.context)?;
         let category = request.category.ok_or_else(|| {
             UseCaseError::invalid(
                 "category",

@@ -7,10 +7,14 @@ use std::sync::{Arc, PoisonError};
 use tokio::sync::oneshot;
 
 use verify_carrier::{Channel, mask_number};
+use verify_policy::abuse::{BucketKey, RateLimits, RequestContext};
 use verify_policy::rules::Decision;
 use verify_policy::{ChannelRefusal, Classification, Workflow, choose_channel, classify};
 
-use super::{UseCaseError, UseCases, VerificationView, drop_unsent_messages, input, new_id};
+use super::abuse::{count_sent, rate_limits_of};
+use super::{
+    ContextInput, UseCaseError, UseCases, VerificationView, drop_unsent_messages, input, new_id,
+};
 use crate::clock::now_ms;
 use crate::config::CodeSettings;
 use crate::convert::StoredClassification;
@@ -41,6 +45,8 @@ pub struct VerifyInput {
     pub workflow: String,
     /// The configured program the code is sent for; empty for none.
     pub program_id: String,
+    /// What the client says about the person asking.
+    pub context: ContextInput,
 }
 
 /// What Verify did.
@@ -57,7 +63,7 @@ pub struct VerifyOutcome {
 }
 
 /// A validated Verify: what to store, with the decision behind it.
-struct Plan {
+pub(super) struct Plan {
     classification: Classification,
     e164: String,
     first: FirstStep,
@@ -68,10 +74,28 @@ struct Plan {
     idempotency_key: Option<String>,
     program_id: String,
     explanation: String,
+    /// What the client says about the person asking (for rate limits).
+    context: RequestContext,
+}
+
+impl Plan {
+    /// The rate-limit buckets this request counts in.
+    pub(super) fn buckets(&self, limits: &RateLimits) -> Vec<BucketKey> {
+        limits.buckets(
+            &self.e164,
+            self.classification.region_code.as_deref(),
+            &self.context,
+        )
+    }
+
+    /// The client's idempotency key, if it sent one.
+    pub(super) fn idempotency_key(&self) -> Option<&String> {
+        self.idempotency_key.as_ref()
+    }
 }
 
 /// How the transaction ended.
-enum Stored {
+pub(super) enum Stored {
     /// A new verification, with its one message.
     Created(Verification, Box<OutboxMessage>),
     Resent(Verification),
@@ -92,11 +116,13 @@ pub(super) struct VerifyQueue {
     slots: Arc<tokio::sync::Semaphore>,
     store: Arc<SqlStore>,
     settings: CodeSettings,
+    /// Rate limits every Verify that would send a code is counted against.
+    limits: Arc<RateLimits>,
 }
 
 /// One request's part of a group: what to store (the plan, the code, the classification
 /// encoded).
-type Work = (Arc<Plan>, StoredCode, String);
+pub(super) type Work = (Arc<Plan>, StoredCode, String);
 
 /// Where a request's result goes.
 type Answer = oneshot::Sender<Result<Stored, UseCaseError>>;
@@ -112,12 +138,17 @@ const GROUP_LIMIT: usize = 256;
 
 impl VerifyQueue {
     /// A queue storing through `store`.
-    pub(super) fn new(store: Arc<SqlStore>, settings: CodeSettings) -> Arc<VerifyQueue> {
+    pub(super) fn new(
+        store: Arc<SqlStore>,
+        settings: CodeSettings,
+        limits: Arc<RateLimits>,
+    ) -> Arc<VerifyQueue> {
         Arc::new(VerifyQueue {
             waiting: Default::default(),
             slots: Arc::new(tokio::sync::Semaphore::new(GROUPS_IN_FLIGHT)),
             store,
             settings,
+            limits,
         })
     }
 
@@ -178,12 +209,13 @@ impl VerifyQueue {
             return;
         }
         let settings = self.settings.clone();
+        let limits = Arc::clone(&self.limits);
         let written = self
             .store
             .write(move |tx| {
-                Box::pin(
-                    async move { Ok::<_, UseCaseError>(store_group_in(tx, work, &settings).await) },
-                )
+                Box::pin(async move {
+                    Ok::<_, UseCaseError>(store_group_in(tx, work, &settings, &limits).await)
+                })
             })
             .await;
         match written {
@@ -207,13 +239,30 @@ async fn store_group_in(
     tx: &mut WriteTx,
     work: Vec<Work>,
     settings: &CodeSettings,
+    limits: &RateLimits,
 ) -> Vec<Result<Stored, UseCaseError>> {
     let mut results: Vec<Option<Result<Stored, UseCaseError>>> =
         work.iter().map(|_| None).collect();
+    let now = now_ms();
+    let used_keys = match keys_in_use(tx, &work).await {
+        Ok(keys) => keys,
+        Err(error) => return failed_group(&work, &error),
+    };
+    // Rate limits: each request that could send a code is counted against the counts stored
+    // and the requests before it in the group; one over a limit is refused, alone. An
+    // idempotent retry of an earlier request sends nothing and is not limited.
+    let limited = match rate_limits_of(tx, &work, &used_keys, limits, now).await {
+        Ok(limited) => limited,
+        Err(error) => return failed_group(&work, &error),
+    };
+    for (index, refusal) in limited.refusals {
+        results[index] = Some(Err(refusal));
+    }
     // A read that fails leaves every request to the one-by-one path, which says why.
-    let fresh = new_numbers_of(tx, &work).await.unwrap_or_default();
+    let fresh = new_numbers_of(tx, &work, &used_keys, &results)
+        .await
+        .unwrap_or_default();
     if !fresh.is_empty() {
-        let now = now_ms();
         let mut events = Vec::with_capacity(2 * fresh.len());
         let mut verifications = Vec::with_capacity(fresh.len());
         let mut messages = Vec::with_capacity(fresh.len());
@@ -276,30 +325,28 @@ async fn store_group_in(
             .await;
         results[index] = Some(result);
     }
-    results
+    let results: Vec<_> = results
         .into_iter()
         .map(|result| {
             result.unwrap_or_else(|| Err(UseCaseError::internal("storage", "not stored")))
         })
-        .collect()
+        .collect();
+    count_sent(tx, &results, limited.buckets, limits, now).await;
+    results
 }
 
 /// The requests of a group that start a verification of a number with none pending, each
 /// number and idempotency key once (the others go one by one: a resend, a replay, an expiry,
 /// or a second call for the same number after the first).
-async fn new_numbers_of(tx: &mut WriteTx, work: &[Work]) -> Result<Vec<usize>, StoreError> {
+async fn new_numbers_of(
+    tx: &mut WriteTx,
+    work: &[Work],
+    used_keys: &HashSet<String>,
+    results: &[Option<Result<Stored, UseCaseError>>],
+) -> Result<Vec<usize>, StoreError> {
     let numbers: Vec<String> = work.iter().map(|(plan, ..)| plan.e164.clone()).collect();
     let pending: HashSet<String> = tx
         .numbers_with_pending_verification(&numbers)
-        .await?
-        .into_iter()
-        .collect();
-    let keys: Vec<String> = work
-        .iter()
-        .filter_map(|(plan, ..)| plan.idempotency_key.clone())
-        .collect();
-    let used_keys: HashSet<String> = tx
-        .verification_keys_in_use(&keys)
         .await?
         .into_iter()
         .collect();
@@ -308,8 +355,9 @@ async fn new_numbers_of(tx: &mut WriteTx, work: &[Work]) -> Result<Vec<usize>, S
     Ok(work
         .iter()
         .enumerate()
-        .filter(|(_, (plan, ..))| {
-            !pending.contains(&plan.e164)
+        .filter(|(index, (plan, ..))| {
+            results[*index].is_none()
+                && !pending.contains(&plan.e164)
                 && numbers_seen.insert(plan.e164.clone())
                 && plan
                     .idempotency_key
@@ -318,6 +366,27 @@ async fn new_numbers_of(tx: &mut WriteTx, work: &[Work]) -> Result<Vec<usize>, S
         })
         .map(|(index, _)| index)
         .collect())
+}
+
+/// The idempotency keys of a group's requests that earlier calls already used.
+async fn keys_in_use(tx: &mut WriteTx, work: &[Work]) -> Result<HashSet<String>, StoreError> {
+    let keys: Vec<String> = work
+        .iter()
+        .filter_map(|(plan, ..)| plan.idempotency_key.clone())
+        .collect();
+    Ok(tx
+        .verification_keys_in_use(&keys)
+        .await?
+        .into_iter()
+        .collect())
+}
+
+/// Every request of a group failed by a storage error.
+fn failed_group(work: &[Work], error: &StoreError) -> Vec<Result<Stored, UseCaseError>> {
+    let reason = error.to_string();
+    work.iter()
+        .map(|_| Err(UseCaseError::internal("storage", &reason)))
+        .collect()
 }
 
 impl UseCases {
@@ -387,6 +456,7 @@ impl UseCases {
     /// country rules allow a code now.
     fn plan_verification(&self, request: &VerifyInput) -> Result<Plan, UseCaseError> {
         input::validate_number_input("to", &request.to)?;
+        let context = input::request_context(&request.context)?;
         let code_length = match request.code_length {
             0 => self.settings.length,
             n @ 4..=10 => n,
@@ -488,6 +558,7 @@ impl UseCases {
             idempotency_key,
             program_id,
             explanation,
+            context,
         })
     }
 

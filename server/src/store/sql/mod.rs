@@ -7,6 +7,7 @@ mod db;
 mod events;
 mod notifications;
 mod outbox;
+mod rate_counts;
 mod receipts;
 mod rows;
 mod upkeep;
