@@ -94,20 +94,44 @@ fn serve_bare() {
     });
 }
 
-/// verifyd with default settings on `database_url`, its data in `directory`.
 /// The benchmark's Verify traffic is what SMS pumping looks like (codes to consecutive numbers,
 /// never checked), which the default limit per number prefix refuses after 100 an hour: the
 /// limits are counted and checked as always, with that one set high enough never to refuse.
-const BENCH_LIMITS: &str = "[[abuse.rate_limits.limits]]\nname = \"per-number-prefix\"\nkey = \"number_prefix\"\nmax = 4000000000\nper = \"1h\"\n";
+/// With `VERIFYD_BENCH_NO_LIMITS=1`, every rate limit is switched off instead (to measure what
+/// they cost).
+fn bench_limits() -> String {
+    let limit = |name: &str, key: &str, max: u64, enabled: bool| {
+        format!(
+            "[[abuse.rate_limits.limits]]\nname = \"{name}\"\nkey = \"{key}\"\nmax = {max}\nper = \"1h\"\nenabled = {enabled}\n"
+        )
+    };
+    if std::env::var_os("VERIFYD_BENCH_NO_LIMITS").is_none() {
+        return limit("per-number-prefix", "number_prefix", 4_000_000_000, true);
+    }
+    [
+        ("per-number", "number"),
+        ("per-number-prefix", "number_prefix"),
+        ("per-client-ip", "client_ip"),
+        ("per-client-network", "client_network"),
+        ("per-device", "device"),
+        ("per-user", "user"),
+    ]
+    .iter()
+    .map(|(name, key)| limit(name, key, 1, false))
+    .collect()
+}
 
+/// verifyd with default settings (and [`bench_limits`]) on `database_url`, its data in
+/// `directory`.
 fn start_verifyd(database_url: &str, directory: &Path) -> Process {
     let config = directory.join("verifyd.toml");
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\ndatabase_url = \"{database_url}\"\ndata_dir = \"{}\"\nsim_outbox = \"{}\"\n{BENCH_LIMITS}",
+            "listen = \"127.0.0.1:0\"\ndatabase_url = \"{database_url}\"\ndata_dir = \"{}\"\nsim_outbox = \"{}\"\n{}",
             directory.display(),
-            directory.join("outbox.jsonl").display()
+            directory.join("outbox.jsonl").display(),
+            bench_limits()
         ),
     )
     .expect("config");

@@ -159,6 +159,11 @@ fn main() -> std::process::ExitCode {
             }
         }
         let _ = writeln!(out, "api keys: {}", config.api_keys.len());
+        if let Ok(limits) = verify_policy::abuse::RateLimits::from_config(&config.abuse.rate_limits)
+        {
+            let limits: Vec<String> = limits.limits().iter().map(|l| l.to_string()).collect();
+            let _ = writeln!(out, "rate limits: {}", limits.join(", "));
+        }
         return std::process::ExitCode::SUCCESS;
     }
 

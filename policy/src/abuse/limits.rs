@@ -79,11 +79,25 @@ fn enabled() -> bool {
     true
 }
 
+impl std::fmt::Display for RateLimit {
+    /// `per-number (number): 5 per 10m`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}): {} per {}",
+            self.name,
+            self.key.as_str(),
+            self.max,
+            duration::format(self.per)
+        )
+    }
+}
+
 impl RateLimit {
-    /// The length of the slots requests are counted in: a tenth of the window, at least a
-    /// second.
+    /// The length of the slots requests are counted in: a sixtieth of the window (10 s of 10
+    /// minutes, a minute of an hour), at least a second.
     pub fn slot_ms(&self) -> i64 {
-        ((self.per.as_millis() / 10) as i64).max(1000)
+        ((self.per.as_millis() / 60) as i64).max(1000)
     }
 
     /// The start of the slot holding `at_ms`.
@@ -179,8 +193,8 @@ impl BucketKey {
     }
 }
 
-/// What the store counted in one bucket: requests per slot (a tenth of the limit's window, at
-/// least a second), by the slot's start (unix ms). A slot counts while any of it is inside the
+/// What the store counted in one bucket: requests per slot (a sixtieth of the limit's window,
+/// at least a second), by the slot's start (unix ms). A slot counts while any of it is inside the
 /// window, so a bucket may stay full up to a slot longer than an exact count would keep it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -216,13 +230,26 @@ impl LimitRefusal {
             self.bucket.shown(),
             duration::format(self.per),
             self.max,
-            duration::format(round_up_to_second(wait)),
+            wait_as_text(wait),
         )
     }
 }
 
-fn round_up_to_second(wait: Duration) -> Duration {
-    Duration::from_secs(wait.as_millis().div_ceil(1000) as u64)
+/// A wait as people read it, rounded up to the second: `45s`, `10m7s`, `1h4m7s`.
+fn wait_as_text(wait: Duration) -> String {
+    let seconds = wait.as_millis().div_ceil(1000) as u64;
+    let (hours, minutes, seconds) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
+    let mut text = String::new();
+    if hours > 0 {
+        text.push_str(&format!("{hours}h"));
+    }
+    if minutes > 0 {
+        text.push_str(&format!("{minutes}m"));
+    }
+    if seconds > 0 || text.is_empty() {
+        text.push_str(&format!("{seconds}s"));
+    }
+    text
 }
 
 /// Why a rate limit configuration was refused.
@@ -470,6 +497,17 @@ mod tests {
     }
 
     #[test]
+    fn waits_read_in_hours_minutes_and_seconds() {
+        let text = |ms| wait_as_text(Duration::from_millis(ms));
+        assert_eq!(text(0), "0s");
+        assert_eq!(text(1), "1s");
+        assert_eq!(text(45_000), "45s");
+        assert_eq!(text(607_000), "10m7s");
+        assert_eq!(text(3_847_000), "1h4m7s");
+        assert_eq!(text(3_600_000), "1h");
+    }
+
+    #[test]
     fn networks_are_slash_24_and_slash_64() {
         assert_eq!(
             network_of("198.51.100.77".parse().unwrap()),
@@ -563,8 +601,8 @@ mod tests {
         );
     }
 
-    /// Usage of one request per minute `minutes_ago`, in one-minute slots (the per-number
-    /// limit's window is 10 minutes).
+    /// Usage of one request `minutes_ago` each, counted in the slots they start (the per-number
+    /// limit counts in slots of 10 s).
     fn per_minute(minutes_ago: impl IntoIterator<Item = i64>) -> Usage {
         Usage {
             slots: minutes_ago
@@ -581,8 +619,8 @@ mod tests {
         let number = buckets[0].clone();
         assert_eq!(number.storage_key(), "per-number|+447700900123");
         let per_number = limits.limit("per-number").unwrap();
-        assert_eq!(per_number.slot_ms(), 60_000);
-        assert_eq!(per_number.slot_of(NOW + 59_999), NOW);
+        assert_eq!(per_number.slot_ms(), 10_000);
+        assert_eq!(per_number.slot_of(NOW + 19_999), NOW + 10_000);
         // Four in the last ten minutes: one more fits.
         let four = per_minute([1, 2, 3, 4]);
         assert!(limits.check(&[(number.clone(), four)], NOW).is_ok());
@@ -590,10 +628,10 @@ mod tests {
         let five = per_minute([1, 2, 3, 4, 9]);
         let refusal = limits.check(&[(number.clone(), five)], NOW).unwrap_err();
         assert_eq!(refusal.count, 5);
-        assert_eq!(refusal.retry_at_ms, NOW + 2 * 60_000);
+        assert_eq!(refusal.retry_at_ms, NOW + 70_000);
         assert_eq!(
             refusal.explain(NOW),
-            "rate limit `per-number`: 5 requests for number +447*******23 in the last 10m (at most 5); retry in 2m"
+            "rate limit `per-number`: 5 requests for number +447*******23 in the last 10m (at most 5); retry in 1m10s"
         );
         // Slots wholly older than the window do not count.
         let old = per_minute([1, 2, 3, 4, 11]);
@@ -610,7 +648,7 @@ mod tests {
             .unwrap()
             .clone();
         let number = buckets[0].clone();
-        // Ten requests from the IP in one six-minute slot 12 minutes ago.
+        // Ten requests from the IP in one one-minute slot 12 minutes ago.
         let full_ip = Usage {
             slots: vec![(NOW - 12 * 60_000, 10)],
         };
@@ -618,13 +656,10 @@ mod tests {
             .check(&[(number, per_minute(1..=5)), (ip, full_ip)], NOW)
             .unwrap_err();
         assert_eq!(refusal.bucket.limit, "per-client-ip");
-        assert_eq!(
-            refusal.retry_at_ms,
-            NOW - 12 * 60_000 + 6 * 60_000 + 3_600_000
-        );
+        assert_eq!(refusal.retry_at_ms, NOW - 12 * 60_000 + 60_000 + 3_600_000);
         assert_eq!(
             refusal.explain(NOW),
-            "rate limit `per-client-ip`: 10 requests for client_ip 203.0.113.9 in the last 1h (at most 10); retry in 54m"
+            "rate limit `per-client-ip`: 10 requests for client_ip 203.0.113.9 in the last 1h (at most 10); retry in 49m"
         );
     }
 }
