@@ -10,7 +10,7 @@ use verify_client::proto::v1::{
 };
 use verify_client::{VerifyClient, VerifyOptions};
 use verify_e2e::{
-    Backend, ServerOptions, TestServer, events_until, on_both_backends, unique_mobile,
+    Backend, MANY_NUMBERS, ServerOptions, TestServer, events_until, on_both_backends, unique_mobile,
 };
 
 on_both_backends!(
@@ -802,14 +802,14 @@ fn verify_server_hash(key: &str) -> String {
 async fn two_servers_on_one_postgres_never_send_twice() {
     let database = verify_e2e::PostgresDatabase::create().await;
     let directory = tempfile::tempdir().unwrap();
-    let options = |outbox: &str| {
-        ServerOptions {
+    let options = |outbox: &str| ServerOptions {
         database_url: Some(database.url().to_string()),
         directory: Some(directory.path().to_path_buf()),
         outbox_name: Some(outbox.to_string()),
-        extra_config: "[dispatcher]\nbatch_size = 4\npoll_interval_ms = 5\nmax_in_flight = 8\nsubmit_timeout_ms = 30000\nlease_seconds = 5\n[[carriers]]\nname = \"sim\"\nkind = \"sim\"\nsubmit_latency_ms = 5\nlatency_ms = 1\n".into(),
+        extra_config: format!(
+            "[dispatcher]\nbatch_size = 4\npoll_interval_ms = 5\nmax_in_flight = 8\nsubmit_timeout_ms = 30000\nlease_seconds = 5\n[[carriers]]\nname = \"sim\"\nkind = \"sim\"\nsubmit_latency_ms = 5\nlatency_ms = 1\n{MANY_NUMBERS}"
+        ),
         ..ServerOptions::default()
-    }
     };
     let a = TestServer::start_with(Backend::Postgres, options("outbox-a.jsonl")).await;
     let b = TestServer::start_with(Backend::Postgres, options("outbox-b.jsonl")).await;
@@ -960,7 +960,7 @@ async fn a_replica_with_another_secret_refuses_to_start() {
 /// A watcher that stops reading does not keep the server from shutting down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_watcher_does_not_block_shutdown() {
-    let mut server = TestServer::start(Backend::Sqlite).await;
+    let mut server = TestServer::start_with_config(Backend::Sqlite, MANY_NUMBERS).await;
     let client = server.client().await;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..600 {

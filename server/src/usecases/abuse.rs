@@ -32,7 +32,8 @@ pub(super) async fn rate_limits_of(
     limits: &RateLimits,
     now: i64,
 ) -> Result<Limited, StoreError> {
-    let buckets: Vec<Vec<BucketKey>> = work
+    // Each request's buckets with the keys the store counts them under.
+    let buckets: Vec<Vec<(BucketKey, String)>> = work
         .iter()
         .map(|(plan, ..)| {
             let replay = plan
@@ -42,12 +43,18 @@ pub(super) async fn rate_limits_of(
                 return Vec::new();
             }
             plan.buckets(limits)
+                .into_iter()
+                .map(|bucket| {
+                    let key = bucket.storage_key();
+                    (bucket, key)
+                })
+                .collect()
         })
         .collect();
     let mut keys: Vec<String> = buckets
         .iter()
         .flatten()
-        .map(BucketKey::storage_key)
+        .map(|(_, key)| key.clone())
         .collect();
     keys.sort_unstable();
     keys.dedup();
@@ -67,28 +74,23 @@ pub(super) async fn rate_limits_of(
     for (index, request_buckets) in buckets.into_iter().enumerate() {
         let stored: Vec<(BucketKey, Usage)> = request_buckets
             .iter()
-            .map(|bucket| {
-                let used = usage
-                    .get(&bucket.storage_key())
-                    .cloned()
-                    .unwrap_or_default();
-                (bucket.clone(), used)
-            })
+            .map(|(bucket, key)| (bucket.clone(), usage.get(key).cloned().unwrap_or_default()))
             .collect();
         match limits.check(&stored, now) {
             Ok(()) => {
-                // Counted against the requests after it in the group.
-                for bucket in &request_buckets {
+                // Counted against the requests after it in the group (in the slot's entry,
+                // so that a bucket many requests share keeps one entry per slot).
+                for (bucket, key) in &request_buckets {
                     if let Some(limit) = limits.limit(&bucket.limit) {
                         let slot = limit.slot_of(now);
-                        usage
-                            .entry(bucket.storage_key())
-                            .or_default()
-                            .slots
-                            .push((slot, 1));
+                        let slots = &mut usage.entry(key.clone()).or_default().slots;
+                        match slots.iter_mut().find(|(start, _)| *start == slot) {
+                            Some((_, count)) => *count = count.saturating_add(1),
+                            None => slots.push((slot, 1)),
+                        }
                     }
                 }
-                counted.push(request_buckets);
+                counted.push(request_buckets.into_iter().map(|(b, _)| b).collect());
             }
             Err(refusal) => {
                 tracing::info!(
