@@ -108,17 +108,10 @@ fn bench_limits() -> String {
     if std::env::var_os("VERIFYD_BENCH_NO_LIMITS").is_none() {
         return limit("per-number-prefix", "number_prefix", 4_000_000_000, true);
     }
-    [
-        ("per-number", "number"),
-        ("per-number-prefix", "number_prefix"),
-        ("per-client-ip", "client_ip"),
-        ("per-client-network", "client_network"),
-        ("per-device", "device"),
-        ("per-user", "user"),
-    ]
-    .iter()
-    .map(|(name, key)| limit(name, key, 1, false))
-    .collect()
+    verify_policy::abuse::limits::default_limits()
+        .iter()
+        .map(|default| limit(&default.name, default.key.as_str(), 1, false))
+        .collect()
 }
 
 /// verifyd with default settings (and [`bench_limits`]) on `database_url`, its data in

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use verify_carrier::Channel;
+use verify_policy::abuse::RawContext;
 use verify_policy::classify;
 
 use crate::auth::ApiKeyName;
@@ -15,7 +16,7 @@ use crate::convert;
 use crate::errors::{internal, invalid_argument};
 use crate::proto;
 use crate::proto::verify_service_server::VerifyService;
-use crate::usecases::{CheckTarget, ContextInput, NotifyInput, UseCases, VerifyInput};
+use crate::usecases::{CheckTarget, NotifyInput, UseCases, VerifyInput};
 
 /// Most numbers in one ClassifyBatch chunk.
 const MAX_BATCH_CHUNK: usize = 10_000;
@@ -93,9 +94,9 @@ fn api_key_of<T>(request: &Request<T>) -> Option<String> {
 }
 
 /// A request context as received, with the API key it came with.
-fn context_input(context: Option<proto::RequestContext>, api_key: Option<String>) -> ContextInput {
+fn context_input(context: Option<proto::RequestContext>, api_key: Option<String>) -> RawContext {
     let context = context.unwrap_or_default();
-    ContextInput {
+    RawContext {
         client_ip: context.client_ip,
         device_id: context.device_id,
         app_version: context.app_version,

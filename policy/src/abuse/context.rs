@@ -46,26 +46,29 @@ impl ContextError {
     }
 }
 
-/// The parts of a request context as a client sends them (empty means absent).
+/// The parts of a request context as a client sends them (empty means absent), with the API
+/// key the request came with.
 #[derive(Debug, Clone, Default)]
-pub struct RawContext<'a> {
+pub struct RawContext {
     /// `client_ip`.
-    pub client_ip: &'a str,
+    pub client_ip: String,
     /// `device_id`.
-    pub device_id: &'a str,
+    pub device_id: String,
     /// `app_version`.
-    pub app_version: &'a str,
+    pub app_version: String,
     /// `user_id`.
-    pub user_id: &'a str,
+    pub user_id: String,
     /// `risk_tags`.
-    pub risk_tags: &'a [String],
+    pub risk_tags: Vec<String>,
+    /// The configured name of the API key the request was authenticated with, if any.
+    pub api_key: Option<String>,
 }
 
 impl RequestContext {
     /// Validates what a client sent: an IP address that parses (IPv4, IPv6, or IPv4-mapped
     /// IPv6, kept as IPv4), texts of printable characters and bounded length, a bounded number
     /// of tags. Surrounding spaces are trimmed; an empty part is absent.
-    pub fn parse(raw: &RawContext<'_>) -> Result<RequestContext, ContextError> {
+    pub fn parse(raw: &RawContext) -> Result<RequestContext, ContextError> {
         let client_ip = match raw.client_ip.trim() {
             "" => None,
             text => {
@@ -88,7 +91,7 @@ impl RequestContext {
                 ),
             ));
         }
-        for tag in raw.risk_tags {
+        for tag in &raw.risk_tags {
             if let Some(tag) = text("context.risk_tags", tag, MAX_RISK_TAG)?
                 && !risk_tags.contains(&tag)
             {
@@ -97,18 +100,12 @@ impl RequestContext {
         }
         Ok(RequestContext {
             client_ip,
-            device_id: text("context.device_id", raw.device_id, MAX_TEXT)?,
-            app_version: text("context.app_version", raw.app_version, MAX_TEXT)?,
-            user_id: text("context.user_id", raw.user_id, MAX_TEXT)?,
+            device_id: text("context.device_id", &raw.device_id, MAX_TEXT)?,
+            app_version: text("context.app_version", &raw.app_version, MAX_TEXT)?,
+            user_id: text("context.user_id", &raw.user_id, MAX_TEXT)?,
             risk_tags,
-            api_key: None,
+            api_key: raw.api_key.clone(),
         })
-    }
-
-    /// The same context, marked with the API key (by name) the request was authorized with.
-    pub fn with_api_key(mut self, name: Option<&str>) -> RequestContext {
-        self.api_key = name.map(str::to_string);
-        self
     }
 }
 
@@ -157,11 +154,12 @@ mod tests {
     fn parts_are_trimmed_and_addresses_canonical() {
         let tags = vec![" vpn ".to_string(), "vpn".into(), "".into(), "new".into()];
         let context = RequestContext::parse(&RawContext {
-            client_ip: " ::ffff:203.0.113.9 ",
-            device_id: " dev-1 ",
-            app_version: "4.2.0",
-            user_id: "",
-            risk_tags: &tags,
+            client_ip: " ::ffff:203.0.113.9 ".into(),
+            device_id: " dev-1 ".into(),
+            app_version: "4.2.0".into(),
+            user_id: "".into(),
+            risk_tags: tags,
+            api_key: Some("backend".into()),
         })
         .unwrap();
         assert_eq!(context.client_ip, Some("203.0.113.9".parse().unwrap()));
@@ -169,8 +167,9 @@ mod tests {
         assert_eq!(context.app_version.as_deref(), Some("4.2.0"));
         assert_eq!(context.user_id, None);
         assert_eq!(context.risk_tags, ["vpn", "new"]);
+        assert_eq!(context.api_key.as_deref(), Some("backend"));
         let v6 = RequestContext::parse(&RawContext {
-            client_ip: "2001:DB8::1",
+            client_ip: "2001:DB8::1".into(),
             ..Default::default()
         })
         .unwrap();
@@ -180,7 +179,7 @@ mod tests {
     #[test]
     fn bad_parts_name_their_field() {
         let error = RequestContext::parse(&RawContext {
-            client_ip: "203.0.113.300",
+            client_ip: "203.0.113.300".into(),
             ..Default::default()
         })
         .unwrap_err();
@@ -191,21 +190,21 @@ mod tests {
         );
         let long = "x".repeat(MAX_TEXT + 1);
         let error = RequestContext::parse(&RawContext {
-            device_id: &long,
+            device_id: long,
             ..Default::default()
         })
         .unwrap_err();
         assert_eq!(error.field, "context.device_id");
         assert_eq!(error.reason, "129 bytes; at most 128 are accepted");
         let error = RequestContext::parse(&RawContext {
-            user_id: "a\u{0}b",
+            user_id: "a\u{0}b".into(),
             ..Default::default()
         })
         .unwrap_err();
         assert_eq!(error.field, "context.user_id");
         let many: Vec<String> = (0..=MAX_RISK_TAGS).map(|i| format!("t{i}")).collect();
         let error = RequestContext::parse(&RawContext {
-            risk_tags: &many,
+            risk_tags: many,
             ..Default::default()
         })
         .unwrap_err();

@@ -20,8 +20,9 @@ const FORGET_EVERY: Duration = Duration::from_secs(60);
 pub(super) struct Limited {
     /// The requests refused, by index, with why.
     pub(super) refusals: Vec<(usize, UseCaseError)>,
-    /// The buckets each request allowed counts in, by index (empty for those not counted).
-    pub(super) buckets: Vec<Vec<BucketKey>>,
+    /// Where each request allowed counts, by index, as `(bucket's key in the store, slot)`
+    /// (empty for those not counted).
+    pub(super) counted_in: Vec<Vec<(String, i64)>>,
 }
 
 /// Decides the rate limits for each request of a group in turn (see `verify::store_group_in`).
@@ -80,7 +81,8 @@ pub(super) async fn rate_limits_of(
             Ok(()) => {
                 // Counted against the requests after it in the group (in the slot's entry,
                 // so that a bucket many requests share keeps one entry per slot).
-                for (bucket, key) in &request_buckets {
+                let mut counted_in = Vec::with_capacity(request_buckets.len());
+                for (bucket, key) in request_buckets {
                     if let Some(limit) = limits.limit(&bucket.limit) {
                         let slot = limit.slot_of(now);
                         let slots = &mut usage.entry(key.clone()).or_default().slots;
@@ -88,9 +90,10 @@ pub(super) async fn rate_limits_of(
                             Some((_, count)) => *count = count.saturating_add(1),
                             None => slots.push((slot, 1)),
                         }
+                        counted_in.push((key, slot));
                     }
                 }
-                counted.push(request_buckets.into_iter().map(|(b, _)| b).collect());
+                counted.push(counted_in);
             }
             Err(refusal) => {
                 tracing::info!(
@@ -107,7 +110,7 @@ pub(super) async fn rate_limits_of(
     }
     Ok(Limited {
         refusals,
-        buckets: counted,
+        counted_in: counted,
     })
 }
 
@@ -132,21 +135,15 @@ fn rate_limited(refusal: &LimitRefusal, now: i64) -> UseCaseError {
 pub(super) async fn count_sent(
     tx: &mut WriteTx,
     results: &[Result<Stored, UseCaseError>],
-    buckets: Vec<Vec<BucketKey>>,
-    limits: &RateLimits,
-    now: i64,
+    counted_in: Vec<Vec<(String, i64)>>,
 ) {
     let mut counts: BTreeMap<(String, i64), i64> = BTreeMap::new();
-    for (result, request_buckets) in results.iter().zip(buckets) {
+    for (result, places) in results.iter().zip(counted_in) {
         if !matches!(result, Ok(Stored::Created(..) | Stored::Resent(_))) {
             continue;
         }
-        for bucket in request_buckets {
-            if let Some(limit) = limits.limit(&bucket.limit) {
-                *counts
-                    .entry((bucket.storage_key(), limit.slot_of(now)))
-                    .or_default() += 1;
-            }
+        for place in places {
+            *counts.entry(place).or_default() += 1;
         }
     }
     if counts.is_empty() {

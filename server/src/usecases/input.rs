@@ -94,6 +94,11 @@ pub fn validate_code(code: &str) -> Result<(), UseCaseError> {
     Ok(())
 }
 
+/// The request context, checked part by part (each failure names its field).
+pub fn request_context(context: &RawContext) -> Result<RequestContext, UseCaseError> {
+    RequestContext::parse(context).map_err(|error| UseCaseError::invalid(error.field, error.reason))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,35 +124,4 @@ mod tests {
         assert_eq!(idempotency_key("").unwrap(), None);
         assert!(validate_id("verification_id", "").is_err());
     }
-}
-
-/// A request context as the transport received it (empty texts are absent parts).
-#[derive(Debug, Clone, Default)]
-pub struct ContextInput {
-    /// `context.client_ip`.
-    pub client_ip: String,
-    /// `context.device_id`.
-    pub device_id: String,
-    /// `context.app_version`.
-    pub app_version: String,
-    /// `context.user_id`.
-    pub user_id: String,
-    /// `context.risk_tags`.
-    pub risk_tags: Vec<String>,
-    /// The configured name of the API key the request came with, if any.
-    pub api_key: Option<String>,
-}
-
-/// The request context, checked part by part (each failure names its field).
-pub fn request_context(context: &ContextInput) -> Result<RequestContext, UseCaseError> {
-    let raw = RawContext {
-        client_ip: &context.client_ip,
-        device_id: &context.device_id,
-        app_version: &context.app_version,
-        user_id: &context.user_id,
-        risk_tags: &context.risk_tags,
-    };
-    RequestContext::parse(&raw)
-        .map(|parsed| parsed.with_api_key(context.api_key.as_deref()))
-        .map_err(|error| UseCaseError::invalid(error.field, error.reason))
 }

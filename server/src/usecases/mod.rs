@@ -18,7 +18,6 @@ use std::sync::Arc;
 use tokio::sync::watch as signal;
 
 pub use check::CheckTarget;
-pub use input::ContextInput;
 pub use notify::{NotifyInput, NotifyOutcome};
 pub use verify::{VerifyInput, VerifyOutcome};
 pub use watch::EventStream;

@@ -36,7 +36,7 @@ pub struct NotifyInput {
     /// The client's idempotency key; empty for none.
     pub idempotency_key: String,
     /// What the client says about the person the message is for.
-    pub context: super::ContextInput,
+    pub context: verify_policy::abuse::RawContext,
 }
 
 /// What Notify did.

@@ -7,14 +7,12 @@ use std::sync::{Arc, PoisonError};
 use tokio::sync::oneshot;
 
 use verify_carrier::{Channel, mask_number};
-use verify_policy::abuse::{BucketKey, RateLimits, RequestContext};
+use verify_policy::abuse::{BucketKey, RateLimits, RawContext, RequestContext};
 use verify_policy::rules::Decision;
 use verify_policy::{ChannelRefusal, Classification, Workflow, choose_channel, classify};
 
 use super::abuse::{count_sent, rate_limits_of};
-use super::{
-    ContextInput, UseCaseError, UseCases, VerificationView, drop_unsent_messages, input, new_id,
-};
+use super::{UseCaseError, UseCases, VerificationView, drop_unsent_messages, input, new_id};
 use crate::clock::now_ms;
 use crate::config::CodeSettings;
 use crate::convert::StoredClassification;
@@ -46,7 +44,7 @@ pub struct VerifyInput {
     /// The configured program the code is sent for; empty for none.
     pub program_id: String,
     /// What the client says about the person asking.
-    pub context: ContextInput,
+    pub context: RawContext,
 }
 
 /// What Verify did.
@@ -331,7 +329,7 @@ async fn store_group_in(
             result.unwrap_or_else(|| Err(UseCaseError::internal("storage", "not stored")))
         })
         .collect();
-    count_sent(tx, &results, limited.buckets, limits, now).await;
+    count_sent(tx, &results, limited.counted_in).await;
     results
 }
 
