@@ -39,11 +39,11 @@ use tonic_prost::ProstEncoder;
 
 use crate::proto::v1::verify_service_client::VerifyServiceClient;
 use crate::proto::v1::{
-    CancelVerificationRequest, Channel as DeliveryChannel, CheckRequest, CheckResponse,
+    Block, CancelVerificationRequest, Channel as DeliveryChannel, CheckRequest, CheckResponse,
     Classification, ClassifyBatchRequest, ClassifyBatchResponse, ClassifyRequest, Event,
-    GetNotificationRequest, GetVerificationRequest, MessageCategory, Notification, NotifyRequest,
-    NotifyResponse, RequestContext, Verification, VerifyRequest, VerifyResponse,
-    WatchEventsRequest, check_request,
+    GetNotificationRequest, GetVerificationRequest, ListBlocksRequest, MessageCategory,
+    Notification, NotifyRequest, NotifyResponse, RequestContext, UnblockRequest, Verification,
+    VerifyRequest, VerifyResponse, WatchEventsRequest, check_request,
 };
 
 /// Code generated from `proto/verify/v1/verify.proto`: `proto::v1` holds the messages, enums
@@ -508,6 +508,34 @@ impl VerifyClient {
         response
             .verification
             .ok_or(ClientError::MissingField("verification"))
+    }
+
+    /// The blocks abuse defense started, newest first: those in force, or with
+    /// `include_ended` also those that ended or were lifted in the last week; at most `limit`
+    /// (0 for the server's default of 100).
+    pub async fn list_blocks(
+        &self,
+        include_ended: bool,
+        limit: u32,
+    ) -> Result<Vec<Block>, ClientError> {
+        let request = ListBlocksRequest {
+            include_ended,
+            limit,
+        };
+        Ok(self.raw().list_blocks(request).await?.into_inner().blocks)
+    }
+
+    /// Lifts block `id` before it ends; lifting one that ended or was lifted changes nothing.
+    pub async fn unblock(&self, id: &str) -> Result<Block, ClientError> {
+        let request = UnblockRequest {
+            block_id: id.to_owned(),
+        };
+        self.raw()
+            .unblock(request)
+            .await?
+            .into_inner()
+            .block
+            .ok_or(ClientError::MissingField("block"))
     }
 
     /// Sends a message that is not a verification code under the country rules: now, or held

@@ -24,7 +24,7 @@ use crate::proto::verify_service_server::VerifyServiceServer;
 use crate::stats::ConversionRefresher;
 use crate::store::SqlStore;
 use crate::usecases::UseCases;
-use verify_policy::abuse::RateLimits;
+use verify_policy::abuse::AbuseDefense;
 use verify_policy::rules::RuleSet;
 
 /// Time in-flight requests get to finish after a shutdown signal.
@@ -174,7 +174,7 @@ pub async fn serve(
         config.codes.clone(),
         Arc::clone(&decider),
         notify,
-        Arc::new(RateLimits::from_config(&config.abuse.rate_limits).map_err(|e| e.to_string())?),
+        Arc::new(AbuseDefense::from_config(&config.abuse)?),
         stopping_signal,
     )));
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

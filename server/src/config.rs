@@ -9,7 +9,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use verify_policy::FallbackConfig;
-use verify_policy::abuse::{RateLimitConfig, RateLimits};
+use verify_policy::abuse::{AbuseConfig, AbuseDefense};
 use verify_policy::routing::{RouteEntry, RoutePlan};
 use verify_policy::rules::{Program, RuleSet, RulesConfig};
 
@@ -63,22 +63,13 @@ pub struct Config {
     /// and headers), which country rules check for Notify.
     #[serde(default)]
     pub programs: Vec<Program>,
-    /// Abuse defense: rate limits.
+    /// `[abuse]`: what stops SMS pumping and code guessing (rate limits, the pumping guard,
+    /// geo permissions, the guessing cool-off; see `verify_policy::abuse`).
     #[serde(default)]
-    pub abuse: AbuseSettings,
+    pub abuse: AbuseConfig,
     /// Settings for trying verifyd out, never for production.
     #[serde(default)]
     pub debug: DebugSettings,
-}
-
-/// `[abuse]`: what stops SMS pumping and code guessing.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AbuseSettings {
-    /// `[abuse.rate_limits]`: limits replacing or adding to the defaults (see
-    /// `verify_policy::abuse::limits`).
-    #[serde(default)]
-    pub rate_limits: RateLimitConfig,
 }
 
 /// `[policy]`: country rules.
@@ -239,7 +230,7 @@ impl Default for Config {
             callbacks: CallbackSettings::default(),
             policy: PolicySettings::default(),
             programs: Vec::new(),
-            abuse: AbuseSettings::default(),
+            abuse: AbuseConfig::default(),
             debug: DebugSettings::default(),
         }
     }
@@ -397,8 +388,8 @@ impl Config {
     /// Cross-field checks, each naming the key that is wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |message: String| Err(ConfigError(message));
-        if let Err(error) = RateLimits::from_config(&self.abuse.rate_limits) {
-            return fail(error.to_string());
+        if let Err(error) = AbuseDefense::from_config(&self.abuse) {
+            return fail(error);
         }
         if !(4..=10).contains(&self.codes.length) {
             return fail(format!(

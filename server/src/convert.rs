@@ -214,6 +214,8 @@ fn event_kind(kind: EventKind) -> proto::EventType {
         EventKind::NotificationScheduled => P::NotificationScheduled,
         EventKind::MessageMaybeSent => P::MessageMaybeSent,
         EventKind::MessageRequeued => P::MessageRequeued,
+        EventKind::DestinationBlocked => P::DestinationBlocked,
+        EventKind::BlockLifted => P::BlockLifted,
     }
 }
 
@@ -268,9 +270,10 @@ pub fn verification(view: &VerificationView) -> proto::Verification {
 /// or the notification fields.
 pub fn event(recorded: &RecordedEvent) -> proto::Event {
     let event = &recorded.event;
-    let (verification_id, notification_id) = match &event.subject {
-        Subject::Verification(id) => (id.clone(), String::new()),
-        Subject::Notification(id) => (String::new(), id.clone()),
+    let (verification_id, notification_id, block_id) = match &event.subject {
+        Subject::Verification(id) => (id.clone(), String::new(), String::new()),
+        Subject::Notification(id) => (String::new(), id.clone(), String::new()),
+        Subject::Block(id) => (String::new(), String::new(), id.clone()),
     };
     let (verification_status, notification_status) = match event.subject_status {
         SubjectStatus::Verification(status) => (
@@ -280,6 +283,10 @@ pub fn event(recorded: &RecordedEvent) -> proto::Event {
         SubjectStatus::Notification(status) => (
             proto::VerificationStatus::Unspecified,
             self::notification_status(status),
+        ),
+        SubjectStatus::Block(_) => (
+            proto::VerificationStatus::Unspecified,
+            proto::NotificationStatus::Unspecified,
         ),
     };
     let message = event.message.as_ref();
@@ -298,6 +305,7 @@ pub fn event(recorded: &RecordedEvent) -> proto::Event {
         notification_status: notification_status as i32,
         detail: event.detail.clone(),
         time: Some(timestamp(event.at_ms)),
+        block_id,
     }
 }
 
@@ -342,6 +350,24 @@ pub fn category_from_proto(value: i32) -> Option<Category> {
         Ok(P::Alert) => Some(Category::Alert),
         Ok(P::Marketing) => Some(Category::Marketing),
         _ => None,
+    }
+}
+
+/// A block to the proto message, explained as of `now_ms`.
+pub fn block(block: &verify_policy::abuse::Block, now_ms: i64) -> proto::Block {
+    proto::Block {
+        id: block.id.clone(),
+        target_kind: block.target.kind.as_str().to_string(),
+        target: block.target.value.clone(),
+        rule: block.rule.as_str().to_string(),
+        reason: block.reason.clone(),
+        strike: block.strike,
+        enforced: block.enforced,
+        started: Some(timestamp(block.started_ms)),
+        ends: Some(timestamp(block.ends_ms)),
+        lifted: block.lifted_ms.map(timestamp),
+        lifted_by: block.lifted_by.clone().unwrap_or_default(),
+        explanation: block.explain(now_ms),
     }
 }
 

@@ -285,6 +285,35 @@ impl VerifyService for VerifyApi {
             notification: Some(convert::notification(&view)),
         }))
     }
+
+    async fn list_blocks(
+        &self,
+        request: Request<proto::ListBlocksRequest>,
+    ) -> Result<Response<proto::ListBlocksResponse>, Status> {
+        let request = request.into_inner();
+        let blocks = self
+            .cases
+            .list_blocks(request.include_ended, request.limit)
+            .await?;
+        let now = crate::clock::now_ms();
+        Ok(Response::new(proto::ListBlocksResponse {
+            blocks: blocks.iter().map(|b| convert::block(b, now)).collect(),
+        }))
+    }
+
+    async fn unblock(
+        &self,
+        request: Request<proto::UnblockRequest>,
+    ) -> Result<Response<proto::UnblockResponse>, Status> {
+        let by = api_key_of(&request).unwrap_or_else(|| "local".to_string());
+        let block = self
+            .cases
+            .unblock(&request.into_inner().block_id, &by)
+            .await?;
+        Ok(Response::new(proto::UnblockResponse {
+            block: Some(convert::block(&block, crate::clock::now_ms())),
+        }))
+    }
 }
 
 #[cfg(test)]

@@ -159,10 +159,10 @@ fn main() -> std::process::ExitCode {
             }
         }
         let _ = writeln!(out, "api keys: {}", config.api_keys.len());
-        if let Ok(limits) = verify_policy::abuse::RateLimits::from_config(&config.abuse.rate_limits)
-        {
-            let limits: Vec<String> = limits.limits().iter().map(|l| l.to_string()).collect();
-            let _ = writeln!(out, "rate limits: {}", limits.join(", "));
+        if let Ok(defense) = verify_policy::abuse::AbuseDefense::from_config(&config.abuse) {
+            for line in defense.describe() {
+                let _ = writeln!(out, "{line}");
+            }
         }
         return std::process::ExitCode::SUCCESS;
     }

@@ -40,6 +40,12 @@ impl NotifyPolicy {
         self.programs.contains_key(id)
     }
 
+    /// Whether the country rules know `region` (geo permissions allow such a country unless
+    /// configured otherwise).
+    pub fn has_country(&self, region: &str) -> bool {
+        self.rules.countries().any(|known| known == region)
+    }
+
     /// The configured program ids, for errors.
     pub fn program_ids(&self) -> Vec<&str> {
         self.programs.keys().map(String::as_str).collect()

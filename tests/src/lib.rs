@@ -457,11 +457,12 @@ pub fn tool(name: &str, installed_at: &str) -> PathBuf {
     path
 }
 
-/// Configuration for tests that verify many consecutive numbers under load: traffic that the
-/// default limit per number prefix (100 an hour) refuses as SMS pumping, so that limit is
-/// raised (every other limit stays as it ships).
+/// Configuration for tests that verify many consecutive numbers under load without approving
+/// them: traffic that the default limit per number prefix (100 an hour) and the pumping guard
+/// refuse as SMS pumping, so that limit is raised and the guard switched off (every other
+/// limit stays as it ships).
 pub const MANY_NUMBERS: &str = "\n[[abuse.rate_limits.limits]]\nname = \"per-number-prefix\"\n\
-    key = \"number_prefix\"\nmax = 1000000\nper = \"1h\"\n";
+    key = \"number_prefix\"\nmax = 1000000\nper = \"1h\"\n[abuse.pumping]\nlevel = \"off\"\n";
 
 /// First and count of the numbers `unique_mobile` hands out: +44 7400 800000 to 998999. Tests
 /// that name a number of their own pick it outside this range.
@@ -470,7 +471,7 @@ const UNIQUE_COUNT: u32 = 199_000;
 
 /// A valid GB mobile number (libphonenumber: +44 7400 xxxxxx are mobiles) that no other call
 /// in this test process returns and no test names itself: numbers come from a counter (in a
-/// range of their own), starting at a random point so that test processes sharing a database
+/// range of their own, spread over it), starting at a random point so that test processes sharing a database
 /// are unlikely to meet (each test has its own server and database unless it says otherwise).
 pub fn unique_mobile() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -478,6 +479,32 @@ pub fn unique_mobile() -> String {
     let next = NEXT.get_or_init(|| {
         AtomicU32::new((uuid::Uuid::new_v4().as_u128() % u128::from(UNIQUE_COUNT)) as u32)
     });
-    let n = UNIQUE_FIRST + next.fetch_add(1, Ordering::Relaxed) % UNIQUE_COUNT;
+    // Successive numbers 1,001 apart, each in another prefix of 1,000 numbers: a prefix gets
+    // its next number 199 numbers from the last after 199 calls. People verifying their own
+    // numbers look like that; a bot walking a range does not (see the pumping guard).
+    let k = next.fetch_add(1, Ordering::Relaxed) % UNIQUE_COUNT;
+    let n = UNIQUE_FIRST + (u64::from(k) * 1001 % u64::from(UNIQUE_COUNT)) as u32;
     format!("+447400{n:06}")
+}
+
+/// What a `RESOURCE_EXHAUSTED` refusal of abuse defense carries: its code, message, the delay
+/// of its `RetryInfo` and the subject of its one `QuotaFailure` violation (whose description
+/// is the message).
+pub fn refusal(error: &verify_client::ClientError) -> (tonic::Code, String, Duration, String) {
+    use tonic_types::StatusExt;
+    let status = error.status().expect("a gRPC status");
+    let details = status.get_error_details();
+    let retry = details
+        .retry_info()
+        .and_then(|info| info.retry_delay)
+        .expect("RetryInfo with a delay");
+    let quota = details.quota_failure().expect("a QuotaFailure");
+    assert_eq!(quota.violations.len(), 1);
+    assert_eq!(quota.violations[0].description, status.message());
+    (
+        status.code(),
+        status.message().to_string(),
+        retry,
+        quota.violations[0].subject.clone(),
+    )
 }

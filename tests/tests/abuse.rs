@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use tonic::Code;
-use tonic_types::StatusExt;
 use verify_client::proto::v1::RequestContext;
-use verify_client::{ClientError, VerifyClient, VerifyOptions};
-use verify_e2e::{Backend, TestServer, on_both_backends, unique_mobile};
+use verify_client::{VerifyClient, VerifyOptions};
+use verify_e2e::{Backend, TestServer, on_both_backends, refusal, unique_mobile};
 
 on_both_backends!(
     a_number_gets_five_codes_in_ten_minutes_then_a_refusal_that_says_when,
@@ -29,25 +28,6 @@ fn from_ip(to: &str, ip: &str) -> VerifyOptions {
         }),
         ..VerifyOptions::new(to)
     }
-}
-
-/// A refusal's code, message, retry delay and quota violation subject.
-fn refusal(error: &ClientError) -> (Code, String, Duration, String) {
-    let status = error.status().expect("a gRPC status");
-    let details = status.get_error_details();
-    let retry = details
-        .retry_info()
-        .and_then(|info| info.retry_delay)
-        .expect("RetryInfo with a delay");
-    let quota = details.quota_failure().expect("a QuotaFailure");
-    assert_eq!(quota.violations.len(), 1);
-    assert_eq!(quota.violations[0].description, status.message());
-    (
-        status.code(),
-        status.message().to_string(),
-        retry,
-        quota.violations[0].subject.clone(),
-    )
 }
 
 async fn a_number_gets_five_codes_in_ten_minutes_then_a_refusal_that_says_when(backend: Backend) {

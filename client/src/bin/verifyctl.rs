@@ -21,8 +21,8 @@ use verify_client::proto::Timestamp;
 use verify_client::proto::v1::{
     Attempt, CancelVerificationResponse, Channel, CheckResponse, CheckResult, Classification,
     ClassifyResponse, DeliveryStatus, Event, EventType, GetVerificationResponse, InvalidReason,
-    LineType, RequestContext, Verification, VerificationStatus, VerifyResponse,
-    WatchEventsResponse,
+    LineType, ListBlocksResponse, RequestContext, UnblockResponse, Verification,
+    VerificationStatus, VerifyResponse, WatchEventsResponse,
 };
 use verify_client::{ClientError, MAX_BATCH_CHUNK, VerifyClient, VerifyOptions};
 
@@ -106,6 +106,21 @@ enum Command {
         /// Start after this cursor; pass the last cursor seen to resume without loss.
         #[arg(long, value_name = "CURSOR", default_value_t = 0)]
         after: u64,
+    },
+    /// List the blocks abuse defense started (number prefixes and countries by the pumping
+    /// guard, numbers cooled off for guessing), newest first, each with its rule and why.
+    Blocks {
+        /// Also blocks that ended or were lifted in the last week.
+        #[arg(long)]
+        all: bool,
+        /// At most this many (the server's default is 100).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        limit: u32,
+    },
+    /// Lift a block before it ends (its id is in `verifyctl blocks` and in the refusal).
+    Unblock {
+        /// The block id (`blk_...`).
+        id: String,
     },
 }
 
@@ -259,6 +274,13 @@ enum Action {
         verification: Option<String>,
         after: u64,
     },
+    Blocks {
+        all: bool,
+        limit: u32,
+    },
+    Unblock {
+        id: String,
+    },
 }
 
 impl Command {
@@ -329,6 +351,8 @@ impl Command {
                 verification,
                 after,
             },
+            Command::Blocks { all, limit } => Action::Blocks { all, limit },
+            Command::Unblock { id } => Action::Unblock { id },
         })
     }
 }
@@ -499,9 +523,54 @@ async fn run(
                 out.flush()?;
             }
         }
+        Action::Blocks { all, limit } => {
+            let blocks = client.list_blocks(all, limit).await?;
+            if json {
+                write_json_line(out, &ListBlocksResponse { blocks })?;
+            } else if blocks.is_empty() {
+                writeln!(out, "no blocks{}", if all { "" } else { " in force" })?;
+            } else {
+                for block in &blocks {
+                    writeln!(out, "{}", block_text(block, now))?;
+                }
+            }
+        }
+        Action::Unblock { id } => {
+            let block = client.unblock(&id).await?;
+            if json {
+                write_json_line(out, &UnblockResponse { block: Some(block) })?;
+            } else {
+                writeln!(out, "{}", block_text(&block, now))?;
+            }
+        }
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Two lines about a block: what, by which rule, its state; then why.
+/// `blk_1 number_prefix +447400123 (sequential-numbers) blocked, ends in 14m 59s, repeat 1`.
+fn block_text(block: &verify_client::proto::v1::Block, now: DateTime<Utc>) -> String {
+    let state = if block.lifted.is_some() {
+        format!("lifted by {}", block.lifted_by)
+    } else {
+        match to_datetime(block.ends.as_ref()) {
+            Some(ends) if ends > now => {
+                let left = ((ends - now).num_milliseconds() + 500).div_euclid(1000);
+                let mode = if block.enforced {
+                    "blocked"
+                } else {
+                    "monitored (nothing refused)"
+                };
+                format!("{mode}, ends in {}", duration_text(left))
+            }
+            _ => "ended".to_owned(),
+        }
+    };
+    format!(
+        "{} {} {} ({}) {state}, repeat {}\n  {}",
+        block.id, block.target_kind, block.target, block.rule, block.strike, block.reason
+    )
 }
 
 /// Writes `message` as one line of JSON in the proto3 mapping the generated types implement.
@@ -831,11 +900,16 @@ fn event_line(event: &Event) -> String {
         event.cursor,
         time_text(event.time.as_ref()),
         words(event.r#type, EventType::as_str_name, "EVENT_TYPE_"),
-        or_dash(if event.verification_id.is_empty() {
-            &event.notification_id
-        } else {
-            &event.verification_id
-        }),
+        or_dash(
+            [
+                &event.verification_id,
+                &event.notification_id,
+                &event.block_id
+            ]
+            .into_iter()
+            .find(|id| !id.is_empty())
+            .map_or("", String::as_str)
+        ),
         status,
         or_dash(&event.carrier),
         event.detail
@@ -1272,6 +1346,7 @@ mod tests {
             time: at(1_764_033_600),
             notification_id: String::new(),
             notification_status: 0,
+            block_id: String::new(),
         };
         assert_eq!(
             event_line(&event),

@@ -236,7 +236,7 @@ impl LimitRefusal {
 }
 
 /// A wait as people read it, rounded up to the second: `45s`, `10m7s`, `1h4m7s`.
-fn wait_as_text(wait: Duration) -> String {
+pub(crate) fn wait_as_text(wait: Duration) -> String {
     let seconds = wait.as_millis().div_ceil(1000) as u64;
     let (hours, minutes, seconds) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
     let mut text = String::new();

@@ -60,11 +60,11 @@ pub async fn prepare(
     };
     let verification_ids = ids_of(|s| match s {
         Subject::Verification(id) => Some(id),
-        Subject::Notification(_) => None,
+        Subject::Notification(_) | Subject::Block(_) => None,
     });
     let notification_ids = ids_of(|s| match s {
         Subject::Notification(id) => Some(id),
-        Subject::Verification(_) => None,
+        Subject::Verification(_) | Subject::Block(_) => None,
     });
     let (verifications, notifications) = tokio::join!(
         store.verifications_for_dispatch(&verification_ids),
@@ -124,6 +124,8 @@ pub async fn prepare(
                         };
                     }
                 },
+                // Blocks send nothing; a message naming one is refused as missing its subject.
+                Subject::Block(_) => Err(missing_subject(&message)),
             };
             match outbound {
                 Ok(outbound) => Prepared::Send {

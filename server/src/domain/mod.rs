@@ -48,6 +48,8 @@ pub enum Subject {
     Verification(String),
     /// A notification sent with Notify (`nt_...`).
     Notification(String),
+    /// A block abuse defense started (`blk_...`): its events say it started or was lifted.
+    Block(String),
 }
 
 /// The kind of a [`Subject`], as stored beside its id.
@@ -57,11 +59,14 @@ pub enum SubjectKind {
     Verification,
     /// A notification.
     Notification,
+    /// A block.
+    Block,
 }
 
 text_enum!(SubjectKind {
     Verification => "verification",
     Notification => "notification",
+    Block => "block",
 });
 
 impl Subject {
@@ -70,6 +75,7 @@ impl Subject {
         match kind {
             SubjectKind::Verification => Subject::Verification(id.into()),
             SubjectKind::Notification => Subject::Notification(id.into()),
+            SubjectKind::Block => Subject::Block(id.into()),
         }
     }
 
@@ -78,13 +84,14 @@ impl Subject {
         match self {
             Subject::Verification(_) => SubjectKind::Verification,
             Subject::Notification(_) => SubjectKind::Notification,
+            Subject::Block(_) => SubjectKind::Block,
         }
     }
 
     /// Its id.
     pub fn id(&self) -> &str {
         match self {
-            Subject::Verification(id) | Subject::Notification(id) => id,
+            Subject::Verification(id) | Subject::Notification(id) | Subject::Block(id) => id,
         }
     }
 }
@@ -102,6 +109,54 @@ pub enum SubjectStatus {
     Verification(VerificationStatus),
     /// A notification's status.
     Notification(NotificationStatus),
+    /// A block's state.
+    Block(BlockState),
+}
+
+/// The state of a block after one of its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockState {
+    /// In force: requests to its target are refused.
+    Active,
+    /// Recorded by a pumping guard that only monitors: nothing is refused.
+    Monitored,
+    /// Lifted by an operator.
+    Lifted,
+}
+
+text_enum!(BlockState {
+    Active => "active",
+    Monitored => "monitored",
+    Lifted => "lifted",
+});
+
+/// The event of a block that started (`DestinationBlocked`) or was lifted (`BlockLifted`),
+/// its detail the block's explanation.
+pub fn block_event(block: &verify_policy::abuse::Block, kind: EventKind, now_ms: i64) -> Event {
+    let state = if block.lifted_ms.is_some() {
+        BlockState::Lifted
+    } else if block.enforced {
+        BlockState::Active
+    } else {
+        BlockState::Monitored
+    };
+    let detail = match kind {
+        EventKind::BlockLifted => format!(
+            "{} lifted by {}: {}",
+            block.id,
+            block.lifted_by.as_deref().unwrap_or("an operator"),
+            block.explain(now_ms)
+        ),
+        _ => block.explain(now_ms),
+    };
+    Event {
+        kind,
+        subject: Subject::Block(block.id.clone()),
+        message: None,
+        subject_status: SubjectStatus::Block(state),
+        detail,
+        at_ms: now_ms,
+    }
 }
 
 impl SubjectStatus {
@@ -110,6 +165,7 @@ impl SubjectStatus {
         match self {
             SubjectStatus::Verification(status) => status.as_str(),
             SubjectStatus::Notification(status) => status.as_str(),
+            SubjectStatus::Block(state) => state.as_str(),
         }
     }
 
@@ -122,6 +178,7 @@ impl SubjectStatus {
             SubjectKind::Notification => {
                 NotificationStatus::parse(text).map(SubjectStatus::Notification)
             }
+            SubjectKind::Block => BlockState::parse(text).map(SubjectStatus::Block),
         }
     }
 }
@@ -161,6 +218,11 @@ pub enum EventKind {
     MessageMaybeSent,
     /// A message whose dispatcher stopped before handing it to a carrier is queued again.
     MessageRequeued,
+    /// Abuse defense blocked a number, a number prefix or a country (or, monitoring, would
+    /// have).
+    DestinationBlocked,
+    /// An operator lifted a block.
+    BlockLifted,
 }
 
 text_enum!(EventKind {
@@ -180,6 +242,8 @@ text_enum!(EventKind {
     NotificationScheduled => "notification_scheduled",
     MessageMaybeSent => "message_maybe_sent",
     MessageRequeued => "message_requeued",
+    DestinationBlocked => "destination_blocked",
+    BlockLifted => "block_lifted",
 });
 
 /// The message an event is about, as it is after the event.

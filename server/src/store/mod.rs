@@ -15,6 +15,7 @@ mod tests;
 
 use async_trait::async_trait;
 use verify_carrier::ReceiptStatus;
+use verify_policy::abuse::{Block, RecentSend};
 
 pub use sql::conversion::ConversionCount;
 pub use sql::{SqlStore, WriteTx};
@@ -202,6 +203,32 @@ pub trait RateCounts {
     /// Forgets the counts of slots before `slot_ms` (older than every window); returns how
     /// many rows went.
     async fn forget_rate_counts_before(&mut self, slot_ms: i64) -> StoreResult<u64>;
+}
+
+/// Abuse defense's blocks, and the recent codes of number prefixes the pumping guard judges.
+#[async_trait]
+pub trait Blocks {
+    /// The blocks of `targets` (storage keys, `kind:value`) that end at `since_ms` or later:
+    /// those in force, and those recent enough to make the next block of a target longer.
+    async fn blocks_of(&mut self, targets: &[String], since_ms: i64) -> StoreResult<Vec<Block>>;
+
+    /// Stores new blocks.
+    async fn insert_blocks(&mut self, blocks: &[Block]) -> StoreResult<()>;
+
+    /// Lifts block `id` (if not lifted already) and returns it as it is now; `None` if there
+    /// is no such block.
+    async fn lift_block(&mut self, id: &str, now_ms: i64, by: &str) -> StoreResult<Option<Block>>;
+
+    /// The verifications started from `since_ms` on to numbers of `prefixes`, as the pumping
+    /// guard reads them.
+    async fn recent_sends(
+        &mut self,
+        prefixes: &[String],
+        since_ms: i64,
+    ) -> StoreResult<Vec<RecentSend>>;
+
+    /// Forgets blocks that ended before `ended_before_ms`; returns how many went.
+    async fn forget_blocks_before(&mut self, ended_before_ms: i64) -> StoreResult<u64>;
 }
 
 /// A delivery receipt that came before its message was known as submitted.

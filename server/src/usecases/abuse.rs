@@ -1,17 +1,23 @@
-//! Abuse defense in the use cases: Verify's rate limits, counted in the store so that they hold
-//! across replicas (the rules themselves are `verify_policy::abuse`).
+//! Abuse defense in the use cases: Verify's rate limits, blocks and pumping guard, and the
+//! guessing cool-off of Check, counted and kept in the store so that they hold across
+//! replicas (the rules themselves are `verify_policy::abuse`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch as signal;
-use verify_policy::abuse::{BucketKey, LimitRefusal, RateLimits, Usage};
+use verify_carrier::mask_number;
+use verify_policy::abuse::{
+    AbuseDefense, Block, BlockRule, BlockTarget, BucketKey, CountryActivity, LimitRefusal,
+    RateLimits, RecentSend, Usage,
+};
 
-use super::UseCaseError;
 use super::verify::{Stored, Work};
+use super::{UseCaseError, new_id};
 use crate::clock::now_ms;
-use crate::store::{RateCounts, SqlStore, StoreError, WriteTx};
+use crate::domain::{EventKind, block_event};
+use crate::store::{Blocks, EventLog, RateCounts, SqlStore, StoreError, WriteTx};
 
 /// How often counts older than every window are removed.
 const FORGET_EVERY: Duration = Duration::from_secs(60);
@@ -161,32 +167,479 @@ pub(super) async fn count_sent(
     }
 }
 
-/// Removes, every minute until `shutdown`, the counts of slots that left every limit's window.
+/// How long blocks are kept after they end (for `ListBlocks` with ended ones).
+const KEEP_ENDED_BLOCKS: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Removes, every minute until `shutdown`, the counts of slots that left every window, and
+/// blocks that ended more than a week ago.
 pub(super) fn forget_old_counts(
     store: Arc<SqlStore>,
-    limits: Arc<RateLimits>,
+    defense: Arc<AbuseDefense>,
     mut shutdown: signal::Receiver<bool>,
 ) {
-    let Some(longest) = limits.limits().iter().map(|limit| limit.per).max() else {
-        return;
-    };
+    let longest = defense
+        .limits
+        .limits()
+        .iter()
+        .map(|limit| limit.per)
+        .chain([defense.pumping.window, defense.guessing.window])
+        .max()
+        .unwrap_or(FORGET_EVERY);
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = shutdown.wait_for(|stopping| *stopping) => return,
                 _ = tokio::time::sleep(FORGET_EVERY) => {}
             }
-            let before = now_ms() - longest.as_millis() as i64 - FORGET_EVERY.as_millis() as i64;
+            let now = now_ms();
+            let before = now - longest.as_millis() as i64 - FORGET_EVERY.as_millis() as i64;
+            let ended_before = now - KEEP_ENDED_BLOCKS.as_millis() as i64;
             let forgotten = store
                 .write_background(move |tx| {
-                    Box::pin(async move { tx.forget_rate_counts_before(before).await })
+                    Box::pin(async move {
+                        let counts = tx.forget_rate_counts_before(before).await?;
+                        let blocks = tx.forget_blocks_before(ended_before).await?;
+                        Ok::<_, StoreError>(counts + blocks)
+                    })
                 })
                 .await;
             match forgotten {
                 Ok(0) => {}
-                Ok(rows) => tracing::debug!(rows, "old rate-limit counts removed"),
+                Ok(rows) => tracing::debug!(rows, "old rate-limit counts and blocks removed"),
                 Err(error) => tracing::warn!(%error, "removing old rate-limit counts failed"),
             }
         }
     });
+}
+
+/// The bucket codes sent to a country are counted in for the pumping guard.
+fn country_sent_bucket(region: &str) -> String {
+    format!("pumping-sent|{region}")
+}
+
+/// The bucket approvals in a country are counted in for the pumping guard.
+fn country_approved_bucket(region: &str) -> String {
+    format!("pumping-approved|{region}")
+}
+
+/// The bucket wrong codes for a number are counted in: one per round, a round ending when a
+/// cool-off starts (`cool_off_started`, 0 before the first), so that the codes that started a
+/// cool-off do not count toward the next.
+fn guessing_bucket(e164: &str, cool_off_started: i64) -> String {
+    format!("guessing|{e164}|{cool_off_started}")
+}
+
+/// The slot of the guard's counts: a sixtieth of its window, at least a second.
+fn slot_of(window: Duration, at_ms: i64) -> i64 {
+    let slot = ((window.as_millis() / 60) as i64).max(1000);
+    at_ms - at_ms.rem_euclid(slot)
+}
+
+/// The error a block becomes: its explanation, what it blocks, and when it ends.
+pub(super) fn blocked(block: &Block, now: i64) -> UseCaseError {
+    let wait_ms = (block.ends_ms - now).max(0) as u64;
+    UseCaseError::RateLimited {
+        explanation: block.explain(now),
+        subject: format!("{} {}: {}", block.rule, block.id, block.target.shown()),
+        retry_after: Duration::from_millis(wait_ms.div_ceil(1000) * 1000),
+    }
+}
+
+/// What the blocks and the pumping guard decided for a group.
+pub(super) struct Guarded {
+    /// The requests refused, by index, with why.
+    pub(super) refusals: Vec<(usize, UseCaseError)>,
+    /// Blocks the group started (stored with it).
+    pub(super) new_blocks: Vec<Block>,
+    /// Where each request allowed counts for the pumping guard, by index, as `(bucket,
+    /// slot)`.
+    pub(super) counted_in: Vec<Vec<(String, i64)>>,
+}
+
+/// Decides blocks and the pumping guard for each request of a group in turn that the rate
+/// limits allowed (`refused` holds those they refused; `used_keys` the idempotent retries,
+/// which send nothing and are not guarded): a request to a blocked number, prefix or country
+/// is refused; one the pumping guard finds suspect starts a block (refused unless the guard
+/// only monitors). Each request allowed counts for the ones after it.
+pub(super) async fn guard_group(
+    tx: &mut WriteTx,
+    work: &[Work],
+    refused: &HashSet<usize>,
+    used_keys: &HashSet<String>,
+    defense: &AbuseDefense,
+    now: i64,
+) -> Result<Guarded, StoreError> {
+    let pumping = &defense.pumping;
+    // Each request's number, prefix and country; `None` for those not guarded.
+    let subjects: Vec<Option<(String, String, Option<String>)>> = work
+        .iter()
+        .enumerate()
+        .map(|(index, (plan, ..))| {
+            let replay = plan
+                .idempotency_key()
+                .is_some_and(|key| used_keys.contains(key));
+            (!refused.contains(&index) && !replay).then(|| {
+                let region = plan.region().map(str::to_string);
+                let prefix = defense.limits.prefix_of(plan.e164(), region.as_deref());
+                (plan.e164().to_string(), prefix, region)
+            })
+        })
+        .collect();
+    let mut targets: Vec<String> = subjects
+        .iter()
+        .flatten()
+        .flat_map(|(number, prefix, region)| {
+            let mut keys = vec![
+                BlockTarget::number(number).storage_key(),
+                BlockTarget::prefix(prefix).storage_key(),
+            ];
+            if let Some(region) = region {
+                keys.push(BlockTarget::country(region).storage_key());
+            }
+            keys
+        })
+        .collect();
+    targets.sort_unstable();
+    targets.dedup();
+    let memory = pumping.ladder.memory.max(defense.guessing.ladder.memory);
+    let mut blocks = tx
+        .blocks_of(&targets, now - memory.as_millis() as i64)
+        .await?;
+    let mut prefix_sends: HashMap<String, Vec<RecentSend>> = HashMap::new();
+    let mut countries: HashMap<String, CountryActivity> = HashMap::new();
+    let window_start = now - pumping.window.as_millis() as i64;
+    if pumping.is_on() {
+        let mut prefixes: Vec<String> = subjects
+            .iter()
+            .flatten()
+            .map(|(_, prefix, _)| prefix.clone())
+            .collect();
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        let limits = &defense.limits;
+        for send in tx.recent_sends(&prefixes, window_start).await? {
+            let region = verify_policy::classify(&send.e164, None).region_code;
+            let prefix = limits.prefix_of(&send.e164, region.as_deref());
+            prefix_sends.entry(prefix).or_default().push(send);
+        }
+        let mut buckets: Vec<String> = subjects
+            .iter()
+            .flatten()
+            .filter_map(|(.., region)| region.as_deref())
+            .flat_map(|region| [country_sent_bucket(region), country_approved_bucket(region)])
+            .collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        let since = slot_of(pumping.window, window_start);
+        for (bucket, slot, count) in tx.rate_counts(&buckets, since).await? {
+            let count = count.max(0) as u64;
+            let (region, approved) = match bucket.split_once('|') {
+                Some(("pumping-sent", region)) => (region, false),
+                Some(("pumping-approved", region)) => (region, true),
+                _ => continue,
+            };
+            // Only what came after the country's last block counts.
+            let after = last_block_start(&blocks, &BlockTarget::country(region));
+            if after.is_some_and(|started| slot <= slot_of(pumping.window, started)) {
+                continue;
+            }
+            let activity = countries.entry(region.to_string()).or_default();
+            if approved {
+                activity.approved += count;
+            } else {
+                activity.sent += count;
+            }
+        }
+        // Only the codes sent after a prefix's last block count: a block that ended (or was
+        // lifted) needs new evidence to start again.
+        for (prefix, sends) in &mut prefix_sends {
+            if let Some(started) = last_block_start(&blocks, &BlockTarget::prefix(prefix)) {
+                sends.retain(|send| send.at_ms > started);
+            }
+        }
+    }
+    let mut guarded = Guarded {
+        refusals: Vec::new(),
+        new_blocks: Vec::new(),
+        counted_in: vec![Vec::new(); work.len()],
+    };
+    for (index, subject) in subjects.into_iter().enumerate() {
+        let Some((number, prefix, region)) = subject else {
+            continue;
+        };
+        let mine = [
+            Some(BlockTarget::number(&number)),
+            Some(BlockTarget::prefix(&prefix)),
+            region.as_deref().map(BlockTarget::country),
+        ];
+        let in_force = blocks
+            .iter()
+            .filter(|block| block.refuses(now) && mine.contains(&Some(block.target.clone())))
+            .max_by_key(|block| block.ends_ms);
+        if let Some(block) = in_force {
+            guarded.refusals.push((index, blocked(block, now)));
+            continue;
+        }
+        if !pumping.is_on() {
+            continue;
+        }
+        let (plan, ..) = &work[index];
+        let sends = prefix_sends.entry(prefix.clone()).or_default();
+        let country = region
+            .as_deref()
+            .map(|region| (region, countries.get(region).copied().unwrap_or_default()));
+        if let Some(verdict) =
+            pumping.judge(&number, &prefix, plan.line_type(), sends, country, now)
+        {
+            let already = blocks
+                .iter()
+                .find(|block| block.target == verdict.target && block.is_active(now));
+            let block = match already {
+                Some(block) => block.clone(),
+                None => {
+                    let strike =
+                        pumping
+                            .ladder
+                            .next_strike(&verdict.target, verdict.rule, &blocks, now);
+                    let block = verdict.into_block(
+                        new_id("blk"),
+                        strike,
+                        &pumping.ladder,
+                        pumping.enforces(),
+                        now,
+                    );
+                    tracing::warn!(
+                        block = %block.id,
+                        rule = %block.rule,
+                        target = %block.target.shown(),
+                        enforced = block.enforced,
+                        "pumping guard: {}",
+                        block.explain(now)
+                    );
+                    blocks.push(block.clone());
+                    guarded.new_blocks.push(block.clone());
+                    block
+                }
+            };
+            if block.enforced {
+                guarded.refusals.push((index, blocked(&block, now)));
+                continue;
+            }
+        }
+        // Allowed: the requests after it in the group see its code.
+        sends.push(RecentSend {
+            e164: number.clone(),
+            approved: false,
+            at_ms: now,
+        });
+        if let Some(region) = &region {
+            countries.entry(region.clone()).or_default().sent += 1;
+            guarded.counted_in[index]
+                .push((country_sent_bucket(region), slot_of(pumping.window, now)));
+        }
+    }
+    Ok(guarded)
+}
+
+/// When the last block of `target` started, if it had one in the blocks read.
+fn last_block_start(blocks: &[Block], target: &BlockTarget) -> Option<i64> {
+    blocks
+        .iter()
+        .filter(|block| &block.target == target)
+        .map(|block| {
+            block
+                .lifted_ms
+                .unwrap_or(block.started_ms)
+                .max(block.started_ms)
+        })
+        .max()
+}
+
+/// Stores the blocks a group started. A failure is logged and does not undo the group's
+/// requests (the requests it refused stay refused; the next one judges again).
+pub(super) async fn store_blocks(tx: &mut WriteTx, blocks: Vec<Block>, now: i64) {
+    if blocks.is_empty() {
+        return;
+    }
+    let stored = tx
+        .isolated(move |tx| {
+            Box::pin(async move {
+                tx.insert_blocks(&blocks).await?;
+                tx.record(
+                    blocks
+                        .iter()
+                        .map(|block| block_event(block, EventKind::DestinationBlocked, now)),
+                );
+                Ok::<_, StoreError>(())
+            })
+        })
+        .await;
+    if let Err(error) = stored {
+        tracing::warn!(%error, "storing blocks failed");
+    }
+}
+
+/// What Check's guard does around one check of a pending verification of `e164`.
+pub(super) struct CheckGuard<'a> {
+    defense: &'a AbuseDefense,
+    e164: String,
+    region: Option<String>,
+}
+
+impl<'a> CheckGuard<'a> {
+    /// The guard of a check of a verification of `e164` (in `region`).
+    pub(super) fn new(defense: &'a AbuseDefense, e164: &str, region: Option<&str>) -> Self {
+        CheckGuard {
+            defense,
+            e164: e164.to_string(),
+            region: region.map(str::to_string),
+        }
+    }
+
+    /// The blocks of the number that a cool-off may grow from (read before the check); the
+    /// check is refused if one is in force.
+    pub(super) async fn before(
+        &self,
+        tx: &mut WriteTx,
+        now: i64,
+    ) -> Result<Vec<Block>, UseCaseError> {
+        if !self.defense.guessing.is_on() {
+            return Ok(Vec::new());
+        }
+        let since = now - self.defense.guessing.ladder.memory.as_millis() as i64;
+        let blocks = tx
+            .blocks_of(&[BlockTarget::number(&self.e164).storage_key()], since)
+            .await?;
+        if let Some(block) = blocks
+            .iter()
+            .filter(|block| block.refuses(now))
+            .max_by_key(|block| block.ends_ms)
+        {
+            return Err(blocked(block, now));
+        }
+        Ok(blocks)
+    }
+
+    /// Counts a check's outcome: an approval for the pumping guard's country counts, a wrong
+    /// code against the number (cooling it off when it reaches the limit).
+    pub(super) async fn after(
+        &self,
+        tx: &mut WriteTx,
+        approved: bool,
+        wrong: bool,
+        earlier: &[Block],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let defense = self.defense;
+        if approved
+            && defense.pumping.is_on()
+            && let Some(region) = &self.region
+        {
+            let slot = slot_of(defense.pumping.window, now);
+            tx.add_rate_counts(&[(country_approved_bucket(region), slot, 1)])
+                .await?;
+        }
+        let guessing = &defense.guessing;
+        if !wrong || !guessing.is_on() {
+            return Ok(());
+        }
+        // Counted in the window since the last cool-off started.
+        let last_cool_off = earlier
+            .iter()
+            .filter(|block| block.rule == BlockRule::Guessing)
+            .map(|block| block.started_ms)
+            .max()
+            .unwrap_or(0);
+        let bucket = guessing_bucket(&self.e164, last_cool_off);
+        tx.add_rate_counts(&[(bucket.clone(), slot_of(guessing.window, now), 1)])
+            .await?;
+        let since = slot_of(guessing.window, now - guessing.window.as_millis() as i64);
+        let wrong: i64 = tx
+            .rate_counts(std::slice::from_ref(&bucket), since)
+            .await?
+            .iter()
+            .map(|(.., count)| count)
+            .sum();
+        let wrong = u32::try_from(wrong.max(0)).unwrap_or(u32::MAX);
+        if let Some(verdict) = guessing.judge(&self.e164, wrong) {
+            let strike = guessing
+                .ladder
+                .next_strike(&verdict.target, verdict.rule, earlier, now);
+            let block = verdict.into_block(new_id("blk"), strike, &guessing.ladder, true, now);
+            tracing::warn!(
+                block = %block.id,
+                to = %mask_number(&self.e164),
+                "guessing cool-off: {}",
+                block.explain(now)
+            );
+            tx.insert_blocks(std::slice::from_ref(&block)).await?;
+            tx.record([block_event(&block, EventKind::DestinationBlocked, now)]);
+        }
+        Ok(())
+    }
+}
+
+/// Blocks `ListBlocks` answers with when the request says nothing.
+const DEFAULT_BLOCK_LIST: u32 = 100;
+/// Most blocks one `ListBlocks` answers with.
+const MAX_BLOCK_LIST: u32 = 1000;
+
+impl super::UseCases {
+    /// The blocks abuse defense started, newest first: those in force, or with
+    /// `include_ended` also those kept after they ended or were lifted; at most `limit` (0 for
+    /// the default, 100).
+    pub async fn list_blocks(
+        &self,
+        include_ended: bool,
+        limit: u32,
+    ) -> Result<Vec<Block>, UseCaseError> {
+        let limit = match limit {
+            0 => DEFAULT_BLOCK_LIST,
+            n if n > MAX_BLOCK_LIST => {
+                return Err(UseCaseError::InvalidArgument {
+                    field: "limit",
+                    reason: format!("at most {MAX_BLOCK_LIST}, got {n}"),
+                });
+            }
+            n => n,
+        };
+        let active_at = (!include_ended).then(now_ms);
+        Ok(self.store.list_blocks(active_at, limit).await?)
+    }
+
+    /// Lifts block `id` for `by` (an API key's name); lifting one that ended or was lifted
+    /// changes nothing.
+    pub async fn unblock(&self, id: &str, by: &str) -> Result<Block, UseCaseError> {
+        super::input::validate_id("block_id", id)?;
+        let now = now_ms();
+        let (id, by) = (id.to_string(), by.to_string());
+        let block = self
+            .store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let block = tx.lift_block(&id, now, &by).await?;
+                    let block = block.ok_or(UseCaseError::NotFound {
+                        resource: "block",
+                        field: "block_id",
+                        value: id,
+                    })?;
+                    if block.lifted_ms == Some(now) {
+                        tx.record([block_event(&block, EventKind::BlockLifted, now)]);
+                    } else {
+                        tx.discard();
+                    }
+                    Ok::<_, UseCaseError>(block)
+                })
+            })
+            .await?;
+        if block.lifted_ms == Some(now) {
+            tracing::info!(
+                block = %block.id,
+                target = %block.target.shown(),
+                by = block.lifted_by.as_deref().unwrap_or_default(),
+                "block lifted"
+            );
+        }
+        Ok(block)
+    }
 }

@@ -1,12 +1,15 @@
 //! Check a code, and cancel a verification.
 
+use std::sync::Arc;
+
 use verify_policy::classify;
 
+use super::abuse::CheckGuard;
 use super::{
     UseCaseError, UseCases, VerificationView, drop_unsent_messages, input, not_found_verification,
 };
 use crate::clock::now_ms;
-use crate::domain::{CheckRefusal, CheckResult, Verification};
+use crate::domain::{CheckRefusal, CheckResult, EventKind, Verification};
 use crate::store::{EventLog, StoreError, VerificationRepository, WriteTx};
 
 /// Which verification a check is for, as the request named it.
@@ -86,6 +89,7 @@ impl UseCases {
         }
         let codes = self.codes.clone();
         let code = code.to_string();
+        let defense = Arc::clone(&self.defense);
         let (verification, result) = self
             .store
             .write(move |tx| {
@@ -97,13 +101,32 @@ impl UseCases {
                     };
                     let mut verification =
                         found.ok_or_else(|| not_found_verification(field, &value))?;
+                    // A number cooled off for guessing takes no check until the cool-off ends.
+                    let guard = CheckGuard::new(
+                        &defense,
+                        &verification.to_e164,
+                        verification.region_code.as_deref(),
+                    );
+                    let cool_offs = if verification.has_ended() {
+                        Vec::new()
+                    } else {
+                        guard.before(tx, now).await?
+                    };
                     let checked = verification
                         .check(&code, &codes, now)
                         .map_err(code_length_refused)?;
                     if checked.events.is_empty() {
                         tx.discard();
                     } else {
+                        let approved = checked.result == CheckResult::Approved;
+                        let wrong = checked.events.iter().any(|event| {
+                            matches!(
+                                event.kind,
+                                EventKind::CheckFailed | EventKind::VerificationMaxAttemptsReached
+                            )
+                        });
                         save_ended_or_changed(tx, &verification, checked.events, now).await?;
+                        guard.after(tx, approved, wrong, &cool_offs, now).await?;
                     }
                     Ok::<_, UseCaseError>((verification, checked.result))
                 })

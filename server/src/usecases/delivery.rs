@@ -174,7 +174,7 @@ async fn lock_batch_with_subjects(
     let verification_ids =
         sorted_unique(peeks.iter().filter_map(|message| match &message.subject {
             Subject::Verification(id) => Some(id.clone()),
-            Subject::Notification(_) => None,
+            Subject::Notification(_) | Subject::Block(_) => None,
         }));
     let statuses: std::collections::HashMap<String, VerificationStatus> = tx
         .lock_verification_statuses(&verification_ids)
@@ -196,6 +196,7 @@ async fn lock_batch_with_subjects(
                 })?)
             }
             Subject::Notification(_) => SubjectState::Notification,
+            Subject::Block(id) => return Err(message_of_block(id)),
         };
         locked.insert(message.id.clone(), (message, state));
     }
@@ -229,6 +230,7 @@ async fn lock_read_message(
                 StoreError::Corrupt(format!("message of missing verification {verification_id}"))
             })?,
         Subject::Notification(_) => SubjectState::Notification,
+        Subject::Block(id) => return Err(message_of_block(id)),
     };
     if tx.reads_are_locked() {
         // Nothing can have changed the message since it was read.
@@ -250,7 +252,13 @@ async fn subject_state(tx: &mut WriteTx, subject: &Subject) -> StoreResult<Subje
             .map(SubjectState::Verification)
             .ok_or_else(|| StoreError::Corrupt(format!("message of missing verification {id}"))),
         Subject::Notification(_) => Ok(SubjectState::Notification),
+        Subject::Block(id) => Err(message_of_block(id)),
     }
+}
+
+/// A message whose subject is a block: blocks send nothing, so the store is corrupt.
+fn message_of_block(id: &str) -> StoreError {
+    StoreError::Corrupt(format!("message of block {id}"))
 }
 
 /// A verification's message failed: its workflow's next step is due now.

@@ -28,7 +28,7 @@ use crate::decide::Decider;
 use crate::domain::{Notification, OutboxMessage, SubjectState, Verification, VerificationRefusal};
 use crate::notify::NotifyPolicy;
 use crate::store::{EventLog, Outbox, SqlStore, StoreError, WriteTx};
-use verify_policy::abuse::RateLimits;
+use verify_policy::abuse::AbuseDefense;
 
 /// Why a use case did not do what was asked, for the transport to map (see `crate::errors`).
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +161,8 @@ pub struct UseCases {
     verify_queue: Arc<verify::VerifyQueue>,
     /// Views of ended verifications, answered from memory.
     ended: Arc<ended::EndedViews>,
+    /// Abuse defense: rate limits, blocks, the pumping guard, geo permissions, guessing.
+    defense: Arc<AbuseDefense>,
 }
 
 impl UseCases {
@@ -171,19 +173,20 @@ impl UseCases {
         settings: CodeSettings,
         decider: Arc<Decider>,
         rules: Arc<NotifyPolicy>,
-        limits: Arc<RateLimits>,
+        defense: Arc<AbuseDefense>,
         shutdown: signal::Receiver<bool>,
     ) -> Self {
         let ended = ended::EndedViews::new();
         ended.follow(Arc::clone(&store), shutdown.clone());
-        abuse::forget_old_counts(Arc::clone(&store), Arc::clone(&limits), shutdown.clone());
+        abuse::forget_old_counts(Arc::clone(&store), Arc::clone(&defense), shutdown.clone());
         UseCases {
             ended,
             verify_queue: verify::VerifyQueue::new(
                 Arc::clone(&store),
                 settings.clone(),
-                Arc::clone(&limits),
+                Arc::clone(&defense),
             ),
+            defense,
             store,
             codes,
             settings,

@@ -7,11 +7,13 @@ use std::sync::{Arc, PoisonError};
 use tokio::sync::oneshot;
 
 use verify_carrier::{Channel, mask_number};
-use verify_policy::abuse::{BucketKey, RateLimits, RawContext, RequestContext};
+use verify_policy::abuse::{
+    AbuseDefense, BucketKey, GeoPermission, RateLimits, RawContext, RequestContext,
+};
 use verify_policy::rules::Decision;
 use verify_policy::{ChannelRefusal, Classification, Workflow, choose_channel, classify};
 
-use super::abuse::{count_sent, rate_limits_of};
+use super::abuse::{count_sent, guard_group, rate_limits_of, store_blocks};
 use super::{UseCaseError, UseCases, VerificationView, drop_unsent_messages, input, new_id};
 use crate::clock::now_ms;
 use crate::config::CodeSettings;
@@ -90,6 +92,21 @@ impl Plan {
     pub(super) fn idempotency_key(&self) -> Option<&String> {
         self.idempotency_key.as_ref()
     }
+
+    /// The number, E.164.
+    pub(super) fn e164(&self) -> &str {
+        &self.e164
+    }
+
+    /// The number's country, if it has one.
+    pub(super) fn region(&self) -> Option<&str> {
+        self.classification.region_code.as_deref()
+    }
+
+    /// The number's line type, as its range says.
+    pub(super) fn line_type(&self) -> Option<verify_policy::LineType> {
+        self.classification.line_type
+    }
 }
 
 /// How the transaction ended.
@@ -114,8 +131,8 @@ pub(super) struct VerifyQueue {
     slots: Arc<tokio::sync::Semaphore>,
     store: Arc<SqlStore>,
     settings: CodeSettings,
-    /// Rate limits every Verify that would send a code is counted against.
-    limits: Arc<RateLimits>,
+    /// Rate limits, blocks and the pumping guard every Verify that would send a code meets.
+    defense: Arc<AbuseDefense>,
 }
 
 /// One request's part of a group: what to store (the plan, the code, the classification
@@ -139,14 +156,14 @@ impl VerifyQueue {
     pub(super) fn new(
         store: Arc<SqlStore>,
         settings: CodeSettings,
-        limits: Arc<RateLimits>,
+        defense: Arc<AbuseDefense>,
     ) -> Arc<VerifyQueue> {
         Arc::new(VerifyQueue {
             waiting: Default::default(),
             slots: Arc::new(tokio::sync::Semaphore::new(GROUPS_IN_FLIGHT)),
             store,
             settings,
-            limits,
+            defense,
         })
     }
 
@@ -207,12 +224,12 @@ impl VerifyQueue {
             return;
         }
         let settings = self.settings.clone();
-        let limits = Arc::clone(&self.limits);
+        let defense = Arc::clone(&self.defense);
         let written = self
             .store
             .write(move |tx| {
                 Box::pin(async move {
-                    Ok::<_, UseCaseError>(store_group_in(tx, work, &settings, &limits).await)
+                    Ok::<_, UseCaseError>(store_group_in(tx, work, &settings, &defense).await)
                 })
             })
             .await;
@@ -237,7 +254,7 @@ async fn store_group_in(
     tx: &mut WriteTx,
     work: Vec<Work>,
     settings: &CodeSettings,
-    limits: &RateLimits,
+    defense: &AbuseDefense,
 ) -> Vec<Result<Stored, UseCaseError>> {
     let mut results: Vec<Option<Result<Stored, UseCaseError>>> =
         work.iter().map(|_| None).collect();
@@ -249,13 +266,26 @@ async fn store_group_in(
     // Rate limits: each request that could send a code is counted against the counts stored
     // and the requests before it in the group; one over a limit is refused, alone. An
     // idempotent retry of an earlier request sends nothing and is not limited.
-    let limited = match rate_limits_of(tx, &work, &used_keys, limits, now).await {
+    let mut limited = match rate_limits_of(tx, &work, &used_keys, &defense.limits, now).await {
         Ok(limited) => limited,
         Err(error) => return failed_group(&work, &error),
     };
+    let refused: HashSet<usize> = limited.refusals.iter().map(|(index, _)| *index).collect();
     for (index, refusal) in limited.refusals {
         results[index] = Some(Err(refusal));
     }
+    // Blocks and the pumping guard, for the requests the limits allowed.
+    let guarded = match guard_group(tx, &work, &refused, &used_keys, defense, now).await {
+        Ok(guarded) => guarded,
+        Err(error) => return failed_group(&work, &error),
+    };
+    for (index, refusal) in guarded.refusals {
+        results[index] = Some(Err(refusal));
+    }
+    for (counted, pumping) in limited.counted_in.iter_mut().zip(guarded.counted_in) {
+        counted.extend(pumping);
+    }
+    store_blocks(tx, guarded.new_blocks, now).await;
     // A read that fails leaves every request to the one-by-one path, which says why.
     let fresh = new_numbers_of(tx, &work, &used_keys, &results)
         .await
@@ -495,6 +525,30 @@ impl UseCases {
                 }
             })?;
         let region = classification.region_code.clone();
+        // Abuse defense that needs no counts: geo permissions, and at `strict` the number
+        // types pumping favours.
+        let geo = self.defense.geo.decide(
+            region.as_deref(),
+            region.as_deref().is_some_and(|r| self.rules.has_country(r)),
+        );
+        match geo.permission {
+            GeoPermission::Block => return Err(UseCaseError::precondition("to", geo.reason)),
+            GeoPermission::Monitor => {
+                tracing::info!(
+                    to = %mask_number(classification.e164.as_deref().unwrap_or_default()),
+                    "{}",
+                    geo.reason
+                );
+            }
+            GeoPermission::Allow => {}
+        }
+        if let Some(reason) = self
+            .defense
+            .pumping
+            .refuses_line_type(classification.line_type)
+        {
+            return Err(UseCaseError::precondition("to", reason));
+        }
         // The channel check above refuses what no workflow may send (SMS to a landline,
         // premium-rate numbers); the strategy then picks the step, channel and route.
         let first = self
@@ -535,7 +589,7 @@ impl UseCases {
             }
             _ => {}
         }
-        let explanation = if first.channel == channel_choice.channel {
+        let mut explanation = if first.channel == channel_choice.channel {
             format!(
                 "{}; {}; {}",
                 rules.explain(),
@@ -545,6 +599,9 @@ impl UseCases {
         } else {
             format!("{}; {}", rules.explain(), first.explanation)
         };
+        if geo.permission == GeoPermission::Monitor {
+            explanation = format!("{}; {explanation}", geo.reason);
+        }
         Ok(Plan {
             e164: classification.e164.clone().unwrap_or_default(),
             classification,

@@ -55,6 +55,7 @@ impl UseCases {
             let (resource, field) = match subject {
                 Subject::Verification(_) => ("verification", "verification_id"),
                 Subject::Notification(_) => ("notification", "notification_id"),
+                Subject::Block(_) => ("block", "block_id"),
             };
             return Err(UseCaseError::NotFound {
                 resource,

@@ -2,6 +2,7 @@
 //! one set of statements, with the few dialect differences (row locks, write transactions,
 //! event ordering, notifications across processes) switched here.
 
+mod blocks;
 pub mod conversion;
 mod db;
 mod events;
@@ -611,6 +612,16 @@ impl SqlStore {
         rows::by_ids(self.read_background(), &rows::NOTIFICATIONS, ids).await
     }
 
+    /// Blocks, newest first: those in force at `active_at`, or with `None` every block kept
+    /// (ended and lifted ones for a week); at most `limit`.
+    pub async fn list_blocks(
+        &self,
+        active_at: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<verify_policy::abuse::Block>> {
+        blocks::list(self.read(), active_at, limit).await
+    }
+
     /// A notification by id.
     pub async fn notification(&self, id: &str) -> StoreResult<Option<Notification>> {
         rows::by_id(self.read(), &rows::NOTIFICATIONS, id).await
@@ -635,6 +646,8 @@ impl SqlStore {
         Ok(match subject {
             Subject::Verification(id) => self.verification(id).await?.is_some(),
             Subject::Notification(id) => self.notification(id).await?.is_some(),
+            // Events are not watched by block.
+            Subject::Block(_) => false,
         })
     }
 
