@@ -5,7 +5,9 @@
 //! before the answer, then sent by the dispatcher), the first Check of each verification the
 //! Verify round made (with its right code, from the sim carrier's outbox: a write that
 //! approves it, as long as the round's verifications last), Check of an approved verification,
-//! Classify. Prints calls/s, p50/p99 latency and the ratio to the bare call; whether the
+//! Classify. Each Verify round is followed by one against a second verifyd with abuse defense
+//! off (rate limits, pumping guard, guessing cool-off), for what checking the rules costs.
+//! Prints calls/s, p50/p99 latency and the ratio to the bare call; whether the
 //! dispatcher kept pace (messages handed to the carrier while Verify ran, and when the last
 //! was); Verify's latency at a steady 1,000 calls/s; and the database's own commit rates on
 //! the same machine: SQLite (WAL, synchronous=FULL) one transaction at a time and 64 writes
@@ -94,29 +96,46 @@ fn serve_bare() {
     });
 }
 
-/// The benchmark's Verify traffic is what SMS pumping looks like (codes to consecutive numbers,
-/// never checked), which the default limit per number prefix refuses after 100 an hour: the
-/// limits are counted and checked as always, with that one set high enough never to refuse.
-/// With `VERIFYD_BENCH_NO_LIMITS=1`, every rate limit is switched off instead (to measure what
-/// they cost).
-fn bench_limits() -> String {
-    let limit = |name: &str, key: &str, max: u64, enabled: bool| {
-        format!(
-            "[[abuse.rate_limits.limits]]\nname = \"{name}\"\nkey = \"{key}\"\nmax = {max}\nper = \"1h\"\nenabled = {enabled}\n"
-        )
-    };
-    if std::env::var_os("VERIFYD_BENCH_NO_LIMITS").is_none() {
-        return limit("per-number-prefix", "number_prefix", 4_000_000_000, true);
-    }
-    verify_policy::abuse::limits::default_limits()
-        .iter()
-        .map(|default| limit(&default.name, default.key.as_str(), 1, false))
-        .collect()
+/// Abuse defense as the benchmark's two servers run it.
+#[derive(Clone, Copy, PartialEq)]
+enum Defense {
+    /// As it ships: no `[abuse]` configuration.
+    Defaults,
+    /// Every rate limit, the pumping guard and the guessing cool-off switched off (the
+    /// baseline of what checking the rules costs).
+    Off,
 }
 
-/// verifyd with default settings (and [`bench_limits`]) on `database_url`, its data in
-/// `directory`.
-fn start_verifyd(database_url: &str, directory: &Path) -> Process {
+/// The `[abuse]` configuration of `defense`.
+fn abuse_config(defense: Defense) -> String {
+    if defense == Defense::Defaults {
+        return String::new();
+    }
+    let mut config: String = verify_policy::abuse::limits::default_limits()
+        .iter()
+        .map(|default| {
+            format!(
+                "[[abuse.rate_limits.limits]]\nname = \"{}\"\nkey = \"{}\"\nmax = 1\nper = \"1h\"\nenabled = false\n",
+                default.name,
+                default.key.as_str()
+            )
+        })
+        .collect();
+    config.push_str("[abuse.pumping]\nlevel = \"off\"\n[abuse.guessing]\nenabled = false\n");
+    config
+}
+
+/// The `k`-th number the benchmark verifies: GB mobiles +44 74xx xxxxxx, 1,001 apart, so that
+/// each call is in another number prefix (a prefix gets its next number 100,000 calls later),
+/// as people verifying their own numbers are. Codes to consecutive numbers, never checked,
+/// are SMS pumping, which the defaults refuse.
+fn bench_number(k: u64) -> String {
+    format!("+4474{:08}", k * 1001 % 100_000_000)
+}
+
+/// verifyd with default settings (abuse defense as `defense` says) on `database_url`, its data
+/// in `directory`.
+fn start_verifyd(database_url: &str, directory: &Path, defense: Defense) -> Process {
     let config = directory.join("verifyd.toml");
     std::fs::write(
         &config,
@@ -124,7 +143,7 @@ fn start_verifyd(database_url: &str, directory: &Path) -> Process {
             "listen = \"127.0.0.1:0\"\ndatabase_url = \"{database_url}\"\ndata_dir = \"{}\"\nsim_outbox = \"{}\"\n{}",
             directory.display(),
             directory.join("outbox.jsonl").display(),
-            bench_limits()
+            abuse_config(defense)
         ),
     )
     .expect("config");
@@ -239,11 +258,25 @@ async fn connect(address: &str) -> Vec<Channel> {
     channels
 }
 
-async fn run(label: &str, database_url: &str, directory: &Path, bare: &str, quick: bool) {
-    let verifyd = start_verifyd(database_url, directory);
+/// Runs the rounds against verifyd on `database_url` with abuse defense as it ships, and its
+/// Verify rounds also against a second verifyd on `baseline_url` with abuse defense off.
+async fn run(
+    label: &str,
+    database_url: &str,
+    baseline_url: &str,
+    directory: &Path,
+    bare: &str,
+    quick: bool,
+) {
+    let verifyd = start_verifyd(database_url, directory, Defense::Defaults);
+    let baseline_dir = directory.join("baseline");
+    std::fs::create_dir_all(&baseline_dir).expect("dir");
+    let baseline = start_verifyd(baseline_url, &baseline_dir, Defense::Off);
     let outbox = directory.join("outbox.jsonl");
+    let baseline_outbox = baseline_dir.join("outbox.jsonl");
     let bare_channels = Arc::new(connect(bare).await);
     let channels = Arc::new(connect(&verifyd.address).await);
+    let baseline_channels = Arc::new(connect(&baseline.address).await);
 
     let echo = {
         let channels = Arc::clone(&bare_channels);
@@ -262,17 +295,16 @@ async fn run(label: &str, database_url: &str, directory: &Path, bare: &str, quic
         }
     };
     // Every Verify is a new number: a new verification and message, none a resend.
-    let next_number = Arc::new(AtomicU64::new(0));
-    let verify = {
-        let channels = Arc::clone(&channels);
-        let next_number = Arc::clone(&next_number);
+    let verify_on = |channels: &Arc<Vec<Channel>>, next_number: &Arc<AtomicU64>| {
+        let channels = Arc::clone(channels);
+        let next_number = Arc::clone(next_number);
         move |worker: usize| {
             let mut client = VerifyServiceClient::new(channels[worker % CONNECTIONS].clone());
             let n = next_number.fetch_add(1, Ordering::Relaxed);
             async move {
                 client
                     .verify(VerifyRequest {
-                        to: format!("+447400{n:06}"),
+                        to: bench_number(n),
                         ..VerifyRequest::default()
                     })
                     .await
@@ -280,6 +312,10 @@ async fn run(label: &str, database_url: &str, directory: &Path, bare: &str, quic
             }
         }
     };
+    let next_number = Arc::new(AtomicU64::new(0));
+    let verify = verify_on(&channels, &next_number);
+    let baseline_next = Arc::new(AtomicU64::new(0));
+    let verify_baseline = verify_on(&baseline_channels, &baseline_next);
     // Check of an approved verification: the code is right, nothing changes.
     let approved = {
         let mut client = VerifyServiceClient::new(channels[0].clone());
@@ -343,6 +379,7 @@ async fn run(label: &str, database_url: &str, directory: &Path, bare: &str, quic
     round(Duration::from_millis(500), echo.clone()).await;
     round(Duration::from_millis(500), classify.clone()).await;
     let mut totals: [Load; 5] = Default::default();
+    let mut baseline_total = Load::default();
     // Outbox lines whose codes a first-check round has taken.
     let mut codes_taken = sent(&outbox) as usize;
     let mut verify_time = Duration::ZERO;
@@ -372,6 +409,14 @@ async fn run(label: &str, database_url: &str, directory: &Path, bare: &str, quic
         }
         longest_drain = longest_drain.max(drain_started.elapsed());
         all_sent &= sent(&outbox) - sent_before >= verified;
+        // The same round against the server with abuse defense off, its backlog sent before
+        // the next round.
+        baseline_total.add(round(budget, verify_baseline.clone()).await);
+        let baseline_verified = baseline_next.load(Ordering::Relaxed);
+        let drain_started = Instant::now();
+        while sent(&baseline_outbox) < baseline_verified && drain_started.elapsed().as_secs() < 60 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         if !verify_only {
             // The codes this round's Verify calls sent, each checked once.
             let (pending, lines) = codes_sent(&outbox, codes_taken);
@@ -381,8 +426,14 @@ async fn run(label: &str, database_url: &str, directory: &Path, bare: &str, quic
             totals[4].add(round(budget, classify.clone()).await);
         }
     }
+    let defense_cost = format!(
+        "abuse defense as it ships costs Verify {:.1}% ({:.0}/s with it, {:.0}/s on a second server with it off, alternating rounds)",
+        100.0 * (1.0 - totals[1].rate() / baseline_total.rate()),
+        totals[1].rate(),
+        baseline_total.rate()
+    );
     if verify_only {
-        println!("Verify: {:.0}/s", totals[1].rate());
+        println!("Verify: {:.0}/s; {defense_cost}", totals[1].rate());
         return;
     }
     let verified = next_number.load(Ordering::Relaxed) - verified_before;
@@ -428,6 +479,7 @@ async fn run(label: &str, database_url: &str, directory: &Path, bare: &str, quic
             format!("NOT all sent 60 s after a round of Verify ({verified} verified)")
         }
     );
+    println!("  {defense_cost}");
 
     // Verify at a steady 1,000 calls/s: latency from when each call was due (so a stall
     // counts against every call it delayed).
@@ -461,6 +513,7 @@ async fn run(label: &str, database_url: &str, directory: &Path, bare: &str, quic
         ms(percentile(&mut latencies, 1.0)),
     );
     drop(verifyd);
+    drop(baseline);
 }
 
 /// SQLite's own commit rate on this disk (WAL, synchronous=FULL, as verifyd sets it), through
@@ -655,7 +708,19 @@ fn main() {
             let sqlite_dir = path.join("sqlite");
             std::fs::create_dir_all(&sqlite_dir).expect("dir");
             let sqlite_url = format!("sqlite://{}", sqlite_dir.join("verifyd.db").display());
-            run("SQLite", &sqlite_url, &sqlite_dir, &bare.address, quick).await;
+            let baseline_url = format!(
+                "sqlite://{}",
+                sqlite_dir.join("baseline").join("verifyd.db").display()
+            );
+            run(
+                "SQLite",
+                &sqlite_url,
+                &baseline_url,
+                &sqlite_dir,
+                &bare.address,
+                quick,
+            )
+            .await;
             if verify_only.is_some() {
                 return;
             }
@@ -667,10 +732,21 @@ fn main() {
                 }
                 drop_database(&admin, &name).await;
                 let (admin, name, url) = postgres_database("verifyd").await.expect("database");
+                let (_, baseline_name, baseline_url) =
+                    postgres_database("baseline").await.expect("database");
                 let pg_dir = path.join("postgres");
                 std::fs::create_dir_all(&pg_dir).expect("dir");
-                run("PostgreSQL", &url, &pg_dir, &bare.address, quick).await;
+                run(
+                    "PostgreSQL",
+                    &url,
+                    &baseline_url,
+                    &pg_dir,
+                    &bare.address,
+                    quick,
+                )
+                .await;
                 drop_database(&admin, &name).await;
+                drop_database(&admin, &baseline_name).await;
             }
             None => println!("PostgreSQL: no server; skipped"),
         }

@@ -14,14 +14,15 @@ use std::time::{Duration, Instant};
 
 use tokio_stream::StreamExt;
 use tonic::Code;
-use verify_client::proto::v1::{CheckResult, EventType, RequestContext};
-use verify_client::{VerifyClient, VerifyOptions};
+use verify_client::proto::v1::{CheckResult, EventType, MessageCategory, RequestContext};
+use verify_client::{NotifyOptions, VerifyClient, VerifyOptions};
 use verify_e2e::{Backend, TestServer, on_both_backends, refusal};
 
 on_both_backends!(
     a_pumping_bot_is_stopped_and_honest_users_are_not_refused,
     a_guesser_is_cooled_off_for_longer_each_time,
     geo_permissions_block_a_country_and_say_which_setting,
+    notify_meets_blocks_and_the_limits_of_the_client,
 );
 
 /// Bot requests, prefixes they walk, and honest requests of the attack test.
@@ -287,6 +288,23 @@ async fn a_guesser_is_cooled_off_for_longer_each_time(backend: Backend) {
         !server.log().contains(number) && !server.log().contains(&right),
         "numbers are masked and codes never logged"
     );
+    // Checks by number of a number with no verification count as wrong codes too: a prober
+    // gets five NOT_FOUND answers, then the number is cooled off like any other.
+    for _ in 0..5 {
+        let status = client
+            .check_by_number("+447400765432", "123456")
+            .await
+            .unwrap_err();
+        assert_eq!(status.status().unwrap().code(), Code::NotFound);
+    }
+    let (code, message, ..) = refusal(
+        &client
+            .check_by_number("+447400765432", "123456")
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, Code::ResourceExhausted);
+    assert!(message.contains("by rule `guessing`"), "{message}");
 }
 
 /// A new verification of `number`: its id, its code, and a wrong code.
@@ -351,4 +369,57 @@ async fn geo_permissions_block_a_country_and_say_which_setting(backend: Backend)
         .verify(VerifyOptions::new("+447400123456"))
         .await
         .unwrap();
+}
+
+async fn notify_meets_blocks_and_the_limits_of_the_client(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let client = VerifyClient::connect(server.url()).await.expect("connect");
+    let alert = |to: &str, ip: &str| NotifyOptions {
+        context: Some(RequestContext {
+            client_ip: ip.into(),
+            ..RequestContext::default()
+        }),
+        ..NotifyOptions::new(
+            to,
+            MessageCategory::Alert,
+            "Unusual sign-in to your account.",
+        )
+    };
+    // Alerts to neighbouring numbers are not pumping: no code, no guard.
+    for k in 0..4 {
+        client
+            .notify(alert(&format!("+447400555{k:03}"), "198.51.100.1"))
+            .await
+            .expect("notify");
+    }
+    // A prefix blocked for codes is blocked for notifications too.
+    for k in 0..3 {
+        let _ = client
+            .verify(VerifyOptions::new(format!("+447400666{k:03}")))
+            .await;
+    }
+    let error = client
+        .notify(alert("+447400666500", "198.51.100.2"))
+        .await
+        .unwrap_err();
+    let (code, message, ..) = refusal(&error);
+    assert_eq!(code, Code::ResourceExhausted);
+    assert!(
+        message.starts_with("number_prefix +447400666*** blocked"),
+        "{message}"
+    );
+    // The limit of the client's address counts notifications: 10 an hour.
+    for k in 4..10 {
+        client
+            .notify(alert(&format!("+447400777{k:03}"), "198.51.100.1"))
+            .await
+            .expect("notify");
+    }
+    let error = client
+        .notify(alert("+447400777999", "198.51.100.1"))
+        .await
+        .unwrap_err();
+    let (code, _, _, subject) = refusal(&error);
+    assert_eq!(code, Code::ResourceExhausted);
+    assert_eq!(subject, "per-client-ip: client_ip 198.51.100.1");
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch as signal;
 use verify_carrier::mask_number;
 use verify_policy::abuse::{
-    AbuseDefense, Block, BlockRule, BlockTarget, BucketKey, CountryActivity, LimitRefusal,
+    AbuseDefense, Block, BlockRule, BlockTarget, BucketKey, CountryActivity, KeyKind, LimitRefusal,
     RateLimits, RecentSend, Usage,
 };
 
@@ -65,17 +65,7 @@ pub(super) async fn rate_limits_of(
         .collect();
     keys.sort_unstable();
     keys.dedup();
-    let since = limits
-        .limits()
-        .iter()
-        .map(|limit| limit.oldest_slot_in_window(now))
-        .min()
-        .unwrap_or(now);
-    let mut usage: HashMap<String, Usage> = HashMap::new();
-    for (bucket, slot, count) in tx.rate_counts(&keys, since).await? {
-        let count = u32::try_from(count.max(0)).unwrap_or(u32::MAX);
-        usage.entry(bucket).or_default().slots.push((slot, count));
-    }
+    let mut usage = usage_of(tx, limits, &keys, now).await?;
     let mut refusals = Vec::new();
     let mut counted = Vec::with_capacity(work.len());
     for (index, request_buckets) in buckets.into_iter().enumerate() {
@@ -102,14 +92,7 @@ pub(super) async fn rate_limits_of(
                 counted.push(counted_in);
             }
             Err(refusal) => {
-                tracing::info!(
-                    limit = %refusal.bucket.limit,
-                    key = %refusal.bucket.kind.as_str(),
-                    value = %refusal.bucket.shown(),
-                    count = refusal.count,
-                    "request refused by a rate limit"
-                );
-                refusals.push((index, rate_limited(&refusal, now)));
+                refusals.push((index, rate_limited(&refusal, "request", now)));
                 counted.push(Vec::new());
             }
         }
@@ -120,8 +103,16 @@ pub(super) async fn rate_limits_of(
     })
 }
 
-/// The error a refusal becomes: its explanation, what it limits, and when to retry.
-fn rate_limited(refusal: &LimitRefusal, now: i64) -> UseCaseError {
+/// The error a refusal of a `what` (a request, a notification) becomes: its explanation, what
+/// it limits, and when to retry; logged with the number masked.
+fn rate_limited(refusal: &LimitRefusal, what: &str, now: i64) -> UseCaseError {
+    tracing::info!(
+        limit = %refusal.bucket.limit,
+        key = %refusal.bucket.kind.as_str(),
+        value = %refusal.bucket.shown(),
+        count = refusal.count,
+        "{what} refused by a rate limit"
+    );
     let wait_ms = (refusal.retry_at_ms - now).max(0) as u64;
     UseCaseError::RateLimited {
         explanation: refusal.explain(now),
@@ -455,6 +446,72 @@ fn last_block_start(blocks: &[Block], target: &BlockTarget) -> Option<i64> {
         .max()
 }
 
+/// Abuse defense for one Notify, in its write: a notification to a number, prefix or country
+/// under a block in force is refused, and the rate limits keyed on what the client says of
+/// the person asking (IP address and network, device, user) and on the API key count it and
+/// refuse it when full. The limits keyed on the number, its prefix and country count codes
+/// only: an alert to many people of one range is not pumping.
+pub(super) async fn guard_notify(
+    tx: &mut WriteTx,
+    defense: &AbuseDefense,
+    e164: &str,
+    region: &str,
+    context: &verify_policy::abuse::RequestContext,
+    now: i64,
+) -> Result<(), UseCaseError> {
+    let limits = &defense.limits;
+    let prefix = limits.prefix_of(e164, Some(region));
+    let targets = [
+        BlockTarget::number(e164),
+        BlockTarget::prefix(&prefix),
+        BlockTarget::country(region),
+    ];
+    let keys: Vec<String> = targets.iter().map(BlockTarget::storage_key).collect();
+    let blocks = tx.blocks_of(&keys, now).await?;
+    if let Some(block) = blocks
+        .iter()
+        .filter(|block| block.refuses(now))
+        .max_by_key(|block| block.ends_ms)
+    {
+        return Err(blocked(block, now));
+    }
+    let buckets: Vec<(BucketKey, String)> = limits
+        .buckets(e164, Some(region), context)
+        .into_iter()
+        .filter(|bucket| {
+            !matches!(
+                bucket.kind,
+                KeyKind::Number | KeyKind::NumberPrefix | KeyKind::Country
+            )
+        })
+        .map(|bucket| {
+            let key = bucket.storage_key();
+            (bucket, key)
+        })
+        .collect();
+    if buckets.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<String> = buckets.iter().map(|(_, key)| key.clone()).collect();
+    let mut usage = usage_of(tx, limits, &keys, now).await?;
+    let counted: Vec<(BucketKey, Usage)> = buckets
+        .iter()
+        .map(|(bucket, key)| (bucket.clone(), usage.remove(key).unwrap_or_default()))
+        .collect();
+    if let Err(refusal) = limits.check(&counted, now) {
+        return Err(rate_limited(&refusal, "notification", now));
+    }
+    let counts: Vec<(String, i64, i64)> = buckets
+        .into_iter()
+        .filter_map(|(bucket, key)| {
+            let slot = limits.limit(&bucket.limit)?.slot_of(now);
+            Some((key, slot, 1))
+        })
+        .collect();
+    tx.add_rate_counts(&counts).await?;
+    Ok(())
+}
+
 /// Stores the blocks a group started. A failure is logged and does not undo the group's
 /// requests (the requests it refused stay refused; the next one judges again).
 pub(super) async fn store_blocks(tx: &mut WriteTx, blocks: Vec<Block>, now: i64) {
@@ -477,6 +534,27 @@ pub(super) async fn store_blocks(tx: &mut WriteTx, blocks: Vec<Block>, now: i64)
     if let Err(error) = stored {
         tracing::warn!(%error, "storing blocks failed");
     }
+}
+
+/// What is counted in the rate-limit buckets `keys`, in every slot some limit's window holds.
+async fn usage_of(
+    tx: &mut WriteTx,
+    limits: &RateLimits,
+    keys: &[String],
+    now: i64,
+) -> Result<HashMap<String, Usage>, StoreError> {
+    let since = limits
+        .limits()
+        .iter()
+        .map(|limit| limit.oldest_slot_in_window(now))
+        .min()
+        .unwrap_or(now);
+    let mut usage: HashMap<String, Usage> = HashMap::new();
+    for (bucket, slot, count) in tx.rate_counts(keys, since).await? {
+        let count = u32::try_from(count.max(0)).unwrap_or(u32::MAX);
+        usage.entry(bucket).or_default().slots.push((slot, count));
+    }
+    Ok(usage)
 }
 
 /// What Check's guard does around one check of a pending verification of `e164`.

@@ -78,12 +78,21 @@ impl UseCases {
         } else {
             self.store.verification(&value).await?
         };
-        let mut verification = read.ok_or_else(|| not_found_verification(field, &value))?;
+        let Some(mut verification) = read else {
+            if by_number {
+                self.count_probe(&value, None, now).await?;
+            }
+            return Err(not_found_verification(field, &value));
+        };
         if verification.has_ended() {
             let result = verification
                 .check(code, &self.codes, now)
                 .map_err(code_length_refused)?
                 .result;
+            if by_number && result != CheckResult::Approved {
+                self.count_probe(&value, verification.region_code.as_deref(), now)
+                    .await?;
+            }
             tracing::info!(verification = %verification.id, ?result, "code checked");
             return Ok((result, self.view_of(verification).await?));
         }
@@ -134,6 +143,33 @@ impl UseCases {
             .await?;
         tracing::info!(verification = %verification.id, ?result, "code checked");
         Ok((result, self.view_of(verification).await?))
+    }
+
+    /// A check by number that found no pending verification to try the code on counts as a
+    /// wrong code for the number, so that checks by number cannot probe many times which
+    /// numbers have verifications: after a few, the number is cooled off and every check of
+    /// it is answered alike, with the cool-off.
+    async fn count_probe(
+        &self,
+        e164: &str,
+        region: Option<&str>,
+        now: i64,
+    ) -> Result<(), UseCaseError> {
+        if !self.defense.guessing.is_on() {
+            return Ok(());
+        }
+        let defense = Arc::clone(&self.defense);
+        let (e164, region) = (e164.to_string(), region.map(str::to_string));
+        self.store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let guard = CheckGuard::new(&defense, &e164, region.as_deref());
+                    let cool_offs = guard.before(tx, now).await?;
+                    guard.after(tx, false, true, &cool_offs, now).await?;
+                    Ok::<_, UseCaseError>(())
+                })
+            })
+            .await
     }
 
     /// Cancels a pending verification; canceling a canceled one changes nothing.

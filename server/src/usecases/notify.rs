@@ -1,15 +1,19 @@
 //! Notify: send a message that is not a code under the recipient country's rules: now, held
 //! as a durable scheduled message until the rules allow it, or refused naming the rule.
 
+use std::sync::Arc;
+
 use verify_carrier::{Channel, mask_number};
+use verify_policy::abuse::GeoPermission;
 use verify_policy::classify;
 use verify_policy::rules::{Category, Decision, RuleRef};
 
+use super::abuse::guard_notify;
 use super::{NotificationView, UseCaseError, UseCases, input, new_id};
 use crate::clock::now_ms;
 use crate::domain::{MessageSpec, Notification, OutboxMessage, SubjectState};
 use crate::notify::field_of;
-use crate::store::{EventLog, NotificationRepository, Outbox, StoreError};
+use crate::store::{EventLog, NotificationRepository, Outbox};
 
 /// Longest Notify body, in characters (ten concatenated SMS parts).
 const MAX_NOTIFY_BODY_CHARS: usize = 1600;
@@ -55,8 +59,7 @@ impl UseCases {
     /// naming the rule.
     pub async fn notify(&self, request: NotifyInput) -> Result<NotifyOutcome, UseCaseError> {
         input::validate_number_input("to", &request.to)?;
-        // Checked so that a client learns of a bad context now; no limit counts it yet.
-        input::request_context(&request.context)?;
+        let context = input::request_context(&request.context)?;
         let category = request.category.ok_or_else(|| {
             UseCaseError::invalid(
                 "category",
@@ -100,6 +103,14 @@ impl UseCases {
                 format!("invalid phone number: {}", classification.detail),
             ));
         };
+        // Geo permissions as for codes.
+        let geo = self
+            .defense
+            .geo
+            .decide(Some(&region), self.rules.has_country(&region));
+        if geo.permission == GeoPermission::Block {
+            return Err(UseCaseError::precondition("to", geo.reason));
+        }
         let channel = Channel::Sms;
         let routes = self.decider.routes_for(Some(&region), &e164, channel);
         let Some((first, rest)) = routes.split_first() else {
@@ -136,6 +147,9 @@ impl UseCases {
             first.carrier,
             first.reason
         );
+        if geo.permission == GeoPermission::Monitor {
+            notification.decision = format!("{}; {}", geo.reason, notification.decision);
+        }
         let spec = MessageSpec {
             id: new_id("msg"),
             subject: notification.subject(),
@@ -161,6 +175,7 @@ impl UseCases {
         };
 
         let stored = (notification.clone(), message.clone());
+        let defense = Arc::clone(&self.defense);
         let earlier = self
             .store
             .write(move |tx| {
@@ -170,8 +185,17 @@ impl UseCases {
                         && let Some(earlier) = tx.notification_for_key(key).await?
                     {
                         tx.discard();
-                        return Ok::<_, StoreError>(Some(earlier));
+                        return Ok::<_, UseCaseError>(Some(earlier));
                     }
+                    guard_notify(
+                        tx,
+                        &defense,
+                        &notification.to_e164,
+                        &notification.region_code,
+                        &context,
+                        now,
+                    )
+                    .await?;
                     tx.insert_notification(&notification).await?;
                     tx.insert_message(&message).await?;
                     tx.record([event]);
