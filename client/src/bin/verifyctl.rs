@@ -890,7 +890,12 @@ fn verification_text(verification: &Verification, now: DateTime<Utc>) -> String 
 /// One line per event: cursor, time, type, verification, status, carrier, detail. The status is
 /// the message's for message events and the verification's otherwise.
 fn event_line(event: &Event) -> String {
-    let status = if event.delivery_status == DeliveryStatus::Unspecified as i32 {
+    let status = if !event.block_id.is_empty() {
+        match event.r#type() {
+            EventType::BlockLifted => "lifted".to_owned(),
+            _ => "blocked".to_owned(),
+        }
+    } else if event.delivery_status == DeliveryStatus::Unspecified as i32 {
         status_words(event.verification_status)
     } else {
         delivery_words(event.delivery_status)

@@ -242,7 +242,9 @@ impl Block {
     /// One sentence: what is blocked, by which rule and why, for how long, and when it ends.
     pub fn explain(&self, now_ms: i64) -> String {
         let wait = Duration::from_millis((self.ends_ms - now_ms).max(0) as u64);
-        let mode = if self.enforced {
+        let mode = if self.rule == BlockRule::CountryConversion {
+            "under watch (its prefixes judged at strict thresholds)"
+        } else if self.enforced {
             "blocked"
         } else {
             "would be blocked (monitor only)"

@@ -216,6 +216,8 @@ mod tests {
         }
         assert_eq!(tries, 30);
         assert_eq!(guard.tries_within(Duration::from_secs(3600)), 30);
+        // A day: cool-offs of 1 + 2 + ... + 512 minutes end 17 h in, the next lasts 12 h.
+        assert_eq!(guard.tries_within(Duration::from_secs(24 * 3600)), 55);
         // Each try is right with probability 1 in 10^6.
         let chance = tries as f64 / 1e6;
         assert!(chance < 1e-4, "{chance}");

@@ -9,7 +9,13 @@
 //!   not verify their neighbours' numbers; a bot walking a range does.
 //! - `prefix-conversion`: the prefix had at least `prefix_min_unconverted` codes not approved
 //!   in the last `window`, and fewer than `prefix_max_conversion_percent` of its codes were.
-//! - `country-conversion`: the same for the whole country, with far higher volume.
+//! - `country-conversion`: the same for the whole country, with far higher volume. A country
+//!   is never blocked as a whole (its honest users would be refused with the bot): it is put
+//!   under watch, and its prefixes are judged at `strict` thresholds meanwhile.
+//!
+//! The conversion rules give a code [`PumpingGuard::conversion_grace`] (5 minutes) to be
+//! approved before counting it as not approved, so that a burst of honest codes is not taken
+//! for codes nobody enters; the sequence rule does not wait (a bot walking a range is fast).
 //!
 //! Numbers of the types pumping favours and that can still take a code (personal numbers,
 //! UANs, VoIP numbers) are held to half the thresholds at `standard`, and refused at
@@ -103,6 +109,50 @@ pub struct CountryActivity {
     pub approved: u64,
 }
 
+/// The thresholds of the prefix rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Thresholds {
+    sequence_min: u32,
+    sequence_span: u64,
+    prefix_min_unconverted: u32,
+    prefix_max_conversion_percent: u32,
+}
+
+impl Thresholds {
+    /// The thresholds of `level` (`strict`'s, or `standard`'s for the others).
+    fn of(level: GuardLevel) -> Thresholds {
+        if level == GuardLevel::Strict {
+            Thresholds {
+                sequence_min: 1,
+                sequence_span: 1000,
+                prefix_min_unconverted: 3,
+                prefix_max_conversion_percent: 30,
+            }
+        } else {
+            Thresholds {
+                sequence_min: 2,
+                sequence_span: 100,
+                prefix_min_unconverted: 5,
+                prefix_max_conversion_percent: 20,
+            }
+        }
+    }
+
+    /// The stricter of each threshold of the two.
+    fn stricter(self, other: Thresholds) -> Thresholds {
+        Thresholds {
+            sequence_min: self.sequence_min.min(other.sequence_min),
+            sequence_span: self.sequence_span.max(other.sequence_span),
+            prefix_min_unconverted: self
+                .prefix_min_unconverted
+                .min(other.prefix_min_unconverted),
+            prefix_max_conversion_percent: self
+                .prefix_max_conversion_percent
+                .max(other.prefix_max_conversion_percent),
+        }
+    }
+}
+
 /// The pumping guard in force.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PumpingGuard {
@@ -111,10 +161,14 @@ pub struct PumpingGuard {
     pub window: Duration,
     /// The window of the sequence rule.
     pub sequence_window: Duration,
-    sequence_min: u32,
-    sequence_span: u64,
-    prefix_min_unconverted: u32,
-    prefix_max_conversion_percent: u32,
+    /// How long a code may wait for its approval before the conversion rules count it as not
+    /// approved (people take a minute or two to enter a code; a burst of new codes is not yet
+    /// a burst of codes nobody enters).
+    pub conversion_grace: Duration,
+    /// The prefix rules' thresholds.
+    normal: Thresholds,
+    /// The prefix rules' thresholds in a country under watch: `strict`'s.
+    watched: Thresholds,
     country_min_sends: u32,
     country_max_conversion_percent: u32,
     /// How long its blocks last.
@@ -134,22 +188,24 @@ impl PumpingGuard {
     /// The guard of `config`'s level with its thresholds replaced where it says.
     pub fn from_config(config: &PumpingConfig) -> Result<PumpingGuard, PumpingConfigError> {
         let strict = config.level == GuardLevel::Strict;
+        let preset = Thresholds::of(config.level);
+        let normal = Thresholds {
+            sequence_min: config.sequence_min.unwrap_or(preset.sequence_min),
+            sequence_span: config.sequence_span.unwrap_or(preset.sequence_span),
+            prefix_min_unconverted: config
+                .prefix_min_unconverted
+                .unwrap_or(preset.prefix_min_unconverted),
+            prefix_max_conversion_percent: config
+                .prefix_max_conversion_percent
+                .unwrap_or(preset.prefix_max_conversion_percent),
+        };
         let guard = PumpingGuard {
             level: config.level,
             window: Duration::from_secs(3600),
             sequence_window: Duration::from_secs(600),
-            sequence_min: config.sequence_min.unwrap_or(if strict { 1 } else { 2 }),
-            sequence_span: config
-                .sequence_span
-                .unwrap_or(if strict { 1000 } else { 100 }),
-            prefix_min_unconverted: config.prefix_min_unconverted.unwrap_or(if strict {
-                3
-            } else {
-                5
-            }),
-            prefix_max_conversion_percent: config
-                .prefix_max_conversion_percent
-                .unwrap_or(if strict { 30 } else { 20 }),
+            conversion_grace: Duration::from_secs(300),
+            normal,
+            watched: normal.stricter(Thresholds::of(GuardLevel::Strict)),
             country_min_sends: config
                 .country_min_sends
                 .unwrap_or(if strict { 200 } else { 1000 }),
@@ -163,8 +219,11 @@ impl PumpingGuard {
             },
         };
         for (name, value) in [
-            ("sequence_min", guard.sequence_min),
-            ("prefix_min_unconverted", guard.prefix_min_unconverted),
+            ("sequence_min", guard.normal.sequence_min),
+            (
+                "prefix_min_unconverted",
+                guard.normal.prefix_min_unconverted,
+            ),
             ("country_min_sends", guard.country_min_sends),
         ] {
             if value == 0 {
@@ -174,7 +233,7 @@ impl PumpingGuard {
         for (name, value) in [
             (
                 "prefix_max_conversion_percent",
-                guard.prefix_max_conversion_percent,
+                guard.normal.prefix_max_conversion_percent,
             ),
             (
                 "country_max_conversion_percent",
@@ -187,7 +246,7 @@ impl PumpingGuard {
                 )));
             }
         }
-        if guard.sequence_span == 0 {
+        if guard.normal.sequence_span == 0 {
             return Err(PumpingConfigError(
                 "sequence_span must be at least 1".into(),
             ));
@@ -223,22 +282,23 @@ impl PumpingGuard {
         })
     }
 
-    /// Whether the rules find pumping in the sends to `e164`'s prefix (`prefix_sends`, the
-    /// verifications of the prefix started in the last [`PumpingGuard::window`]) or to its
-    /// country (`country`), given one more code to `e164` now. The first rule that finds it
-    /// wins: sequence, prefix, country.
+    /// Whether the prefix rules find pumping in the codes sent to `e164`'s prefix
+    /// (`prefix_sends`, the verifications of the prefix started in the last
+    /// [`PumpingGuard::window`]), given one more code to `e164` now; `watched` when its
+    /// country is under watch (strict thresholds). The sequence rule is asked first.
     pub fn judge(
         &self,
         e164: &str,
         prefix: &str,
         line_type: Option<LineType>,
         prefix_sends: &[RecentSend],
-        country: Option<(&str, CountryActivity)>,
+        watched: bool,
         now_ms: i64,
     ) -> Option<Verdict> {
         if !self.is_on() {
             return None;
         }
+        let thresholds = if watched { self.watched } else { self.normal };
         let risky = line_type.is_some_and(|t| RISKY_LINE_TYPES.contains(&t));
         let scored = |threshold: u32| {
             if risky {
@@ -247,75 +307,95 @@ impl PumpingGuard {
                 threshold
             }
         };
-        let risky_note = if risky {
-            format!(
+        let mut note = String::new();
+        if watched {
+            note.push_str("; strict while its country is under watch");
+        }
+        if risky {
+            note.push_str(&format!(
                 "; halved for a {} number",
                 line_type_name(line_type.unwrap_or(LineType::Unknown))
-            )
-        } else {
-            String::new()
-        };
+            ));
+        }
         if let Some(verdict) = self.sequence(
             e164,
             prefix,
-            scored(self.sequence_min),
-            &risky_note,
+            scored(thresholds.sequence_min),
+            thresholds.sequence_span,
+            &note,
             prefix_sends,
             now_ms,
         ) {
             return Some(verdict);
         }
+        // Codes younger than the grace count once approved, not before.
         let since = now_ms - self.window.as_millis() as i64;
-        let in_window = prefix_sends.iter().filter(|send| send.at_ms >= since);
-        let (sent, approved) = in_window.fold((0u64, 0u64), |(sent, approved), send| {
+        let matured = now_ms - self.conversion_grace.as_millis() as i64;
+        let counted = prefix_sends
+            .iter()
+            .filter(|send| send.at_ms >= since && (send.approved || send.at_ms <= matured));
+        let (sent, approved) = counted.fold((0u64, 0u64), |(sent, approved), send| {
             (sent + 1, approved + u64::from(send.approved))
         });
-        let min_unconverted = scored(self.prefix_min_unconverted);
+        let min_unconverted = scored(thresholds.prefix_min_unconverted);
         if sent - approved >= u64::from(min_unconverted)
-            && approved * 100 < u64::from(self.prefix_max_conversion_percent) * sent
+            && approved * 100 < u64::from(thresholds.prefix_max_conversion_percent) * sent
         {
             return Some(Verdict {
                 target: BlockTarget::prefix(prefix),
                 rule: BlockRule::PrefixConversion,
                 reason: format!(
-                    "{sent} codes sent to the prefix in the last {}, {approved} approved ({}%, \
-                     below {}%; {} not approved, at most {}{risky_note})",
+                    "{sent} codes sent to the prefix in the last {} (those under {} old once \
+                     approved), {approved} approved ({}%, below {}%; {} not approved, at most \
+                     {}{note})",
                     duration::format(self.window),
+                    duration::format(self.conversion_grace),
                     percent(approved, sent),
-                    self.prefix_max_conversion_percent,
+                    thresholds.prefix_max_conversion_percent,
                     sent - approved,
                     min_unconverted - 1,
-                ),
-            });
-        }
-        let (region, activity) = country?;
-        if activity.sent >= u64::from(self.country_min_sends)
-            && activity.approved * 100
-                < u64::from(self.country_max_conversion_percent) * activity.sent
-        {
-            return Some(Verdict {
-                target: BlockTarget::country(region),
-                rule: BlockRule::CountryConversion,
-                reason: format!(
-                    "{} codes sent to {region} in the last {}, {} approved ({}%, below {}%)",
-                    activity.sent,
-                    duration::format(self.window),
-                    activity.approved,
-                    percent(activity.approved, activity.sent),
-                    self.country_max_conversion_percent,
                 ),
             });
         }
         None
     }
 
+    /// Whether the country rule puts `region` under watch, given the codes sent to it more
+    /// than [`PumpingGuard::conversion_grace`] ago in the window and the approvals in the
+    /// window (`activity`). A country is never blocked as a whole (its honest users would be):
+    /// under watch, its prefixes are judged at strict thresholds.
+    pub fn judge_country(&self, region: &str, activity: CountryActivity) -> Option<Verdict> {
+        if !self.is_on() {
+            return None;
+        }
+        (activity.sent >= u64::from(self.country_min_sends)
+            && activity.approved * 100
+                < u64::from(self.country_max_conversion_percent) * activity.sent)
+            .then(|| Verdict {
+                target: BlockTarget::country(region),
+                rule: BlockRule::CountryConversion,
+                reason: format!(
+                    "{} codes sent to {region} in the last {} (not counting the last {}), {} \
+                     approved ({}%, below {}%)",
+                    activity.sent,
+                    duration::format(self.window),
+                    duration::format(self.conversion_grace),
+                    activity.approved,
+                    percent(activity.approved, activity.sent),
+                    self.country_max_conversion_percent,
+                ),
+            })
+    }
+
     /// The sequence rule (see the module's documentation).
+    #[allow(clippy::too_many_arguments)]
     fn sequence(
         &self,
         e164: &str,
         prefix: &str,
         min: u32,
-        risky_note: &str,
+        span: u64,
+        note: &str,
         prefix_sends: &[RecentSend],
         now_ms: i64,
     ) -> Option<Verdict> {
@@ -325,8 +405,7 @@ impl PumpingGuard {
             .iter()
             .filter(|send| send.at_ms >= since && !send.approved && send.e164 != e164)
             .filter(|send| {
-                digits_of(&send.e164)
-                    .is_some_and(|other| other.abs_diff(number) <= self.sequence_span)
+                digits_of(&send.e164).is_some_and(|other| other.abs_diff(number) <= span)
             })
             .map(|send| send.e164.as_str())
             .collect();
@@ -340,10 +419,10 @@ impl PumpingGuard {
             rule: BlockRule::SequentialNumbers,
             reason: format!(
                 "codes sent in the last {} to {} other numbers within {} of this one, none \
-                 approved (at most {}{risky_note})",
+                 approved (at most {}{note})",
                 duration::format(self.sequence_window),
                 neighbours.len(),
-                self.sequence_span,
+                span,
                 min - 1,
             ),
         })
@@ -356,14 +435,14 @@ impl PumpingGuard {
         }
         format!(
             "pumping guard: {} (sequence: {} neighbours within {} in {}; prefix: {} not \
-             approved and under {}% in {}; country: {} sent and under {}%; blocks {} doubling \
-             to {})",
+             approved and under {}% in {}; country under watch at {} sent and under {}%; \
+             blocks {} doubling to {})",
             self.level.as_str(),
-            self.sequence_min,
-            self.sequence_span,
+            self.normal.sequence_min,
+            self.normal.sequence_span,
             duration::format(self.sequence_window),
-            self.prefix_min_unconverted,
-            self.prefix_max_conversion_percent,
+            self.normal.prefix_min_unconverted,
+            self.normal.prefix_max_conversion_percent,
             duration::format(self.window),
             self.country_min_sends,
             self.country_max_conversion_percent,
@@ -428,7 +507,7 @@ mod tests {
                     "+447400123",
                     Some(LineType::Mobile),
                     &sent,
-                    None,
+                    false,
                     now,
                 )
                 .is_none()
@@ -439,7 +518,7 @@ mod tests {
         }
         assert_eq!(allowed, 2);
         let verdict = guard
-            .judge("+447400123010", "+447400123", None, &sent, None, now)
+            .judge("+447400123010", "+447400123", None, &sent, false, now)
             .unwrap();
         assert_eq!(verdict.rule, BlockRule::SequentialNumbers);
         assert_eq!(verdict.target, BlockTarget::prefix("+447400123"));
@@ -462,7 +541,7 @@ mod tests {
             send("+447400123004", false, now - 2 * MINUTE),
         ];
         assert_eq!(
-            guard.judge("+447400123005", "+447400123", None, &sends, None, now),
+            guard.judge("+447400123005", "+447400123", None, &sends, false, now),
             None
         );
     }
@@ -482,58 +561,65 @@ mod tests {
             })
             .collect();
         let verdict = guard
-            .judge("+447400123999", "+447400123", None, &sends, None, now)
+            .judge("+447400123999", "+447400123", None, &sends, false, now)
             .unwrap();
         assert_eq!(verdict.rule, BlockRule::PrefixConversion);
         assert_eq!(
             verdict.reason,
-            "5 codes sent to the prefix in the last 1h, 0 approved (0%, below 20%; 5 not \
-             approved, at most 4)"
+            "5 codes sent to the prefix in the last 1h (those under 5m old once approved), 0 \
+             approved (0%, below 20%; 5 not approved, at most 4)"
         );
         // With enough of them approved, it converts: no block.
         sends.extend((0..2).map(|n| send(&format!("+447400123{:03}", 150 + n * 200), true, now)));
         assert_eq!(
-            guard.judge("+447400123999", "+447400123", None, &sends, None, now),
+            guard.judge("+447400123999", "+447400123", None, &sends, false, now),
             None
         );
     }
 
     #[test]
-    fn a_country_converting_badly_at_volume_is_blocked_and_risky_types_are_scored() {
+    fn a_country_converting_badly_is_watched_and_its_prefixes_judged_strictly() {
         let guard = guard(GuardLevel::Standard);
         let now = 600 * MINUTE;
         let busy = CountryActivity {
             sent: 1000,
             approved: 99,
         };
-        let verdict = guard
-            .judge(
-                "+2348031234567",
-                "+2348031234",
-                None,
-                &[],
-                Some(("NG", busy)),
-                now,
-            )
-            .unwrap();
+        let verdict = guard.judge_country("NG", busy).unwrap();
         assert_eq!(verdict.target, BlockTarget::country("NG"));
+        assert_eq!(verdict.rule, BlockRule::CountryConversion);
         assert_eq!(
             verdict.reason,
-            "1000 codes sent to NG in the last 1h, 99 approved (9%, below 10%)"
+            "1000 codes sent to NG in the last 1h (not counting the last 5m), 99 approved (9%, \
+             below 10%)"
         );
         let healthy = CountryActivity {
             sent: 1000,
             approved: 600,
         };
+        assert_eq!(guard.judge_country("NG", healthy), None);
+        // Under watch, one neighbour within 1,000 is a sequence.
+        let one = [send("+2348031234001", false, now)];
         assert_eq!(
-            guard.judge(
-                "+2348031234567",
-                "+2348031234",
-                None,
-                &[],
-                Some(("NG", healthy)),
-                now
-            ),
+            guard.judge("+2348031234900", "+2348031234", None, &one, false, now),
+            None
+        );
+        let verdict = guard
+            .judge("+2348031234900", "+2348031234", None, &one, true, now)
+            .unwrap();
+        assert!(
+            verdict
+                .reason
+                .ends_with("(at most 0; strict while its country is under watch)"),
+            "{}",
+            verdict.reason
+        );
+        // A code younger than the grace is not yet a code nobody entered.
+        let fresh: Vec<RecentSend> = (0..6)
+            .map(|n| send(&format!("+447400123{:03}", n * 150), false, now - MINUTE))
+            .collect();
+        assert_eq!(
+            guard.judge("+447400123999", "+447400123", None, &fresh, false, now),
             None
         );
         // A personal number is held to half the sequence threshold: one neighbour is enough.
@@ -544,7 +630,7 @@ mod tests {
                 "+447000123",
                 Some(LineType::PersonalNumber),
                 &one,
-                None,
+                false,
                 now,
             )
             .unwrap();
@@ -577,14 +663,14 @@ mod tests {
             send("+447400123002", false, now),
         ];
         assert_eq!(
-            guard(GuardLevel::Off).judge("+447400123003", "+447400123", None, &sends, None, now),
+            guard(GuardLevel::Off).judge("+447400123003", "+447400123", None, &sends, false, now),
             None
         );
         let monitor = guard(GuardLevel::Monitor);
         assert!(!monitor.enforces());
         assert!(
             monitor
-                .judge("+447400123003", "+447400123", None, &sends, None, now)
+                .judge("+447400123003", "+447400123", None, &sends, false, now)
                 .is_some()
         );
         assert!(

@@ -14,5 +14,4 @@ CREATE TABLE blocks (
     lifted_ms BIGINT,
     lifted_by TEXT
 );
-CREATE INDEX blocks_by_target ON blocks (target, started_ms);
 CREATE INDEX blocks_by_end ON blocks (ends_ms);

@@ -208,10 +208,6 @@ pub trait RateCounts {
 /// Abuse defense's blocks, and the recent codes of number prefixes the pumping guard judges.
 #[async_trait]
 pub trait Blocks {
-    /// The blocks of `targets` (storage keys, `kind:value`) that end at `since_ms` or later:
-    /// those in force, and those recent enough to make the next block of a target longer.
-    async fn blocks_of(&mut self, targets: &[String], since_ms: i64) -> StoreResult<Vec<Block>>;
-
     /// Stores new blocks.
     async fn insert_blocks(&mut self, blocks: &[Block]) -> StoreResult<()>;
 

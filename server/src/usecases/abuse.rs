@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch as signal;
-use verify_carrier::mask_number;
 use verify_policy::abuse::{
-    AbuseDefense, Block, BlockRule, BlockTarget, BucketKey, CountryActivity, KeyKind, LimitRefusal,
-    RateLimits, RecentSend, Usage,
+    AbuseDefense, Block, BlockLadder, BlockRule, BlockTarget, BucketKey, CountryActivity, KeyKind,
+    LimitRefusal, RateLimits, RecentSend, Usage, Verdict,
 };
 
 use super::verify::{Stored, Work};
@@ -203,14 +202,183 @@ pub(super) fn forget_old_counts(
     });
 }
 
-/// The bucket codes sent to a country are counted in for the pumping guard.
-fn country_sent_bucket(region: &str) -> String {
-    format!("pumping-sent|{region}")
+/// Rows a country's counts are spread over: every code and approval in a country is counted,
+/// and on PostgreSQL transactions that add to one row wait for each other's commits; spread
+/// over this many, the Verify groups and checks written at once rarely meet.
+const COUNTRY_SHARDS: u64 = 16;
+
+/// The shard the next count of a country goes to: taken in turn.
+fn next_shard() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % COUNTRY_SHARDS
 }
 
-/// The bucket approvals in a country are counted in for the pumping guard.
-fn country_approved_bucket(region: &str) -> String {
-    format!("pumping-approved|{region}")
+/// The bucket (of shard `shard`) codes sent to a country are counted in for the pumping guard.
+fn country_sent_bucket(region: &str, shard: u64) -> String {
+    format!("pumping-sent|{region}|{shard}")
+}
+
+/// The bucket (of shard `shard`) approvals in a country are counted in for the pumping guard.
+fn country_approved_bucket(region: &str, shard: u64) -> String {
+    format!("pumping-approved|{region}|{shard}")
+}
+
+/// How often a server reads the blocks again (those other replicas started or lifted).
+const BLOCKS_EVERY: Duration = Duration::from_secs(1);
+/// How often a server reads the countries' counts again.
+const COUNTRIES_EVERY: Duration = Duration::from_secs(5);
+/// How long a block this server started is kept in its view without being read back (its
+/// transaction may not have committed when the view was read).
+const UNREAD_BLOCK_KEPT_MS: i64 = 10_000;
+
+/// What this server knows of the blocks (in force, or recent enough to make a target's next
+/// block longer) and of the countries' counts. Read from the store in the background and
+/// kept in memory, so that a Verify group or a check does not read them in its transaction:
+/// blocks started or lifted by other replicas are seen within [`BLOCKS_EVERY`], this server's
+/// own at once.
+#[derive(Default)]
+pub(super) struct GuardView {
+    blocks: std::sync::RwLock<Vec<Block>>,
+    /// Per country: `(slot, codes sent, approvals)`.
+    countries: std::sync::RwLock<HashMap<String, Vec<CountrySlot>>>,
+}
+
+/// A country's counts in one slot: `(slot start, codes sent, approvals)`.
+type CountrySlot = (i64, u64, u64);
+
+impl GuardView {
+    /// Keeps the view up to date from `store` until `shutdown`.
+    pub(super) fn follow(
+        self: &Arc<Self>,
+        store: Arc<SqlStore>,
+        defense: Arc<AbuseDefense>,
+        mut shutdown: signal::Receiver<bool>,
+    ) {
+        let view = Arc::clone(self);
+        let memory = defense
+            .pumping
+            .ladder
+            .memory
+            .max(defense.guessing.ladder.memory);
+        tokio::spawn(async move {
+            let mut countries_read_ms = 0;
+            loop {
+                let now = now_ms();
+                match store.blocks_since(now - memory.as_millis() as i64).await {
+                    Ok(blocks) => view.replace_blocks(blocks, now),
+                    Err(error) => tracing::warn!(%error, "reading blocks failed"),
+                }
+                if defense.pumping.is_on()
+                    && now - countries_read_ms >= COUNTRIES_EVERY.as_millis() as i64
+                {
+                    countries_read_ms = now;
+                    let window = defense.pumping.window;
+                    let since = slot_of(window, now - window.as_millis() as i64);
+                    match store.rate_counts_under("pumping-", since).await {
+                        Ok(counts) => view.replace_countries(counts),
+                        Err(error) => tracing::warn!(%error, "reading country counts failed"),
+                    }
+                }
+                tokio::select! {
+                    _ = shutdown.wait_for(|stopping| *stopping) => return,
+                    _ = tokio::time::sleep(BLOCKS_EVERY) => {}
+                }
+            }
+        });
+    }
+
+    /// The blocks known of `targets`.
+    pub(super) fn blocks_of(&self, targets: &HashSet<BlockTarget>) -> Vec<Block> {
+        self.blocks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|block| targets.contains(&block.target))
+            .cloned()
+            .collect()
+    }
+
+    /// Adds blocks this server started (or replaces them, lifted).
+    pub(super) fn add(&self, blocks: &[Block]) {
+        let mut known = self
+            .blocks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for block in blocks {
+            known.retain(|other| other.id != block.id);
+            known.push(block.clone());
+        }
+    }
+
+    /// The blocks as read from the store, with those this server started lately that the
+    /// read did not see yet.
+    fn replace_blocks(&self, read: Vec<Block>, now: i64) {
+        let mut known = self
+            .blocks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ids: HashSet<&str> = read.iter().map(|block| block.id.as_str()).collect();
+        let unread: Vec<Block> = known
+            .iter()
+            .filter(|block| {
+                !ids.contains(block.id.as_str()) && block.started_ms > now - UNREAD_BLOCK_KEPT_MS
+            })
+            .cloned()
+            .collect();
+        *known = read;
+        known.extend(unread);
+    }
+
+    fn replace_countries(&self, counts: Vec<(String, i64, i64)>) {
+        let mut countries: HashMap<String, Vec<CountrySlot>> = HashMap::new();
+        for (bucket, slot, count) in counts {
+            let mut parts = bucket.split('|');
+            let count = count.max(0) as u64;
+            let (region, sent, approved) = match (parts.next(), parts.next()) {
+                (Some("pumping-sent"), Some(region)) => (region, count, 0),
+                (Some("pumping-approved"), Some(region)) => (region, 0, count),
+                _ => continue,
+            };
+            countries
+                .entry(region.to_string())
+                .or_default()
+                .push((slot, sent, approved));
+        }
+        *self
+            .countries
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = countries;
+    }
+
+    /// A country's codes sent (those older than the guard's grace) and approvals in the
+    /// guard's window, after `after` (when it was last under watch) if given.
+    fn country_activity(
+        &self,
+        region: &str,
+        after: Option<i64>,
+        pumping: &verify_policy::abuse::PumpingGuard,
+        now: i64,
+    ) -> CountryActivity {
+        let window = pumping.window;
+        let oldest = slot_of(window, now - window.as_millis() as i64);
+        let matured = slot_of(window, now - pumping.conversion_grace.as_millis() as i64);
+        let after = after.map(|started| slot_of(window, started));
+        let countries = self
+            .countries
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut activity = CountryActivity::default();
+        for &(slot, sent, approved) in countries.get(region).into_iter().flatten() {
+            if slot < oldest || after.is_some_and(|after| slot <= after) {
+                continue;
+            }
+            activity.approved += approved;
+            if slot <= matured {
+                activity.sent += sent;
+            }
+        }
+        activity
+    }
 }
 
 /// The bucket wrong codes for a number are counted in: one per round, a round ending when a
@@ -258,6 +426,7 @@ pub(super) async fn guard_group(
     refused: &HashSet<usize>,
     used_keys: &HashSet<String>,
     defense: &AbuseDefense,
+    view: &GuardView,
     now: i64,
 ) -> Result<Guarded, StoreError> {
     let pumping = &defense.pumping;
@@ -276,26 +445,19 @@ pub(super) async fn guard_group(
             })
         })
         .collect();
-    let mut targets: Vec<String> = subjects
+    let targets: HashSet<BlockTarget> = subjects
         .iter()
         .flatten()
         .flat_map(|(number, prefix, region)| {
-            let mut keys = vec![
-                BlockTarget::number(number).storage_key(),
-                BlockTarget::prefix(prefix).storage_key(),
-            ];
-            if let Some(region) = region {
-                keys.push(BlockTarget::country(region).storage_key());
-            }
-            keys
+            [
+                Some(BlockTarget::number(number)),
+                Some(BlockTarget::prefix(prefix)),
+                region.as_deref().map(BlockTarget::country),
+            ]
         })
+        .flatten()
         .collect();
-    targets.sort_unstable();
-    targets.dedup();
-    let memory = pumping.ladder.memory.max(defense.guessing.ladder.memory);
-    let mut blocks = tx
-        .blocks_of(&targets, now - memory.as_millis() as i64)
-        .await?;
+    let mut blocks = view.blocks_of(&targets);
     let mut prefix_sends: HashMap<String, Vec<RecentSend>> = HashMap::new();
     let mut countries: HashMap<String, CountryActivity> = HashMap::new();
     let window_start = now - pumping.window.as_millis() as i64;
@@ -307,39 +469,32 @@ pub(super) async fn guard_group(
             .collect();
         prefixes.sort_unstable();
         prefixes.dedup();
-        let limits = &defense.limits;
+        // Each code read belongs to the longest prefix asked for that begins its number.
+        let mut lengths: Vec<usize> = prefixes.iter().map(String::len).collect();
+        lengths.sort_unstable_by(|a, b| b.cmp(a));
+        lengths.dedup();
+        let asked: HashSet<&str> = prefixes.iter().map(String::as_str).collect();
         for send in tx.recent_sends(&prefixes, window_start).await? {
-            let region = verify_policy::classify(&send.e164, None).region_code;
-            let prefix = limits.prefix_of(&send.e164, region.as_deref());
-            prefix_sends.entry(prefix).or_default().push(send);
+            let prefix = lengths
+                .iter()
+                .filter_map(|&length| send.e164.get(..length))
+                .find(|prefix| asked.contains(prefix))
+                .map(str::to_string);
+            if let Some(prefix) = prefix {
+                prefix_sends.entry(prefix).or_default().push(send);
+            }
         }
-        let mut buckets: Vec<String> = subjects
+        let regions: HashSet<&str> = subjects
             .iter()
             .flatten()
             .filter_map(|(.., region)| region.as_deref())
-            .flat_map(|region| [country_sent_bucket(region), country_approved_bucket(region)])
             .collect();
-        buckets.sort_unstable();
-        buckets.dedup();
-        let since = slot_of(pumping.window, window_start);
-        for (bucket, slot, count) in tx.rate_counts(&buckets, since).await? {
-            let count = count.max(0) as u64;
-            let (region, approved) = match bucket.split_once('|') {
-                Some(("pumping-sent", region)) => (region, false),
-                Some(("pumping-approved", region)) => (region, true),
-                _ => continue,
-            };
-            // Only what came after the country's last block counts.
+        for region in regions {
             let after = last_block_start(&blocks, &BlockTarget::country(region));
-            if after.is_some_and(|started| slot <= slot_of(pumping.window, started)) {
-                continue;
-            }
-            let activity = countries.entry(region.to_string()).or_default();
-            if approved {
-                activity.approved += count;
-            } else {
-                activity.sent += count;
-            }
+            countries.insert(
+                region.to_string(),
+                view.country_activity(region, after, pumping, now),
+            );
         }
         // Only the codes sent after a prefix's last block count: a block that ended (or was
         // lifted) needs new evidence to start again.
@@ -349,6 +504,8 @@ pub(super) async fn guard_group(
             }
         }
     }
+    // The group's codes are counted in one shard of each country's counts.
+    let shard = next_shard();
     let mut guarded = Guarded {
         refusals: Vec::new(),
         new_blocks: Vec::new(),
@@ -375,38 +532,36 @@ pub(super) async fn guard_group(
             continue;
         }
         let (plan, ..) = &work[index];
+        // A country converting badly is put under watch (never blocked as a whole).
+        let mut watched = false;
+        if let Some(region) = &region {
+            let target = BlockTarget::country(region);
+            watched = blocks
+                .iter()
+                .any(|block| block.target == target && block.is_active(now));
+            let activity = countries.get(region).copied().unwrap_or_default();
+            if !watched && let Some(verdict) = pumping.judge_country(region, activity) {
+                let watch = start_block(verdict, &blocks, &pumping.ladder, false, now);
+                view.add(std::slice::from_ref(&watch));
+                blocks.push(watch.clone());
+                guarded.new_blocks.push(watch);
+                watched = true;
+            }
+        }
         let sends = prefix_sends.entry(prefix.clone()).or_default();
-        let country = region
-            .as_deref()
-            .map(|region| (region, countries.get(region).copied().unwrap_or_default()));
         if let Some(verdict) =
-            pumping.judge(&number, &prefix, plan.line_type(), sends, country, now)
+            pumping.judge(&number, &prefix, plan.line_type(), sends, watched, now)
         {
             let already = blocks
                 .iter()
-                .find(|block| block.target == verdict.target && block.is_active(now));
+                .find(|block| block.target == verdict.target && block.is_active(now))
+                .cloned();
             let block = match already {
-                Some(block) => block.clone(),
+                Some(block) => block,
                 None => {
-                    let strike =
-                        pumping
-                            .ladder
-                            .next_strike(&verdict.target, verdict.rule, &blocks, now);
-                    let block = verdict.into_block(
-                        new_id("blk"),
-                        strike,
-                        &pumping.ladder,
-                        pumping.enforces(),
-                        now,
-                    );
-                    tracing::warn!(
-                        block = %block.id,
-                        rule = %block.rule,
-                        target = %block.target.shown(),
-                        enforced = block.enforced,
-                        "pumping guard: {}",
-                        block.explain(now)
-                    );
+                    let block =
+                        start_block(verdict, &blocks, &pumping.ladder, pumping.enforces(), now);
+                    view.add(std::slice::from_ref(&block));
                     blocks.push(block.clone());
                     guarded.new_blocks.push(block.clone());
                     block
@@ -424,12 +579,35 @@ pub(super) async fn guard_group(
             at_ms: now,
         });
         if let Some(region) = &region {
-            countries.entry(region.clone()).or_default().sent += 1;
-            guarded.counted_in[index]
-                .push((country_sent_bucket(region), slot_of(pumping.window, now)));
+            guarded.counted_in[index].push((
+                country_sent_bucket(region, shard),
+                slot_of(pumping.window, now),
+            ));
         }
     }
     Ok(guarded)
+}
+
+/// The block `verdict` starts now: the next strike of its target and rule, as long as
+/// `ladder` says; logged as a warning.
+fn start_block(
+    verdict: Verdict,
+    earlier: &[Block],
+    ladder: &BlockLadder,
+    enforced: bool,
+    now: i64,
+) -> Block {
+    let strike = ladder.next_strike(&verdict.target, verdict.rule, earlier, now);
+    let block = verdict.into_block(new_id("blk"), strike, ladder, enforced, now);
+    tracing::warn!(
+        block = %block.id,
+        rule = %block.rule,
+        target = %block.target.shown(),
+        enforced = block.enforced,
+        "abuse defense: {}",
+        block.explain(now)
+    );
+    block
 }
 
 /// When the last block of `target` started, if it had one in the blocks read.
@@ -454,6 +632,7 @@ fn last_block_start(blocks: &[Block], target: &BlockTarget) -> Option<i64> {
 pub(super) async fn guard_notify(
     tx: &mut WriteTx,
     defense: &AbuseDefense,
+    view: &GuardView,
     e164: &str,
     region: &str,
     context: &verify_policy::abuse::RequestContext,
@@ -461,13 +640,13 @@ pub(super) async fn guard_notify(
 ) -> Result<(), UseCaseError> {
     let limits = &defense.limits;
     let prefix = limits.prefix_of(e164, Some(region));
-    let targets = [
+    let targets: HashSet<BlockTarget> = [
         BlockTarget::number(e164),
         BlockTarget::prefix(&prefix),
         BlockTarget::country(region),
-    ];
-    let keys: Vec<String> = targets.iter().map(BlockTarget::storage_key).collect();
-    let blocks = tx.blocks_of(&keys, now).await?;
+    ]
+    .into();
+    let blocks = view.blocks_of(&targets);
     if let Some(block) = blocks
         .iter()
         .filter(|block| block.refuses(now))
@@ -560,34 +739,36 @@ async fn usage_of(
 /// What Check's guard does around one check of a pending verification of `e164`.
 pub(super) struct CheckGuard<'a> {
     defense: &'a AbuseDefense,
+    view: &'a GuardView,
     e164: String,
     region: Option<String>,
 }
 
 impl<'a> CheckGuard<'a> {
     /// The guard of a check of a verification of `e164` (in `region`).
-    pub(super) fn new(defense: &'a AbuseDefense, e164: &str, region: Option<&str>) -> Self {
+    pub(super) fn new(
+        defense: &'a AbuseDefense,
+        view: &'a GuardView,
+        e164: &str,
+        region: Option<&str>,
+    ) -> Self {
         CheckGuard {
             defense,
+            view,
             e164: e164.to_string(),
             region: region.map(str::to_string),
         }
     }
 
-    /// The blocks of the number that a cool-off may grow from (read before the check); the
+    /// The blocks of the number that a cool-off may grow from (known before the check); the
     /// check is refused if one is in force.
-    pub(super) async fn before(
-        &self,
-        tx: &mut WriteTx,
-        now: i64,
-    ) -> Result<Vec<Block>, UseCaseError> {
+    pub(super) fn before(&self, now: i64) -> Result<Vec<Block>, UseCaseError> {
         if !self.defense.guessing.is_on() {
             return Ok(Vec::new());
         }
-        let since = now - self.defense.guessing.ladder.memory.as_millis() as i64;
-        let blocks = tx
-            .blocks_of(&[BlockTarget::number(&self.e164).storage_key()], since)
-            .await?;
+        let blocks = self
+            .view
+            .blocks_of(&[BlockTarget::number(&self.e164)].into());
         if let Some(block) = blocks
             .iter()
             .filter(|block| block.refuses(now))
@@ -614,7 +795,7 @@ impl<'a> CheckGuard<'a> {
             && let Some(region) = &self.region
         {
             let slot = slot_of(defense.pumping.window, now);
-            tx.add_rate_counts(&[(country_approved_bucket(region), slot, 1)])
+            tx.add_rate_counts(&[(country_approved_bucket(region, next_shard()), slot, 1)])
                 .await?;
         }
         let guessing = &defense.guessing;
@@ -640,16 +821,8 @@ impl<'a> CheckGuard<'a> {
             .sum();
         let wrong = u32::try_from(wrong.max(0)).unwrap_or(u32::MAX);
         if let Some(verdict) = guessing.judge(&self.e164, wrong) {
-            let strike = guessing
-                .ladder
-                .next_strike(&verdict.target, verdict.rule, earlier, now);
-            let block = verdict.into_block(new_id("blk"), strike, &guessing.ladder, true, now);
-            tracing::warn!(
-                block = %block.id,
-                to = %mask_number(&self.e164),
-                "guessing cool-off: {}",
-                block.explain(now)
-            );
+            let block = start_block(verdict, earlier, &guessing.ladder, true, now);
+            self.view.add(std::slice::from_ref(&block));
             tx.insert_blocks(std::slice::from_ref(&block)).await?;
             tx.record([block_event(&block, EventKind::DestinationBlocked, now)]);
         }
@@ -711,6 +884,7 @@ impl super::UseCases {
             })
             .await?;
         if block.lifted_ms == Some(now) {
+            self.guard_view.add(std::slice::from_ref(&block));
             tracing::info!(
                 block = %block.id,
                 target = %block.target.shown(),

@@ -99,6 +99,7 @@ impl UseCases {
         let codes = self.codes.clone();
         let code = code.to_string();
         let defense = Arc::clone(&self.defense);
+        let view = Arc::clone(&self.guard_view);
         let (verification, result) = self
             .store
             .write(move |tx| {
@@ -113,13 +114,14 @@ impl UseCases {
                     // A number cooled off for guessing takes no check until the cool-off ends.
                     let guard = CheckGuard::new(
                         &defense,
+                        &view,
                         &verification.to_e164,
                         verification.region_code.as_deref(),
                     );
                     let cool_offs = if verification.has_ended() {
                         Vec::new()
                     } else {
-                        guard.before(tx, now).await?
+                        guard.before(now)?
                     };
                     let checked = verification
                         .check(&code, &codes, now)
@@ -159,12 +161,13 @@ impl UseCases {
             return Ok(());
         }
         let defense = Arc::clone(&self.defense);
+        let view = Arc::clone(&self.guard_view);
         let (e164, region) = (e164.to_string(), region.map(str::to_string));
         self.store
             .write(move |tx| {
                 Box::pin(async move {
-                    let guard = CheckGuard::new(&defense, &e164, region.as_deref());
-                    let cool_offs = guard.before(tx, now).await?;
+                    let guard = CheckGuard::new(&defense, &view, &e164, region.as_deref());
+                    let cool_offs = guard.before(now)?;
                     guard.after(tx, false, true, &cool_offs, now).await?;
                     Ok::<_, UseCaseError>(())
                 })

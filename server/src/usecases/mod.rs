@@ -163,6 +163,8 @@ pub struct UseCases {
     ended: Arc<ended::EndedViews>,
     /// Abuse defense: rate limits, blocks, the pumping guard, geo permissions, guessing.
     defense: Arc<AbuseDefense>,
+    /// The blocks and country counts abuse defense judges by, kept up to date in memory.
+    guard_view: Arc<abuse::GuardView>,
 }
 
 impl UseCases {
@@ -179,14 +181,18 @@ impl UseCases {
         let ended = ended::EndedViews::new();
         ended.follow(Arc::clone(&store), shutdown.clone());
         abuse::forget_old_counts(Arc::clone(&store), Arc::clone(&defense), shutdown.clone());
+        let guard_view = Arc::new(abuse::GuardView::default());
+        guard_view.follow(Arc::clone(&store), Arc::clone(&defense), shutdown.clone());
         UseCases {
             ended,
             verify_queue: verify::VerifyQueue::new(
                 Arc::clone(&store),
                 settings.clone(),
                 Arc::clone(&defense),
+                Arc::clone(&guard_view),
             ),
             defense,
+            guard_view,
             store,
             codes,
             settings,

@@ -176,6 +176,7 @@ impl UseCases {
 
         let stored = (notification.clone(), message.clone());
         let defense = Arc::clone(&self.defense);
+        let view = Arc::clone(&self.guard_view);
         let earlier = self
             .store
             .write(move |tx| {
@@ -190,6 +191,7 @@ impl UseCases {
                     guard_notify(
                         tx,
                         &defense,
+                        &view,
                         &notification.to_e164,
                         &notification.region_code,
                         &context,

@@ -13,7 +13,7 @@ use verify_policy::abuse::{
 use verify_policy::rules::Decision;
 use verify_policy::{ChannelRefusal, Classification, Workflow, choose_channel, classify};
 
-use super::abuse::{count_sent, guard_group, rate_limits_of, store_blocks};
+use super::abuse::{GuardView, count_sent, guard_group, rate_limits_of, store_blocks};
 use super::{UseCaseError, UseCases, VerificationView, drop_unsent_messages, input, new_id};
 use crate::clock::now_ms;
 use crate::config::CodeSettings;
@@ -133,6 +133,8 @@ pub(super) struct VerifyQueue {
     settings: CodeSettings,
     /// Rate limits, blocks and the pumping guard every Verify that would send a code meets.
     defense: Arc<AbuseDefense>,
+    /// The blocks and country counts the guard judges by.
+    view: Arc<GuardView>,
 }
 
 /// One request's part of a group: what to store (the plan, the code, the classification
@@ -157,6 +159,7 @@ impl VerifyQueue {
         store: Arc<SqlStore>,
         settings: CodeSettings,
         defense: Arc<AbuseDefense>,
+        view: Arc<GuardView>,
     ) -> Arc<VerifyQueue> {
         Arc::new(VerifyQueue {
             waiting: Default::default(),
@@ -164,6 +167,7 @@ impl VerifyQueue {
             store,
             settings,
             defense,
+            view,
         })
     }
 
@@ -225,11 +229,14 @@ impl VerifyQueue {
         }
         let settings = self.settings.clone();
         let defense = Arc::clone(&self.defense);
+        let view = Arc::clone(&self.view);
         let written = self
             .store
             .write(move |tx| {
                 Box::pin(async move {
-                    Ok::<_, UseCaseError>(store_group_in(tx, work, &settings, &defense).await)
+                    Ok::<_, UseCaseError>(
+                        store_group_in(tx, work, &settings, &defense, &view).await,
+                    )
                 })
             })
             .await;
@@ -255,6 +262,7 @@ async fn store_group_in(
     work: Vec<Work>,
     settings: &CodeSettings,
     defense: &AbuseDefense,
+    view: &GuardView,
 ) -> Vec<Result<Stored, UseCaseError>> {
     let mut results: Vec<Option<Result<Stored, UseCaseError>>> =
         work.iter().map(|_| None).collect();
@@ -275,7 +283,7 @@ async fn store_group_in(
         results[index] = Some(Err(refusal));
     }
     // Blocks and the pumping guard, for the requests the limits allowed.
-    let guarded = match guard_group(tx, &work, &refused, &used_keys, defense, now).await {
+    let guarded = match guard_group(tx, &work, &refused, &used_keys, defense, view, now).await {
         Ok(guarded) => guarded,
         Err(error) => return failed_group(&work, &error),
     };

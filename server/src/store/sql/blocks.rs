@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use verify_policy::abuse::{Block, BlockRule, BlockTarget, RecentSend};
 
-use super::{WriteTx, db, id_list, in_chunks, value_rows};
+use super::{WriteTx, db, in_chunks, value_rows};
 use crate::store::{Blocks, StoreError, StoreResult};
 
 const BLOCK_COLUMNS: &str =
@@ -34,24 +34,6 @@ fn block(row: &db::Row) -> StoreResult<Block> {
 
 #[async_trait]
 impl Blocks for WriteTx {
-    async fn blocks_of(&mut self, targets: &[String], since_ms: i64) -> StoreResult<Vec<Block>> {
-        if targets.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (list, bound) = id_list(2, targets);
-        let sql = format!(
-            "SELECT {BLOCK_COLUMNS} FROM blocks WHERE ends_ms >= $1 AND target IN ({list})"
-        );
-        db::query(sql)
-            .bind(since_ms)
-            .bind_all(bound)
-            .fetch_all(self.conn().await?)
-            .await?
-            .iter()
-            .map(block)
-            .collect()
-    }
-
     async fn insert_blocks(&mut self, blocks: &[Block]) -> StoreResult<()> {
         for chunk in in_chunks(blocks) {
             let sql = format!(
@@ -165,4 +147,50 @@ pub(super) async fn list(
         }
     };
     rows.iter().map(block).collect()
+}
+
+/// Every block that ends at `since_ms` or later (in force, or recent enough to make the next
+/// block of its target longer).
+pub(super) async fn since(exec: db::Exec<'_>, since_ms: i64) -> StoreResult<Vec<Block>> {
+    let sql = format!("SELECT {BLOCK_COLUMNS} FROM blocks WHERE ends_ms >= $1");
+    db::query(sql)
+        .bind(since_ms)
+        .fetch_all(exec)
+        .await?
+        .iter()
+        .map(block)
+        .collect()
+}
+
+/// `(bucket, slot, count)` of the rate counts whose bucket starts with `prefix`, in slots from
+/// `since_slot_ms` on.
+pub(super) async fn counts_under(
+    exec: db::Exec<'_>,
+    prefix: &str,
+    since_slot_ms: i64,
+) -> StoreResult<Vec<(String, i64, i64)>> {
+    // Buckets from `prefix` up to the same text with its last character's successor.
+    let mut upper = prefix.to_string();
+    let last = upper
+        .pop()
+        .map_or('\u{1}', |c| char::from_u32(c as u32 + 1).unwrap_or(c));
+    upper.push(last);
+    db::query(
+        "SELECT bucket, slot_ms, count FROM rate_counts WHERE bucket >= $1 AND bucket < $2 \
+         AND slot_ms >= $3",
+    )
+    .bind(prefix)
+    .bind(upper)
+    .bind(since_slot_ms)
+    .fetch_all(exec)
+    .await?
+    .iter()
+    .map(|row| {
+        Ok((
+            row.try_get("bucket")?,
+            row.try_get("slot_ms")?,
+            row.try_get("count")?,
+        ))
+    })
+    .collect()
 }

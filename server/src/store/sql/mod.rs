@@ -622,6 +622,25 @@ impl SqlStore {
         blocks::list(self.read(), active_at, limit).await
     }
 
+    /// Every block that ends at `since_ms` or later, for the abuse guard's view of them (read
+    /// in the background pool).
+    pub async fn blocks_since(
+        &self,
+        since_ms: i64,
+    ) -> StoreResult<Vec<verify_policy::abuse::Block>> {
+        blocks::since(self.read_background(), since_ms).await
+    }
+
+    /// `(bucket, slot, count)` of the rate counts whose bucket starts with `prefix`, in slots
+    /// from `since_slot_ms` on (read in the background pool).
+    pub async fn rate_counts_under(
+        &self,
+        prefix: &str,
+        since_slot_ms: i64,
+    ) -> StoreResult<Vec<(String, i64, i64)>> {
+        blocks::counts_under(self.read_background(), prefix, since_slot_ms).await
+    }
+
     /// A notification by id.
     pub async fn notification(&self, id: &str) -> StoreResult<Option<Notification>> {
         rows::by_id(self.read(), &rows::NOTIFICATIONS, id).await
