@@ -1,7 +1,7 @@
 //! Code guessing: wrong codes checked for one number count together across its verifications,
 //! and a number that reaches the limit is cooled off (no new code, no check) for a time that
 //! doubles on each repeat. A bot trying codes against one number therefore gets a few tries,
-//! then waits 1 minute, 2, 4, 8 ... (see [`GuessingGuard::tries_within`]).
+//! then waits 1 minute, 2, 4, 8 ... (its tests simulate an hour and a day of it).
 
 use std::time::Duration;
 
@@ -133,25 +133,6 @@ impl GuessingGuard {
         })
     }
 
-    /// The most codes a guesser can try against one number in `span`, with `checks` per
-    /// verification, when every cool-off is served in full: rounds of `wrong_checks` tries
-    /// (at most `checks` per verification, so a round may need several) separated by
-    /// cool-offs of growing length.
-    pub fn tries_within(&self, span: Duration) -> u64 {
-        if !self.enabled {
-            return u64::MAX;
-        }
-        let mut elapsed = Duration::ZERO;
-        let mut tries = 0u64;
-        let mut strike = 0u32;
-        while elapsed < span {
-            tries += u64::from(self.wrong_checks);
-            strike += 1;
-            elapsed += self.ladder.length(strike);
-        }
-        tries
-    }
-
     /// One line for `--check-config` and the logs.
     pub fn describe(&self) -> String {
         if !self.enabled {
@@ -188,23 +169,20 @@ mod tests {
         assert_eq!(lengths, ["1m", "2m", "4m", "8m", "16m", "32m", "64m"]);
     }
 
-    /// A bot guessing 6-digit codes against one number for an hour, simulated minute by minute:
-    /// it checks whenever it is not cooled off, and a new verification gives it a new code.
-    #[test]
-    fn an_hour_of_guessing_has_less_than_one_chance_in_ten_thousand() {
-        let guard = GuessingGuard::default();
-        let hour = 3_600_000i64;
+    /// The tries of a bot guessing codes against one number for `span_ms`, simulated second by
+    /// second: it checks a wrong code each second it is not cooled off (a new verification
+    /// gives it a new code whenever one runs out of checks).
+    fn tries_within(guard: &GuessingGuard, span_ms: i64) -> u64 {
         let mut now = 0i64;
         let mut tries = 0u64;
         let mut wrong_since_cool_off = 0u32;
         let mut cooled_until = 0i64;
         let mut strike = 0u32;
-        while now < hour {
+        while now < span_ms {
             if now < cooled_until {
                 now = cooled_until;
                 continue;
             }
-            // One wrong check per second while allowed.
             tries += 1;
             wrong_since_cool_off += 1;
             if guard.judge("+447400123456", wrong_since_cool_off).is_some() {
@@ -214,10 +192,16 @@ mod tests {
             }
             now += 1000;
         }
+        tries
+    }
+
+    #[test]
+    fn an_hour_of_guessing_has_less_than_one_chance_in_ten_thousand() {
+        let guard = GuessingGuard::default();
+        let tries = tries_within(&guard, 3_600_000);
         assert_eq!(tries, 30);
-        assert_eq!(guard.tries_within(Duration::from_secs(3600)), 30);
         // A day: cool-offs of 1 + 2 + ... + 512 minutes end 17 h in, the next lasts 12 h.
-        assert_eq!(guard.tries_within(Duration::from_secs(24 * 3600)), 55);
+        assert_eq!(tries_within(&guard, 24 * 3_600_000), 55);
         // Each try is right with probability 1 in 10^6.
         let chance = tries as f64 / 1e6;
         assert!(chance < 1e-4, "{chance}");

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch as signal;
+use verify_carrier::mask_number;
 use verify_policy::abuse::{
-    AbuseDefense, Block, BlockLadder, BlockRule, BlockTarget, BucketKey, CountryActivity, KeyKind,
-    LimitRefusal, RateLimits, RecentSend, Usage, Verdict,
+    AbuseDefense, Block, BlockLadder, BlockRule, BlockTarget, BucketKey, CountryActivity,
+    GeoPermission, KeyKind, LimitRefusal, RateLimits, RecentSend, Usage, Verdict,
 };
 
 use super::verify::{Stored, Work};
@@ -42,10 +43,7 @@ pub(super) async fn rate_limits_of(
     let buckets: Vec<Vec<(BucketKey, String)>> = work
         .iter()
         .map(|(plan, ..)| {
-            let replay = plan
-                .idempotency_key()
-                .is_some_and(|key| used_keys.contains(key));
-            if replay {
+            if plan.is_replay(used_keys) {
                 return Vec::new();
             }
             plan.buckets(limits)
@@ -112,7 +110,6 @@ fn rate_limited(refusal: &LimitRefusal, what: &str, now: i64) -> UseCaseError {
         count = refusal.count,
         "{what} refused by a rate limit"
     );
-    let wait_ms = (refusal.retry_at_ms - now).max(0) as u64;
     UseCaseError::RateLimited {
         explanation: refusal.explain(now),
         subject: format!(
@@ -121,8 +118,14 @@ fn rate_limited(refusal: &LimitRefusal, what: &str, now: i64) -> UseCaseError {
             refusal.bucket.kind.as_str(),
             refusal.bucket.shown()
         ),
-        retry_after: Duration::from_millis(wait_ms.div_ceil(1000) * 1000),
+        retry_after: retry_after(refusal.retry_at_ms, now),
     }
+}
+
+/// How long from `now` until `until_ms`, rounded up to the second (as `RetryInfo` says it).
+fn retry_after(until_ms: i64, now: i64) -> Duration {
+    let wait_ms = (until_ms - now).max(0) as u64;
+    Duration::from_millis(wait_ms.div_ceil(1000) * 1000)
 }
 
 /// Counts the requests of a group that queued a code (a new verification or a resend) in
@@ -396,11 +399,10 @@ fn slot_of(window: Duration, at_ms: i64) -> i64 {
 
 /// The error a block becomes: its explanation, what it blocks, and when it ends.
 pub(super) fn blocked(block: &Block, now: i64) -> UseCaseError {
-    let wait_ms = (block.ends_ms - now).max(0) as u64;
     UseCaseError::RateLimited {
         explanation: block.explain(now),
         subject: format!("{} {}: {}", block.rule, block.id, block.target.shown()),
-        retry_after: Duration::from_millis(wait_ms.div_ceil(1000) * 1000),
+        retry_after: retry_after(block.ends_ms, now),
     }
 }
 
@@ -435,10 +437,7 @@ pub(super) async fn guard_group(
         .iter()
         .enumerate()
         .map(|(index, (plan, ..))| {
-            let replay = plan
-                .idempotency_key()
-                .is_some_and(|key| used_keys.contains(key));
-            (!refused.contains(&index) && !replay).then(|| {
+            (!refused.contains(&index) && !plan.is_replay(used_keys)).then(|| {
                 let region = plan.region().map(str::to_string);
                 let prefix = defense.limits.prefix_of(plan.e164(), region.as_deref());
                 (plan.e164().to_string(), prefix, region)
@@ -448,14 +447,7 @@ pub(super) async fn guard_group(
     let targets: HashSet<BlockTarget> = subjects
         .iter()
         .flatten()
-        .flat_map(|(number, prefix, region)| {
-            [
-                Some(BlockTarget::number(number)),
-                Some(BlockTarget::prefix(prefix)),
-                region.as_deref().map(BlockTarget::country),
-            ]
-        })
-        .flatten()
+        .flat_map(|(number, prefix, region)| targets_of(number, prefix, region.as_deref()))
         .collect();
     let mut blocks = view.blocks_of(&targets);
     let mut prefix_sends: HashMap<String, Vec<RecentSend>> = HashMap::new();
@@ -515,15 +507,11 @@ pub(super) async fn guard_group(
         let Some((number, prefix, region)) = subject else {
             continue;
         };
-        let mine = [
-            Some(BlockTarget::number(&number)),
-            Some(BlockTarget::prefix(&prefix)),
-            region.as_deref().map(BlockTarget::country),
-        ];
-        let in_force = blocks
-            .iter()
-            .filter(|block| block.refuses(now) && mine.contains(&Some(block.target.clone())))
-            .max_by_key(|block| block.ends_ms);
+        let mine = targets_of(&number, &prefix, region.as_deref());
+        let in_force = longest_in_force(
+            blocks.iter().filter(|block| mine.contains(&block.target)),
+            now,
+        );
         if let Some(block) = in_force {
             guarded.refusals.push((index, blocked(block, now)));
             continue;
@@ -610,6 +598,21 @@ fn start_block(
     block
 }
 
+/// What a request for `number` (of `prefix`, in `region`) may be blocked by.
+fn targets_of(number: &str, prefix: &str, region: Option<&str>) -> Vec<BlockTarget> {
+    let mut targets = vec![BlockTarget::number(number), BlockTarget::prefix(prefix)];
+    targets.extend(region.map(BlockTarget::country));
+    targets
+}
+
+/// Of `blocks`, the one in force at `now` that lasts longest (when it ends, none of them
+/// refuses).
+fn longest_in_force<'a>(blocks: impl Iterator<Item = &'a Block>, now: i64) -> Option<&'a Block> {
+    blocks
+        .filter(|block| block.refuses(now))
+        .max_by_key(|block| block.ends_ms)
+}
+
 /// When the last block of `target` started, if it had one in the blocks read.
 fn last_block_start(blocks: &[Block], target: &BlockTarget) -> Option<i64> {
     blocks
@@ -640,18 +643,10 @@ pub(super) async fn guard_notify(
 ) -> Result<(), UseCaseError> {
     let limits = &defense.limits;
     let prefix = limits.prefix_of(e164, Some(region));
-    let targets: HashSet<BlockTarget> = [
-        BlockTarget::number(e164),
-        BlockTarget::prefix(&prefix),
-        BlockTarget::country(region),
-    ]
-    .into();
-    let blocks = view.blocks_of(&targets);
-    if let Some(block) = blocks
-        .iter()
-        .filter(|block| block.refuses(now))
-        .max_by_key(|block| block.ends_ms)
-    {
+    let targets = targets_of(e164, &prefix, Some(region))
+        .into_iter()
+        .collect();
+    if let Some(block) = longest_in_force(view.blocks_of(&targets).iter(), now) {
         return Err(blocked(block, now));
     }
     let buckets: Vec<(BucketKey, String)> = limits
@@ -769,11 +764,7 @@ impl<'a> CheckGuard<'a> {
         let blocks = self
             .view
             .blocks_of(&[BlockTarget::number(&self.e164)].into());
-        if let Some(block) = blocks
-            .iter()
-            .filter(|block| block.refuses(now))
-            .max_by_key(|block| block.ends_ms)
-        {
+        if let Some(block) = longest_in_force(blocks.iter(), now) {
             return Err(blocked(block, now));
         }
         Ok(blocks)
@@ -836,6 +827,29 @@ const DEFAULT_BLOCK_LIST: u32 = 100;
 const MAX_BLOCK_LIST: u32 = 1000;
 
 impl super::UseCases {
+    /// Geo permissions for a message to `e164` in `region`: refused (`FAILED_PRECONDITION`
+    /// naming the setting) if its country is blocked; with the setting's sentence for the
+    /// decision (and a log line) if it is monitored.
+    pub(super) fn geo_permission(
+        &self,
+        e164: &str,
+        region: Option<&str>,
+    ) -> Result<Option<String>, UseCaseError> {
+        let in_rule_set = region.is_some_and(|region| self.rules.has_country(region));
+        let geo = self.defense.geo.decide(region, in_rule_set);
+        match geo.permission {
+            GeoPermission::Block => Err(UseCaseError::FailedPrecondition {
+                field: "to",
+                reason: geo.reason,
+            }),
+            GeoPermission::Monitor => {
+                tracing::info!(to = %mask_number(e164), "{}", geo.reason);
+                Ok(Some(geo.reason))
+            }
+            GeoPermission::Allow => Ok(None),
+        }
+    }
+
     /// The blocks abuse defense started, newest first: those in force, or with
     /// `include_ended` also those kept after they ended or were lifted; at most `limit` (0 for
     /// the default, 100).

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use verify_carrier::{Channel, mask_number};
-use verify_policy::abuse::GeoPermission;
 use verify_policy::classify;
 use verify_policy::rules::{Category, Decision, RuleRef};
 
@@ -104,13 +103,7 @@ impl UseCases {
             ));
         };
         // Geo permissions as for codes.
-        let geo = self
-            .defense
-            .geo
-            .decide(Some(&region), self.rules.has_country(&region));
-        if geo.permission == GeoPermission::Block {
-            return Err(UseCaseError::precondition("to", geo.reason));
-        }
+        let monitored = self.geo_permission(&e164, Some(&region))?;
         let channel = Channel::Sms;
         let routes = self.decider.routes_for(Some(&region), &e164, channel);
         let Some((first, rest)) = routes.split_first() else {
@@ -147,8 +140,8 @@ impl UseCases {
             first.carrier,
             first.reason
         );
-        if geo.permission == GeoPermission::Monitor {
-            notification.decision = format!("{}; {}", geo.reason, notification.decision);
+        if let Some(monitored) = monitored {
+            notification.decision = format!("{monitored}; {}", notification.decision);
         }
         let spec = MessageSpec {
             id: new_id("msg"),

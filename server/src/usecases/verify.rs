@@ -7,9 +7,7 @@ use std::sync::{Arc, PoisonError};
 use tokio::sync::oneshot;
 
 use verify_carrier::{Channel, mask_number};
-use verify_policy::abuse::{
-    AbuseDefense, BucketKey, GeoPermission, RateLimits, RawContext, RequestContext,
-};
+use verify_policy::abuse::{AbuseDefense, BucketKey, RateLimits, RawContext, RequestContext};
 use verify_policy::rules::Decision;
 use verify_policy::{ChannelRefusal, Classification, Workflow, choose_channel, classify};
 
@@ -88,9 +86,12 @@ impl Plan {
         )
     }
 
-    /// The client's idempotency key, if it sent one.
-    pub(super) fn idempotency_key(&self) -> Option<&String> {
-        self.idempotency_key.as_ref()
+    /// Whether this is an idempotent retry of an earlier call (its key is among
+    /// `used_keys`): it sends nothing, so no limit or guard applies to it.
+    pub(super) fn is_replay(&self, used_keys: &HashSet<String>) -> bool {
+        self.idempotency_key
+            .as_ref()
+            .is_some_and(|key| used_keys.contains(key))
     }
 
     /// The number, E.164.
@@ -535,21 +536,10 @@ impl UseCases {
         let region = classification.region_code.clone();
         // Abuse defense that needs no counts: geo permissions, and at `strict` the number
         // types pumping favours.
-        let geo = self.defense.geo.decide(
+        let monitored = self.geo_permission(
+            classification.e164.as_deref().unwrap_or_default(),
             region.as_deref(),
-            region.as_deref().is_some_and(|r| self.rules.has_country(r)),
-        );
-        match geo.permission {
-            GeoPermission::Block => return Err(UseCaseError::precondition("to", geo.reason)),
-            GeoPermission::Monitor => {
-                tracing::info!(
-                    to = %mask_number(classification.e164.as_deref().unwrap_or_default()),
-                    "{}",
-                    geo.reason
-                );
-            }
-            GeoPermission::Allow => {}
-        }
+        )?;
         if let Some(reason) = self
             .defense
             .pumping
@@ -607,8 +597,8 @@ impl UseCases {
         } else {
             format!("{}; {}", rules.explain(), first.explanation)
         };
-        if geo.permission == GeoPermission::Monitor {
-            explanation = format!("{}; {explanation}", geo.reason);
+        if let Some(monitored) = monitored {
+            explanation = format!("{monitored}; {explanation}");
         }
         Ok(Plan {
             e164: classification.e164.clone().unwrap_or_default(),

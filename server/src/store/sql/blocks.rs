@@ -161,36 +161,3 @@ pub(super) async fn since(exec: db::Exec<'_>, since_ms: i64) -> StoreResult<Vec<
         .map(block)
         .collect()
 }
-
-/// `(bucket, slot, count)` of the rate counts whose bucket starts with `prefix`, in slots from
-/// `since_slot_ms` on.
-pub(super) async fn counts_under(
-    exec: db::Exec<'_>,
-    prefix: &str,
-    since_slot_ms: i64,
-) -> StoreResult<Vec<(String, i64, i64)>> {
-    // Buckets from `prefix` up to the same text with its last character's successor.
-    let mut upper = prefix.to_string();
-    let last = upper
-        .pop()
-        .map_or('\u{1}', |c| char::from_u32(c as u32 + 1).unwrap_or(c));
-    upper.push(last);
-    db::query(
-        "SELECT bucket, slot_ms, count FROM rate_counts WHERE bucket >= $1 AND bucket < $2 \
-         AND slot_ms >= $3",
-    )
-    .bind(prefix)
-    .bind(upper)
-    .bind(since_slot_ms)
-    .fetch_all(exec)
-    .await?
-    .iter()
-    .map(|row| {
-        Ok((
-            row.try_get("bucket")?,
-            row.try_get("slot_ms")?,
-            row.try_get("count")?,
-        ))
-    })
-    .collect()
-}

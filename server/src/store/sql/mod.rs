@@ -638,7 +638,7 @@ impl SqlStore {
         prefix: &str,
         since_slot_ms: i64,
     ) -> StoreResult<Vec<(String, i64, i64)>> {
-        blocks::counts_under(self.read_background(), prefix, since_slot_ms).await
+        rate_counts::under(self.read_background(), prefix, since_slot_ms).await
     }
 
     /// A notification by id.
