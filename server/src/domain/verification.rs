@@ -133,6 +133,9 @@ pub struct VerificationSpec {
     pub id: String,
     /// Number in E.164.
     pub to_e164: String,
+    /// The prefix abuse defense counts the number under (the number without its last
+    /// digits, as the rate limits configure it).
+    pub number_prefix: String,
     /// Region of the number.
     pub region_code: Option<String>,
     /// Channel of the first message.
@@ -170,6 +173,7 @@ impl VerificationSpec {
         VerificationSpec {
             id: id.into(),
             to_e164: number.into(),
+            number_prefix: number[..number.len().saturating_sub(3)].into(),
             region_code: Some("GB".into()),
             channel: Channel::Sms,
             locale: "en".into(),
@@ -203,6 +207,9 @@ pub struct Verification {
     pub id: String,
     /// Number in E.164.
     pub to_e164: String,
+    /// The prefix abuse defense counts the number under (empty for verifications stored
+    /// before it was kept).
+    pub number_prefix: String,
     /// Region of the number.
     pub region_code: Option<String>,
     /// State.
@@ -256,6 +263,7 @@ impl Verification {
         let verification = Verification {
             id: spec.id,
             to_e164: spec.to_e164,
+            number_prefix: spec.number_prefix,
             region_code: spec.region_code,
             status: VerificationStatus::Pending,
             channel: spec.channel,

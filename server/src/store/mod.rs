@@ -15,7 +15,7 @@ mod tests;
 
 use async_trait::async_trait;
 use verify_carrier::ReceiptStatus;
-use verify_policy::abuse::{Block, RecentSend};
+use verify_policy::abuse::Block;
 
 pub use sql::conversion::ConversionCount;
 pub use sql::{SqlStore, WriteTx};
@@ -92,11 +92,17 @@ pub trait VerificationRepository {
     /// Stores new verifications, in one statement (`Contended` when one of their numbers
     /// already has a pending verification).
     async fn insert_verifications(&mut self, verifications: &[Verification]) -> StoreResult<()>;
-    /// Which of `numbers` (E.164) have a pending verification, read without locking.
-    async fn numbers_with_pending_verification(
+    /// The verifications a Verify group's rules read, in one statement, without locking:
+    /// every pending one to `numbers`, those to `numbers` started from `numbers_since_ms` on,
+    /// and those whose number counts under one of `prefixes` (their `number_prefix`) started
+    /// from `prefixes_since_ms` on. Each once.
+    async fn recent_codes(
         &mut self,
         numbers: &[String],
-    ) -> StoreResult<Vec<String>>;
+        numbers_since_ms: i64,
+        prefixes: &[String],
+        prefixes_since_ms: i64,
+    ) -> StoreResult<Vec<RecordedCode>>;
     /// Which of `keys` already name a verification.
     async fn verification_keys_in_use(&mut self, keys: &[String]) -> StoreResult<Vec<String>>;
     /// Saves a changed verification.
@@ -215,16 +221,27 @@ pub trait Blocks {
     /// is no such block.
     async fn lift_block(&mut self, id: &str, now_ms: i64, by: &str) -> StoreResult<Option<Block>>;
 
-    /// The verifications started from `since_ms` on to numbers of `prefixes`, as the pumping
-    /// guard reads them.
-    async fn recent_sends(
-        &mut self,
-        prefixes: &[String],
-        since_ms: i64,
-    ) -> StoreResult<Vec<RecentSend>>;
-
     /// Forgets blocks that ended before `ended_before_ms`; returns how many went.
     async fn forget_blocks_before(&mut self, ended_before_ms: i64) -> StoreResult<u64>;
+}
+
+/// A verification as the rules against abuse count it: the codes sent to a number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedCode {
+    /// The verification's id.
+    pub id: String,
+    /// The number (E.164).
+    pub e164: String,
+    /// The prefix abuse defense counts the number under (empty if not kept).
+    pub number_prefix: String,
+    /// Whether it is pending.
+    pub pending: bool,
+    /// Whether it was approved.
+    pub approved: bool,
+    /// Codes sent for it (the first, resends and fallback steps).
+    pub sends: u32,
+    /// When it started (unix ms).
+    pub created_at_ms: i64,
 }
 
 /// A delivery receipt that came before its message was known as submitted.

@@ -30,6 +30,7 @@ on_both_databases!(
     a_write_waits_for_another_process_holding_the_sqlite_lock,
     a_failed_flush_of_the_log_stops_writes_and_reads,
     saved_messages_are_written_together_and_read_back_by_their_write,
+    recent_codes_are_read_by_number_and_by_prefix_once_each,
 );
 
 const NOW: i64 = 1_700_000_000_000;
@@ -124,6 +125,70 @@ async fn verifications_round_trip_and_one_pending_per_number(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(both.len(), 2);
+}
+
+async fn recent_codes_are_read_by_number_and_by_prefix_once_each(db: &TestDb) {
+    let mut old = verification("vf_old", "+447400100001");
+    old.created_at_ms = NOW - 3_600_000;
+    old.status = VerificationStatus::Approved;
+    insert(db, &old, &[]).await;
+    let mut resent = verification("vf_new", "+447400100002");
+    resent.sends_used = 2;
+    insert(db, &resent, &[]).await;
+    let mut long_pending = verification("vf_pending", "+447400200003");
+    long_pending.created_at_ms = NOW - 7_200_000;
+    insert(db, &long_pending, &[]).await;
+    insert(db, &verification("vf_other", "+447400300004"), &[]).await;
+
+    let mut tx = db.store.begin().await.unwrap();
+    let ids = |codes: &[RecordedCode]| {
+        let mut ids: Vec<String> = codes.iter().map(|code| code.id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    // By prefix (the one each number counts under) from a time; by number, the pending one
+    // whenever it started.
+    let numbers = ["+447400200003".to_string(), "+447400100002".to_string()];
+    let codes = tx
+        .recent_codes(
+            &numbers,
+            NOW - 600_000,
+            &["+447400100".into()],
+            NOW - 600_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&codes), ["vf_new", "vf_pending"]);
+    let new = codes.iter().find(|code| code.id == "vf_new").unwrap();
+    assert_eq!(
+        (new.e164.as_str(), new.pending, new.approved, new.sends),
+        ("+447400100002", true, false, 2)
+    );
+    // A longer window reaches the approved one; nothing is read twice.
+    let codes = tx
+        .recent_codes(
+            &numbers,
+            i64::MAX,
+            &["+447400999".into(), "+447400100".into()],
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(&codes), ["vf_new", "vf_old", "vf_pending"]);
+    assert!(
+        codes
+            .iter()
+            .any(|code| code.id == "vf_old" && code.approved)
+    );
+    assert!(tx.recent_codes(&[], 0, &[], 0).await.unwrap().is_empty());
+    // Many prefixes, without numbers.
+    let many: Vec<String> = (0..70)
+        .map(|i| format!("+44750{i:04}"))
+        .chain(["+447400300".to_string()])
+        .collect();
+    let codes = tx.recent_codes(&[], 0, &many, 0).await.unwrap();
+    assert_eq!(ids(&codes), ["vf_other"]);
+    tx.rollback().await.unwrap();
 }
 
 async fn idempotency_keys_name_one_verification(db: &TestDb) {

@@ -1,6 +1,13 @@
 //! Abuse defense in the use cases: Verify's rate limits, blocks and pumping guard, and the
-//! guessing cool-off of Check, counted and kept in the store so that they hold across
-//! replicas (the rules themselves are `verify_policy::abuse`).
+//! guessing cool-off of Check, kept in the store so that they hold across replicas (the
+//! rules themselves are `verify_policy::abuse`).
+//!
+//! What one Verify group costs its transaction: one read of the verifications its rules
+//! count ([`recent_codes_of`]: the number and prefix limits and the pumping guard count the
+//! codes recorded there), and a read of the counts of the other limits when a request has
+//! their keys (client address, device, user, API key). Counts are written in the background
+//! ([`PendingCounts`]); blocks and countries' counts are read in the background
+//! ([`GuardView`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -10,14 +17,18 @@ use tokio::sync::watch as signal;
 use verify_carrier::mask_number;
 use verify_policy::abuse::{
     AbuseDefense, Block, BlockLadder, BlockRule, BlockTarget, BucketKey, CountryActivity,
-    GeoPermission, KeyKind, LimitRefusal, RateLimits, RecentSend, Usage, Verdict,
+    GeoPermission, KeyKind, LimitRefusal, RateLimit, RateLimits, RecentSend, Usage, Verdict,
 };
 
+use super::pending_counts::{HeldCounts, PendingCounts};
 use super::verify::{Stored, Work};
 use super::{UseCaseError, new_id};
 use crate::clock::now_ms;
 use crate::domain::{EventKind, block_event};
-use crate::store::{Blocks, EventLog, RateCounts, SqlStore, StoreError, WriteTx};
+use crate::store::{
+    Blocks, EventLog, RateCounts, RecordedCode, SqlStore, StoreError, VerificationRepository,
+    WriteTx,
+};
 
 /// How often counts older than every window are removed.
 const FORGET_EVERY: Duration = Duration::from_secs(60);
@@ -31,12 +42,134 @@ pub(super) struct Limited {
     pub(super) counted_in: Vec<Vec<(String, i64)>>,
 }
 
+/// The verifications a Verify group's rules read, in one statement (see
+/// [`recent_codes_of`]): the pending ones of its numbers, and the codes recorded lately for
+/// its numbers and prefixes. The limits keyed on a number or a prefix, and the pumping guard,
+/// count these rows: every code sent is in its verification's row, so they need no count of
+/// their own.
+pub(super) struct RecentCodes {
+    codes: Vec<RecordedCode>,
+    by_number: HashMap<String, Vec<usize>>,
+    by_prefix: HashMap<String, Vec<usize>>,
+}
+
+impl RecentCodes {
+    /// The numbers among those read that have a pending verification.
+    pub(super) fn pending_numbers(&self) -> HashSet<&str> {
+        self.codes
+            .iter()
+            .filter(|code| code.pending)
+            .map(|code| code.e164.as_str())
+            .collect()
+    }
+
+    /// The codes read of number `e164`, or of the numbers of prefix `prefix`.
+    fn of(&self, kind: KeyKind, value: &str) -> impl Iterator<Item = &RecordedCode> {
+        let indexes = match kind {
+            KeyKind::Number => self.by_number.get(value),
+            _ => self.by_prefix.get(value),
+        };
+        indexes
+            .into_iter()
+            .flatten()
+            .map(|&index| &self.codes[index])
+    }
+
+    /// What `limit` counts of a bucket keyed on a number or a prefix: each verification's
+    /// codes in the slot it started in.
+    fn usage(&self, bucket: &BucketKey, limit: &RateLimit) -> Usage {
+        let mut slots: Vec<(i64, u32)> = Vec::new();
+        for code in self.of(bucket.kind, &bucket.value) {
+            let slot = limit.slot_of(code.created_at_ms);
+            match slots.iter_mut().find(|(start, _)| *start == slot) {
+                Some((_, count)) => *count = count.saturating_add(code.sends),
+                None => slots.push((slot, code.sends)),
+            }
+        }
+        Usage { slots }
+    }
+}
+
+/// Whether a limit of this kind counts the codes in the verifications' rows (those keyed on
+/// a number or a prefix) rather than counts of its own.
+fn counts_recorded_codes(kind: KeyKind) -> bool {
+    matches!(kind, KeyKind::Number | KeyKind::NumberPrefix)
+}
+
+/// Reads the verifications the rules of a Verify group count (see [`RecentCodes`]): every
+/// number's pending one and, from the start of the longest window that needs them, the
+/// codes of its numbers (for limits keyed on numbers) and prefixes (for limits keyed on
+/// prefixes and the pumping guard). Idempotent retries are not limited or guarded: only
+/// their pending verification is read.
+pub(super) async fn recent_codes_of(
+    tx: &mut WriteTx,
+    work: &[Work],
+    used_keys: &HashSet<String>,
+    defense: &AbuseDefense,
+    now: i64,
+) -> Result<RecentCodes, StoreError> {
+    let longest = |kind: KeyKind| {
+        defense
+            .limits
+            .limits()
+            .iter()
+            .filter(|limit| limit.key == kind)
+            .map(|limit| limit.per)
+            .max()
+    };
+    let since = |window: Option<Duration>| {
+        window.map_or(i64::MAX, |window| now - window.as_millis() as i64)
+    };
+    let numbers_since = since(longest(KeyKind::Number));
+    let prefix_window = longest(KeyKind::NumberPrefix)
+        .into_iter()
+        .chain(defense.pumping.is_on().then_some(defense.pumping.window))
+        .max();
+    let mut numbers: Vec<String> = work
+        .iter()
+        .map(|(plan, ..)| plan.e164().to_string())
+        .collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    let mut prefixes: Vec<String> = Vec::new();
+    if prefix_window.is_some() {
+        prefixes = work
+            .iter()
+            .filter(|(plan, ..)| !plan.is_replay(used_keys))
+            .map(|(plan, ..)| plan.number_prefix().to_string())
+            .collect();
+        prefixes.sort_unstable();
+        prefixes.dedup();
+    }
+    let codes = tx
+        .recent_codes(&numbers, numbers_since, &prefixes, since(prefix_window))
+        .await?;
+    let mut by_number: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut by_prefix: HashMap<String, Vec<usize>> = HashMap::new();
+    for (index, code) in codes.iter().enumerate() {
+        by_number.entry(code.e164.clone()).or_default().push(index);
+        if !code.number_prefix.is_empty() {
+            by_prefix
+                .entry(code.number_prefix.clone())
+                .or_default()
+                .push(index);
+        }
+    }
+    Ok(RecentCodes {
+        codes,
+        by_number,
+        by_prefix,
+    })
+}
+
 /// Decides the rate limits for each request of a group in turn (see `verify::store_group_in`).
 pub(super) async fn rate_limits_of(
     tx: &mut WriteTx,
     work: &[Work],
     used_keys: &HashSet<String>,
     limits: &RateLimits,
+    recent: &RecentCodes,
+    pending: &PendingCounts,
     now: i64,
 ) -> Result<Limited, StoreError> {
     // Each request's buckets with the keys the store counts them under.
@@ -55,14 +188,24 @@ pub(super) async fn rate_limits_of(
                 .collect()
         })
         .collect();
+    // Buckets keyed on a number or a prefix count the codes read; the others are counted.
     let mut keys: Vec<String> = buckets
         .iter()
         .flatten()
+        .filter(|(bucket, _)| !counts_recorded_codes(bucket.kind))
         .map(|(_, key)| key.clone())
         .collect();
     keys.sort_unstable();
     keys.dedup();
-    let mut usage = usage_of(tx, limits, &keys, now).await?;
+    let mut usage = usage_of(tx, limits, pending, &keys, now).await?;
+    for (bucket, key) in buckets.iter().flatten() {
+        if counts_recorded_codes(bucket.kind)
+            && !usage.contains_key(key)
+            && let Some(limit) = limits.limit(&bucket.limit)
+        {
+            usage.insert(key.clone(), recent.usage(bucket, limit));
+        }
+    }
     let mut refusals = Vec::new();
     let mut counted = Vec::with_capacity(work.len());
     for (index, request_buckets) in buckets.into_iter().enumerate() {
@@ -83,7 +226,9 @@ pub(super) async fn rate_limits_of(
                             Some((_, count)) => *count = count.saturating_add(1),
                             None => slots.push((slot, 1)),
                         }
-                        counted_in.push((key, slot));
+                        if !counts_recorded_codes(bucket.kind) {
+                            counted_in.push((key, slot));
+                        }
                     }
                 }
                 counted.push(counted_in);
@@ -129,13 +274,13 @@ fn retry_after(until_ms: i64, now: i64) -> Duration {
 }
 
 /// Counts the requests of a group that queued a code (a new verification or a resend) in
-/// their buckets. A failure to count is logged and does not undo the requests: limits then
-/// count less, for a moment, instead of Verify failing.
-pub(super) async fn count_sent(
-    tx: &mut WriteTx,
+/// their buckets: held for the group's transaction, kept when it commits (see
+/// [`PendingCounts`]).
+pub(super) fn hold_sent(
+    pending: &Arc<PendingCounts>,
     results: &[Result<Stored, UseCaseError>],
     counted_in: Vec<Vec<(String, i64)>>,
-) {
+) -> HeldCounts {
     let mut counts: BTreeMap<(String, i64), i64> = BTreeMap::new();
     for (result, places) in results.iter().zip(counted_in) {
         if !matches!(result, Ok(Stored::Created(..) | Stored::Resent(_))) {
@@ -145,19 +290,12 @@ pub(super) async fn count_sent(
             *counts.entry(place).or_default() += 1;
         }
     }
-    if counts.is_empty() {
-        return;
-    }
-    let counts: Vec<(String, i64, i64)> = counts
-        .into_iter()
-        .map(|((bucket, slot), count)| (bucket, slot, count))
-        .collect();
-    let counted = tx
-        .isolated(move |tx| Box::pin(async move { tx.add_rate_counts(&counts).await }))
-        .await;
-    if let Err(error) = counted {
-        tracing::warn!(%error, "counting requests for rate limits failed; they count less for now");
-    }
+    pending.hold(
+        counts
+            .into_iter()
+            .map(|((bucket, slot), count)| (bucket, slot, count))
+            .collect(),
+    )
 }
 
 /// How long blocks are kept after they end (for `ListBlocks` with ended ones).
@@ -205,25 +343,14 @@ pub(super) fn forget_old_counts(
     });
 }
 
-/// Rows a country's counts are spread over: every code and approval in a country is counted,
-/// and on PostgreSQL transactions that add to one row wait for each other's commits; spread
-/// over this many, the Verify groups and checks written at once rarely meet.
-const COUNTRY_SHARDS: u64 = 16;
-
-/// The shard the next count of a country goes to: taken in turn.
-fn next_shard() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % COUNTRY_SHARDS
+/// The bucket codes sent to a country are counted in for the pumping guard.
+fn country_sent_bucket(region: &str) -> String {
+    format!("pumping-sent|{region}")
 }
 
-/// The bucket (of shard `shard`) codes sent to a country are counted in for the pumping guard.
-fn country_sent_bucket(region: &str, shard: u64) -> String {
-    format!("pumping-sent|{region}|{shard}")
-}
-
-/// The bucket (of shard `shard`) approvals in a country are counted in for the pumping guard.
-fn country_approved_bucket(region: &str, shard: u64) -> String {
-    format!("pumping-approved|{region}|{shard}")
+/// The bucket approvals in a country are counted in for the pumping guard.
+fn country_approved_bucket(region: &str) -> String {
+    format!("pumping-approved|{region}")
 }
 
 /// How often a server reads the blocks again (those other replicas started or lifted).
@@ -244,6 +371,8 @@ pub(super) struct GuardView {
     blocks: std::sync::RwLock<Vec<Block>>,
     /// Per country: `(slot, codes sent, approvals)`.
     countries: std::sync::RwLock<HashMap<String, Vec<CountrySlot>>>,
+    /// The rate-limit counts this server decided and has not written yet.
+    pub(super) pending: Arc<PendingCounts>,
 }
 
 /// A country's counts in one slot: `(slot start, codes sent, approvals)`.
@@ -257,6 +386,8 @@ impl GuardView {
         defense: Arc<AbuseDefense>,
         mut shutdown: signal::Receiver<bool>,
     ) {
+        self.pending
+            .write_in_background(Arc::clone(&store), shutdown.clone());
         let view = Arc::clone(self);
         let memory = defense
             .pumping
@@ -422,15 +553,15 @@ pub(super) struct Guarded {
 /// which send nothing and are not guarded): a request to a blocked number, prefix or country
 /// is refused; one the pumping guard finds suspect starts a block (refused unless the guard
 /// only monitors). Each request allowed counts for the ones after it.
-pub(super) async fn guard_group(
-    tx: &mut WriteTx,
+pub(super) fn guard_group(
     work: &[Work],
+    recent: &RecentCodes,
     refused: &HashSet<usize>,
     used_keys: &HashSet<String>,
     defense: &AbuseDefense,
     view: &GuardView,
     now: i64,
-) -> Result<Guarded, StoreError> {
+) -> Guarded {
     let pumping = &defense.pumping;
     // Each request's number, prefix and country; `None` for those not guarded.
     let subjects: Vec<Option<(String, String, Option<String>)>> = work
@@ -439,8 +570,11 @@ pub(super) async fn guard_group(
         .map(|(index, (plan, ..))| {
             (!refused.contains(&index) && !plan.is_replay(used_keys)).then(|| {
                 let region = plan.region().map(str::to_string);
-                let prefix = defense.limits.prefix_of(plan.e164(), region.as_deref());
-                (plan.e164().to_string(), prefix, region)
+                (
+                    plan.e164().to_string(),
+                    plan.number_prefix().to_string(),
+                    region,
+                )
             })
         })
         .collect();
@@ -454,27 +588,20 @@ pub(super) async fn guard_group(
     let mut countries: HashMap<String, CountryActivity> = HashMap::new();
     let window_start = now - pumping.window.as_millis() as i64;
     if pumping.is_on() {
-        let mut prefixes: Vec<String> = subjects
-            .iter()
-            .flatten()
-            .map(|(_, prefix, _)| prefix.clone())
-            .collect();
-        prefixes.sort_unstable();
-        prefixes.dedup();
-        // Each code read belongs to the longest prefix asked for that begins its number.
-        let mut lengths: Vec<usize> = prefixes.iter().map(String::len).collect();
-        lengths.sort_unstable_by(|a, b| b.cmp(a));
-        lengths.dedup();
-        let asked: HashSet<&str> = prefixes.iter().map(String::as_str).collect();
-        for send in tx.recent_sends(&prefixes, window_start).await? {
-            let prefix = lengths
-                .iter()
-                .filter_map(|&length| send.e164.get(..length))
-                .find(|prefix| asked.contains(prefix))
-                .map(str::to_string);
-            if let Some(prefix) = prefix {
-                prefix_sends.entry(prefix).or_default().push(send);
+        for (_, prefix, _) in subjects.iter().flatten() {
+            if prefix_sends.contains_key(prefix) {
+                continue;
             }
+            let sends = recent
+                .of(KeyKind::NumberPrefix, prefix)
+                .filter(|code| code.created_at_ms >= window_start)
+                .map(|code| RecentSend {
+                    e164: code.e164.clone(),
+                    approved: code.approved,
+                    at_ms: code.created_at_ms,
+                })
+                .collect();
+            prefix_sends.insert(prefix.clone(), sends);
         }
         let regions: HashSet<&str> = subjects
             .iter()
@@ -496,8 +623,6 @@ pub(super) async fn guard_group(
             }
         }
     }
-    // The group's codes are counted in one shard of each country's counts.
-    let shard = next_shard();
     let mut guarded = Guarded {
         refusals: Vec::new(),
         new_blocks: Vec::new(),
@@ -567,13 +692,11 @@ pub(super) async fn guard_group(
             at_ms: now,
         });
         if let Some(region) = &region {
-            guarded.counted_in[index].push((
-                country_sent_bucket(region, shard),
-                slot_of(pumping.window, now),
-            ));
+            guarded.counted_in[index]
+                .push((country_sent_bucket(region), slot_of(pumping.window, now)));
         }
     }
-    Ok(guarded)
+    guarded
 }
 
 /// The block `verdict` starts now: the next strike of its target and rule, as long as
@@ -630,8 +753,9 @@ fn last_block_start(blocks: &[Block], target: &BlockTarget) -> Option<i64> {
 /// Abuse defense for one Notify, in its write: a notification to a number, prefix or country
 /// under a block in force is refused, and the rate limits keyed on what the client says of
 /// the person asking (IP address and network, device, user) and on the API key count it and
-/// refuse it when full. The limits keyed on the number, its prefix and country count codes
-/// only: an alert to many people of one range is not pumping.
+/// refuse it when full (the counts are held for the write: kept once it commits). The limits
+/// keyed on the number, its prefix and country count codes only: an alert to many people of
+/// one range is not pumping.
 pub(super) async fn guard_notify(
     tx: &mut WriteTx,
     defense: &AbuseDefense,
@@ -640,7 +764,7 @@ pub(super) async fn guard_notify(
     region: &str,
     context: &verify_policy::abuse::RequestContext,
     now: i64,
-) -> Result<(), UseCaseError> {
+) -> Result<HeldCounts, UseCaseError> {
     let limits = &defense.limits;
     let prefix = limits.prefix_of(e164, Some(region));
     let targets = targets_of(e164, &prefix, Some(region))
@@ -664,10 +788,10 @@ pub(super) async fn guard_notify(
         })
         .collect();
     if buckets.is_empty() {
-        return Ok(());
+        return Ok(HeldCounts::none());
     }
     let keys: Vec<String> = buckets.iter().map(|(_, key)| key.clone()).collect();
-    let mut usage = usage_of(tx, limits, &keys, now).await?;
+    let mut usage = usage_of(tx, limits, &view.pending, &keys, now).await?;
     let counted: Vec<(BucketKey, Usage)> = buckets
         .iter()
         .map(|(bucket, key)| (bucket.clone(), usage.remove(key).unwrap_or_default()))
@@ -682,8 +806,7 @@ pub(super) async fn guard_notify(
             Some((key, slot, 1))
         })
         .collect();
-    tx.add_rate_counts(&counts).await?;
-    Ok(())
+    Ok(view.pending.hold(counts))
 }
 
 /// Stores the blocks a group started. A failure is logged and does not undo the group's
@@ -714,6 +837,7 @@ pub(super) async fn store_blocks(tx: &mut WriteTx, blocks: Vec<Block>, now: i64)
 async fn usage_of(
     tx: &mut WriteTx,
     limits: &RateLimits,
+    pending: &PendingCounts,
     keys: &[String],
     now: i64,
 ) -> Result<HashMap<String, Usage>, StoreError> {
@@ -727,6 +851,17 @@ async fn usage_of(
     for (bucket, slot, count) in tx.rate_counts(keys, since).await? {
         let count = u32::try_from(count.max(0)).unwrap_or(u32::MAX);
         usage.entry(bucket).or_default().slots.push((slot, count));
+    }
+    // With the counts this server has not written yet.
+    for key in keys {
+        for (slot, count) in pending.of(key, since) {
+            let count = u32::try_from(count.max(0)).unwrap_or(u32::MAX);
+            usage
+                .entry(key.clone())
+                .or_default()
+                .slots
+                .push((slot, count));
+        }
     }
     Ok(usage)
 }
@@ -779,19 +914,20 @@ impl<'a> CheckGuard<'a> {
         wrong: bool,
         earlier: &[Block],
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<HeldCounts, StoreError> {
         let defense = self.defense;
+        let pending = &self.view.pending;
+        let mut held = HeldCounts::none();
         if approved
             && defense.pumping.is_on()
             && let Some(region) = &self.region
         {
             let slot = slot_of(defense.pumping.window, now);
-            tx.add_rate_counts(&[(country_approved_bucket(region, next_shard()), slot, 1)])
-                .await?;
+            held.join(pending.hold(vec![(country_approved_bucket(region), slot, 1)]));
         }
         let guessing = &defense.guessing;
         if !wrong || !guessing.is_on() {
-            return Ok(());
+            return Ok(held);
         }
         // Counted in the window since the last cool-off started.
         let last_cool_off = earlier
@@ -801,23 +937,28 @@ impl<'a> CheckGuard<'a> {
             .max()
             .unwrap_or(0);
         let bucket = guessing_bucket(&self.e164, last_cool_off);
-        tx.add_rate_counts(&[(bucket.clone(), slot_of(guessing.window, now), 1)])
-            .await?;
         let since = slot_of(guessing.window, now - guessing.window.as_millis() as i64);
-        let wrong: i64 = tx
+        let stored: i64 = tx
             .rate_counts(std::slice::from_ref(&bucket), since)
             .await?
             .iter()
             .map(|(.., count)| count)
             .sum();
-        let wrong = u32::try_from(wrong.max(0)).unwrap_or(u32::MAX);
+        let unwritten: i64 = pending
+            .of(&bucket, since)
+            .iter()
+            .map(|(_, count)| count)
+            .sum();
+        // With this one.
+        let wrong = u32::try_from((stored + unwritten + 1).max(0)).unwrap_or(u32::MAX);
+        held.join(pending.hold(vec![(bucket, slot_of(guessing.window, now), 1)]));
         if let Some(verdict) = guessing.judge(&self.e164, wrong) {
             let block = start_block(verdict, earlier, &guessing.ladder, true, now);
             self.view.add(std::slice::from_ref(&block));
             tx.insert_blocks(std::slice::from_ref(&block)).await?;
             tx.record([block_event(&block, EventKind::DestinationBlocked, now)]);
         }
-        Ok(())
+        Ok(held)
     }
 }
 

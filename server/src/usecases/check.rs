@@ -5,6 +5,7 @@ use std::sync::Arc;
 use verify_policy::classify;
 
 use super::abuse::CheckGuard;
+use super::pending_counts::HeldCounts;
 use super::{
     UseCaseError, UseCases, VerificationView, drop_unsent_messages, input, not_found_verification,
 };
@@ -100,7 +101,7 @@ impl UseCases {
         let code = code.to_string();
         let defense = Arc::clone(&self.defense);
         let view = Arc::clone(&self.guard_view);
-        let (verification, result) = self
+        let (verification, result, held) = self
             .store
             .write(move |tx| {
                 Box::pin(async move {
@@ -126,6 +127,7 @@ impl UseCases {
                     let checked = verification
                         .check(&code, &codes, now)
                         .map_err(code_length_refused)?;
+                    let mut held = HeldCounts::none();
                     if checked.events.is_empty() {
                         tx.discard();
                     } else {
@@ -137,12 +139,13 @@ impl UseCases {
                             )
                         });
                         save_ended_or_changed(tx, &verification, checked.events, now).await?;
-                        guard.after(tx, approved, wrong, &cool_offs, now).await?;
+                        held = guard.after(tx, approved, wrong, &cool_offs, now).await?;
                     }
-                    Ok::<_, UseCaseError>((verification, checked.result))
+                    Ok::<_, UseCaseError>((verification, checked.result, held))
                 })
             })
             .await?;
+        held.keep();
         tracing::info!(verification = %verification.id, ?result, "code checked");
         Ok((result, self.view_of(verification).await?))
     }
@@ -163,16 +166,18 @@ impl UseCases {
         let defense = Arc::clone(&self.defense);
         let view = Arc::clone(&self.guard_view);
         let (e164, region) = (e164.to_string(), region.map(str::to_string));
-        self.store
+        let held = self
+            .store
             .write(move |tx| {
                 Box::pin(async move {
                     let guard = CheckGuard::new(&defense, &view, &e164, region.as_deref());
                     let cool_offs = guard.before(now)?;
-                    guard.after(tx, false, true, &cool_offs, now).await?;
-                    Ok::<_, UseCaseError>(())
+                    Ok::<_, UseCaseError>(guard.after(tx, false, true, &cool_offs, now).await?)
                 })
             })
-            .await
+            .await?;
+        held.keep();
+        Ok(())
     }
 
     /// Cancels a pending verification; canceling a canceled one changes nothing.

@@ -9,6 +9,7 @@ pub mod delivery;
 mod ended;
 mod input;
 mod notify;
+mod pending_counts;
 mod verify;
 mod watch;
 pub mod workflow;

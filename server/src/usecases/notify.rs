@@ -8,6 +8,7 @@ use verify_policy::classify;
 use verify_policy::rules::{Category, Decision, RuleRef};
 
 use super::abuse::guard_notify;
+use super::pending_counts::HeldCounts;
 use super::{NotificationView, UseCaseError, UseCases, input, new_id};
 use crate::clock::now_ms;
 use crate::domain::{MessageSpec, Notification, OutboxMessage, SubjectState};
@@ -170,7 +171,7 @@ impl UseCases {
         let stored = (notification.clone(), message.clone());
         let defense = Arc::clone(&self.defense);
         let view = Arc::clone(&self.guard_view);
-        let earlier = self
+        let (earlier, held) = self
             .store
             .write(move |tx| {
                 Box::pin(async move {
@@ -179,9 +180,9 @@ impl UseCases {
                         && let Some(earlier) = tx.notification_for_key(key).await?
                     {
                         tx.discard();
-                        return Ok::<_, UseCaseError>(Some(earlier));
+                        return Ok::<_, UseCaseError>((Some(earlier), HeldCounts::none()));
                     }
-                    guard_notify(
+                    let held = guard_notify(
                         tx,
                         &defense,
                         &view,
@@ -194,10 +195,11 @@ impl UseCases {
                     tx.insert_notification(&notification).await?;
                     tx.insert_message(&message).await?;
                     tx.record([event]);
-                    Ok(None)
+                    Ok((None, held))
                 })
             })
             .await?;
+        held.keep();
         if let Some(earlier) = earlier {
             if earlier.to_e164 != notification.to_e164 {
                 return Err(UseCaseError::precondition(

@@ -11,7 +11,10 @@ use verify_policy::abuse::{AbuseDefense, BucketKey, RateLimits, RawContext, Requ
 use verify_policy::rules::Decision;
 use verify_policy::{ChannelRefusal, Classification, Workflow, choose_channel, classify};
 
-use super::abuse::{GuardView, count_sent, guard_group, rate_limits_of, store_blocks};
+use super::abuse::{
+    GuardView, RecentCodes, guard_group, hold_sent, rate_limits_of, recent_codes_of, store_blocks,
+};
+use super::pending_counts::HeldCounts;
 use super::{UseCaseError, UseCases, VerificationView, drop_unsent_messages, input, new_id};
 use crate::clock::now_ms;
 use crate::config::CodeSettings;
@@ -64,6 +67,8 @@ pub struct VerifyOutcome {
 pub(super) struct Plan {
     classification: Classification,
     e164: String,
+    /// The prefix abuse defense counts the number under.
+    number_prefix: String,
     first: FirstStep,
     carrier: String,
     fallback_carriers: Vec<String>,
@@ -97,6 +102,11 @@ impl Plan {
     /// The number, E.164.
     pub(super) fn e164(&self) -> &str {
         &self.e164
+    }
+
+    /// The prefix abuse defense counts the number under.
+    pub(super) fn number_prefix(&self) -> &str {
+        &self.number_prefix
     }
 
     /// The number's country, if it has one.
@@ -242,7 +252,8 @@ impl VerifyQueue {
             })
             .await;
         match written {
-            Ok(results) => {
+            Ok((results, held)) => {
+                held.keep();
                 for (answer, result) in answers.into_iter().zip(results) {
                     let _ = answer.send(result);
                 }
@@ -257,37 +268,49 @@ impl VerifyQueue {
     }
 }
 
-/// The write of a group (see [`VerifyQueue`]): a result for each request, in order.
+/// The write of a group (see [`VerifyQueue`]): a result for each request, in order, and the
+/// rate-limit counts of those that sent a code, to keep once the write commits.
 async fn store_group_in(
     tx: &mut WriteTx,
     work: Vec<Work>,
     settings: &CodeSettings,
     defense: &AbuseDefense,
     view: &GuardView,
-) -> Vec<Result<Stored, UseCaseError>> {
+) -> (Vec<Result<Stored, UseCaseError>>, HeldCounts) {
     let mut results: Vec<Option<Result<Stored, UseCaseError>>> =
         work.iter().map(|_| None).collect();
     let now = now_ms();
     let used_keys = match keys_in_use(tx, &work).await {
         Ok(keys) => keys,
-        Err(error) => return failed_group(&work, &error),
+        Err(error) => return (failed_group(&work, &error), HeldCounts::none()),
     };
     // Rate limits: each request that could send a code is counted against the counts stored
     // and the requests before it in the group; one over a limit is refused, alone. An
     // idempotent retry of an earlier request sends nothing and is not limited.
-    let mut limited = match rate_limits_of(tx, &work, &used_keys, &defense.limits, now).await {
+    let recent = match recent_codes_of(tx, &work, &used_keys, defense, now).await {
+        Ok(recent) => recent,
+        Err(error) => return (failed_group(&work, &error), HeldCounts::none()),
+    };
+    let limited = rate_limits_of(
+        tx,
+        &work,
+        &used_keys,
+        &defense.limits,
+        &recent,
+        &view.pending,
+        now,
+    )
+    .await;
+    let mut limited = match limited {
         Ok(limited) => limited,
-        Err(error) => return failed_group(&work, &error),
+        Err(error) => return (failed_group(&work, &error), HeldCounts::none()),
     };
     let refused: HashSet<usize> = limited.refusals.iter().map(|(index, _)| *index).collect();
     for (index, refusal) in limited.refusals {
         results[index] = Some(Err(refusal));
     }
     // Blocks and the pumping guard, for the requests the limits allowed.
-    let guarded = match guard_group(tx, &work, &refused, &used_keys, defense, view, now).await {
-        Ok(guarded) => guarded,
-        Err(error) => return failed_group(&work, &error),
-    };
+    let guarded = guard_group(&work, &recent, &refused, &used_keys, defense, view, now);
     for (index, refusal) in guarded.refusals {
         results[index] = Some(Err(refusal));
     }
@@ -295,10 +318,7 @@ async fn store_group_in(
         counted.extend(pumping);
     }
     store_blocks(tx, guarded.new_blocks, now).await;
-    // A read that fails leaves every request to the one-by-one path, which says why.
-    let fresh = new_numbers_of(tx, &work, &used_keys, &results)
-        .await
-        .unwrap_or_default();
+    let fresh = new_numbers_of(&work, &recent, &used_keys, &results);
     if !fresh.is_empty() {
         let mut events = Vec::with_capacity(2 * fresh.len());
         let mut verifications = Vec::with_capacity(fresh.len());
@@ -368,33 +388,27 @@ async fn store_group_in(
             result.unwrap_or_else(|| Err(UseCaseError::internal("storage", "not stored")))
         })
         .collect();
-    count_sent(tx, &results, limited.counted_in).await;
-    results
+    let held = hold_sent(&view.pending, &results, limited.counted_in);
+    (results, held)
 }
 
 /// The requests of a group that start a verification of a number with none pending, each
 /// number and idempotency key once (the others go one by one: a resend, a replay, an expiry,
 /// or a second call for the same number after the first).
-async fn new_numbers_of(
-    tx: &mut WriteTx,
+fn new_numbers_of(
     work: &[Work],
+    recent: &RecentCodes,
     used_keys: &HashSet<String>,
     results: &[Option<Result<Stored, UseCaseError>>],
-) -> Result<Vec<usize>, StoreError> {
-    let numbers: Vec<String> = work.iter().map(|(plan, ..)| plan.e164.clone()).collect();
-    let pending: HashSet<String> = tx
-        .numbers_with_pending_verification(&numbers)
-        .await?
-        .into_iter()
-        .collect();
+) -> Vec<usize> {
+    let pending = recent.pending_numbers();
     let mut numbers_seen = HashSet::new();
     let mut keys_seen = HashSet::new();
-    Ok(work
-        .iter()
+    work.iter()
         .enumerate()
         .filter(|(index, (plan, ..))| {
             results[*index].is_none()
-                && !pending.contains(&plan.e164)
+                && !pending.contains(plan.e164.as_str())
                 && numbers_seen.insert(plan.e164.clone())
                 && plan
                     .idempotency_key
@@ -402,7 +416,7 @@ async fn new_numbers_of(
                     .is_none_or(|key| !used_keys.contains(key) && keys_seen.insert(key.clone()))
         })
         .map(|(index, _)| index)
-        .collect())
+        .collect()
 }
 
 /// The idempotency keys of a group's requests that earlier calls already used.
@@ -600,8 +614,13 @@ impl UseCases {
         if let Some(monitored) = monitored {
             explanation = format!("{monitored}; {explanation}");
         }
+        let e164 = classification.e164.clone().unwrap_or_default();
         Ok(Plan {
-            e164: classification.e164.clone().unwrap_or_default(),
+            number_prefix: self
+                .defense
+                .limits
+                .prefix_of(&e164, classification.region_code.as_deref()),
+            e164,
             classification,
             fallback_carriers: carriers.collect(),
             carrier,
@@ -703,6 +722,7 @@ fn start_verification(
         VerificationSpec {
             id: new_id("vf"),
             to_e164: plan.e164.clone(),
+            number_prefix: plan.number_prefix.clone(),
             region_code: plan.classification.region_code.clone(),
             channel: first.channel,
             locale: plan.locale.clone(),

@@ -2,7 +2,7 @@
 //! shared by every process on the database so that a block holds across replicas.
 
 use async_trait::async_trait;
-use verify_policy::abuse::{Block, BlockRule, BlockTarget, RecentSend};
+use verify_policy::abuse::{Block, BlockRule, BlockTarget};
 
 use super::{WriteTx, db, in_chunks, value_rows};
 use crate::store::{Blocks, StoreError, StoreResult};
@@ -74,38 +74,6 @@ impl Blocks for WriteTx {
             .fetch_optional(self.conn().await?)
             .await?;
         row.as_ref().map(block).transpose()
-    }
-
-    async fn recent_sends(
-        &mut self,
-        prefixes: &[String],
-        since_ms: i64,
-    ) -> StoreResult<Vec<RecentSend>> {
-        let mut sends = Vec::new();
-        // A range of the number index per prefix (`:` sorts after every digit).
-        for chunk in prefixes.chunks(64) {
-            let ranges: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(to_e164 >= ${} AND to_e164 < ${})", 2 * i + 2, 2 * i + 3))
-                .collect();
-            let sql = format!(
-                "SELECT to_e164, status, created_at_ms FROM verifications \
-                 WHERE created_at_ms >= $1 AND ({})",
-                ranges.join(" OR ")
-            );
-            let mut query = db::query(sql).bind(since_ms);
-            for prefix in chunk {
-                query = query.bind(prefix.clone()).bind(format!("{prefix}:"));
-            }
-            for row in query.fetch_all(self.conn().await?).await? {
-                let status: String = row.try_get("status")?;
-                sends.push(RecentSend {
-                    e164: row.try_get("to_e164")?,
-                    approved: status == "approved",
-                    at_ms: row.try_get("created_at_ms")?,
-                });
-            }
-        }
-        Ok(sends)
     }
 
     async fn forget_blocks_before(&mut self, ended_before_ms: i64) -> StoreResult<u64> {

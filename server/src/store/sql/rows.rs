@@ -11,7 +11,7 @@ use crate::store::{StoreError, StoreResult};
 
 pub(crate) const VERIFICATION_COLUMNS: &str = "id, to_e164, region_code, status, channel, locale, code_length, code_nonce, code_check, \
      checks_used, max_checks, sends_used, max_sends, idempotency_key, classification, created_at_ms, expires_at_ms, updated_at_ms, \
-     strategy, workflow, step, step_deadline_ms, step_failure, decision, program_id";
+     strategy, workflow, step, step_deadline_ms, step_failure, decision, program_id, number_prefix";
 
 pub(crate) const MESSAGE_COLUMNS: &str = "id, subject_kind, subject_id, channel, carrier, fallback_carriers, step, status, due_at_ms, \
      claimed_by, attempt, carrier_message_id, detail, created_at_ms, updated_at_ms";
@@ -113,6 +113,9 @@ pub(crate) fn verification(row: &Row) -> StoreResult<Verification> {
     Ok(Verification {
         id: row.try_get("id")?,
         to_e164: row.try_get("to_e164")?,
+        number_prefix: row
+            .try_get::<Option<String>>("number_prefix")?
+            .unwrap_or_default(),
         region_code: row.try_get("region_code")?,
         status: parse_text(row, "status", VerificationStatus::parse)?,
         channel: parse_text(row, "channel", Channel::parse)?,

@@ -4,9 +4,9 @@ use super::db;
 use async_trait::async_trait;
 
 use super::rows::{self, VERIFICATION_COLUMNS};
-use super::{WriteTx, id_list, in_chunks, is_unique_violation, value_rows};
+use super::{Dialect, WriteTx, id_list, in_chunks, is_unique_violation, value_rows};
 use crate::domain::{Verification, VerificationStatus};
-use crate::store::{StoreError, StoreResult, VerificationRepository};
+use crate::store::{RecordedCode, StoreError, StoreResult, VerificationRepository};
 
 pub(super) async fn with_due_steps(
     exec: db::Exec<'_>,
@@ -167,15 +167,70 @@ impl VerificationRepository for WriteTx {
         Ok(())
     }
 
-    async fn numbers_with_pending_verification(
+    async fn recent_codes(
         &mut self,
         numbers: &[String],
-    ) -> StoreResult<Vec<String>> {
-        self.texts_among(
-            "SELECT to_e164 FROM verifications WHERE status = 'pending' AND to_e164",
-            numbers,
-        )
-        .await
+        numbers_since_ms: i64,
+        prefixes: &[String],
+        prefixes_since_ms: i64,
+    ) -> StoreResult<Vec<RecordedCode>> {
+        if numbers.is_empty() && prefixes.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The lists go as one parameter each (an array on PostgreSQL, a JSON array on
+        // SQLite, joined as the outer loop), so that the statement has one text whatever
+        // their lengths; both parts read an index by equality.
+        let sql = match self.dialect() {
+            Dialect::Postgres => {
+                "SELECT id, to_e164, number_prefix, status, sends_used, created_at_ms FROM verifications \
+                 WHERE number_prefix = ANY($1::text[]) AND created_at_ms >= $2 \
+                 UNION ALL SELECT id, to_e164, number_prefix, status, sends_used, created_at_ms FROM verifications \
+                 WHERE to_e164 = ANY($3::text[]) AND (status = 'pending' OR created_at_ms >= $4)"
+            }
+            Dialect::Sqlite => {
+                "SELECT v.id, v.to_e164, v.number_prefix, v.status, v.sends_used, v.created_at_ms \
+                 FROM json_each($1) AS p CROSS JOIN verifications v \
+                 ON v.number_prefix = p.value AND v.created_at_ms >= $2 \
+                 UNION ALL SELECT v.id, v.to_e164, v.number_prefix, v.status, v.sends_used, v.created_at_ms \
+                 FROM json_each($3) AS n CROSS JOIN verifications v ON v.to_e164 = n.value \
+                 WHERE v.status = 'pending' OR v.created_at_ms >= $4"
+            }
+        };
+        let dialect = self.dialect();
+        let list = |values: &[String]| match dialect {
+            Dialect::Postgres => postgres_array(values),
+            Dialect::Sqlite => serde_json::to_string(values).unwrap_or_default(),
+        };
+        let (prefixes, numbers) = (list(prefixes), list(numbers));
+        let rows = db::query(sql)
+            .bind(prefixes)
+            .bind(prefixes_since_ms)
+            .bind(numbers)
+            .bind(numbers_since_ms)
+            .fetch_all(self.conn().await?)
+            .await?;
+        let mut seen = std::collections::HashSet::with_capacity(rows.len());
+        let mut codes = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            let status: String = row.try_get("status")?;
+            let sends: i64 = row.try_get("sends_used")?;
+            codes.push(RecordedCode {
+                id,
+                e164: row.try_get("to_e164")?,
+                number_prefix: row
+                    .try_get::<Option<String>>("number_prefix")?
+                    .unwrap_or_default(),
+                pending: status == VerificationStatus::Pending.as_str(),
+                approved: status == VerificationStatus::Approved.as_str(),
+                sends: u32::try_from(sends.max(0)).unwrap_or(u32::MAX),
+                created_at_ms: row.try_get("created_at_ms")?,
+            });
+        }
+        Ok(codes)
     }
 
     async fn verification_keys_in_use(&mut self, keys: &[String]) -> StoreResult<Vec<String>> {
@@ -254,8 +309,8 @@ impl WriteTx {
         let sql = format!(
             "INSERT INTO verifications (id, to_e164, region_code, status, channel, locale, code_length, code_nonce, code_check, \
              checks_used, max_checks, sends_used, max_sends, idempotency_key, classification, created_at_ms, expires_at_ms, updated_at_ms, \
-             strategy, workflow, step, step_deadline_ms, step_failure, decision, program_id) VALUES {}",
-            value_rows(25, verifications.len())
+             strategy, workflow, step, step_deadline_ms, step_failure, decision, program_id, number_prefix) VALUES {}",
+            value_rows(26, verifications.len())
         );
         let mut query = db::query(sql);
         for v in verifications {
@@ -284,7 +339,8 @@ impl WriteTx {
                 .bind(v.workflow.step_deadline_ms)
                 .bind(&v.workflow.step_failure)
                 .bind(&v.decision)
-                .bind(&v.program_id);
+                .bind(&v.program_id)
+                .bind(&v.number_prefix);
         }
         match query.execute(self.conn().await?).await {
             Ok(_) => Ok(()),
@@ -309,4 +365,13 @@ impl WriteTx {
             .scalar_all(self.conn().await?)
             .await
     }
+}
+
+/// `values` as a PostgreSQL array literal of texts (`{"a","b"}`).
+fn postgres_array(values: &[String]) -> String {
+    let quoted: Vec<String> = values
+        .iter()
+        .map(|value| format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    format!("{{{}}}", quoted.join(","))
 }
