@@ -168,7 +168,7 @@ pub async fn serve(
             "no api_keys configured: serving without authentication on a loopback address only"
         );
     }
-    let api = VerifyApi::new(Arc::new(UseCases::new(
+    let use_cases = Arc::new(UseCases::new(
         Arc::clone(&store),
         codes,
         config.codes.clone(),
@@ -176,7 +176,8 @@ pub async fn serve(
         notify,
         Arc::new(AbuseDefense::from_config(&config.abuse)?),
         stopping_signal,
-    )));
+    ));
+    let api = VerifyApi::new(Arc::clone(&use_cases));
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<VerifyServiceServer<VerifyApi>>()
@@ -261,6 +262,7 @@ pub async fn serve(
         Ok(_) => {}
         Err(_) => tracing::warn!("receipts still arriving after shutdown; later ones are lost"),
     }
+    use_cases.write_pending_counts().await;
     store.close().await;
     tracing::info!("verifyd stopped");
     served.map_err(|e| format!("gRPC server: {e}"))

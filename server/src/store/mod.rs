@@ -242,6 +242,9 @@ pub struct RecordedCode {
     pub sends: u32,
     /// When it started (unix ms).
     pub created_at_ms: i64,
+    /// A time its last code was sent by (unix ms): it last changed then or later, and sends
+    /// nothing after it expires.
+    pub sent_by_ms: i64,
 }
 
 /// A delivery receipt that came before its message was known as submitted.

@@ -164,6 +164,11 @@ async fn recent_codes_are_read_by_number_and_by_prefix_once_each(db: &TestDb) {
         (new.e164.as_str(), new.pending, new.approved, new.sends),
         ("+447400100002", true, false, 2)
     );
+    // Its last code was sent by its last change (and before it expires).
+    assert_eq!(
+        new.sent_by_ms,
+        resent.updated_at_ms.min(resent.expires_at_ms)
+    );
     // A longer window reaches the approved one; nothing is read twice.
     let codes = tx
         .recent_codes(

@@ -5,7 +5,7 @@
 //! What one Verify group costs its transaction: one read of the verifications its rules
 //! count ([`recent_codes_of`]: the number and prefix limits and the pumping guard count the
 //! codes recorded there), and a read of the counts of the other limits when a request has
-//! their keys (client address, device, user, API key). Counts are written in the background
+//! their keys (client address, device, user, API key, and country when a limit is set on it). Counts are written in the background
 //! ([`PendingCounts`]); blocks and countries' counts are read in the background
 //! ([`GuardView`]).
 
@@ -76,11 +76,11 @@ impl RecentCodes {
     }
 
     /// What `limit` counts of a bucket keyed on a number or a prefix: each verification's
-    /// codes in the slot it started in.
+    /// codes in the slot its last one was sent by (so no code counts as older than it is).
     fn usage(&self, bucket: &BucketKey, limit: &RateLimit) -> Usage {
         let mut slots: Vec<(i64, u32)> = Vec::new();
         for code in self.of(bucket.kind, &bucket.value) {
-            let slot = limit.slot_of(code.created_at_ms);
+            let slot = limit.slot_of(code.sent_by_ms);
             match slots.iter_mut().find(|(start, _)| *start == slot) {
                 Some((_, count)) => *count = count.saturating_add(code.sends),
                 None => slots.push((slot, code.sends)),
@@ -99,32 +99,37 @@ fn counts_recorded_codes(kind: KeyKind) -> bool {
 /// Reads the verifications the rules of a Verify group count (see [`RecentCodes`]): every
 /// number's pending one and, from the start of the longest window that needs them, the
 /// codes of its numbers (for limits keyed on numbers) and prefixes (for limits keyed on
-/// prefixes and the pumping guard). Idempotent retries are not limited or guarded: only
-/// their pending verification is read.
+/// prefixes and the pumping guard). A limit counts a verification's codes when its last one
+/// was sent by, so its read reaches back a code's lifetime (`code_lifetime`) further: a
+/// verification started before the window may have sent in it. Idempotent retries are not
+/// limited or guarded: their prefixes are not read.
 pub(super) async fn recent_codes_of(
     tx: &mut WriteTx,
     work: &[Work],
     used_keys: &HashSet<String>,
     defense: &AbuseDefense,
+    code_lifetime: Duration,
     now: i64,
 ) -> Result<RecentCodes, StoreError> {
-    let longest = |kind: KeyKind| {
+    let lifetime_ms = code_lifetime.as_millis() as i64;
+    let limit_since = |kind: KeyKind| {
         defense
             .limits
             .limits()
             .iter()
             .filter(|limit| limit.key == kind)
-            .map(|limit| limit.per)
-            .max()
+            .map(|limit| now - limit.per.as_millis() as i64 - lifetime_ms)
+            .min()
     };
-    let since = |window: Option<Duration>| {
-        window.map_or(i64::MAX, |window| now - window.as_millis() as i64)
-    };
-    let numbers_since = since(longest(KeyKind::Number));
-    let prefix_window = longest(KeyKind::NumberPrefix)
+    let numbers_since = limit_since(KeyKind::Number).unwrap_or(i64::MAX);
+    let pumping_since = defense
+        .pumping
+        .is_on()
+        .then(|| now - defense.pumping.window.as_millis() as i64);
+    let prefixes_since = limit_since(KeyKind::NumberPrefix)
         .into_iter()
-        .chain(defense.pumping.is_on().then_some(defense.pumping.window))
-        .max();
+        .chain(pumping_since)
+        .min();
     let mut numbers: Vec<String> = work
         .iter()
         .map(|(plan, ..)| plan.e164().to_string())
@@ -132,7 +137,7 @@ pub(super) async fn recent_codes_of(
     numbers.sort_unstable();
     numbers.dedup();
     let mut prefixes: Vec<String> = Vec::new();
-    if prefix_window.is_some() {
+    if prefixes_since.is_some() {
         prefixes = work
             .iter()
             .filter(|(plan, ..)| !plan.is_replay(used_keys))
@@ -142,7 +147,12 @@ pub(super) async fn recent_codes_of(
         prefixes.dedup();
     }
     let codes = tx
-        .recent_codes(&numbers, numbers_since, &prefixes, since(prefix_window))
+        .recent_codes(
+            &numbers,
+            numbers_since,
+            &prefixes,
+            prefixes_since.unwrap_or(i64::MAX),
+        )
         .await?;
     let mut by_number: HashMap<String, Vec<usize>> = HashMap::new();
     let mut by_prefix: HashMap<String, Vec<usize>> = HashMap::new();

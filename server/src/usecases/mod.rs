@@ -203,6 +203,12 @@ impl UseCases {
         }
     }
 
+    /// Writes the rate-limit counts not written yet; the server calls it once its requests
+    /// have finished, before it closes the store.
+    pub async fn write_pending_counts(&self) {
+        self.guard_view.pending.write_kept(&self.store).await;
+    }
+
     /// What kind of number `number` is; it sends and stores nothing. An invalid number is a
     /// classification saying why, not an error.
     pub fn classify(

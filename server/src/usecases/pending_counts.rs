@@ -2,12 +2,16 @@
 //!
 //! A request allowed by the limits counts in its buckets. Writing that count in the request's
 //! own transaction cost a savepoint and an upsert in every Verify group and check, as much as
-//! the rest of the rules together on PostgreSQL. The counts are instead held here the moment
-//! they are decided (so the requests this server decides next count them at once), kept when
+//! the rest of the rules together on PostgreSQL. The counts are instead held here once the
+//! write has decided them (a check's and a Notify's at once, a Verify group's at the end of
+//! its write), so that the requests this server decides next count them; kept when
 //! the request's transaction commits (dropped when it does not), and written to the store by
-//! one background write every [`WRITE_EVERY`], merged per bucket and slot. Other replicas see
-//! them after that write; a crash loses at most that interval of counts, which lets a few
-//! more requests through, never refuses one more.
+//! one background write every [`WRITE_EVERY`], merged per bucket and slot (and once more when
+//! the server stops). Other replicas see them after that write; a crash loses at most one
+//! interval of counts, which lets a few more requests through. Counts being written stay
+//! counted here until the store shows them to the requests that read next: on SQLite at once
+//! (later writes share the writer's transaction), on PostgreSQL at its commit (between the
+//! commit and the moment they leave memory, a fraction of a millisecond, they count twice).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,7 +34,7 @@ struct Unwritten {
     held: i64,
     /// Committed, waiting for the next write.
     kept: i64,
-    /// Being written now.
+    /// Being written, not shown by the store yet.
     writing: i64,
 }
 
@@ -110,28 +114,48 @@ impl PendingCounts {
 
     /// Writes the counts kept to `store`: one write for all of them. A write that fails
     /// leaves them kept, for the next one.
-    pub(super) async fn write_kept(&self, store: &SqlStore) {
+    pub(super) async fn write_kept(self: &Arc<Self>, store: &SqlStore) {
         let counts = self.take_kept();
         if counts.is_empty() {
             return;
         }
         let written = counts.clone();
+        let pending = Arc::clone(self);
+        // Whether the counts left memory inside the write (SQLite: the writes after it in its
+        // batch read its rows on the writer's connection).
+        let left_in_write = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let left = Arc::clone(&left_in_write);
         let stored: Result<(), StoreError> = store
-            .write_background(move |tx| Box::pin(async move { tx.add_rate_counts(&written).await }))
+            .write_background(move |tx| {
+                Box::pin(async move {
+                    tx.add_rate_counts(&written).await?;
+                    if tx.reads_are_locked() {
+                        pending.change(&written, |unwritten, count| unwritten.writing -= count);
+                        left.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Ok(())
+                })
+            })
             .await;
+        let left = left_in_write.load(std::sync::atomic::Ordering::SeqCst);
         match stored {
+            Ok(()) if left => {}
             Ok(()) => self.change(&counts, |unwritten, count| unwritten.writing -= count),
             Err(error) => {
                 tracing::warn!(%error, "writing rate-limit counts failed; trying again shortly");
                 self.change(&counts, |unwritten, count| {
-                    unwritten.writing -= count;
+                    if !left {
+                        unwritten.writing -= count;
+                    }
                     unwritten.kept += count;
                 });
             }
         }
     }
 
-    /// Writes the counts kept every [`WRITE_EVERY`] until `shutdown`, and once more then.
+    /// Writes the counts kept every [`WRITE_EVERY`] until `shutdown`, and once more then (the
+    /// server writes the last ones after its requests have finished: see
+    /// `UseCases::write_pending_counts`).
     pub(super) fn write_in_background(
         self: &Arc<Self>,
         store: Arc<SqlStore>,

@@ -287,7 +287,8 @@ async fn store_group_in(
     // Rate limits: each request that could send a code is counted against the counts stored
     // and the requests before it in the group; one over a limit is refused, alone. An
     // idempotent retry of an earlier request sends nothing and is not limited.
-    let recent = match recent_codes_of(tx, &work, &used_keys, defense, now).await {
+    let lifetime = std::time::Duration::from_secs(settings.ttl_seconds);
+    let recent = match recent_codes_of(tx, &work, &used_keys, defense, lifetime, now).await {
         Ok(recent) => recent,
         Err(error) => return (failed_group(&work, &error), HeldCounts::none()),
     };

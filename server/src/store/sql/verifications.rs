@@ -180,20 +180,33 @@ impl VerificationRepository for WriteTx {
         // The lists go as one parameter each (an array on PostgreSQL, a JSON array on
         // SQLite, joined as the outer loop), so that the statement has one text whatever
         // their lengths; both parts read an index by equality.
+        // The pending ones and the recent ones are read apart, each by its own index (a
+        // number's whole history is never read).
         let sql = match self.dialect() {
             Dialect::Postgres => {
-                "SELECT id, to_e164, number_prefix, status, sends_used, created_at_ms FROM verifications \
+                "SELECT id, to_e164, number_prefix, status, sends_used, created_at_ms, updated_at_ms, \
+                 expires_at_ms FROM verifications \
                  WHERE number_prefix = ANY($1::text[]) AND created_at_ms >= $2 \
-                 UNION ALL SELECT id, to_e164, number_prefix, status, sends_used, created_at_ms FROM verifications \
-                 WHERE to_e164 = ANY($3::text[]) AND (status = 'pending' OR created_at_ms >= $4)"
+                 UNION ALL SELECT id, to_e164, number_prefix, status, sends_used, created_at_ms, \
+                 updated_at_ms, expires_at_ms FROM verifications \
+                 WHERE to_e164 = ANY($3::text[]) AND status = 'pending' \
+                 UNION ALL SELECT id, to_e164, number_prefix, status, sends_used, created_at_ms, \
+                 updated_at_ms, expires_at_ms FROM verifications \
+                 WHERE to_e164 = ANY($3::text[]) AND created_at_ms >= $4"
             }
             Dialect::Sqlite => {
-                "SELECT v.id, v.to_e164, v.number_prefix, v.status, v.sends_used, v.created_at_ms \
+                "SELECT v.id, v.to_e164, v.number_prefix, v.status, v.sends_used, v.created_at_ms, \
+                 v.updated_at_ms, v.expires_at_ms \
                  FROM json_each($1) AS p CROSS JOIN verifications v \
                  ON v.number_prefix = p.value AND v.created_at_ms >= $2 \
-                 UNION ALL SELECT v.id, v.to_e164, v.number_prefix, v.status, v.sends_used, v.created_at_ms \
-                 FROM json_each($3) AS n CROSS JOIN verifications v ON v.to_e164 = n.value \
-                 WHERE v.status = 'pending' OR v.created_at_ms >= $4"
+                 UNION ALL SELECT v.id, v.to_e164, v.number_prefix, v.status, v.sends_used, \
+                 v.created_at_ms, v.updated_at_ms, v.expires_at_ms \
+                 FROM json_each($3) AS n CROSS JOIN verifications v \
+                 ON v.to_e164 = n.value AND v.status = 'pending' \
+                 UNION ALL SELECT v.id, v.to_e164, v.number_prefix, v.status, v.sends_used, \
+                 v.created_at_ms, v.updated_at_ms, v.expires_at_ms \
+                 FROM json_each($3) AS n CROSS JOIN verifications v \
+                 ON v.to_e164 = n.value AND v.created_at_ms >= $4"
             }
         };
         let dialect = self.dialect();
@@ -218,6 +231,8 @@ impl VerificationRepository for WriteTx {
             }
             let status: String = row.try_get("status")?;
             let sends: i64 = row.try_get("sends_used")?;
+            let updated_at_ms: i64 = row.try_get("updated_at_ms")?;
+            let expires_at_ms: i64 = row.try_get("expires_at_ms")?;
             codes.push(RecordedCode {
                 id,
                 e164: row.try_get("to_e164")?,
@@ -228,6 +243,7 @@ impl VerificationRepository for WriteTx {
                 approved: status == VerificationStatus::Approved.as_str(),
                 sends: u32::try_from(sends.max(0)).unwrap_or(u32::MAX),
                 created_at_ms: row.try_get("created_at_ms")?,
+                sent_by_ms: updated_at_ms.min(expires_at_ms),
             });
         }
         Ok(codes)
