@@ -239,6 +239,10 @@ pub async fn serve(
         }
     };
     let _ = stopping.send(true);
+    // The requests have finished: their rate-limit counts are written, and the use cases go
+    // (they hold the decider, whose carriers the receipts below wait for).
+    use_cases.write_pending_counts().await;
+    drop(use_cases);
 
     if let Err(error) = dispatcher.await {
         tracing::error!(%error, "dispatcher task failed");
@@ -262,7 +266,6 @@ pub async fn serve(
         Ok(_) => {}
         Err(_) => tracing::warn!("receipts still arriving after shutdown; later ones are lost"),
     }
-    use_cases.write_pending_counts().await;
     store.close().await;
     tracing::info!("verifyd stopped");
     served.map_err(|e| format!("gRPC server: {e}"))
