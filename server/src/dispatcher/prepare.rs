@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use verify_carrier::{Carrier, OneTimeCode, OutboundMessage};
 use verify_policy::messages::render;
@@ -159,9 +160,7 @@ fn for_code(
         .map_err(|reason| SendOutcome::NotSent { reason })?;
     let code = codes.code_of(&verification.code, verification.code_length);
     // A resend keeps the first expiry, so say what is left of it.
-    let minutes_left = ((verification.expires_at_ms - now_ms).max(0) as u64)
-        .div_ceil(60_000)
-        .max(1);
+    let left = Duration::from_millis((verification.expires_at_ms - now_ms).max(0) as u64);
     // With a program, the registrations the country requires go with the code (India's DLT
     // entity and OTP template IDs).
     let mut attributes = if verification.program_id.is_empty() {
@@ -182,12 +181,7 @@ fn for_code(
         to: verification.to_e164.clone(),
         region_code: verification.region_code.clone(),
         channel: message.channel,
-        body: render(
-            message.channel,
-            &verification.locale,
-            code.expose(),
-            minutes_left,
-        ),
+        body: render(message.channel, &verification.locale, code.expose(), left),
         code,
         locale: verification.locale.clone(),
         sender: None,
