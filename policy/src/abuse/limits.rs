@@ -202,6 +202,16 @@ pub struct Usage {
     pub slots: Vec<(i64, u32)>,
 }
 
+impl Usage {
+    /// Adds `requests` to the slot starting at `slot` (one entry per slot).
+    pub fn add(&mut self, slot: i64, requests: u32) {
+        match self.slots.iter_mut().find(|(start, _)| *start == slot) {
+            Some((_, count)) => *count = count.saturating_add(requests),
+            None => self.slots.push((slot, requests)),
+        }
+    }
+}
+
 /// A request refused by a limit, with everything needed to explain it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitRefusal {

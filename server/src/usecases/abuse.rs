@@ -78,15 +78,11 @@ impl RecentCodes {
     /// What `limit` counts of a bucket keyed on a number or a prefix: each verification's
     /// codes in the slot its last one was sent by (so no code counts as older than it is).
     fn usage(&self, bucket: &BucketKey, limit: &RateLimit) -> Usage {
-        let mut slots: Vec<(i64, u32)> = Vec::new();
+        let mut usage = Usage::default();
         for code in self.of(bucket.kind, &bucket.value) {
-            let slot = limit.slot_of(code.sent_by_ms);
-            match slots.iter_mut().find(|(start, _)| *start == slot) {
-                Some((_, count)) => *count = count.saturating_add(code.sends),
-                None => slots.push((slot, code.sends)),
-            }
+            usage.add(limit.slot_of(code.sent_by_ms), code.sends);
         }
-        Usage { slots }
+        usage
     }
 }
 
@@ -231,11 +227,7 @@ pub(super) async fn rate_limits_of(
                 for (bucket, key) in request_buckets {
                     if let Some(limit) = limits.limit(&bucket.limit) {
                         let slot = limit.slot_of(now);
-                        let slots = &mut usage.entry(key.clone()).or_default().slots;
-                        match slots.iter_mut().find(|(start, _)| *start == slot) {
-                            Some((_, count)) => *count = count.saturating_add(1),
-                            None => slots.push((slot, 1)),
-                        }
+                        usage.entry(key.clone()).or_default().add(slot, 1);
                         if !counts_recorded_codes(bucket.kind) {
                             counted_in.push((key, slot));
                         }
@@ -859,21 +851,26 @@ async fn usage_of(
         .unwrap_or(now);
     let mut usage: HashMap<String, Usage> = HashMap::new();
     for (bucket, slot, count) in tx.rate_counts(keys, since).await? {
-        let count = u32::try_from(count.max(0)).unwrap_or(u32::MAX);
-        usage.entry(bucket).or_default().slots.push((slot, count));
+        usage
+            .entry(bucket)
+            .or_default()
+            .add(slot, stored_count(count));
     }
     // With the counts this server has not written yet.
     for key in keys {
         for (slot, count) in pending.of(key, since) {
-            let count = u32::try_from(count.max(0)).unwrap_or(u32::MAX);
             usage
                 .entry(key.clone())
                 .or_default()
-                .slots
-                .push((slot, count));
+                .add(slot, stored_count(count));
         }
     }
     Ok(usage)
+}
+
+/// A count as the store keeps it (a signed integer) as the rules count it.
+fn stored_count(count: i64) -> u32 {
+    u32::try_from(count.max(0)).unwrap_or(u32::MAX)
 }
 
 /// What Check's guard does around one check of a pending verification of `e164`.
@@ -960,7 +957,7 @@ impl<'a> CheckGuard<'a> {
             .map(|(_, count)| count)
             .sum();
         // With this one.
-        let wrong = u32::try_from((stored + unwritten + 1).max(0)).unwrap_or(u32::MAX);
+        let wrong = stored_count(stored + unwritten + 1);
         held.join(pending.hold(vec![(bucket, slot_of(guessing.window, now), 1)]));
         if let Some(verdict) = guessing.judge(&self.e164, wrong) {
             let block = start_block(verdict, earlier, &guessing.ladder, true, now);
