@@ -850,7 +850,12 @@ async fn usage_of(
         .min()
         .unwrap_or(now);
     let mut usage: HashMap<String, Usage> = HashMap::new();
-    for (bucket, slot, count) in tx.rate_counts(keys, since).await? {
+    if keys.is_empty() {
+        return Ok(usage);
+    }
+    // Read with this server's mark, which says which of its counts the read shows.
+    let (rows, seen) = counts_with_mark(tx, pending, keys, since).await?;
+    for (bucket, slot, count) in rows {
         usage
             .entry(bucket)
             .or_default()
@@ -858,7 +863,7 @@ async fn usage_of(
     }
     // With the counts this server has not written yet.
     for key in keys {
-        for (slot, count) in pending.of(key, since) {
+        for (slot, count) in pending.of(key, since, seen) {
             usage
                 .entry(key.clone())
                 .or_default()
@@ -866,6 +871,22 @@ async fn usage_of(
         }
     }
     Ok(usage)
+}
+
+/// The stored counts of `keys` in slots from `since` on, without this server's mark, and the
+/// mark (how many of this server's writes the read shows), read in one statement.
+async fn counts_with_mark(
+    tx: &mut WriteTx,
+    pending: &PendingCounts,
+    keys: &[String],
+    since: i64,
+) -> Result<(Vec<(String, i64, i64)>, i64), StoreError> {
+    let mut asked = keys.to_vec();
+    asked.push(pending.mark_bucket().to_string());
+    let mut rows = tx.rate_counts(&asked, since).await?;
+    let seen = pending.mark_in(&rows);
+    rows.retain(|(bucket, ..)| bucket != pending.mark_bucket());
+    Ok((rows, seen))
 }
 
 /// A count as the store keeps it (a signed integer) as the rules count it.
@@ -945,14 +966,11 @@ impl<'a> CheckGuard<'a> {
             .unwrap_or(0);
         let bucket = guessing_bucket(&self.e164, last_cool_off);
         let since = slot_of(guessing.window, now - guessing.window.as_millis() as i64);
-        let stored: i64 = tx
-            .rate_counts(std::slice::from_ref(&bucket), since)
-            .await?
-            .iter()
-            .map(|(.., count)| count)
-            .sum();
+        let (rows, seen) =
+            counts_with_mark(tx, pending, std::slice::from_ref(&bucket), since).await?;
+        let stored: i64 = rows.iter().map(|(.., count)| count).sum();
         let unwritten: i64 = pending
-            .of(&bucket, since)
+            .of(&bucket, since, seen)
             .iter()
             .map(|(_, count)| count)
             .sum();

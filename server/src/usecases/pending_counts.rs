@@ -4,18 +4,20 @@
 //! own transaction cost a savepoint and an upsert in every Verify group and check, as much as
 //! the rest of the rules together on PostgreSQL. The counts are instead held here once the
 //! write has decided them (a check's and a Notify's at once, a Verify group's at the end of
-//! its write), so that the requests this server decides next count them; kept when
-//! the request's transaction commits (dropped when it does not), and written to the store by
-//! one background write every [`WRITE_EVERY`], merged per bucket and slot (and once more when
-//! the server stops). Other replicas see them after that write; a crash loses at most one
-//! interval of counts, which lets a few more requests through. Counts being written stay
-//! counted here until the store shows them to the requests that read next: on SQLite at once
-//! (later writes share the writer's transaction), on PostgreSQL at its commit (between the
-//! commit and the moment they leave memory, a fraction of a millisecond, they count twice).
+//! its write), so that the requests this server decides next count them; kept when the
+//! request's transaction commits (dropped when it does not), and written to the store by one
+//! background write every [`WRITE_EVERY`], merged per bucket and slot (and once more when the
+//! server stops). Other replicas see them after that write; a crash loses at most one
+//! interval of counts, which lets a few more requests through.
+//!
+//! Each write also adds one to this server's mark in the store (its count of writes), in the
+//! same transaction. A reader reads the mark with the counts, so it knows which of the writes
+//! under way its read already shows, and adds the others from memory: a count is never
+//! counted twice, nor missed, while it is written.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch as signal;
 
@@ -27,6 +29,13 @@ pub(super) const WRITE_EVERY: Duration = Duration::from_millis(200);
 /// `(bucket's key in the store, slot start, count)`, as the store keeps counts.
 pub(super) type Count = (String, i64, i64);
 
+/// The slot of a server's mark: after every other, so no window leaves it behind.
+const MARK_SLOT: i64 = i64::MAX;
+
+/// How long a write's counts stay here after its commit, for the readers whose read of the
+/// store began before it (a reader reads memory right after its statement returns).
+const WRITTEN_KEPT: Duration = Duration::from_secs(10);
+
 /// A bucket's count in one slot, by where it stands.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Unwritten {
@@ -34,20 +43,49 @@ struct Unwritten {
     held: i64,
     /// Committed, waiting for the next write.
     kept: i64,
-    /// Being written, not shown by the store yet.
-    writing: i64,
 }
 
 impl Unwritten {
     fn total(&self) -> i64 {
-        self.held + self.kept + self.writing
+        self.held + self.kept
     }
 }
 
-/// The counts of this server not in the store yet, by bucket and slot.
+/// One background write's counts: the mark it sets, and when it committed.
+#[derive(Debug)]
+struct Write {
+    mark: i64,
+    counts: Vec<Count>,
+    committed: Option<Instant>,
+}
+
+/// The writes under way or lately committed, and how many committed (the mark in the store).
 #[derive(Debug, Default)]
+struct Writes {
+    committed: i64,
+    recent: Vec<Write>,
+}
+
+/// The counts of this server not in the store yet, by bucket and slot.
+#[derive(Debug)]
 pub(super) struct PendingCounts {
     buckets: Mutex<HashMap<String, BTreeMap<i64, Unwritten>>>,
+    writes: Mutex<Writes>,
+    /// One write at a time, so that marks follow each other.
+    write_turn: tokio::sync::Mutex<()>,
+    /// The bucket of this server's mark (one per process).
+    mark_bucket: String,
+}
+
+impl Default for PendingCounts {
+    fn default() -> Self {
+        PendingCounts {
+            buckets: Mutex::default(),
+            writes: Mutex::default(),
+            write_turn: tokio::sync::Mutex::new(()),
+            mark_bucket: super::new_id("counts-written|srv"),
+        }
+    }
 }
 
 impl PendingCounts {
@@ -63,19 +101,43 @@ impl PendingCounts {
         }
     }
 
-    /// `(slot, count)` of `bucket` not written yet, in slots from `since_slot` on.
-    pub(super) fn of(&self, bucket: &str, since_slot: i64) -> Vec<(i64, i64)> {
+    /// The bucket of this server's mark, to read with the counts (see [`Self::mark_in`]).
+    pub(super) fn mark_bucket(&self) -> &str {
+        &self.mark_bucket
+    }
+
+    /// This server's mark among `(bucket, slot, count)` rows read from the store: how many of
+    /// its writes the read shows (0 if none).
+    pub(super) fn mark_in(&self, rows: &[Count]) -> i64 {
+        rows.iter()
+            .find(|(bucket, slot, _)| *bucket == self.mark_bucket && *slot == MARK_SLOT)
+            .map_or(0, |(.., count)| *count)
+    }
+
+    /// `(slot, count)` of `bucket` that a read of the store showing `seen` of this server's
+    /// writes (its mark) does not show, in slots from `since_slot` on.
+    pub(super) fn of(&self, bucket: &str, since_slot: i64, seen: i64) -> Vec<(i64, i64)> {
+        // Both at once, in the order a write takes them: a count moved from the kept ones to a
+        // write is found in exactly one of the two.
+        let writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
         let buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        buckets
+        let mut counts: BTreeMap<i64, i64> = BTreeMap::new();
+        let kept = buckets
             .get(bucket)
-            .map(|slots| {
-                slots
-                    .range(since_slot..)
-                    .map(|(&slot, unwritten)| (slot, unwritten.total()))
-                    .filter(|&(_, count)| count > 0)
-                    .collect()
-            })
-            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|slots| slots.range(since_slot..))
+            .map(|(&slot, unwritten)| (slot, unwritten.total()));
+        let being_written = writes
+            .recent
+            .iter()
+            .filter(|write| write.mark > seen)
+            .flat_map(|write| &write.counts)
+            .filter(|(written, slot, _)| written == bucket && *slot >= since_slot)
+            .map(|(_, slot, count)| (*slot, *count));
+        for (slot, count) in kept.chain(being_written) {
+            *counts.entry(slot).or_default() += count;
+        }
+        counts.into_iter().filter(|&(_, count)| count > 0).collect()
     }
 
     /// Applies `change` to the entry of each count, dropping entries left empty.
@@ -94,7 +156,7 @@ impl PendingCounts {
         }
     }
 
-    /// The counts kept, now marked as being written.
+    /// The counts kept, taken out to be written.
     fn take_kept(&self) -> Vec<Count> {
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         let mut taken = Vec::new();
@@ -102,53 +164,59 @@ impl PendingCounts {
             for (&slot, unwritten) in slots.iter_mut() {
                 if unwritten.kept != 0 {
                     taken.push((bucket.clone(), slot, unwritten.kept));
-                    unwritten.writing += unwritten.kept;
                     unwritten.kept = 0;
                 }
             }
+            slots.retain(|_, unwritten| *unwritten != Unwritten::default());
         }
+        buckets.retain(|_, slots| !slots.is_empty());
         // In one order, so that two replicas' writes never wait for each other in a circle.
         taken.sort_unstable();
         taken
     }
 
-    /// Writes the counts kept to `store`: one write for all of them. A write that fails
-    /// leaves them kept, for the next one.
+    /// Writes the counts kept to `store`: one write for all of them, with this server's mark.
+    /// A write that fails leaves them kept, for the next one.
     pub(super) async fn write_kept(self: &Arc<Self>, store: &SqlStore) {
-        let counts = self.take_kept();
-        if counts.is_empty() {
-            return;
-        }
-        let written = counts.clone();
-        let pending = Arc::clone(self);
-        // Whether the counts left memory inside the write (SQLite: the writes after it in its
-        // batch read its rows on the writer's connection).
-        let left_in_write = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let left = Arc::clone(&left_in_write);
+        let _turn = self.write_turn.lock().await;
+        // Taken from the kept counts and listed as a write at once, so a reader finds them in
+        // one of the two.
+        let (mark, counts) = {
+            let mut writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+            let counts = self.take_kept();
+            if counts.is_empty() {
+                return;
+            }
+            let mark = writes.committed + 1;
+            writes.recent.retain(|write| {
+                write
+                    .committed
+                    .is_none_or(|committed| committed.elapsed() < WRITTEN_KEPT)
+            });
+            writes.recent.push(Write {
+                mark,
+                counts: counts.clone(),
+                committed: None,
+            });
+            (mark, counts)
+        };
+        let mut rows = counts.clone();
+        rows.push((self.mark_bucket.clone(), MARK_SLOT, 1));
         let stored: Result<(), StoreError> = store
-            .write_background(move |tx| {
-                Box::pin(async move {
-                    tx.add_rate_counts(&written).await?;
-                    if tx.reads_are_locked() {
-                        pending.change(&written, |unwritten, count| unwritten.writing -= count);
-                        left.store(true, std::sync::atomic::Ordering::SeqCst);
-                    }
-                    Ok(())
-                })
-            })
+            .write_background(move |tx| Box::pin(async move { tx.add_rate_counts(&rows).await }))
             .await;
-        let left = left_in_write.load(std::sync::atomic::Ordering::SeqCst);
+        let mut writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
         match stored {
-            Ok(()) if left => {}
-            Ok(()) => self.change(&counts, |unwritten, count| unwritten.writing -= count),
+            Ok(()) => {
+                writes.committed = mark;
+                if let Some(write) = writes.recent.iter_mut().find(|write| write.mark == mark) {
+                    write.committed = Some(Instant::now());
+                }
+            }
             Err(error) => {
                 tracing::warn!(%error, "writing rate-limit counts failed; trying again shortly");
-                self.change(&counts, |unwritten, count| {
-                    if !left {
-                        unwritten.writing -= count;
-                    }
-                    unwritten.kept += count;
-                });
+                writes.recent.retain(|write| write.mark != mark);
+                self.change(&counts, |unwritten, count| unwritten.kept += count);
             }
         }
     }
@@ -233,11 +301,11 @@ mod tests {
     fn held_counts_count_at_once_and_are_forgotten_unless_kept() {
         let pending = Arc::new(PendingCounts::default());
         let held = pending.hold(vec![count("number|+1", 10, 1), count("number|+1", 20, 2)]);
-        assert_eq!(pending.of("number|+1", 0), vec![(10, 1), (20, 2)]);
-        assert_eq!(pending.of("number|+1", 15), vec![(20, 2)]);
-        assert_eq!(pending.of("number|+2", 0), vec![]);
+        assert_eq!(pending.of("number|+1", 0, 0), vec![(10, 1), (20, 2)]);
+        assert_eq!(pending.of("number|+1", 15, 0), vec![(20, 2)]);
+        assert_eq!(pending.of("number|+2", 0, 0), vec![]);
         drop(held);
-        assert_eq!(pending.of("number|+1", 0), vec![]);
+        assert_eq!(pending.of("number|+1", 0, 0), vec![]);
         assert!(pending.buckets.lock().unwrap().is_empty());
     }
 
@@ -247,15 +315,34 @@ mod tests {
         let mut held = pending.hold(vec![count("b", 10, 1)]);
         held.join(pending.hold(vec![count("b", 10, 2), count("a", 10, 1)]));
         held.keep();
-        assert_eq!(pending.of("b", 0), vec![(10, 3)]);
+        assert_eq!(pending.of("b", 0, 0), vec![(10, 3)]);
         let taken = pending.take_kept();
         assert_eq!(taken, vec![count("a", 10, 1), count("b", 10, 3)]);
-        // Still counted while written; nothing more to take.
-        assert_eq!(pending.of("b", 0), vec![(10, 3)]);
         assert!(pending.take_kept().is_empty());
-        pending.change(&taken, |unwritten, count| unwritten.writing -= count);
-        assert_eq!(pending.of("b", 0), vec![]);
         assert!(pending.buckets.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn counts_being_written_count_unless_the_read_shows_their_mark() {
+        let pending = Arc::new(PendingCounts::default());
+        pending.hold(vec![count("b", 10, 2)]).keep();
+        // As a write takes them: out of the kept counts, into a write that sets mark 1.
+        let counts = pending.take_kept();
+        pending.writes.lock().unwrap().recent.push(Write {
+            mark: 1,
+            counts,
+            committed: None,
+        });
+        pending.hold(vec![count("b", 10, 1)]).keep();
+        // A read of the store before the write's commit shows mark 0: both count from here.
+        assert_eq!(pending.of("b", 0, 0), vec![(10, 3)]);
+        // A read that shows the write (mark 1) has its counts already.
+        assert_eq!(pending.of("b", 0, 1), vec![(10, 1)]);
+        assert_eq!(pending.of("b", 11, 0), vec![]);
+        let mark = pending.mark_bucket().to_string();
+        let rows = vec![count("b", 10, 2), (mark, MARK_SLOT, 1)];
+        assert_eq!(pending.mark_in(&rows), 1);
+        assert_eq!(pending.mark_in(&rows[..1]), 0);
     }
 
     #[test]

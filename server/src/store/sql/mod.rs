@@ -263,8 +263,7 @@ impl WriteTx {
     }
 
     /// Whether every row this transaction reads is as good as locked: on SQLite the one writer
-    /// excludes every other writer, so nothing read can change before the commit (and the
-    /// writes after this one in its batch read what it wrote at once).
+    /// excludes every other writer, so nothing read can change before the commit.
     pub(crate) fn reads_are_locked(&self) -> bool {
         self.dialect() == Dialect::Sqlite
     }
