@@ -40,9 +40,10 @@ use tonic_prost::ProstEncoder;
 use crate::proto::v1::verify_service_client::VerifyServiceClient;
 use crate::proto::v1::{
     Block, CancelVerificationRequest, Channel as DeliveryChannel, CheckRequest, CheckResponse,
-    Classification, ClassifyBatchRequest, ClassifyBatchResponse, ClassifyRequest, Event,
-    GetNotificationRequest, GetVerificationRequest, ListBlocksRequest, MessageCategory,
-    Notification, NotifyRequest, NotifyResponse, RequestContext, UnblockRequest, Verification,
+    Classification, ClassifyBatchRequest, ClassifyBatchResponse, ClassifyRequest,
+    CreateServiceRequest, Event, GetNotificationRequest, GetServiceRequest, GetVerificationRequest,
+    ListBlocksRequest, ListServicesRequest, MessageCategory, Notification, NotifyRequest,
+    NotifyResponse, RequestContext, Service, UnblockRequest, UpdateServiceRequest, Verification,
     VerifyRequest, VerifyResponse, WatchEventsRequest, check_request,
 };
 
@@ -228,6 +229,14 @@ pub struct VerifyOptions {
     /// What your server knows of the person asking (IP address, device, user), used only for
     /// verifyd's rate limits and abuse signals.
     pub context: Option<RequestContext>,
+    /// The service the verification belongs to; `None` for the API key's own (or `default`).
+    pub service_id: Option<String>,
+    /// Android SMS Retriever: the app's 11-character hash, for the SMS to carry; `None` for
+    /// the service's default.
+    pub app_hash: Option<String>,
+    /// Domain-bound code: the web site's host (the SMS ends `@host #code`); `None` for the
+    /// service's default.
+    pub domain: Option<String>,
 }
 
 impl VerifyOptions {
@@ -252,6 +261,9 @@ impl From<VerifyOptions> for VerifyRequest {
             workflow: options.workflow.unwrap_or_default(),
             program_id: options.program_id.unwrap_or_default(),
             context: options.context,
+            service_id: options.service_id.unwrap_or_default(),
+            app_hash: options.app_hash.unwrap_or_default(),
+            domain: options.domain.unwrap_or_default(),
         }
     }
 }
@@ -280,6 +292,8 @@ pub struct NotifyOptions {
     /// What your server knows of the person the message is for, used only for verifyd's rate
     /// limits and abuse signals.
     pub context: Option<RequestContext>,
+    /// The service sending it; `None` for the API key's own (or `default`).
+    pub service_id: Option<String>,
 }
 
 impl NotifyOptions {
@@ -296,6 +310,7 @@ impl NotifyOptions {
             sender: None,
             idempotency_key: None,
             context: None,
+            service_id: None,
         }
     }
 }
@@ -312,6 +327,7 @@ impl From<NotifyOptions> for NotifyRequest {
             sender: options.sender.unwrap_or_default(),
             idempotency_key: options.idempotency_key.unwrap_or_default(),
             context: options.context,
+            service_id: options.service_id.unwrap_or_default(),
         }
     }
 }
@@ -484,6 +500,7 @@ impl VerifyClient {
         let request = CheckRequest {
             target: Some(target),
             code: code.to_owned(),
+            service_id: String::new(),
         };
         Ok(self.raw().check(request).await?.into_inner())
     }
@@ -581,6 +598,7 @@ impl VerifyClient {
             verification_id: verification_id.unwrap_or_default().to_owned(),
             after_cursor,
             notification_id: String::new(),
+            service_id: String::new(),
         })
         .await
     }
@@ -598,8 +616,64 @@ impl VerifyClient {
             verification_id: String::new(),
             after_cursor,
             notification_id: notification_id.to_owned(),
+            service_id: String::new(),
         })
         .await
+    }
+
+    /// Stores a new service (admin keys only); unset numbers take the server's defaults.
+    pub async fn create_service(&self, service: Service) -> Result<Service, ClientError> {
+        let request = CreateServiceRequest {
+            service: Some(service),
+        };
+        self.raw()
+            .create_service(request)
+            .await?
+            .into_inner()
+            .service
+            .ok_or(ClientError::MissingField("service"))
+    }
+
+    /// Returns the service `id` (a service's key sees only its own).
+    pub async fn get_service(&self, id: &str) -> Result<Service, ClientError> {
+        let request = GetServiceRequest {
+            service_id: id.to_owned(),
+        };
+        self.raw()
+            .get_service(request)
+            .await?
+            .into_inner()
+            .service
+            .ok_or(ClientError::MissingField("service"))
+    }
+
+    /// The services this key sees, by id.
+    pub async fn list_services(&self) -> Result<Vec<Service>, ClientError> {
+        Ok(self
+            .raw()
+            .list_services(ListServicesRequest {})
+            .await?
+            .into_inner()
+            .services)
+    }
+
+    /// Changes a stored service (admin keys only): the fields named in `update_fields` take
+    /// their values from `service`, or every field when it is empty.
+    pub async fn update_service(
+        &self,
+        service: Service,
+        update_fields: Vec<String>,
+    ) -> Result<Service, ClientError> {
+        let request = UpdateServiceRequest {
+            service: Some(service),
+            update_fields,
+        };
+        self.raw()
+            .update_service(request)
+            .await?
+            .into_inner()
+            .service
+            .ok_or(ClientError::MissingField("service"))
     }
 
     async fn watch_events(
@@ -635,6 +709,9 @@ mod tests {
                 workflow: String::new(),
                 program_id: String::new(),
                 context: None,
+                service_id: String::new(),
+                app_hash: String::new(),
+                domain: String::new(),
             }
         );
     }
@@ -654,8 +731,14 @@ mod tests {
                 client_ip: "203.0.113.9".into(),
                 ..RequestContext::default()
             }),
+            service_id: Some("acme".into()),
+            app_hash: Some("FA+9qCX9VSu".into()),
+            domain: Some("example.com".into()),
         };
         let request = VerifyRequest::from(options);
+        assert_eq!(request.service_id, "acme");
+        assert_eq!(request.app_hash, "FA+9qCX9VSu");
+        assert_eq!(request.domain, "example.com");
         assert_eq!(request.context.unwrap().client_ip, "203.0.113.9");
         assert_eq!(request.channel, DeliveryChannel::Voice as i32);
         assert_eq!(request.locale, "es-MX");
@@ -680,6 +763,7 @@ mod tests {
                 sender: String::new(),
                 idempotency_key: String::new(),
                 context: None,
+                service_id: String::new(),
             }
         );
     }

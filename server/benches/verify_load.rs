@@ -230,6 +230,7 @@ async fn first_checks(
                 .check(CheckRequest {
                     target: Some(Target::VerificationId(id.clone())),
                     code: code.clone(),
+                    service_id: String::new(),
                 })
                 .await
                 .expect("check")
@@ -342,6 +343,7 @@ async fn run(
         let request = CheckRequest {
             target: Some(Target::VerificationId(id)),
             code,
+            service_id: String::new(),
         };
         client.check(request.clone()).await.expect("approve");
         request

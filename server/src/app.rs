@@ -21,6 +21,7 @@ use crate::dispatcher::{Dispatcher, record_receipts};
 use crate::grpc::VerifyApi;
 use crate::notify::NotifyPolicy;
 use crate::proto::verify_service_server::VerifyServiceServer;
+use crate::services::ServiceDirectory;
 use crate::stats::ConversionRefresher;
 use crate::store::SqlStore;
 use crate::usecases::UseCases;
@@ -110,6 +111,12 @@ pub async fn serve(
             ))
         }),
     );
+    let services = ServiceDirectory::load(
+        &config.services,
+        config.codes.service_defaults(),
+        Arc::clone(&store),
+    )
+    .await?;
     let notify = Arc::new(NotifyPolicy::new(
         RuleSet::from_config(&config.policy.rules).map_err(|e| e.to_string())?,
         config.programs.clone(),
@@ -122,7 +129,6 @@ pub async fn serve(
         Arc::clone(&carriers),
         Arc::clone(&breakers),
         conversion.stats(),
-        config.codes.max_sends,
     )?);
     drop(receipts);
     // Receipts of messages sent before a restart may arrive as soon as carriers start, so the
@@ -156,12 +162,19 @@ pub async fn serve(
             Arc::clone(&decider),
             Arc::clone(&notify),
             codes.clone(),
+            Arc::clone(&services),
             config.dispatcher.clone(),
         )
         .run(stopping_signal.clone()),
     );
 
     let api_keys = ApiKeyCheck::new(&config.api_keys);
+    for (key, service) in api_keys.services() {
+        if services.find(&service).await.ok().flatten().is_none() {
+            tracing::warn!(api_key = %key, service = %service, "this API key names a service that does not exist (yet): its requests are NOT_FOUND until the service is created");
+        }
+    }
+    services.follow(stopping_signal.clone());
     if !api_keys.is_enabled() {
         tracing::warn!(
             listen = %address,
@@ -171,7 +184,7 @@ pub async fn serve(
     let use_cases = Arc::new(UseCases::new(
         Arc::clone(&store),
         codes,
-        config.codes.clone(),
+        Arc::clone(&services),
         Arc::clone(&decider),
         notify,
         Arc::new(AbuseDefense::from_config(&config.abuse)?),

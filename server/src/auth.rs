@@ -1,5 +1,7 @@
 //! API keys: `authorization: Bearer <key>` on every VerifyService call, checked against the
 //! SHA-256 hashes in the configuration in constant time. Health and reflection stay open.
+//! Each request then carries its [`Caller`]: the key's name and what it may see (a key with a
+//! `service` sees that service only; one without is an admin key).
 
 use std::sync::Arc;
 
@@ -9,16 +11,16 @@ use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
 use crate::config::ApiKeyEntry;
+use crate::usecases::{Caller, Scope};
 
-/// The configured name of the API key a request was authenticated with (in the request's
-/// extensions; absent when no keys are configured).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiKeyName(pub String);
+/// One configured key: its name, the hash of the key, and its service (`None`: admin).
+type KnownKey = (String, [u8; 32], Option<String>);
 
-/// Checks the bearer key of each request; with no keys configured every request passes.
+/// Checks the bearer key of each request and puts its [`Caller`] in the request's
+/// extensions; with no keys configured every request passes, as an admin.
 #[derive(Clone)]
 pub struct ApiKeyCheck {
-    keys: Arc<Vec<(String, [u8; 32])>>,
+    keys: Arc<Vec<KnownKey>>,
 }
 
 impl ApiKeyCheck {
@@ -29,7 +31,7 @@ impl ApiKeyCheck {
             .filter_map(|entry| {
                 let bytes = hex::decode(&entry.sha256).ok()?;
                 let hash: [u8; 32] = bytes.try_into().ok()?;
-                Some((entry.name.clone(), hash))
+                Some((entry.name.clone(), hash, entry.service.clone()))
             })
             .collect();
         ApiKeyCheck {
@@ -42,22 +44,39 @@ impl ApiKeyCheck {
         !self.keys.is_empty()
     }
 
-    fn key_name(&self, presented: &str) -> Option<&str> {
+    /// The caller a presented key stands for, if it is one of the configured keys.
+    fn caller_of(&self, presented: &str) -> Option<Caller> {
         let hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
         // Compare against every key so timing does not tell which one (or whether any) matched.
-        for (name, stored) in self.keys.iter() {
-            if bool::from(stored.ct_eq(&hash)) {
-                found = Some(name.as_str());
+        for known in self.keys.iter() {
+            if bool::from(known.1.ct_eq(&hash)) {
+                found = Some(known);
             }
         }
-        found
+        found.map(|(name, _, service)| Caller {
+            key_name: Some(name.clone()),
+            scope: match service {
+                Some(service) => Scope::Service(service.clone()),
+                None => Scope::Admin,
+            },
+        })
+    }
+
+    /// The services keys are bound to, for a check at start that each exists.
+    pub fn services(&self) -> Vec<(String, String)> {
+        self.keys
+            .iter()
+            .filter_map(|(name, _, service)| service.clone().map(|s| (name.clone(), s)))
+            .collect()
     }
 }
 
 impl Interceptor for ApiKeyCheck {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
         if !self.is_enabled() {
+            let mut request = request;
+            request.extensions_mut().insert(Caller::local());
             return Ok(request);
         }
         let header = request
@@ -74,12 +93,11 @@ impl Interceptor for ApiKeyCheck {
             .or_else(|| header.strip_prefix("bearer "))
             .unwrap_or("")
             .trim();
-        match self.key_name(presented) {
-            Some(name) => {
-                tracing::debug!(api_key = name, "authenticated");
-                let name = ApiKeyName(name.to_string());
+        match self.caller_of(presented) {
+            Some(caller) => {
+                tracing::debug!(api_key = caller.name(), "authenticated");
                 let mut request = request;
-                request.extensions_mut().insert(name);
+                request.extensions_mut().insert(caller);
                 Ok(request)
             }
             None => Err(Status::unauthenticated(
@@ -94,10 +112,18 @@ mod tests {
     use super::*;
 
     fn check() -> ApiKeyCheck {
-        ApiKeyCheck::new(&[ApiKeyEntry {
-            name: "backend".into(),
-            sha256: crate::codes::hash_api_key("s3cret-key"),
-        }])
+        ApiKeyCheck::new(&[
+            ApiKeyEntry {
+                name: "backend".into(),
+                sha256: crate::codes::hash_api_key("s3cret-key"),
+                service: None,
+            },
+            ApiKeyEntry {
+                name: "acme-backend".into(),
+                sha256: crate::codes::hash_api_key("acme-key"),
+                service: Some("acme".into()),
+            },
+        ])
     }
 
     fn request(header: Option<&str>) -> Request<()> {
@@ -115,8 +141,13 @@ mod tests {
         let mut check = check();
         let passed = check.call(request(Some("Bearer s3cret-key"))).unwrap();
         assert_eq!(
-            passed.extensions().get::<ApiKeyName>(),
-            Some(&ApiKeyName("backend".into()))
+            passed.extensions().get::<Caller>(),
+            Some(&Caller::admin("backend"))
+        );
+        let passed = check.call(request(Some("Bearer acme-key"))).unwrap();
+        assert_eq!(
+            passed.extensions().get::<Caller>(),
+            Some(&Caller::of_service("acme-backend", "acme"))
         );
         for header in [
             None,
@@ -134,6 +165,7 @@ mod tests {
     fn no_keys_means_open() {
         let mut open = ApiKeyCheck::new(&[]);
         assert!(!open.is_enabled());
-        assert!(open.call(request(None)).is_ok());
+        let passed = open.call(request(None)).unwrap();
+        assert_eq!(passed.extensions().get::<Caller>(), Some(&Caller::local()));
     }
 }

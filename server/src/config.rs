@@ -42,6 +42,11 @@ pub struct Config {
     /// API keys accepted in `authorization: Bearer <key>`; stored as SHA-256 hashes.
     #[serde(default)]
     pub api_keys: Vec<ApiKeyEntry>,
+    /// `[[services]]`: the apps verifying numbers through this server, each with its name in
+    /// the messages and its own settings (unset ones from `[codes]`). The service `default`
+    /// exists whether configured or not.
+    #[serde(default)]
+    pub services: Vec<crate::domain::ServiceSettings>,
     /// Carrier instances. With none, one `sim` carrier named `sim` is configured.
     #[serde(default)]
     pub carriers: Vec<CarrierEntry>,
@@ -151,6 +156,19 @@ pub struct CodeSettings {
     pub default_locale: String,
 }
 
+impl CodeSettings {
+    /// What a service takes where its settings say nothing.
+    pub fn service_defaults(&self) -> crate::domain::ServiceDefaults {
+        crate::domain::ServiceDefaults {
+            code_length: self.length,
+            code_lifetime_seconds: self.ttl_seconds,
+            max_checks: self.max_checks,
+            max_sends: self.max_sends,
+            default_locale: self.default_locale.clone(),
+        }
+    }
+}
+
 /// One accepted API key.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -159,6 +177,10 @@ pub struct ApiKeyEntry {
     pub name: String,
     /// Lower-case hex SHA-256 of the key (`verifyd hash-api-key` prints it).
     pub sha256: String,
+    /// The service the key belongs to: it sees and acts on that service only. Unset: an
+    /// admin key, for every service (and for blocks and services themselves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 /// One carrier instance: a name, a kind, and the kind's own settings.
@@ -217,6 +239,7 @@ impl Default for Config {
                 default_locale: "en".to_string(),
             },
             api_keys: Vec::new(),
+            services: Vec::new(),
             carriers: Vec::new(),
             routes: RoutePlan::default(),
             fallback: FallbackConfig::default(),
@@ -246,6 +269,10 @@ impl fmt::Debug for Config {
             .field("sim_outbox", &self.sim_outbox)
             .field("codes", &self.codes)
             .field("api_keys", &self.api_keys.len())
+            .field(
+                "services",
+                &self.services.iter().map(|s| &s.id).collect::<Vec<_>>(),
+            )
             .field(
                 "carriers",
                 &self
@@ -421,6 +448,16 @@ impl Config {
         if let Some(secret) = &self.secret {
             crate::codes::parse_secret(secret).map_err(|e| ConfigError(format!("secret: {e}")))?;
         }
+        let defaults = self.codes.service_defaults();
+        let mut service_ids = std::collections::HashSet::new();
+        for (index, service) in self.services.iter().enumerate() {
+            service
+                .resolve(&defaults)
+                .map_err(|e| ConfigError(format!("services[{index}] (`{}`): {e}", service.id)))?;
+            if !service_ids.insert(service.id.as_str()) {
+                return fail(format!("services: id `{}` is used twice", service.id));
+            }
+        }
         for key in &self.api_keys {
             let valid = key.sha256.len() == 64 && key.sha256.bytes().all(|b| b.is_ascii_hexdigit());
             if !valid {
@@ -428,6 +465,11 @@ impl Config {
                     "api_keys `{}`: sha256 must be 64 hex digits (run `verifyd hash-api-key`)",
                     key.name
                 ));
+            }
+            if let Some(service) = &key.service {
+                crate::domain::service::check_service_id(service).map_err(|e| {
+                    ConfigError(format!("api_keys `{}`: service: {}", key.name, e.reason))
+                })?;
             }
         }
         if self.api_keys.is_empty() && !self.listen.ip().is_loopback() {
@@ -615,6 +657,7 @@ mod tests {
         config.api_keys.push(ApiKeyEntry {
             name: "backend".into(),
             sha256: "a".repeat(64),
+            service: None,
         });
         config.validate().unwrap();
     }

@@ -263,6 +263,9 @@ pub fn verification(view: &VerificationView) -> proto::Verification {
         workflow_step: record.workflow.step + 1,
         strategy: record.workflow.strategy.clone(),
         decision: record.decision.clone(),
+        service_id: record.service_id.clone(),
+        app_hash: record.app_hash.clone(),
+        domain: record.autofill_domain.clone(),
     }
 }
 
@@ -306,6 +309,7 @@ pub fn event(recorded: &RecordedEvent) -> proto::Event {
         detail: event.detail.clone(),
         time: Some(timestamp(event.at_ms)),
         block_id,
+        service_id: event.service_id.clone(),
     }
 }
 
@@ -327,7 +331,96 @@ pub fn notification(view: &NotificationView) -> proto::Notification {
         created_at: Some(timestamp(record.created_at_ms)),
         updated_at: Some(timestamp(message.updated_at_ms)),
         decision: record.decision.clone(),
+        service_id: record.service_id.clone(),
     }
+}
+
+/// A service to the proto message.
+pub fn service(service: &crate::domain::Service) -> proto::Service {
+    proto::Service {
+        id: service.id.clone(),
+        friendly_name: service.friendly_name.clone(),
+        code_length: service.code_length,
+        code_lifetime_seconds: service.code_lifetime.as_secs() as u32,
+        max_checks: service.max_checks,
+        max_sends: service.max_sends,
+        channels: service
+            .channels
+            .iter()
+            .map(|c| channel(*c) as i32)
+            .collect(),
+        default_locale: service.default_locale.clone(),
+        templates: service
+            .templates
+            .iter()
+            .map(|t| proto::MessageTemplate {
+                locale: t.locale.clone(),
+                channel: channel(t.channel) as i32,
+                text: t.text.clone(),
+            })
+            .collect(),
+        workflow: service
+            .workflow
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        configured: service.configured,
+        created_at: service.created_at_ms.map(timestamp),
+        updated_at: service.updated_at_ms.map(timestamp),
+        app_hash: service.app_hash.clone(),
+        domain: service.domain.clone(),
+    }
+}
+
+/// A proto channel that a service or template names; `field` says where, for the error.
+fn named_channel(value: i32, field: String) -> Result<Channel, (String, String)> {
+    match proto::Channel::try_from(value) {
+        Ok(proto::Channel::Sms) => Ok(Channel::Sms),
+        Ok(proto::Channel::Voice) => Ok(Channel::Voice),
+        _ => Err((
+            field,
+            format!("{value} is not CHANNEL_SMS or CHANNEL_VOICE"),
+        )),
+    }
+}
+
+/// A proto service to settings (zero numbers and an empty locale unset); a wrong channel
+/// value is `(field, reason)`.
+pub fn service_settings(
+    service: &proto::Service,
+) -> Result<crate::domain::ServiceSettings, (String, String)> {
+    let set = |n: u32| (n != 0).then_some(n);
+    Ok(crate::domain::ServiceSettings {
+        id: service.id.trim().to_string(),
+        friendly_name: service.friendly_name.clone(),
+        code_length: set(service.code_length),
+        code_lifetime_seconds: set(service.code_lifetime_seconds).map(u64::from),
+        max_checks: set(service.max_checks),
+        max_sends: set(service.max_sends),
+        channels: service
+            .channels
+            .iter()
+            .enumerate()
+            .map(|(i, value)| named_channel(*value, format!("service.channels[{i}]")))
+            .collect::<Result<_, _>>()?,
+        default_locale: Some(service.default_locale.trim().to_string())
+            .filter(|locale| !locale.is_empty()),
+        templates: service
+            .templates
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                Ok::<_, (String, String)>(crate::domain::MessageTemplate {
+                    locale: t.locale.trim().to_string(),
+                    channel: named_channel(t.channel, format!("service.templates[{i}].channel"))?,
+                    text: t.text.clone(),
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        workflow: service.workflow.trim().to_string(),
+        app_hash: service.app_hash.trim().to_string(),
+        domain: service.domain.trim().to_string(),
+    })
 }
 
 /// A category to its proto value.

@@ -40,7 +40,6 @@ pub struct Decider {
     breakers: Arc<CircuitBreakers>,
     fallback: FallbackPolicy,
     carriers: Arc<CarrierSet>,
-    max_sends: u32,
 }
 
 impl std::fmt::Debug for Decider {
@@ -59,14 +58,12 @@ impl Decider {
         carriers: Arc<CarrierSet>,
         breakers: Arc<CircuitBreakers>,
         stats: Arc<dyn ConversionStats>,
-        max_sends: u32,
     ) -> Result<Decider, String> {
         Ok(Decider {
             planner: RoutePlanner::new(routes),
             breakers,
             fallback: FallbackPolicy::new(fallback, stats).map_err(|e| e.to_string())?,
             carriers,
-            max_sends,
         })
     }
 
@@ -94,12 +91,14 @@ impl Decider {
     }
 
     /// The workflow and first step for a new verification of `classification`; `Err` is why
-    /// nothing can be sent (no route carries any step's channel).
+    /// nothing can be sent (no route carries any step's channel, or the service allows none
+    /// of the workflow's channels). `service` limits the sends and the channels.
     pub fn start(
         &self,
         classification: &Classification,
         requested: Option<Channel>,
         workflow: Option<&Workflow>,
+        service: &crate::domain::Service,
     ) -> Result<FirstStep, String> {
         let region = classification.region_code.as_deref();
         let e164 = classification.e164.as_deref().unwrap_or_default();
@@ -107,12 +106,22 @@ impl Decider {
         let line_type = classification
             .line_type
             .ok_or_else(|| "the number has no line type".to_string())?;
+        let workflow = workflow.unwrap_or(configured);
+        let allowed = workflow
+            .keeping(|channel| service.allows(channel))
+            .ok_or_else(|| {
+                format!(
+                    "service `{}` allows only {}, and the workflow `{workflow}` has no step on them",
+                    service.id,
+                    service.channel_names()
+                )
+            })?;
         let facts = VerificationFacts {
             region,
             line_type,
             requested_channel: requested,
-            workflow: workflow.unwrap_or(configured),
-            max_sends: self.max_sends,
+            workflow: &allowed,
+            max_sends: service.max_sends,
             sends: 0,
             history: &[],
         };

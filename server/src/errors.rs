@@ -59,6 +59,10 @@ impl From<UseCaseError> for Status {
                 details.add_quota_failure_violation(subject, explanation.clone());
                 Status::with_error_details(Code::ResourceExhausted, explanation, details)
             }
+            UseCaseError::PermissionDenied(message) => Status::permission_denied(message),
+            UseCaseError::AlreadyExists(what) => {
+                Status::already_exists(format!("{what} exists already"))
+            }
             UseCaseError::Contended(what) => Status::aborted(format!(
                 "another request changed {what} at the same moment; try again"
             )),

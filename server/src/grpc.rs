@@ -11,12 +11,11 @@ use verify_carrier::Channel;
 use verify_policy::abuse::RawContext;
 use verify_policy::classify;
 
-use crate::auth::ApiKeyName;
 use crate::convert;
 use crate::errors::{internal, invalid_argument};
 use crate::proto;
 use crate::proto::verify_service_server::VerifyService;
-use crate::usecases::{CheckTarget, NotifyInput, UseCases, VerifyInput};
+use crate::usecases::{Caller, CheckTarget, NotifyInput, UseCases, VerifyInput};
 
 /// Most numbers in one ClassifyBatch chunk.
 const MAX_BATCH_CHUNK: usize = 10_000;
@@ -85,12 +84,21 @@ async fn classify_chunk(
     .map_err(|e| internal("batch classification", e))
 }
 
-/// The configured name of the API key a request was authenticated with.
-fn api_key_of<T>(request: &Request<T>) -> Option<String> {
+/// Who sent a request, as the API key check found (an admin on a server without keys).
+fn caller_of<T>(request: &Request<T>) -> Caller {
     request
         .extensions()
-        .get::<ApiKeyName>()
-        .map(|name| name.0.clone())
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_else(Caller::local)
+}
+
+/// A proto service as settings, a wrong channel value named.
+fn service_settings(
+    service: Option<proto::Service>,
+) -> Result<crate::domain::ServiceSettings, Status> {
+    let service = service.ok_or_else(|| invalid_argument("service", "must be set"))?;
+    convert::service_settings(&service).map_err(|(field, reason)| invalid_argument(&field, reason))
 }
 
 /// A request context as received, with the API key it came with.
@@ -112,10 +120,13 @@ impl VerifyService for VerifyApi {
         &self,
         request: Request<proto::VerifyRequest>,
     ) -> Result<Response<proto::VerifyResponse>, Status> {
-        let api_key = api_key_of(&request);
+        let caller = caller_of(&request);
         let request = request.into_inner();
         let input = VerifyInput {
-            context: context_input(request.context, api_key),
+            context: context_input(request.context, caller.key_name.clone()),
+            service_id: request.service_id,
+            app_hash: request.app_hash,
+            domain: request.domain,
             channel: requested_channel(request.channel)?,
             to: request.to,
             locale: request.locale,
@@ -125,7 +136,7 @@ impl VerifyService for VerifyApi {
             workflow: request.workflow,
             program_id: request.program_id,
         };
-        let outcome = self.cases.verify(input).await?;
+        let outcome = self.cases.verify(&caller, input).await?;
         Ok(Response::new(proto::VerifyResponse {
             verification: Some(convert::verification(&outcome.view)),
             resent: outcome.resent,
@@ -138,13 +149,17 @@ impl VerifyService for VerifyApi {
         &self,
         request: Request<proto::CheckRequest>,
     ) -> Result<Response<proto::CheckResponse>, Status> {
+        let caller = caller_of(&request);
         let request = request.into_inner();
         let target = match request.target {
             Some(proto::check_request::Target::VerificationId(id)) => CheckTarget::Id(id),
-            Some(proto::check_request::Target::To(to)) => CheckTarget::Number(to),
+            Some(proto::check_request::Target::To(to)) => CheckTarget::Number {
+                to,
+                service_id: request.service_id,
+            },
             None => CheckTarget::Missing,
         };
-        let (result, view) = self.cases.check(target, &request.code).await?;
+        let (result, view) = self.cases.check(&caller, target, &request.code).await?;
         Ok(Response::new(proto::CheckResponse {
             result: convert::check_result(result) as i32,
             checks_left: view.verification.checks_left(),
@@ -187,9 +202,10 @@ impl VerifyService for VerifyApi {
         &self,
         request: Request<proto::GetVerificationRequest>,
     ) -> Result<Response<proto::GetVerificationResponse>, Status> {
+        let caller = caller_of(&request);
         let view = self
             .cases
-            .get_verification(&request.into_inner().verification_id)
+            .get_verification(&caller, &request.into_inner().verification_id)
             .await?;
         Ok(Response::new(proto::GetVerificationResponse {
             verification: Some(convert::verification(&view)),
@@ -200,9 +216,10 @@ impl VerifyService for VerifyApi {
         &self,
         request: Request<proto::CancelVerificationRequest>,
     ) -> Result<Response<proto::CancelVerificationResponse>, Status> {
+        let caller = caller_of(&request);
         let view = self
             .cases
-            .cancel(&request.into_inner().verification_id)
+            .cancel(&caller, &request.into_inner().verification_id)
             .await?;
         Ok(Response::new(proto::CancelVerificationResponse {
             verification: Some(convert::verification(&view)),
@@ -215,12 +232,15 @@ impl VerifyService for VerifyApi {
         &self,
         request: Request<proto::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let caller = caller_of(&request);
         let request = request.into_inner();
         let events = self
             .cases
             .watch(
+                &caller,
                 &request.verification_id,
                 &request.notification_id,
+                &request.service_id,
                 request.after_cursor,
             )
             .await?;
@@ -238,10 +258,11 @@ impl VerifyService for VerifyApi {
         &self,
         request: Request<proto::NotifyRequest>,
     ) -> Result<Response<proto::NotifyResponse>, Status> {
-        let api_key = api_key_of(&request);
+        let caller = caller_of(&request);
         let request = request.into_inner();
         let input = NotifyInput {
-            context: context_input(request.context, api_key),
+            context: context_input(request.context, caller.key_name.clone()),
+            service_id: request.service_id,
             category: convert::category_from_proto(request.category),
             to: request.to,
             region_hint: request.region_hint,
@@ -251,7 +272,7 @@ impl VerifyService for VerifyApi {
             sender: request.sender,
             idempotency_key: request.idempotency_key,
         };
-        let outcome = self.cases.notify(input).await?;
+        let outcome = self.cases.notify(&caller, input).await?;
         let view = &outcome.view;
         let action = match &outcome.deferred_by {
             Some(_) => proto::PolicyAction::Defer,
@@ -277,9 +298,10 @@ impl VerifyService for VerifyApi {
         &self,
         request: Request<proto::GetNotificationRequest>,
     ) -> Result<Response<proto::GetNotificationResponse>, Status> {
+        let caller = caller_of(&request);
         let view = self
             .cases
-            .get_notification(&request.into_inner().notification_id)
+            .get_notification(&caller, &request.into_inner().notification_id)
             .await?;
         Ok(Response::new(proto::GetNotificationResponse {
             notification: Some(convert::notification(&view)),
@@ -290,10 +312,11 @@ impl VerifyService for VerifyApi {
         &self,
         request: Request<proto::ListBlocksRequest>,
     ) -> Result<Response<proto::ListBlocksResponse>, Status> {
+        let caller = caller_of(&request);
         let request = request.into_inner();
         let blocks = self
             .cases
-            .list_blocks(request.include_ended, request.limit)
+            .list_blocks(&caller, request.include_ended, request.limit)
             .await?;
         let now = crate::clock::now_ms();
         Ok(Response::new(proto::ListBlocksResponse {
@@ -305,13 +328,66 @@ impl VerifyService for VerifyApi {
         &self,
         request: Request<proto::UnblockRequest>,
     ) -> Result<Response<proto::UnblockResponse>, Status> {
-        let by = api_key_of(&request).unwrap_or_else(|| "local".to_string());
+        let caller = caller_of(&request);
         let block = self
             .cases
-            .unblock(&request.into_inner().block_id, &by)
+            .unblock(&caller, &request.into_inner().block_id)
             .await?;
         Ok(Response::new(proto::UnblockResponse {
             block: Some(convert::block(&block, crate::clock::now_ms())),
+        }))
+    }
+
+    async fn create_service(
+        &self,
+        request: Request<proto::CreateServiceRequest>,
+    ) -> Result<Response<proto::CreateServiceResponse>, Status> {
+        let caller = caller_of(&request);
+        let settings = service_settings(request.into_inner().service)?;
+        let service = self.cases.create_service(&caller, settings).await?;
+        Ok(Response::new(proto::CreateServiceResponse {
+            service: Some(convert::service(&service)),
+        }))
+    }
+
+    async fn get_service(
+        &self,
+        request: Request<proto::GetServiceRequest>,
+    ) -> Result<Response<proto::GetServiceResponse>, Status> {
+        let caller = caller_of(&request);
+        let service = self
+            .cases
+            .get_service(&caller, request.into_inner().service_id.trim())
+            .await?;
+        Ok(Response::new(proto::GetServiceResponse {
+            service: Some(convert::service(&service)),
+        }))
+    }
+
+    async fn list_services(
+        &self,
+        request: Request<proto::ListServicesRequest>,
+    ) -> Result<Response<proto::ListServicesResponse>, Status> {
+        let caller = caller_of(&request);
+        let services = self.cases.list_services(&caller).await?;
+        Ok(Response::new(proto::ListServicesResponse {
+            services: services.iter().map(|s| convert::service(s)).collect(),
+        }))
+    }
+
+    async fn update_service(
+        &self,
+        request: Request<proto::UpdateServiceRequest>,
+    ) -> Result<Response<proto::UpdateServiceResponse>, Status> {
+        let caller = caller_of(&request);
+        let request = request.into_inner();
+        let settings = service_settings(request.service)?;
+        let service = self
+            .cases
+            .update_service(&caller, settings, &request.update_fields)
+            .await?;
+        Ok(Response::new(proto::UpdateServiceResponse {
+            service: Some(convert::service(&service)),
         }))
     }
 }

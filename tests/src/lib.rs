@@ -508,3 +508,26 @@ pub fn refusal(error: &verify_client::ClientError) -> (tonic::Code, String, Dura
         quota.violations[0].subject.clone(),
     )
 }
+
+/// The hash `verifyd hash-api-key` prints for `key`, computed by the binary itself.
+pub fn api_key_hash(key: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(binary("verifyd"))
+        .arg("hash-api-key")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run verifyd hash-api-key");
+    child
+        .stdin
+        .take()
+        .expect("stdin piped")
+        .write_all(key.as_bytes())
+        .expect("write the key");
+    let output = child.wait_with_output().expect("hash-api-key output");
+    assert!(output.status.success());
+    String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string()
+}

@@ -543,6 +543,7 @@ async fn bad_input_names_the_field(backend: Backend) {
         .check(v1::CheckRequest {
             target: None,
             code: "123456".into(),
+            service_id: String::new(),
         })
         .await
         .unwrap_err();
@@ -741,7 +742,7 @@ async fn failed_delivery_is_an_event(backend: Backend) {
 
 async fn api_keys_guard_the_service_but_not_health(backend: Backend) {
     let key = "k3y-for-backend-7f9";
-    let hash = verify_server_hash(key);
+    let hash = verify_e2e::api_key_hash(key);
     let server = TestServer::start_with_config(
         backend,
         format!("[[api_keys]]\nname = \"backend\"\nsha256 = \"{hash}\"\n"),
@@ -775,26 +776,6 @@ async fn api_keys_guard_the_service_but_not_health(backend: Backend) {
         answer.status(),
         tonic_health::pb::health_check_response::ServingStatus::Serving
     );
-}
-
-/// The hash `verifyd hash-api-key` prints, computed by the binary itself.
-fn verify_server_hash(key: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(verify_e2e::binary("verifyd"))
-        .arg("hash-api-key")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(key.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success());
-    String::from_utf8(output.stdout).unwrap().trim().to_string()
 }
 
 /// Two verifyd processes on one PostgreSQL database never send one message twice.

@@ -193,6 +193,16 @@ struct VerifyArgs {
     /// Your id of the end user, for rate limits per user.
     #[arg(long, value_name = "ID")]
     user_id: Option<String>,
+    /// The service the verification belongs to (its name is in the message); the API key's
+    /// own when unset.
+    #[arg(long, value_name = "ID")]
+    service: Option<String>,
+    /// Android SMS Retriever: the app's 11-character hash, carried on a line of the SMS.
+    #[arg(long, value_name = "HASH")]
+    app_hash: Option<String>,
+    /// Domain-bound code: the web site's host; the SMS ends with `@HOST #code`.
+    #[arg(long, value_name = "HOST")]
+    domain: Option<String>,
 }
 
 impl VerifyArgs {
@@ -259,7 +269,7 @@ enum Action {
         region: Option<String>,
     },
     ClassifyList(ListOptions),
-    Verify(VerifyOptions),
+    Verify(Box<VerifyOptions>),
     Check {
         target: CheckTarget,
         code: String,
@@ -307,7 +317,7 @@ impl Command {
                     ));
                 }
             },
-            Command::Verify(args) => Action::Verify(VerifyOptions {
+            Command::Verify(args) => Action::Verify(Box::new(VerifyOptions {
                 context: args.context(),
                 to: args.number,
                 channel: args.channel.map(Channel::from),
@@ -317,7 +327,10 @@ impl Command {
                 region_hint: args.region,
                 workflow: args.workflow,
                 program_id: args.program,
-            }),
+                service_id: args.service,
+                app_hash: args.app_hash,
+                domain: args.domain,
+            })),
             Command::Check(args) => match (args.to, args.id, args.code) {
                 (None, Some(id), Some(code)) => Action::Check {
                     target: CheckTarget::Id(id),
@@ -464,7 +477,7 @@ async fn run(
             batch::classify_list(&client, json, options, input, out).await?;
         }
         Action::Verify(options) => {
-            let response = client.verify(options).await?;
+            let response = client.verify(*options).await?;
             if json {
                 write_json_line(out, &response)?;
             } else {
@@ -1068,7 +1081,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             action,
-            Action::Verify(VerifyOptions {
+            Action::Verify(Box::new(VerifyOptions {
                 to: "+447700900123".into(),
                 channel: Some(Channel::Voice),
                 locale: Some("es-MX".into()),
@@ -1078,7 +1091,10 @@ mod tests {
                 workflow: None,
                 program_id: None,
                 context: None,
-            })
+                service_id: None,
+                app_hash: None,
+                domain: None,
+            }))
         );
     }
 
@@ -1086,7 +1102,7 @@ mod tests {
     fn verify_without_options_leaves_choices_to_the_server() {
         assert_eq!(
             parse(&["verify", "+447700900123"]).unwrap(),
-            Action::Verify(VerifyOptions::new("+447700900123"))
+            Action::Verify(Box::new(VerifyOptions::new("+447700900123")))
         );
     }
 
@@ -1352,6 +1368,7 @@ mod tests {
             notification_id: String::new(),
             notification_status: 0,
             block_id: String::new(),
+            service_id: "default".into(),
         };
         assert_eq!(
             event_line(&event),

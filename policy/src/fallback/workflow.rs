@@ -114,6 +114,18 @@ impl Workflow {
     pub fn step(&self, index: usize) -> Option<WorkflowStep> {
         self.steps.get(index).copied()
     }
+
+    /// The workflow without the steps on channels `allowed` refuses (a service that allows
+    /// only some channels); `None` when no step is left.
+    pub fn keeping(&self, allowed: impl Fn(Channel) -> bool) -> Option<Workflow> {
+        let steps: Vec<WorkflowStep> = self
+            .steps
+            .iter()
+            .copied()
+            .filter(|step| allowed(step.channel))
+            .collect();
+        Workflow::new(steps).ok()
+    }
 }
 
 fn parse_step(text: &str) -> Result<WorkflowStep, String> {

@@ -27,6 +27,7 @@ use crate::config::DispatcherSettings;
 use crate::decide::Decider;
 use crate::domain::{Attempt, OutboxMessage, SendOutcome};
 use crate::notify::NotifyPolicy;
+use crate::services::ServiceDirectory;
 use crate::store::{SqlStore, StoreError};
 use crate::usecases::{delivery, workflow};
 use prepare::Prepared;
@@ -66,6 +67,8 @@ pub struct Dispatcher {
     decider: Arc<Decider>,
     rules: Arc<NotifyPolicy>,
     codes: CodeBook,
+    /// The services, for the words of their messages.
+    services: Arc<ServiceDirectory>,
     settings: DispatcherSettings,
     identity: WorkerIdentity,
     /// Messages being submitted now, so the sweep can tell those this dispatcher still holds
@@ -81,6 +84,7 @@ impl Dispatcher {
         decider: Arc<Decider>,
         rules: Arc<NotifyPolicy>,
         codes: CodeBook,
+        services: Arc<ServiceDirectory>,
         settings: DispatcherSettings,
     ) -> Self {
         Dispatcher {
@@ -89,6 +93,7 @@ impl Dispatcher {
             decider,
             rules,
             codes,
+            services,
             settings,
             identity: WorkerIdentity::of_this_process(),
             submitting: Mutex::default(),
@@ -298,6 +303,7 @@ impl Dispatcher {
             &self.carriers,
             &self.rules,
             &self.codes,
+            &self.services,
             claimed,
             now,
         )

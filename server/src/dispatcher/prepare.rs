@@ -7,14 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use verify_carrier::{Carrier, OneTimeCode, OutboundMessage};
-use verify_policy::messages::render;
+use verify_policy::messages::{Wording, render_for};
 use verify_policy::routing::LAST_RESORT_ATTRIBUTE;
 use verify_policy::rules::Decision;
 
 use crate::carriers::CarrierSet;
 use crate::codes::CodeBook;
-use crate::domain::{Notification, OutboxMessage, SendOutcome, Subject, Verification};
+use crate::domain::{Notification, OutboxMessage, SendOutcome, Service, Subject, Verification};
 use crate::notify::{NotifyPolicy, registration_attributes};
+use crate::services::ServiceDirectory;
 use crate::store::SqlStore;
 
 /// The decision for one claimed message.
@@ -50,9 +51,18 @@ pub async fn prepare(
     carriers: &CarrierSet,
     rules: &NotifyPolicy,
     codes: &CodeBook,
+    services: &ServiceDirectory,
     claimed: Vec<OutboxMessage>,
     now_ms: i64,
 ) -> Vec<Prepared> {
+    // A service created on another replica a moment ago is read before its first code goes.
+    if claimed
+        .iter()
+        .any(|m| services.get(&m.service_id).is_none())
+        && let Err(error) = services.reload().await
+    {
+        tracing::warn!(%error, "reading the stored services failed");
+    }
     let ids_of = |wanted: fn(&Subject) -> Option<&str>| -> Vec<String> {
         claimed
             .iter()
@@ -105,7 +115,15 @@ pub async fn prepare(
             let outbound = match &message.subject {
                 Subject::Verification(id) => match verifications.as_ref().map(|v| v.get(id)) {
                     Some(Some(verification)) => {
-                        for_code(codes, rules, verification, &message, now_ms)
+                        let service = services.get(&verification.service_id);
+                        for_code(
+                            codes,
+                            rules,
+                            service.as_deref(),
+                            verification,
+                            &message,
+                            now_ms,
+                        )
                     }
                     Some(None) => Err(missing_subject(&message)),
                     None => {
@@ -151,6 +169,7 @@ fn missing_subject(message: &OutboxMessage) -> SendOutcome {
 fn for_code(
     codes: &CodeBook,
     rules: &NotifyPolicy,
+    service: Option<&Service>,
     verification: &Verification,
     message: &OutboxMessage,
     now_ms: i64,
@@ -181,7 +200,21 @@ fn for_code(
         to: verification.to_e164.clone(),
         region_code: verification.region_code.clone(),
         channel: message.channel,
-        body: render(message.channel, &verification.locale, code.expose(), left),
+        // A service that no longer exists (removed from the configuration) leaves the
+        // shipped words.
+        body: render_for(
+            message.channel,
+            &verification.locale,
+            code.expose(),
+            left,
+            Wording {
+                app_hash: &verification.app_hash,
+                domain: &verification.autofill_domain,
+                ..service
+                    .map(|s| s.wording(message.channel, &verification.locale))
+                    .unwrap_or_default()
+            },
+        ),
         code,
         locale: verification.locale.clone(),
         sender: None,

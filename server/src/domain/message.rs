@@ -88,6 +88,8 @@ pub enum SubjectState {
 pub struct MessageSpec {
     /// Its id (`msg_...`).
     pub id: String,
+    /// The service of its verification or notification.
+    pub service_id: String,
     /// Whom it is for.
     pub subject: Subject,
     /// Its channel.
@@ -165,6 +167,8 @@ pub enum ReceiptEffect {
 pub struct OutboxMessage {
     /// Id (`msg_...`).
     pub id: String,
+    /// The service of its verification or notification.
+    pub service_id: String,
     /// Whom it is for.
     pub subject: Subject,
     /// Channel.
@@ -204,6 +208,7 @@ impl OutboxMessage {
     ) -> Self {
         OutboxMessage {
             id: spec.id,
+            service_id: spec.service_id,
             subject: spec.subject,
             channel: spec.channel,
             carrier: spec.carrier,
@@ -261,6 +266,7 @@ impl OutboxMessage {
         };
         Event {
             kind,
+            service_id: self.service_id.clone(),
             subject: self.subject.clone(),
             message: Some(MessageFacts {
                 id: self.id.clone(),
@@ -510,6 +516,7 @@ mod tests {
     fn queued(fallbacks: &[&str]) -> OutboxMessage {
         let spec = MessageSpec {
             id: "msg_1".into(),
+            service_id: crate::domain::DEFAULT_SERVICE.into(),
             subject: Subject::Verification("vf_1".into()),
             channel: Channel::Sms,
             carrier: "smsc".into(),

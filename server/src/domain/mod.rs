@@ -4,6 +4,7 @@
 
 pub mod message;
 pub mod notification;
+pub mod service;
 pub mod verification;
 
 use std::fmt;
@@ -14,6 +15,9 @@ pub use message::{
     Attempt, DeliveryStatus, MessageSpec, OutboxMessage, ReceiptEffect, SendOutcome, SubjectState,
 };
 pub use notification::{Notification, NotificationStatus};
+pub use service::{
+    DEFAULT_SERVICE, MessageTemplate, Service, ServiceDefaults, ServiceError, ServiceSettings,
+};
 pub use verification::{
     CheckRefusal, CheckResult, Checked, CodeMatcher, StepMove, StoredCode, Verification,
     VerificationRefusal, VerificationSpec, VerificationStatus, WorkflowState,
@@ -151,6 +155,7 @@ pub fn block_event(block: &verify_policy::abuse::Block, kind: EventKind, now_ms:
     };
     Event {
         kind,
+        service_id: String::new(),
         subject: Subject::Block(block.id.clone()),
         message: None,
         subject_status: SubjectStatus::Block(state),
@@ -264,6 +269,9 @@ pub struct MessageFacts {
 pub struct Event {
     /// What happened.
     pub kind: EventKind,
+    /// The service of the verification or notification; empty for a block's event (blocks
+    /// are the whole server's).
+    pub service_id: String,
     /// Whom it happened to.
     pub subject: Subject,
     /// The message concerned, for message events.

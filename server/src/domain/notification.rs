@@ -52,6 +52,8 @@ impl NotificationStatus {
 pub struct Notification {
     /// Id (`nt_...`).
     pub id: String,
+    /// The service that sent it.
+    pub service_id: String,
     /// Recipient in E.164.
     pub to_e164: String,
     /// Recipient's region.

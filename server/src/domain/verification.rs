@@ -131,6 +131,8 @@ pub enum StepMove {
 pub struct VerificationSpec {
     /// Its id (`vf_...`).
     pub id: String,
+    /// The service it belongs to.
+    pub service_id: String,
     /// Number in E.164.
     pub to_e164: String,
     /// The prefix abuse defense counts the number under (the number without its last
@@ -162,6 +164,10 @@ pub struct VerificationSpec {
     pub decision: String,
     /// The program the code is sent for; empty for none.
     pub program_id: String,
+    /// Autofill: the Android SMS Retriever app hash its SMS carry; empty for none.
+    pub app_hash: String,
+    /// Autofill: the host of its SMS's domain-bound line; empty for none.
+    pub autofill_domain: String,
 }
 
 #[cfg(test)]
@@ -172,6 +178,7 @@ impl VerificationSpec {
     pub(crate) fn example(id: &str, number: &str, now_ms: i64) -> VerificationSpec {
         VerificationSpec {
             id: id.into(),
+            service_id: super::DEFAULT_SERVICE.into(),
             to_e164: number.into(),
             number_prefix: number[..number.len().saturating_sub(3)].into(),
             region_code: Some("GB".into()),
@@ -196,6 +203,8 @@ impl VerificationSpec {
             },
             decision: "sms chosen".into(),
             program_id: String::new(),
+            app_hash: String::new(),
+            autofill_domain: String::new(),
         }
     }
 }
@@ -205,6 +214,8 @@ impl VerificationSpec {
 pub struct Verification {
     /// Id (`vf_...`).
     pub id: String,
+    /// The service it belongs to.
+    pub service_id: String,
     /// Number in E.164.
     pub to_e164: String,
     /// The prefix abuse defense counts the number under (empty for verifications stored
@@ -246,6 +257,10 @@ pub struct Verification {
     pub decision: String,
     /// The program the code is sent for; empty for none.
     pub program_id: String,
+    /// Autofill: the Android SMS Retriever app hash its SMS carry; empty for none.
+    pub app_hash: String,
+    /// Autofill: the host of its SMS's domain-bound line; empty for none.
+    pub autofill_domain: String,
 }
 
 /// What a check did.
@@ -262,6 +277,7 @@ impl Verification {
     pub fn start(spec: VerificationSpec, now_ms: i64) -> (Verification, Event) {
         let verification = Verification {
             id: spec.id,
+            service_id: spec.service_id,
             to_e164: spec.to_e164,
             number_prefix: spec.number_prefix,
             region_code: spec.region_code,
@@ -282,6 +298,8 @@ impl Verification {
             workflow: spec.workflow,
             decision: spec.decision,
             program_id: spec.program_id,
+            app_hash: spec.app_hash,
+            autofill_domain: spec.autofill_domain,
         };
         let created = verification.event(EventKind::VerificationCreated, "", now_ms);
         (verification, created)
@@ -317,6 +335,7 @@ impl Verification {
     fn event(&self, kind: EventKind, detail: impl Into<String>, now_ms: i64) -> Event {
         Event {
             kind,
+            service_id: self.service_id.clone(),
             subject: self.subject(),
             message: None,
             subject_status: SubjectStatus::Verification(self.status),

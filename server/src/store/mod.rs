@@ -18,6 +18,7 @@ use verify_carrier::ReceiptStatus;
 use verify_policy::abuse::Block;
 
 pub use sql::conversion::ConversionCount;
+pub use sql::services::StoredService;
 pub use sql::{SqlStore, WriteTx};
 
 use crate::domain::{
@@ -49,6 +50,15 @@ pub enum StoreError {
 /// Shorthand for store results.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A client's idempotency key within its service (keys are per service).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServiceKey {
+    /// The service.
+    pub service_id: String,
+    /// The client's key.
+    pub key: String,
+}
+
 /// Verifications and the idempotency keys that name them.
 #[async_trait]
 pub trait VerificationRepository {
@@ -70,14 +80,16 @@ pub trait VerificationRepository {
         &mut self,
         ids: &[String],
     ) -> StoreResult<Vec<(String, VerificationStatus)>>;
-    /// The pending verification of a number, locked.
+    /// The pending verification of a number in a service, locked.
     async fn lock_pending_verification_of(
         &mut self,
+        service_id: &str,
         e164: &str,
     ) -> StoreResult<Option<Verification>>;
-    /// The most recent verification of a number, locked.
+    /// The most recent verification of a number in a service, locked.
     async fn lock_latest_verification_of(
         &mut self,
+        service_id: &str,
         e164: &str,
     ) -> StoreResult<Option<Verification>>;
     /// Pending verifications past their lifetime at `now_ms`, at most `limit`, locked in the
@@ -103,16 +115,22 @@ pub trait VerificationRepository {
         prefixes: &[String],
         prefixes_since_ms: i64,
     ) -> StoreResult<Vec<RecordedCode>>;
-    /// Which of `keys` already name a verification.
-    async fn verification_keys_in_use(&mut self, keys: &[String]) -> StoreResult<Vec<String>>;
+    /// Which of `keys` (each a service and its idempotency key) already name a verification.
+    async fn verification_keys_in_use(
+        &mut self,
+        keys: &[ServiceKey],
+    ) -> StoreResult<Vec<ServiceKey>>;
     /// Saves a changed verification.
     async fn save_verification(&mut self, verification: &Verification) -> StoreResult<()>;
-    /// The verification id and number an idempotency key was first used for.
-    async fn verification_for_key(&mut self, key: &str) -> StoreResult<Option<(String, String)>>;
+    /// The verification id and number an idempotency key of a service was first used for.
+    async fn verification_for_key(
+        &mut self,
+        key: &ServiceKey,
+    ) -> StoreResult<Option<(String, String)>>;
     /// Remembers that `key` names verification `id` of number `e164`.
     async fn remember_verification_key(
         &mut self,
-        key: &str,
+        key: &ServiceKey,
         id: &str,
         e164: &str,
         now_ms: i64,
@@ -124,8 +142,9 @@ pub trait VerificationRepository {
 pub trait NotificationRepository {
     /// Stores a new notification.
     async fn insert_notification(&mut self, notification: &Notification) -> StoreResult<()>;
-    /// The notification an idempotency key was first used for.
-    async fn notification_for_key(&mut self, key: &str) -> StoreResult<Option<Notification>>;
+    /// The notification an idempotency key of a service was first used for.
+    async fn notification_for_key(&mut self, key: &ServiceKey)
+    -> StoreResult<Option<Notification>>;
 }
 
 /// The outbox: every message of every subject.
@@ -230,6 +249,8 @@ pub trait Blocks {
 pub struct RecordedCode {
     /// The verification's id.
     pub id: String,
+    /// Its service.
+    pub service_id: String,
     /// The number (E.164).
     pub e164: String,
     /// The prefix abuse defense counts the number under (empty if not kept).

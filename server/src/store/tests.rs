@@ -8,9 +8,17 @@ use verify_carrier::{Channel, ReceiptStatus};
 use super::test_db::TestDb;
 use super::*;
 use crate::domain::{
-    DeliveryStatus, EventKind, MessageSpec, SubjectState, SubjectStatus, VerificationSpec,
-    VerificationStatus,
+    DEFAULT_SERVICE, DeliveryStatus, EventKind, MessageSpec, SubjectState, SubjectStatus,
+    VerificationSpec, VerificationStatus,
 };
+
+/// An idempotency key of the default service.
+fn key(key: &str) -> ServiceKey {
+    ServiceKey {
+        service_id: DEFAULT_SERVICE.into(),
+        key: key.into(),
+    }
+}
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -42,6 +50,7 @@ fn verification(id: &str, number: &str) -> Verification {
 fn message(id: &str, subject: Subject, carrier: &str) -> OutboxMessage {
     OutboxMessage::queue(
         MessageSpec {
+            service_id: crate::domain::DEFAULT_SERVICE.into(),
             id: id.into(),
             subject,
             channel: Channel::Sms,
@@ -75,7 +84,7 @@ async fn verifications_round_trip_and_one_pending_per_number(db: &TestDb) {
 
     let mut tx = db.store.begin().await.unwrap();
     let mut locked = tx
-        .lock_pending_verification_of("+447400000001")
+        .lock_pending_verification_of(DEFAULT_SERVICE, "+447400000001")
         .await
         .unwrap()
         .unwrap();
@@ -103,18 +112,21 @@ async fn verifications_round_trip_and_one_pending_per_number(db: &TestDb) {
     tx.rollback().await.unwrap();
     let mut tx = db.store.begin().await.unwrap();
     let latest = tx
-        .lock_latest_verification_of("+447400000001")
+        .lock_latest_verification_of(DEFAULT_SERVICE, "+447400000001")
         .await
         .unwrap()
         .unwrap();
     assert_eq!(latest.id, "vf_2");
     assert!(tx.lock_verification("vf_missing").await.unwrap().is_none());
     tx.rollback().await.unwrap();
-    let read = db.store.latest_verification_of("+447400000001").await;
+    let read = db
+        .store
+        .latest_verification_of(DEFAULT_SERVICE, "+447400000001")
+        .await;
     assert_eq!(read.unwrap(), Some(latest));
     assert_eq!(
         db.store
-            .latest_verification_of("+447400000099")
+            .latest_verification_of(DEFAULT_SERVICE, "+447400000099")
             .await
             .unwrap(),
         None
@@ -199,18 +211,18 @@ async fn recent_codes_are_read_by_number_and_by_prefix_once_each(db: &TestDb) {
 async fn idempotency_keys_name_one_verification(db: &TestDb) {
     insert(db, &verification("vf_1", "+447400000002"), &[]).await;
     let mut tx = db.store.begin().await.unwrap();
-    tx.remember_verification_key("key-1", "vf_1", "+447400000002", NOW)
+    tx.remember_verification_key(&key("key-1"), "vf_1", "+447400000002", NOW)
         .await
         .unwrap();
     tx.commit().await.unwrap();
     let mut tx = db.store.begin().await.unwrap();
     assert_eq!(
-        tx.verification_for_key("key-1").await.unwrap(),
+        tx.verification_for_key(&key("key-1")).await.unwrap(),
         Some(("vf_1".to_string(), "+447400000002".to_string()))
     );
-    assert_eq!(tx.verification_for_key("key-2").await.unwrap(), None);
+    assert_eq!(tx.verification_for_key(&key("key-2")).await.unwrap(), None);
     let again = tx
-        .remember_verification_key("key-1", "vf_1", "+447400000002", NOW)
+        .remember_verification_key(&key("key-1"), "vf_1", "+447400000002", NOW)
         .await
         .unwrap_err();
     assert!(matches!(again, StoreError::Contended(_)));
@@ -354,6 +366,7 @@ async fn events_get_cursors_at_commit_and_filter_by_subject(db: &TestDb) {
         NOW,
     );
     let other = Event {
+        service_id: DEFAULT_SERVICE.into(),
         kind: EventKind::NotificationScheduled,
         subject: Subject::Notification("nt_1".into()),
         message: None,
@@ -374,30 +387,31 @@ async fn events_get_cursors_at_commit_and_filter_by_subject(db: &TestDb) {
     tx.record([other.clone()]);
     tx.rollback().await.unwrap();
 
-    let all = db.store.events_after(0, None, 10).await.unwrap();
+    let all = db.store.events_after(0, None, None, 10).await.unwrap();
     assert_eq!(all.len(), 2);
     assert!(all[0].cursor < all[1].cursor);
     assert_eq!(all[0].event, queued);
     assert_eq!(all[1].event, other);
     let of_v = db
         .store
-        .events_after(0, Some(&v.subject()), 10)
+        .events_after(0, Some(&v.subject()), None, 10)
         .await
         .unwrap();
     assert_eq!(of_v.len(), 1);
     assert!(
         db.store
-            .events_after(all[1].cursor, None, 10)
+            .events_after(all[1].cursor, None, None, 10)
             .await
             .unwrap()
             .is_empty()
     );
-    assert!(db.store.subject_exists(&v.subject()).await.unwrap());
+    assert!(db.store.service_of(&v.subject()).await.unwrap().is_some());
     assert!(
-        !db.store
-            .subject_exists(&Subject::Verification("vf_x".into()))
+        db.store
+            .service_of(&Subject::Verification("vf_x".into()))
             .await
             .unwrap()
+            .is_none()
     );
 
     if db.is_postgres() {
@@ -784,7 +798,7 @@ mod data_from_before_the_one_outbox {
             messages_detail(db, "msg_old2").await,
             "verifyd was upgraded while this message was being handed to sim; not sent again: the carrier may have it"
         );
-        let events = db.store.events_after(0, None, 10).await.unwrap();
+        let events = db.store.events_after(0, None, None, 10).await.unwrap();
         assert_eq!(events.len(), 3);
         let explained = &events[2].event;
         assert_eq!(explained.kind, EventKind::MessageMaybeSent);
@@ -852,6 +866,7 @@ async fn writes_that_arrive_together_commit_together_and_fail_alone(db: &TestDb)
             _ => {}
         }
         tx.record([Event {
+            service_id: DEFAULT_SERVICE.into(),
             kind: EventKind::VerificationCreated,
             subject: v.subject(),
             message: None,
@@ -865,7 +880,7 @@ async fn writes_that_arrive_together_commit_together_and_fail_alone(db: &TestDb)
     });
     let results = futures::future::join_all(writes).await;
     assert_writes_ended(db, &results, &[3], &[5, 7]).await;
-    let events = db.store.events_after(0, None, 100).await.unwrap();
+    let events = db.store.events_after(0, None, None, 100).await.unwrap();
     assert_eq!(events.len(), 42, "one event per committed write");
     if let Some((batches, writes)) = db.store.commit_counts() {
         assert_eq!(writes, 43, "the 42 and the first insert");
@@ -899,6 +914,7 @@ async fn writes_run_by_the_store_commit_together_and_fail_alone(db: &TestDb) {
                         5 => panic!("write {n} panics half-way"),
                         7 => tx.discard(),
                         _ => tx.record([Event {
+                            service_id: DEFAULT_SERVICE.into(),
                             kind: EventKind::VerificationCreated,
                             subject: v.subject(),
                             message: None,
@@ -918,7 +934,7 @@ async fn writes_run_by_the_store_commit_together_and_fail_alone(db: &TestDb) {
     });
     let results = futures::future::join_all(writes).await;
     assert_writes_ended(db, &results, &[3, 5], &[7]).await;
-    let events = db.store.events_after(0, None, 100).await.unwrap();
+    let events = db.store.events_after(0, None, None, 100).await.unwrap();
     assert_eq!(events.len(), 28, "one event per committed write");
 }
 
@@ -1006,6 +1022,7 @@ async fn assert_writes_ended(
 /// above those already read. (SQLite has one writer: commit order is insertion order.)
 async fn an_event_committed_late_gets_a_cursor_after_those_seen(db: &TestDb) {
     let event = |id: &str| Event {
+        service_id: DEFAULT_SERVICE.into(),
         kind: EventKind::NotificationScheduled,
         subject: Subject::Notification(id.into()),
         message: None,
@@ -1030,7 +1047,7 @@ async fn an_event_committed_late_gets_a_cursor_after_those_seen(db: &TestDb) {
     let mut tx = db.store.begin().await.unwrap();
     tx.record([event("nt_fast")]);
     tx.commit().await.unwrap();
-    let seen = db.store.events_after(0, None, 10).await.unwrap();
+    let seen = db.store.events_after(0, None, None, 10).await.unwrap();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].event.subject.id(), "nt_fast");
     let Some(mut slow) = slow else { return };
@@ -1041,7 +1058,7 @@ async fn an_event_committed_late_gets_a_cursor_after_those_seen(db: &TestDb) {
     for _ in 0..50 {
         late = db
             .store
-            .events_after(seen[0].cursor, None, 10)
+            .events_after(seen[0].cursor, None, None, 10)
             .await
             .unwrap();
         if !late.is_empty() {

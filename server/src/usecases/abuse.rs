@@ -26,8 +26,8 @@ use super::{UseCaseError, new_id};
 use crate::clock::now_ms;
 use crate::domain::{EventKind, block_event};
 use crate::store::{
-    Blocks, EventLog, RateCounts, RecordedCode, SqlStore, StoreError, VerificationRepository,
-    WriteTx,
+    Blocks, EventLog, RateCounts, RecordedCode, ServiceKey, SqlStore, StoreError,
+    VerificationRepository, WriteTx,
 };
 
 /// How often counts older than every window are removed.
@@ -54,12 +54,13 @@ pub(super) struct RecentCodes {
 }
 
 impl RecentCodes {
-    /// The numbers among those read that have a pending verification.
-    pub(super) fn pending_numbers(&self) -> HashSet<&str> {
+    /// The numbers among those read that have a pending verification, each with its
+    /// service (a number has at most one pending verification per service).
+    pub(super) fn pending_numbers(&self) -> HashSet<(&str, &str)> {
         self.codes
             .iter()
             .filter(|code| code.pending)
-            .map(|code| code.e164.as_str())
+            .map(|code| (code.service_id.as_str(), code.e164.as_str()))
             .collect()
     }
 
@@ -102,7 +103,7 @@ fn counts_recorded_codes(kind: KeyKind) -> bool {
 pub(super) async fn recent_codes_of(
     tx: &mut WriteTx,
     work: &[Work],
-    used_keys: &HashSet<String>,
+    used_keys: &HashSet<ServiceKey>,
     defense: &AbuseDefense,
     code_lifetime: Duration,
     now: i64,
@@ -172,7 +173,7 @@ pub(super) async fn recent_codes_of(
 pub(super) async fn rate_limits_of(
     tx: &mut WriteTx,
     work: &[Work],
-    used_keys: &HashSet<String>,
+    used_keys: &HashSet<ServiceKey>,
     limits: &RateLimits,
     recent: &RecentCodes,
     pending: &PendingCounts,
@@ -559,7 +560,7 @@ pub(super) fn guard_group(
     work: &[Work],
     recent: &RecentCodes,
     refused: &HashSet<usize>,
-    used_keys: &HashSet<String>,
+    used_keys: &HashSet<ServiceKey>,
     defense: &AbuseDefense,
     view: &GuardView,
     now: i64,
@@ -1021,9 +1022,11 @@ impl super::UseCases {
     /// the default, 100).
     pub async fn list_blocks(
         &self,
+        caller: &super::Caller,
         include_ended: bool,
         limit: u32,
     ) -> Result<Vec<Block>, UseCaseError> {
+        caller.require_admin("ListBlocks")?;
         let limit = match limit {
             0 => DEFAULT_BLOCK_LIST,
             n if n > MAX_BLOCK_LIST => {
@@ -1040,8 +1043,10 @@ impl super::UseCases {
 
     /// Lifts block `id` for `by` (an API key's name); lifting one that ended or was lifted
     /// changes nothing.
-    pub async fn unblock(&self, id: &str, by: &str) -> Result<Block, UseCaseError> {
+    pub async fn unblock(&self, caller: &super::Caller, id: &str) -> Result<Block, UseCaseError> {
+        caller.require_admin("Unblock")?;
         super::input::validate_id("block_id", id)?;
+        let by = caller.name();
         let now = now_ms();
         let (id, by) = (id.to_string(), by.to_string());
         let block = self

@@ -7,7 +7,8 @@ use verify_policy::classify;
 use super::abuse::CheckGuard;
 use super::pending_counts::HeldCounts;
 use super::{
-    UseCaseError, UseCases, VerificationView, drop_unsent_messages, input, not_found_verification,
+    Caller, UseCaseError, UseCases, VerificationView, drop_unsent_messages, input,
+    not_found_verification,
 };
 use crate::clock::now_ms;
 use crate::domain::{CheckRefusal, CheckResult, EventKind, Verification};
@@ -18,8 +19,14 @@ use crate::store::{EventLog, StoreError, VerificationRepository, WriteTx};
 pub enum CheckTarget {
     /// By id.
     Id(String),
-    /// The most recent verification of a number, as typed.
-    Number(String),
+    /// The most recent verification of a number, as typed, in a service (empty: the
+    /// caller's own).
+    Number {
+        /// The number as typed.
+        to: String,
+        /// The service asked for.
+        service_id: String,
+    },
     /// Neither was given.
     Missing,
 }
@@ -29,15 +36,18 @@ impl UseCases {
     /// verification writes nothing.
     pub async fn check(
         &self,
+        caller: &Caller,
         target: CheckTarget,
         code: &str,
     ) -> Result<(CheckResult, VerificationView), UseCaseError> {
+        let mut service = String::new();
         let (field, value, by_number) = match &target {
             CheckTarget::Id(id) => {
                 input::validate_id("verification_id", id)?;
                 ("verification_id", id.clone(), false)
             }
-            CheckTarget::Number(to) => {
+            CheckTarget::Number { to, service_id } => {
+                service = caller.service_for(service_id)?;
                 input::validate_number_input("to", to)?;
                 let classification = classify(to, None);
                 match classification.e164 {
@@ -64,7 +74,10 @@ impl UseCases {
         // answered from its view kept in memory, or from a plain read, without waiting for
         // the write lock. A pending one is read again under the lock, and the check decided
         // on that.
-        if !by_number && let Some(view) = self.ended.get(&value) {
+        if !by_number
+            && let Some(view) = self.ended.get(&value)
+            && caller.sees(&view.verification.service_id)
+        {
             let result = view
                 .verification
                 .clone()
@@ -75,9 +88,12 @@ impl UseCases {
             return Ok((result, VerificationView::clone(&view)));
         }
         let read = if by_number {
-            self.store.latest_verification_of(&value).await?
+            self.store.latest_verification_of(&service, &value).await?
         } else {
-            self.store.verification(&value).await?
+            self.store
+                .verification(&value)
+                .await?
+                .filter(|v| caller.sees(&v.service_id))
         };
         let Some(mut verification) = read else {
             if by_number {
@@ -106,7 +122,7 @@ impl UseCases {
             .write(move |tx| {
                 Box::pin(async move {
                     let found = if by_number {
-                        tx.lock_latest_verification_of(&value).await?
+                        tx.lock_latest_verification_of(&service, &value).await?
                     } else {
                         tx.lock_verification(&value).await?
                     };
@@ -181,13 +197,19 @@ impl UseCases {
     }
 
     /// Cancels a pending verification; canceling a canceled one changes nothing.
-    pub async fn cancel(&self, id: &str) -> Result<VerificationView, UseCaseError> {
+    /// One of another service than the caller's is NOT_FOUND.
+    pub async fn cancel(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<VerificationView, UseCaseError> {
         input::validate_id("verification_id", id)?;
         let now = now_ms();
         let mut tx = self.store.begin().await?;
         let mut verification = tx
             .lock_verification(id)
             .await?
+            .filter(|v| caller.sees(&v.service_id))
             .ok_or_else(|| not_found_verification("verification_id", id))?;
         match verification.cancel(now)? {
             Some(event) => {

@@ -671,6 +671,7 @@ mod tests {
         let (mut message, _) = OutboxMessage::queue(
             MessageSpec {
                 id: format!("msg_{n}"),
+                service_id: verification.service_id.clone(),
                 subject: verification.subject(),
                 channel: Channel::Sms,
                 carrier: carrier.into(),
@@ -723,7 +724,7 @@ mod tests {
 
     async fn event_kinds(db: &TestDb, subject: &Subject) -> Vec<EventKind> {
         db.store
-            .events_after(0, Some(subject), 100)
+            .events_after(0, Some(subject), None, 100)
             .await
             .unwrap()
             .into_iter()

@@ -288,6 +288,7 @@ mod tests {
         // An event naming it (a receipt's, say) makes the follower forget it.
         let mut tx = db.store.begin().await.unwrap();
         tx.record([Event {
+            service_id: crate::domain::DEFAULT_SERVICE.into(),
             kind: EventKind::MessageDelivered,
             subject: canceled.subject(),
             message: None,

@@ -4,12 +4,14 @@
 //! and answer. No rule lives here: it is in `crate::domain` or in `verify-policy`.
 
 mod abuse;
+mod caller;
 mod check;
 pub mod delivery;
 mod ended;
 mod input;
 mod notify;
 mod pending_counts;
+mod service_admin;
 mod verify;
 mod watch;
 pub mod workflow;
@@ -18,16 +20,20 @@ use std::sync::Arc;
 
 use tokio::sync::watch as signal;
 
+pub use caller::{Caller, Scope};
 pub use check::CheckTarget;
 pub use notify::{NotifyInput, NotifyOutcome};
+pub use service_admin::UPDATABLE_FIELDS;
 pub use verify::{VerifyInput, VerifyOutcome};
 pub use watch::EventStream;
 
 use crate::codes::CodeBook;
-use crate::config::CodeSettings;
 use crate::decide::Decider;
-use crate::domain::{Notification, OutboxMessage, SubjectState, Verification, VerificationRefusal};
+use crate::domain::{
+    Notification, OutboxMessage, Service, SubjectState, Verification, VerificationRefusal,
+};
 use crate::notify::NotifyPolicy;
+use crate::services::ServiceDirectory;
 use crate::store::{EventLog, Outbox, SqlStore, StoreError, WriteTx};
 use verify_policy::abuse::AbuseDefense;
 
@@ -63,6 +69,12 @@ pub enum UseCaseError {
     /// A limit was reached (every send of a verification used).
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The thing to create exists already (a service id taken).
+    #[error("{0} exists already")]
+    AlreadyExists(String),
+    /// The caller's key may not do this (a service's key asking for what needs an admin).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// A rate limit refused the request (abuse defense).
     #[error("{explanation}")]
     RateLimited {
@@ -154,7 +166,8 @@ pub struct NotificationView {
 pub struct UseCases {
     store: Arc<SqlStore>,
     codes: CodeBook,
-    settings: CodeSettings,
+    /// The services requests belong to.
+    services: Arc<ServiceDirectory>,
     decider: Arc<Decider>,
     rules: Arc<NotifyPolicy>,
     shutdown: signal::Receiver<bool>,
@@ -173,7 +186,7 @@ impl UseCases {
     pub fn new(
         store: Arc<SqlStore>,
         codes: CodeBook,
-        settings: CodeSettings,
+        services: Arc<ServiceDirectory>,
         decider: Arc<Decider>,
         rules: Arc<NotifyPolicy>,
         defense: Arc<AbuseDefense>,
@@ -188,7 +201,7 @@ impl UseCases {
             ended,
             verify_queue: verify::VerifyQueue::new(
                 Arc::clone(&store),
-                settings.clone(),
+                Arc::clone(&services),
                 Arc::clone(&defense),
                 Arc::clone(&guard_view),
             ),
@@ -196,7 +209,7 @@ impl UseCases {
             guard_view,
             store,
             codes,
-            settings,
+            services,
             decider,
             rules,
             shutdown,
@@ -226,32 +239,62 @@ impl UseCases {
         Ok(verify_policy::classify(number, hint))
     }
 
-    /// A verification with its messages (an ended one from memory when it was read before).
-    pub async fn get_verification(&self, id: &str) -> Result<VerificationView, UseCaseError> {
+    /// The service a request acts on (the one it names, else the caller's own), which must
+    /// exist and be the caller's to use.
+    async fn service_for(
+        &self,
+        caller: &Caller,
+        requested: &str,
+    ) -> Result<Arc<Service>, UseCaseError> {
+        let id = caller.service_for(requested)?;
+        self.services
+            .find(&id)
+            .await?
+            .ok_or_else(|| caller::not_found_service(&id))
+    }
+
+    /// A verification with its messages (an ended one from memory when it was read before);
+    /// one of another service than the caller's is NOT_FOUND.
+    pub async fn get_verification(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<VerificationView, UseCaseError> {
         input::validate_id("verification_id", id)?;
+        let not_found = || not_found_verification("verification_id", id);
         if let Some(view) = self.ended.get(id) {
+            if !caller.sees(&view.verification.service_id) {
+                return Err(not_found());
+            }
             return Ok(VerificationView::clone(&view));
         }
         let verification = self
             .store
             .verification(id)
             .await?
-            .ok_or_else(|| not_found_verification("verification_id", id))?;
+            .filter(|v| caller.sees(&v.service_id))
+            .ok_or_else(not_found)?;
         self.view_of(verification).await
     }
 
-    /// A notification with its message.
-    pub async fn get_notification(&self, id: &str) -> Result<NotificationView, UseCaseError> {
+    /// A notification with its message; one of another service than the caller's is
+    /// NOT_FOUND.
+    pub async fn get_notification(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<NotificationView, UseCaseError> {
         input::validate_id("notification_id", id)?;
-        let notification =
-            self.store
-                .notification(id)
-                .await?
-                .ok_or_else(|| UseCaseError::NotFound {
-                    resource: "notification",
-                    field: "notification_id",
-                    value: id.to_string(),
-                })?;
+        let notification = self
+            .store
+            .notification(id)
+            .await?
+            .filter(|n| caller.sees(&n.service_id))
+            .ok_or_else(|| UseCaseError::NotFound {
+                resource: "notification",
+                field: "notification_id",
+                value: id.to_string(),
+            })?;
         self.notification_view(notification).await
     }
 

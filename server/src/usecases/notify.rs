@@ -9,11 +9,11 @@ use verify_policy::rules::{Category, Decision, RuleRef};
 
 use super::abuse::guard_notify;
 use super::pending_counts::HeldCounts;
-use super::{NotificationView, UseCaseError, UseCases, input, new_id};
+use super::{Caller, NotificationView, UseCaseError, UseCases, input, new_id};
 use crate::clock::now_ms;
 use crate::domain::{MessageSpec, Notification, OutboxMessage, SubjectState};
 use crate::notify::field_of;
-use crate::store::{EventLog, NotificationRepository, Outbox};
+use crate::store::{EventLog, NotificationRepository, Outbox, ServiceKey};
 
 /// Longest Notify body, in characters (ten concatenated SMS parts).
 const MAX_NOTIFY_BODY_CHARS: usize = 1600;
@@ -41,6 +41,8 @@ pub struct NotifyInput {
     pub idempotency_key: String,
     /// What the client says about the person the message is for.
     pub context: verify_policy::abuse::RawContext,
+    /// The service sending it; empty for the caller's own.
+    pub service_id: String,
 }
 
 /// What Notify did.
@@ -57,7 +59,12 @@ pub struct NotifyOutcome {
 impl UseCases {
     /// Stores a notification and its message (due now, or scheduled by a rule), or refuses it
     /// naming the rule.
-    pub async fn notify(&self, request: NotifyInput) -> Result<NotifyOutcome, UseCaseError> {
+    pub async fn notify(
+        &self,
+        caller: &Caller,
+        request: NotifyInput,
+    ) -> Result<NotifyOutcome, UseCaseError> {
+        let service = self.service_for(caller, &request.service_id).await?;
         input::validate_number_input("to", &request.to)?;
         let context = input::request_context(&request.context)?;
         let category = request.category.ok_or_else(|| {
@@ -116,6 +123,7 @@ impl UseCases {
         let now = now_ms();
         let mut notification = Notification {
             id: new_id("nt"),
+            service_id: service.id.clone(),
             to_e164: e164,
             region_code: region,
             time_zones: classification.time_zones.clone(),
@@ -146,6 +154,7 @@ impl UseCases {
         }
         let spec = MessageSpec {
             id: new_id("msg"),
+            service_id: service.id.clone(),
             subject: notification.subject(),
             channel,
             carrier: first.carrier.clone(),
@@ -176,7 +185,11 @@ impl UseCases {
             .write(move |tx| {
                 Box::pin(async move {
                     let (notification, message) = stored;
-                    if let Some(key) = &notification.idempotency_key
+                    let key = notification.idempotency_key.as_ref().map(|key| ServiceKey {
+                        service_id: notification.service_id.clone(),
+                        key: key.clone(),
+                    });
+                    if let Some(key) = &key
                         && let Some(earlier) = tx.notification_for_key(key).await?
                     {
                         tx.discard();

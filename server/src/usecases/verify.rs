@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 
 use verify_carrier::{Channel, mask_number};
 use verify_policy::abuse::{AbuseDefense, BucketKey, RateLimits, RawContext, RequestContext};
+use verify_policy::messages::{check_app_hash, check_domain};
 use verify_policy::rules::Decision;
 use verify_policy::{ChannelRefusal, Classification, Workflow, choose_channel, classify};
 
@@ -15,17 +16,21 @@ use super::abuse::{
     GuardView, RecentCodes, guard_group, hold_sent, rate_limits_of, recent_codes_of, store_blocks,
 };
 use super::pending_counts::HeldCounts;
-use super::{UseCaseError, UseCases, VerificationView, drop_unsent_messages, input, new_id};
+use super::{
+    Caller, UseCaseError, UseCases, VerificationView, drop_unsent_messages, input, new_id,
+};
 use crate::clock::now_ms;
-use crate::config::CodeSettings;
 use crate::convert::StoredClassification;
 use crate::decide::FirstStep;
 use crate::domain::{
-    Event, MessageSpec, OutboxMessage, StoredCode, Subject, SubjectState, Verification,
+    Event, MessageSpec, OutboxMessage, Service, StoredCode, Subject, SubjectState, Verification,
     VerificationSpec, VerificationStatus, WorkflowState,
 };
 use crate::notify::field_of;
-use crate::store::{EventLog, Outbox, SqlStore, StoreError, VerificationRepository, WriteTx};
+use crate::services::ServiceDirectory;
+use crate::store::{
+    EventLog, Outbox, ServiceKey, SqlStore, StoreError, VerificationRepository, WriteTx,
+};
 
 /// A Verify request as the transport parsed it.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +53,12 @@ pub struct VerifyInput {
     pub program_id: String,
     /// What the client says about the person asking.
     pub context: RawContext,
+    /// The service asked for; empty for the caller's own.
+    pub service_id: String,
+    /// Android SMS Retriever app hash; empty for the service's default.
+    pub app_hash: String,
+    /// Host of the domain-bound code line; empty for the service's default.
+    pub domain: String,
 }
 
 /// What Verify did.
@@ -65,6 +76,14 @@ pub struct VerifyOutcome {
 
 /// A validated Verify: what to store, with the decision behind it.
 pub(super) struct Plan {
+    /// The service the verification belongs to, and the limits it takes from it.
+    service_id: String,
+    max_checks: u32,
+    max_sends: u32,
+    code_lifetime: std::time::Duration,
+    /// The autofill lines of its SMS.
+    app_hash: String,
+    autofill_domain: String,
     classification: Classification,
     e164: String,
     /// The prefix abuse defense counts the number under.
@@ -74,7 +93,7 @@ pub(super) struct Plan {
     fallback_carriers: Vec<String>,
     locale: String,
     code_length: u32,
-    idempotency_key: Option<String>,
+    idempotency_key: Option<ServiceKey>,
     program_id: String,
     explanation: String,
     /// What the client says about the person asking (for rate limits).
@@ -93,7 +112,7 @@ impl Plan {
 
     /// Whether this is an idempotent retry of an earlier call (its key is among
     /// `used_keys`): it sends nothing, so no limit or guard applies to it.
-    pub(super) fn is_replay(&self, used_keys: &HashSet<String>) -> bool {
+    pub(super) fn is_replay(&self, used_keys: &HashSet<ServiceKey>) -> bool {
         self.idempotency_key
             .as_ref()
             .is_some_and(|key| used_keys.contains(key))
@@ -141,7 +160,8 @@ pub(super) struct VerifyQueue {
     /// commit to be durable.
     slots: Arc<tokio::sync::Semaphore>,
     store: Arc<SqlStore>,
-    settings: CodeSettings,
+    /// The services, for the longest code lifetime the limits must read back over.
+    services: Arc<ServiceDirectory>,
     /// Rate limits, blocks and the pumping guard every Verify that would send a code meets.
     defense: Arc<AbuseDefense>,
     /// The blocks and country counts the guard judges by.
@@ -168,7 +188,7 @@ impl VerifyQueue {
     /// A queue storing through `store`.
     pub(super) fn new(
         store: Arc<SqlStore>,
-        settings: CodeSettings,
+        services: Arc<ServiceDirectory>,
         defense: Arc<AbuseDefense>,
         view: Arc<GuardView>,
     ) -> Arc<VerifyQueue> {
@@ -176,7 +196,7 @@ impl VerifyQueue {
             waiting: Default::default(),
             slots: Arc::new(tokio::sync::Semaphore::new(GROUPS_IN_FLIGHT)),
             store,
-            settings,
+            services,
             defense,
             view,
         })
@@ -238,16 +258,14 @@ impl VerifyQueue {
         if work.is_empty() {
             return;
         }
-        let settings = self.settings.clone();
+        let lifetime = self.services.longest_code_lifetime();
         let defense = Arc::clone(&self.defense);
         let view = Arc::clone(&self.view);
         let written = self
             .store
             .write(move |tx| {
                 Box::pin(async move {
-                    Ok::<_, UseCaseError>(
-                        store_group_in(tx, work, &settings, &defense, &view).await,
-                    )
+                    Ok::<_, UseCaseError>(store_group_in(tx, work, lifetime, &defense, &view).await)
                 })
             })
             .await;
@@ -273,7 +291,7 @@ impl VerifyQueue {
 async fn store_group_in(
     tx: &mut WriteTx,
     work: Vec<Work>,
-    settings: &CodeSettings,
+    lifetime: std::time::Duration,
     defense: &AbuseDefense,
     view: &GuardView,
 ) -> (Vec<Result<Stored, UseCaseError>>, HeldCounts) {
@@ -287,7 +305,6 @@ async fn store_group_in(
     // Rate limits: each request that could send a code is counted against the counts stored
     // and the requests before it in the group; one over a limit is refused, alone. An
     // idempotent retry of an earlier request sends nothing and is not limited.
-    let lifetime = std::time::Duration::from_secs(settings.ttl_seconds);
     let recent = match recent_codes_of(tx, &work, &used_keys, defense, lifetime, now).await {
         Ok(recent) => recent,
         Err(error) => return (failed_group(&work, &error), HeldCounts::none()),
@@ -327,7 +344,7 @@ async fn store_group_in(
         for &index in &fresh {
             let (plan, code, classification_json) = &work[index];
             let (verification, message, recorded) =
-                start_verification(plan, code, settings, classification_json.clone(), now);
+                start_verification(plan, code, classification_json.clone(), now);
             verifications.push(verification);
             messages.push(message);
             events.extend(recorded);
@@ -342,7 +359,11 @@ async fn store_group_in(
                     tx.record(events);
                     for v in &verifications {
                         if let Some(key) = &v.idempotency_key {
-                            tx.remember_verification_key(key, &v.id, &v.to_e164, now)
+                            let key = ServiceKey {
+                                service_id: v.service_id.clone(),
+                                key: key.clone(),
+                            };
+                            tx.remember_verification_key(&key, &v.id, &v.to_e164, now)
                                 .await?;
                         }
                     }
@@ -373,12 +394,9 @@ async fn store_group_in(
         .collect();
     one_by_one.sort_by(|(_, (a, ..)), (_, (b, ..))| a.e164.cmp(&b.e164));
     for (index, (plan, code, classification_json)) in one_by_one {
-        let settings = settings.clone();
         let result = tx
             .isolated(move |tx| {
-                Box::pin(
-                    async move { store_in(tx, &plan, &code, &settings, classification_json).await },
-                )
+                Box::pin(async move { store_in(tx, &plan, &code, classification_json).await })
             })
             .await;
         results[index] = Some(result);
@@ -399,7 +417,7 @@ async fn store_group_in(
 fn new_numbers_of(
     work: &[Work],
     recent: &RecentCodes,
-    used_keys: &HashSet<String>,
+    used_keys: &HashSet<ServiceKey>,
     results: &[Option<Result<Stored, UseCaseError>>],
 ) -> Vec<usize> {
     let pending = recent.pending_numbers();
@@ -409,8 +427,8 @@ fn new_numbers_of(
         .enumerate()
         .filter(|(index, (plan, ..))| {
             results[*index].is_none()
-                && !pending.contains(plan.e164.as_str())
-                && numbers_seen.insert(plan.e164.clone())
+                && !pending.contains(&(plan.service_id.as_str(), plan.e164.as_str()))
+                && numbers_seen.insert((plan.service_id.as_str(), plan.e164.as_str()))
                 && plan
                     .idempotency_key
                     .as_ref()
@@ -421,8 +439,8 @@ fn new_numbers_of(
 }
 
 /// The idempotency keys of a group's requests that earlier calls already used.
-async fn keys_in_use(tx: &mut WriteTx, work: &[Work]) -> Result<HashSet<String>, StoreError> {
-    let keys: Vec<String> = work
+async fn keys_in_use(tx: &mut WriteTx, work: &[Work]) -> Result<HashSet<ServiceKey>, StoreError> {
+    let keys: Vec<ServiceKey> = work
         .iter()
         .filter_map(|(plan, ..)| plan.idempotency_key.clone())
         .collect();
@@ -443,9 +461,14 @@ fn failed_group(work: &[Work], error: &StoreError) -> Vec<Result<Stored, UseCase
 
 impl UseCases {
     /// Starts a verification, or resends the pending one's code, or replays an idempotent
-    /// retry.
-    pub async fn verify(&self, request: VerifyInput) -> Result<VerifyOutcome, UseCaseError> {
-        let plan = Arc::new(self.plan_verification(&request)?);
+    /// retry, in the service the request names (or the caller's own).
+    pub async fn verify(
+        &self,
+        caller: &Caller,
+        request: VerifyInput,
+    ) -> Result<VerifyOutcome, UseCaseError> {
+        let service = self.service_for(caller, &request.service_id).await?;
+        let plan = Arc::new(self.plan_verification(&request, &service)?);
         let code = self
             .codes
             .issue(plan.code_length)
@@ -506,11 +529,15 @@ impl UseCases {
 
     /// Validates the request and decides the channel, workflow and route, and whether the
     /// country rules allow a code now.
-    fn plan_verification(&self, request: &VerifyInput) -> Result<Plan, UseCaseError> {
+    fn plan_verification(
+        &self,
+        request: &VerifyInput,
+        service: &Service,
+    ) -> Result<Plan, UseCaseError> {
         input::validate_number_input("to", &request.to)?;
         let context = input::request_context(&request.context)?;
         let code_length = match request.code_length {
-            0 => self.settings.length,
+            0 => service.code_length,
             n @ 4..=10 => n,
             n => {
                 return Err(UseCaseError::invalid(
@@ -520,23 +547,52 @@ impl UseCases {
             }
         };
         let locale = if request.locale.is_empty() {
-            self.settings.default_locale.clone()
+            service.default_locale.clone()
         } else {
             input::validate_locale(&request.locale)?;
             request.locale.clone()
         };
-        let idempotency_key = input::idempotency_key(&request.idempotency_key)?;
+        let idempotency_key =
+            input::idempotency_key(&request.idempotency_key)?.map(|key| ServiceKey {
+                service_id: service.id.clone(),
+                key,
+            });
         let hint = input::region_hint(&request.region_hint)?;
         let program_id = request.program_id.trim().to_string();
         self.check_program(&program_id)?;
         let workflow = match request.workflow.trim() {
-            "" => None,
+            "" => service.workflow.clone(),
             text => Some(
                 Workflow::parse(text)
                     .map_err(|e| UseCaseError::invalid("workflow", e.to_string()))?,
             ),
         };
+        let app_hash = match request.app_hash.trim() {
+            "" => service.app_hash.clone(),
+            hash => {
+                check_app_hash(hash).map_err(|reason| UseCaseError::invalid("app_hash", reason))?;
+                hash.to_string()
+            }
+        };
+        let autofill_domain = match request.domain.trim() {
+            "" => service.domain.clone(),
+            domain => {
+                check_domain(domain).map_err(|reason| UseCaseError::invalid("domain", reason))?
+            }
+        };
         let requested = request.channel;
+        if let Some(channel) = requested
+            && !service.allows(channel)
+        {
+            return Err(UseCaseError::invalid(
+                "channel",
+                format!(
+                    "service `{}` allows only {}",
+                    service.id,
+                    service.channel_names()
+                ),
+            ));
+        }
         let classification = classify(&request.to, hint);
         let channel_choice =
             choose_channel(requested, &classification).map_err(|refusal| match refusal {
@@ -566,7 +622,7 @@ impl UseCases {
         // premium-rate numbers); the strategy then picks the step, channel and route.
         let first = self
             .decider
-            .start(&classification, requested, workflow.as_ref())
+            .start(&classification, requested, workflow.as_ref(), service)
             .map_err(|reason| UseCaseError::precondition("channel", reason))?;
         let mut carriers = first.carriers.clone().into_iter();
         let carrier = carriers.next().ok_or_else(|| {
@@ -617,6 +673,12 @@ impl UseCases {
         }
         let e164 = classification.e164.clone().unwrap_or_default();
         Ok(Plan {
+            service_id: service.id.clone(),
+            max_checks: service.max_checks,
+            max_sends: service.max_sends,
+            code_lifetime: service.code_lifetime,
+            app_hash,
+            autofill_domain,
             number_prefix: self
                 .defense
                 .limits
@@ -657,7 +719,6 @@ async fn store_in(
     tx: &mut WriteTx,
     plan: &Plan,
     code: &StoredCode,
-    settings: &CodeSettings,
     classification_json: String,
 ) -> Result<Stored, UseCaseError> {
     let now = now_ms();
@@ -679,7 +740,10 @@ async fn store_in(
         tx.discard();
         return Ok(Stored::Replayed(earlier));
     }
-    if let Some(mut pending) = tx.lock_pending_verification_of(&plan.e164).await? {
+    if let Some(mut pending) = tx
+        .lock_pending_verification_of(&plan.service_id, &plan.e164)
+        .await?
+    {
         if pending.is_live(now) {
             pending.resend(plan.first.channel, now)?;
             let (message, queued) = OutboxMessage::queue(
@@ -701,8 +765,7 @@ async fn store_in(
         }
     }
 
-    let (verification, message, events) =
-        start_verification(plan, code, settings, classification_json, now);
+    let (verification, message, events) = start_verification(plan, code, classification_json, now);
     tx.insert_verification(&verification).await?;
     tx.insert_message(&message).await?;
     tx.record(events);
@@ -714,7 +777,6 @@ async fn store_in(
 fn start_verification(
     plan: &Plan,
     code: &StoredCode,
-    settings: &CodeSettings,
     classification_json: String,
     now: i64,
 ) -> (Verification, OutboxMessage, [Event; 2]) {
@@ -722,6 +784,7 @@ fn start_verification(
     let (verification, created) = Verification::start(
         VerificationSpec {
             id: new_id("vf"),
+            service_id: plan.service_id.clone(),
             to_e164: plan.e164.clone(),
             number_prefix: plan.number_prefix.clone(),
             region_code: plan.classification.region_code.clone(),
@@ -729,11 +792,11 @@ fn start_verification(
             locale: plan.locale.clone(),
             code_length: plan.code_length,
             code: code.clone(),
-            max_checks: settings.max_checks,
-            max_sends: settings.max_sends,
-            idempotency_key: plan.idempotency_key.clone(),
+            max_checks: plan.max_checks,
+            max_sends: plan.max_sends,
+            idempotency_key: plan.idempotency_key.as_ref().map(|key| key.key.clone()),
             classification_json,
-            ttl_ms: (settings.ttl_seconds * 1000) as i64,
+            ttl_ms: plan.code_lifetime.as_millis() as i64,
             workflow: WorkflowState {
                 strategy: first.strategy.to_string(),
                 workflow: first.workflow.to_string(),
@@ -743,6 +806,8 @@ fn start_verification(
             },
             decision: plan.explanation.clone(),
             program_id: plan.program_id.clone(),
+            app_hash: plan.app_hash.clone(),
+            autofill_domain: plan.autofill_domain.clone(),
         },
         now,
     );
@@ -759,6 +824,7 @@ fn start_verification(
 fn message_spec(plan: &Plan, subject: Subject, step: u32) -> MessageSpec {
     MessageSpec {
         id: new_id("msg"),
+        service_id: plan.service_id.clone(),
         subject,
         channel: plan.first.channel,
         carrier: plan.carrier.clone(),

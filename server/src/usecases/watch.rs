@@ -10,7 +10,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::ended::EndedViews;
-use super::{UseCaseError, UseCases, input};
+use super::{Caller, UseCaseError, UseCases, input};
 use crate::domain::{RecordedEvent, Subject};
 use crate::store::SqlStore;
 
@@ -26,12 +26,17 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<RecordedEvent, UseCaseEr
 impl UseCases {
     /// Events of one subject (or all) after `after_cursor`, then live. A subject that does not
     /// exist is NOT_FOUND.
+    /// A service's key sees only its service's events (and a subject of another service is
+    /// NOT_FOUND); an admin sees every event unless it names a service.
     pub async fn watch(
         &self,
+        caller: &Caller,
         verification_id: &str,
         notification_id: &str,
+        service_id: &str,
         after_cursor: u64,
     ) -> Result<EventStream, UseCaseError> {
+        let service = caller.events_of(service_id)?;
         let subject = match (verification_id, notification_id) {
             ("", "") => None,
             (id, "") => {
@@ -49,8 +54,15 @@ impl UseCases {
                 ));
             }
         };
+        let visible = |owner: &str| {
+            caller.sees(owner) && service.as_deref().is_none_or(|wanted| wanted == owner)
+        };
         if let Some(subject) = &subject
-            && !self.store.subject_exists(subject).await?
+            && !self
+                .store
+                .service_of(subject)
+                .await?
+                .is_some_and(|owner| visible(&owner))
         {
             let (resource, field) = match subject {
                 Subject::Verification(_) => ("verification", "verification_id"),
@@ -66,10 +78,13 @@ impl UseCases {
         let cursor = i64::try_from(after_cursor)
             .map_err(|_| UseCaseError::invalid("after_cursor", "too large"))?;
         let (sender, receiver) = mpsc::channel(256);
+        // A subject's events are its service's: the service filter is for watches of all.
+        let service = if subject.is_some() { None } else { service };
         tokio::spawn(stream_events(
             Arc::clone(&self.store),
             Arc::clone(&self.ended),
             subject,
+            service,
             cursor,
             sender,
             self.shutdown.clone(),
@@ -83,6 +98,7 @@ async fn stream_events(
     store: Arc<SqlStore>,
     ended: Arc<EndedViews>,
     subject: Option<Subject>,
+    service: Option<String>,
     mut cursor: i64,
     sender: mpsc::Sender<Result<RecordedEvent, UseCaseError>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -93,7 +109,7 @@ async fn stream_events(
         // next wait instead of being missed.
         signal.borrow_and_update();
         let batch = match store
-            .events_after(cursor, subject.as_ref(), WATCH_BATCH)
+            .events_after(cursor, subject.as_ref(), service.as_deref(), WATCH_BATCH)
             .await
         {
             Ok(batch) => batch,

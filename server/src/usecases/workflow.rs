@@ -84,6 +84,7 @@ pub async fn run_due_steps(store: &SqlStore, decider: &Decider, now_ms: i64) -> 
             let (message, queued) = OutboxMessage::queue(
                 MessageSpec {
                     id: new_id("msg"),
+                    service_id: current.service_id.clone(),
                     subject: current.subject(),
                     channel: *channel,
                     carrier,

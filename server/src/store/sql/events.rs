@@ -28,9 +28,9 @@ const EVENTS_CHANNEL: &str = "verifyd_events";
 const SEQUENCE_BATCH: i64 = 10_000;
 
 const EVENT_COLUMNS: &str = "cursor, event_type, subject_kind, subject_id, message_id, channel, carrier, delivery_status, \
-     subject_status, detail, created_at_ms";
+     subject_status, detail, created_at_ms, service_id";
 const INSERTED_COLUMNS: &str = "event_type, subject_kind, subject_id, message_id, channel, carrier, delivery_status, \
-     subject_status, detail, created_at_ms";
+     subject_status, detail, created_at_ms, service_id";
 
 /// Inserts `events`, in one statement, as the last of a write. On SQLite (one writer, so
 /// commit order is insertion order) they get their cursors now; on PostgreSQL they go to the
@@ -49,7 +49,7 @@ pub(super) async fn insert(
     };
     let mut query = db::query(format!(
         "INSERT INTO {table} ({INSERTED_COLUMNS}) VALUES {}",
-        super::value_rows(10, events.len())
+        super::value_rows(11, events.len())
     ));
     for event in events {
         let message = event.message.as_ref();
@@ -63,7 +63,8 @@ pub(super) async fn insert(
             .bind(message.map(|m| m.status.as_str()))
             .bind(event.subject_status.as_str())
             .bind(&event.detail)
-            .bind(event.at_ms);
+            .bind(event.at_ms)
+            .bind(&event.service_id);
     }
     query.execute(exec).await?;
     Ok(())
@@ -181,10 +182,11 @@ pub(super) async fn after(
     exec: db::Exec<'_>,
     cursor: i64,
     subject: Option<&Subject>,
+    service_id: Option<&str>,
     limit: u32,
 ) -> StoreResult<Vec<RecordedEvent>> {
-    let rows = match subject {
-        Some(subject) => {
+    let rows = match (subject, service_id) {
+        (Some(subject), _) => {
             let sql = format!(
                 "SELECT {EVENT_COLUMNS} FROM events WHERE cursor > $1 AND subject_id = $2 AND subject_kind = $3 \
                  ORDER BY cursor LIMIT $4"
@@ -197,7 +199,19 @@ pub(super) async fn after(
                 .fetch_all(exec)
                 .await?
         }
-        None => {
+        (None, Some(service_id)) => {
+            let sql = format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE service_id = $1 AND cursor > $2 \
+                 ORDER BY cursor LIMIT $3"
+            );
+            db::query(sql)
+                .bind(service_id)
+                .bind(cursor)
+                .bind(i64::from(limit))
+                .fetch_all(exec)
+                .await?
+        }
+        (None, None) => {
             let sql = format!(
                 "SELECT {EVENT_COLUMNS} FROM events WHERE cursor > $1 ORDER BY cursor LIMIT $2"
             );
@@ -264,6 +278,7 @@ fn event(row: &Row) -> StoreResult<RecordedEvent> {
         cursor: row.try_get("cursor")?,
         event: Event {
             kind: parse_text(row, "event_type", EventKind::parse)?,
+            service_id: row.try_get("service_id")?,
             subject,
             message,
             subject_status,

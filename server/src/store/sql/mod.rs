@@ -11,6 +11,7 @@ mod outbox;
 mod rate_counts;
 mod receipts;
 mod rows;
+pub mod services;
 mod upkeep;
 mod verifications;
 mod workers;
@@ -588,9 +589,18 @@ impl SqlStore {
         rows::by_id(self.read(), &rows::VERIFICATIONS, id).await
     }
 
-    /// The most recent verification of a number (E.164), read without a lock.
-    pub async fn latest_verification_of(&self, e164: &str) -> StoreResult<Option<Verification>> {
-        verifications::latest_of(self.read(), e164).await
+    /// The most recent verification of a number (E.164) in a service, read without a lock.
+    pub async fn latest_verification_of(
+        &self,
+        service_id: &str,
+        e164: &str,
+    ) -> StoreResult<Option<Verification>> {
+        verifications::latest_of(self.read(), service_id, e164).await
+    }
+
+    /// Every service stored through the API, by id.
+    pub async fn services(&self) -> StoreResult<Vec<services::StoredService>> {
+        services::all(self.read_background()).await
     }
 
     /// Verifications by id, in no particular order (unknown ids are left out), read for the
@@ -660,27 +670,28 @@ impl SqlStore {
         verifications::with_due_steps(self.read(), now_ms, limit).await
     }
 
-    /// Whether a subject exists.
-    pub async fn subject_exists(&self, subject: &Subject) -> StoreResult<bool> {
+    /// The service of a subject; `None` when it does not exist.
+    pub async fn service_of(&self, subject: &Subject) -> StoreResult<Option<String>> {
         Ok(match subject {
-            Subject::Verification(id) => self.verification(id).await?.is_some(),
-            Subject::Notification(id) => self.notification(id).await?.is_some(),
+            Subject::Verification(id) => self.verification(id).await?.map(|v| v.service_id),
+            Subject::Notification(id) => self.notification(id).await?.map(|n| n.service_id),
             // Events are not watched by block.
-            Subject::Block(_) => false,
+            Subject::Block(_) => None,
         })
     }
 
-    /// Events after `cursor`, optionally of one subject, oldest first.
+    /// Events after `cursor`, optionally of one subject or of one service, oldest first.
     pub async fn events_after(
         &self,
         cursor: i64,
         subject: Option<&Subject>,
+        service_id: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<RecordedEvent>> {
         if let Backend::Postgres { sequencer, .. } = &self.backend {
             sequencer.catch_up().await?;
         }
-        events::after(self.read(), cursor, subject, limit).await
+        events::after(self.read(), cursor, subject, service_id, limit).await
     }
 
     /// The cursor of the latest event recorded (0 when none is).

@@ -11,13 +11,13 @@ use crate::store::{StoreError, StoreResult};
 
 pub(crate) const VERIFICATION_COLUMNS: &str = "id, to_e164, region_code, status, channel, locale, code_length, code_nonce, code_check, \
      checks_used, max_checks, sends_used, max_sends, idempotency_key, classification, created_at_ms, expires_at_ms, updated_at_ms, \
-     strategy, workflow, step, step_deadline_ms, step_failure, decision, program_id, number_prefix";
+     strategy, workflow, step, step_deadline_ms, step_failure, decision, program_id, number_prefix, service_id, app_hash, autofill_domain";
 
 pub(crate) const MESSAGE_COLUMNS: &str = "id, subject_kind, subject_id, channel, carrier, fallback_carriers, step, status, due_at_ms, \
-     claimed_by, attempt, carrier_message_id, detail, created_at_ms, updated_at_ms";
+     claimed_by, attempt, carrier_message_id, detail, created_at_ms, updated_at_ms, service_id";
 
 pub(crate) const NOTIFICATION_COLUMNS: &str = "id, to_e164, region_code, time_zones, category, program_id, template, body, sender, \
-     decision, idempotency_key, created_at_ms";
+     decision, idempotency_key, created_at_ms, service_id";
 
 /// One kind of row read by id: its table, its columns and how to read it.
 pub(crate) struct Table<T> {
@@ -112,6 +112,7 @@ pub(crate) fn parse_text<T>(
 pub(crate) fn verification(row: &Row) -> StoreResult<Verification> {
     Ok(Verification {
         id: row.try_get("id")?,
+        service_id: row.try_get("service_id")?,
         to_e164: row.try_get("to_e164")?,
         number_prefix: row
             .try_get::<Option<String>>("number_prefix")?
@@ -143,6 +144,8 @@ pub(crate) fn verification(row: &Row) -> StoreResult<Verification> {
         },
         decision: row.try_get("decision")?,
         program_id: row.try_get("program_id")?,
+        app_hash: row.try_get("app_hash")?,
+        autofill_domain: row.try_get("autofill_domain")?,
     })
 }
 
@@ -151,6 +154,7 @@ pub(crate) fn message(row: &Row) -> StoreResult<OutboxMessage> {
     let subject_id: String = row.try_get("subject_id")?;
     Ok(OutboxMessage {
         id: row.try_get("id")?,
+        service_id: row.try_get("service_id")?,
         subject: Subject::new(kind, subject_id),
         channel: parse_text(row, "channel", Channel::parse)?,
         carrier: row.try_get("carrier")?,
@@ -170,6 +174,7 @@ pub(crate) fn message(row: &Row) -> StoreResult<OutboxMessage> {
 pub(crate) fn notification(row: &Row) -> StoreResult<Notification> {
     Ok(Notification {
         id: row.try_get("id")?,
+        service_id: row.try_get("service_id")?,
         to_e164: row.try_get("to_e164")?,
         region_code: row.try_get("region_code")?,
         time_zones: split_list(&row.try_get::<String>("time_zones")?),

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use super::rows::{self, VERIFICATION_COLUMNS};
 use super::{Dialect, WriteTx, id_list, in_chunks, is_unique_violation, value_rows};
 use crate::domain::{Verification, VerificationStatus};
-use crate::store::{RecordedCode, StoreError, StoreResult, VerificationRepository};
+use crate::store::{RecordedCode, ServiceKey, StoreError, StoreResult, VerificationRepository};
 
 pub(super) async fn with_due_steps(
     exec: db::Exec<'_>,
@@ -28,14 +28,23 @@ pub(super) async fn with_due_steps(
         .collect()
 }
 
-/// The clause that picks the most recent verification of the number bound as `$1`.
+/// The clause that picks the most recent verification of the number bound as `$1` in the
+/// service bound as `$2`.
 const LATEST_OF_NUMBER: &str = "id = (SELECT id FROM verifications WHERE to_e164 = $1 \
-     ORDER BY created_at_ms DESC, id DESC LIMIT 1)";
+     AND service_id = $2 ORDER BY created_at_ms DESC, id DESC LIMIT 1)";
 
-/// The most recent verification of a number, read without a lock.
-pub(super) async fn latest_of(exec: db::Exec<'_>, e164: &str) -> StoreResult<Option<Verification>> {
+/// The most recent verification of a number in a service, read without a lock.
+pub(super) async fn latest_of(
+    exec: db::Exec<'_>,
+    service_id: &str,
+    e164: &str,
+) -> StoreResult<Option<Verification>> {
     let sql = format!("SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE {LATEST_OF_NUMBER}");
-    let row = db::query(sql).bind(e164).fetch_optional(exec).await?;
+    let row = db::query(sql)
+        .bind(e164)
+        .bind(service_id)
+        .fetch_optional(exec)
+        .await?;
     row.as_ref().map(rows::verification).transpose()
 }
 
@@ -58,19 +67,21 @@ impl WriteTx {
             .transpose()
     }
 
+    /// The verification `clause` picks with `values` bound in order, locked.
     async fn lock_one_verification(
         &mut self,
         clause: &'static str,
-        value: &str,
+        values: &[&str],
     ) -> StoreResult<Option<Verification>> {
         let sql = format!(
             "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE {clause}{}",
             self.lock_rows()
         );
-        let row = db::query(sql)
-            .bind(value)
-            .fetch_optional(self.conn().await?)
-            .await?;
+        let mut query = db::query(sql);
+        for value in values {
+            query = query.bind(*value);
+        }
+        let row = query.fetch_optional(self.conn().await?).await?;
         row.as_ref().map(rows::verification).transpose()
     }
 }
@@ -78,7 +89,7 @@ impl WriteTx {
 #[async_trait]
 impl VerificationRepository for WriteTx {
     async fn lock_verification(&mut self, id: &str) -> StoreResult<Option<Verification>> {
-        self.lock_one_verification("id = $1", id).await
+        self.lock_one_verification("id = $1", &[id]).await
     }
 
     async fn verification_status(&mut self, id: &str) -> StoreResult<Option<VerificationStatus>> {
@@ -123,17 +134,23 @@ impl VerificationRepository for WriteTx {
 
     async fn lock_pending_verification_of(
         &mut self,
+        service_id: &str,
         e164: &str,
     ) -> StoreResult<Option<Verification>> {
-        self.lock_one_verification("to_e164 = $1 AND status = 'pending'", e164)
-            .await
+        self.lock_one_verification(
+            "to_e164 = $1 AND service_id = $2 AND status = 'pending'",
+            &[e164, service_id],
+        )
+        .await
     }
 
     async fn lock_latest_verification_of(
         &mut self,
+        service_id: &str,
         e164: &str,
     ) -> StoreResult<Option<Verification>> {
-        self.lock_one_verification(LATEST_OF_NUMBER, e164).await
+        self.lock_one_verification(LATEST_OF_NUMBER, &[e164, service_id])
+            .await
     }
 
     async fn lock_expired_verifications(
@@ -184,26 +201,26 @@ impl VerificationRepository for WriteTx {
         // number's whole history is never read).
         let sql = match self.dialect() {
             Dialect::Postgres => {
-                "SELECT id, to_e164, number_prefix, status, sends_used, created_at_ms, updated_at_ms, \
+                "SELECT id, service_id, to_e164, number_prefix, status, sends_used, created_at_ms, updated_at_ms, \
                  expires_at_ms FROM verifications \
                  WHERE number_prefix = ANY($1::text[]) AND created_at_ms >= $2 \
-                 UNION ALL SELECT id, to_e164, number_prefix, status, sends_used, created_at_ms, \
+                 UNION ALL SELECT id, service_id, to_e164, number_prefix, status, sends_used, created_at_ms, \
                  updated_at_ms, expires_at_ms FROM verifications \
                  WHERE to_e164 = ANY($3::text[]) AND status = 'pending' \
-                 UNION ALL SELECT id, to_e164, number_prefix, status, sends_used, created_at_ms, \
+                 UNION ALL SELECT id, service_id, to_e164, number_prefix, status, sends_used, created_at_ms, \
                  updated_at_ms, expires_at_ms FROM verifications \
                  WHERE to_e164 = ANY($3::text[]) AND created_at_ms >= $4"
             }
             Dialect::Sqlite => {
-                "SELECT v.id, v.to_e164, v.number_prefix, v.status, v.sends_used, v.created_at_ms, \
+                "SELECT v.id, v.service_id, v.to_e164, v.number_prefix, v.status, v.sends_used, v.created_at_ms, \
                  v.updated_at_ms, v.expires_at_ms \
                  FROM json_each($1) AS p CROSS JOIN verifications v \
                  ON v.number_prefix = p.value AND v.created_at_ms >= $2 \
-                 UNION ALL SELECT v.id, v.to_e164, v.number_prefix, v.status, v.sends_used, \
+                 UNION ALL SELECT v.id, v.service_id, v.to_e164, v.number_prefix, v.status, v.sends_used, \
                  v.created_at_ms, v.updated_at_ms, v.expires_at_ms \
                  FROM json_each($3) AS n CROSS JOIN verifications v \
                  ON v.to_e164 = n.value AND v.status = 'pending' \
-                 UNION ALL SELECT v.id, v.to_e164, v.number_prefix, v.status, v.sends_used, \
+                 UNION ALL SELECT v.id, v.service_id, v.to_e164, v.number_prefix, v.status, v.sends_used, \
                  v.created_at_ms, v.updated_at_ms, v.expires_at_ms \
                  FROM json_each($3) AS n CROSS JOIN verifications v \
                  ON v.to_e164 = n.value AND v.created_at_ms >= $4"
@@ -235,6 +252,7 @@ impl VerificationRepository for WriteTx {
             let expires_at_ms: i64 = row.try_get("expires_at_ms")?;
             codes.push(RecordedCode {
                 id,
+                service_id: row.try_get("service_id")?,
                 e164: row.try_get("to_e164")?,
                 number_prefix: row
                     .try_get::<Option<String>>("number_prefix")?
@@ -249,12 +267,37 @@ impl VerificationRepository for WriteTx {
         Ok(codes)
     }
 
-    async fn verification_keys_in_use(&mut self, keys: &[String]) -> StoreResult<Vec<String>> {
-        self.texts_among(
-            "SELECT idempotency_key FROM idempotency_keys WHERE idempotency_key",
-            keys,
-        )
-        .await
+    async fn verification_keys_in_use(
+        &mut self,
+        keys: &[ServiceKey],
+    ) -> StoreResult<Vec<ServiceKey>> {
+        // Keys are few per group, and almost always of one or two services: one statement per
+        // service.
+        let mut services: Vec<&str> = keys.iter().map(|k| k.service_id.as_str()).collect();
+        services.sort_unstable();
+        services.dedup();
+        let mut found = Vec::new();
+        for service in services {
+            let of_service: Vec<String> = keys
+                .iter()
+                .filter(|k| k.service_id == service)
+                .map(|k| k.key.clone())
+                .collect();
+            let (list, bound) = id_list(2, &of_service);
+            let used: Vec<String> = db::query(format!(
+                "SELECT idempotency_key FROM idempotency_keys WHERE service_id = $1 \
+                 AND idempotency_key IN ({list})"
+            ))
+            .bind(service)
+            .bind_all(bound)
+            .scalar_all(self.conn().await?)
+            .await?;
+            found.extend(used.into_iter().map(|key| ServiceKey {
+                service_id: service.to_string(),
+                key,
+            }));
+        }
+        Ok(found)
     }
 
     async fn save_verification(&mut self, v: &Verification) -> StoreResult<()> {
@@ -277,11 +320,16 @@ impl VerificationRepository for WriteTx {
         rows::updated_one(updated, "verification", &v.id)
     }
 
-    async fn verification_for_key(&mut self, key: &str) -> StoreResult<Option<(String, String)>> {
+    async fn verification_for_key(
+        &mut self,
+        key: &ServiceKey,
+    ) -> StoreResult<Option<(String, String)>> {
         let row = db::query(
-            "SELECT verification_id, to_e164 FROM idempotency_keys WHERE idempotency_key = $1",
+            "SELECT verification_id, to_e164 FROM idempotency_keys WHERE service_id = $1 \
+             AND idempotency_key = $2",
         )
-        .bind(key)
+        .bind(&key.service_id)
+        .bind(&key.key)
         .fetch_optional(self.conn().await?)
         .await?;
         row.map(|row| Ok((row.try_get("verification_id")?, row.try_get("to_e164")?)))
@@ -290,16 +338,17 @@ impl VerificationRepository for WriteTx {
 
     async fn remember_verification_key(
         &mut self,
-        key: &str,
+        key: &ServiceKey,
         id: &str,
         e164: &str,
         now_ms: i64,
     ) -> StoreResult<()> {
         let result = db::query(
-            "INSERT INTO idempotency_keys (idempotency_key, verification_id, to_e164, created_at_ms) \
-             VALUES ($1, $2, $3, $4)",
+            "INSERT INTO idempotency_keys (service_id, idempotency_key, verification_id, to_e164, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(key)
+        .bind(&key.service_id)
+        .bind(&key.key)
         .bind(id)
         .bind(e164)
         .bind(now_ms)
@@ -325,8 +374,8 @@ impl WriteTx {
         let sql = format!(
             "INSERT INTO verifications (id, to_e164, region_code, status, channel, locale, code_length, code_nonce, code_check, \
              checks_used, max_checks, sends_used, max_sends, idempotency_key, classification, created_at_ms, expires_at_ms, updated_at_ms, \
-             strategy, workflow, step, step_deadline_ms, step_failure, decision, program_id, number_prefix) VALUES {}",
-            value_rows(26, verifications.len())
+             strategy, workflow, step, step_deadline_ms, step_failure, decision, program_id, number_prefix, service_id, app_hash, autofill_domain) VALUES {}",
+            value_rows(29, verifications.len())
         );
         let mut query = db::query(sql);
         for v in verifications {
@@ -356,7 +405,10 @@ impl WriteTx {
                 .bind(&v.workflow.step_failure)
                 .bind(&v.decision)
                 .bind(&v.program_id)
-                .bind(&v.number_prefix);
+                .bind(&v.number_prefix)
+                .bind(&v.service_id)
+                .bind(&v.app_hash)
+                .bind(&v.autofill_domain);
         }
         match query.execute(self.conn().await?).await {
             Ok(_) => Ok(()),
@@ -367,19 +419,6 @@ impl WriteTx {
             ))),
             Err(error) => Err(error),
         }
-    }
-
-    /// The one column `select` reads (`SELECT column FROM ... WHERE tested`), for the rows whose
-    /// tested column is one of `values`.
-    async fn texts_among(&mut self, select: &str, values: &[String]) -> StoreResult<Vec<String>> {
-        if values.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (list, bound) = id_list(1, values);
-        db::query(format!("{select} IN ({list})"))
-            .bind_all(bound)
-            .scalar_all(self.conn().await?)
-            .await
     }
 }
 
