@@ -39,12 +39,14 @@ use tonic_prost::ProstEncoder;
 
 use crate::proto::v1::verify_service_client::VerifyServiceClient;
 use crate::proto::v1::{
-    Block, CancelVerificationRequest, Channel as DeliveryChannel, CheckRequest, CheckResponse,
-    Classification, ClassifyBatchRequest, ClassifyBatchResponse, ClassifyRequest,
-    CreateServiceRequest, Event, GetNotificationRequest, GetServiceRequest, GetVerificationRequest,
-    ListBlocksRequest, ListServicesRequest, MessageCategory, Notification, NotifyRequest,
-    NotifyResponse, RequestContext, Service, UnblockRequest, UpdateServiceRequest, Verification,
-    VerifyRequest, VerifyResponse, WatchEventsRequest, check_request,
+    Block, CancelNotificationRequest, CancelVerificationRequest, Channel as DeliveryChannel,
+    CheckRequest, CheckResponse, Classification, ClassifyBatchRequest, ClassifyBatchResponse,
+    ClassifyRequest, CreateServiceRequest, Event, GetNotificationRequest, GetServiceRequest,
+    GetVerificationRequest, ListBlocksRequest, ListNotificationsRequest, ListNotificationsResponse,
+    ListServicesRequest, ListVerificationsRequest, ListVerificationsResponse, MessageCategory,
+    Notification, NotifyRequest, NotifyResponse, RequestContext, Service, UnblockRequest,
+    UpdateServiceRequest, Verification, VerifyRequest, VerifyResponse, WatchEventsRequest,
+    check_request,
 };
 
 /// Code generated from `proto/verify/v1/verify.proto`: `proto::v1` holds the messages, enums
@@ -509,11 +511,61 @@ impl VerifyClient {
     pub async fn get(&self, id: &str) -> Result<Verification, ClientError> {
         let request = GetVerificationRequest {
             verification_id: id.to_owned(),
+            ..GetVerificationRequest::default()
         };
         let response = self.raw().get_verification(request).await?.into_inner();
         response
             .verification
             .ok_or(ClientError::MissingField("verification"))
+    }
+
+    /// Returns the latest verification of the number `to` in the API key's service (or in
+    /// `service_id`, for an admin key).
+    pub async fn get_latest(
+        &self,
+        to: &str,
+        service_id: Option<&str>,
+    ) -> Result<Verification, ClientError> {
+        let request = GetVerificationRequest {
+            verification_id: String::new(),
+            to: to.to_owned(),
+            service_id: service_id.unwrap_or_default().to_owned(),
+        };
+        let response = self.raw().get_verification(request).await?.into_inner();
+        response
+            .verification
+            .ok_or(ClientError::MissingField("verification"))
+    }
+
+    /// One page of verifications, newest first, as `request` filters them; pass the
+    /// response's `next_page_token` back for the next page.
+    pub async fn list_verifications(
+        &self,
+        request: ListVerificationsRequest,
+    ) -> Result<ListVerificationsResponse, ClientError> {
+        Ok(self.raw().list_verifications(request).await?.into_inner())
+    }
+
+    /// One page of notifications, newest first, as `request` filters them.
+    pub async fn list_notifications(
+        &self,
+        request: ListNotificationsRequest,
+    ) -> Result<ListNotificationsResponse, ClientError> {
+        Ok(self.raw().list_notifications(request).await?.into_inner())
+    }
+
+    /// Cancels the notification `id` while its message has not gone to a carrier
+    /// (`FAILED_PRECONDITION` once it has); canceling a canceled one is a no-op.
+    pub async fn cancel_notification(&self, id: &str) -> Result<Notification, ClientError> {
+        let request = CancelNotificationRequest {
+            notification_id: id.to_owned(),
+        };
+        self.raw()
+            .cancel_notification(request)
+            .await?
+            .into_inner()
+            .notification
+            .ok_or(ClientError::MissingField("notification"))
     }
 
     /// Cancels the pending verification `id`; canceling a canceled one is a no-op.
@@ -676,7 +728,9 @@ impl VerifyClient {
             .ok_or(ClientError::MissingField("service"))
     }
 
-    async fn watch_events(
+    /// Streams the events `request` selects (a verification, a notification, or every event
+    /// of a service, after a cursor), then new ones as they happen.
+    pub async fn watch_events(
         &self,
         request: WatchEventsRequest,
     ) -> Result<impl Stream<Item = Result<Event, Status>> + Send + Unpin + 'static, ClientError>

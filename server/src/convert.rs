@@ -22,6 +22,41 @@ pub fn timestamp(ms: i64) -> Timestamp {
     }
 }
 
+/// A protobuf timestamp to unix milliseconds (saturating far outside any real time).
+pub fn unix_ms(time: &Timestamp) -> i64 {
+    time.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(time.nanos) / 1_000_000)
+}
+
+/// A proto verification status as asked for in a filter; `None` for an unknown or unset one.
+pub fn verification_status_from_proto(value: i32) -> Option<VerificationStatus> {
+    use proto::VerificationStatus as P;
+    Some(match P::try_from(value).ok()? {
+        P::Unspecified => return None,
+        P::Pending => VerificationStatus::Pending,
+        P::Approved => VerificationStatus::Approved,
+        P::Canceled => VerificationStatus::Canceled,
+        P::Expired => VerificationStatus::Expired,
+        P::MaxAttemptsReached => VerificationStatus::MaxAttemptsReached,
+    })
+}
+
+/// A proto notification status as asked for in a filter; `None` for an unknown or unset one.
+pub fn notification_status_from_proto(value: i32) -> Option<NotificationStatus> {
+    use proto::NotificationStatus as P;
+    Some(match P::try_from(value).ok()? {
+        P::Unspecified => return None,
+        P::Scheduled => NotificationStatus::Scheduled,
+        P::Queued => NotificationStatus::Queued,
+        P::Submitted => NotificationStatus::Submitted,
+        P::Delivered => NotificationStatus::Delivered,
+        P::Failed => NotificationStatus::Failed,
+        P::MaybeSent => NotificationStatus::MaybeSent,
+        P::Canceled => NotificationStatus::Canceled,
+    })
+}
+
 /// A channel to its proto value.
 pub fn channel(channel: Channel) -> proto::Channel {
     match channel {
@@ -180,6 +215,7 @@ pub fn notification_status(status: NotificationStatus) -> proto::NotificationSta
         NotificationStatus::MaybeSent => P::MaybeSent,
         NotificationStatus::Delivered => P::Delivered,
         NotificationStatus::Failed => P::Failed,
+        NotificationStatus::Canceled => P::Canceled,
     }
 }
 

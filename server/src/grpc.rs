@@ -12,10 +12,11 @@ use verify_policy::abuse::RawContext;
 use verify_policy::classify;
 
 use crate::convert;
+use crate::domain::{NotificationStatus, VerificationStatus};
 use crate::errors::{internal, invalid_argument};
 use crate::proto;
 use crate::proto::verify_service_server::VerifyService;
-use crate::usecases::{Caller, CheckTarget, NotifyInput, UseCases, VerifyInput};
+use crate::usecases::{Caller, CheckTarget, ListInput, NotifyInput, UseCases, VerifyInput};
 
 /// Most numbers in one ClassifyBatch chunk.
 const MAX_BATCH_CHUNK: usize = 10_000;
@@ -91,6 +92,54 @@ fn caller_of<T>(request: &Request<T>) -> Caller {
         .get::<Caller>()
         .cloned()
         .unwrap_or_else(Caller::local)
+}
+
+/// The list filters every list request shares.
+#[allow(clippy::too_many_arguments)]
+fn list_input<S>(
+    service_id: String,
+    statuses: Vec<S>,
+    region_code: String,
+    to: String,
+    created_after: Option<verify_proto::Timestamp>,
+    created_before: Option<verify_proto::Timestamp>,
+    page_size: u32,
+    page_token: String,
+) -> ListInput<S> {
+    ListInput {
+        service_id,
+        statuses,
+        region_code,
+        to,
+        created_after_ms: created_after.as_ref().map(convert::unix_ms),
+        created_before_ms: created_before.as_ref().map(convert::unix_ms),
+        page_size,
+        page_token,
+    }
+}
+
+/// Verification statuses a list asks for; an unknown or unset value is named.
+fn verification_statuses(values: &[i32]) -> Result<Vec<VerificationStatus>, Status> {
+    values
+        .iter()
+        .map(|&value| {
+            convert::verification_status_from_proto(value).ok_or_else(|| {
+                invalid_argument("statuses", format!("{value} is not a verification status"))
+            })
+        })
+        .collect()
+}
+
+/// Notification statuses a list asks for; an unknown or unset value is named.
+fn notification_statuses(values: &[i32]) -> Result<Vec<NotificationStatus>, Status> {
+    values
+        .iter()
+        .map(|&value| {
+            convert::notification_status_from_proto(value).ok_or_else(|| {
+                invalid_argument("statuses", format!("{value} is not a notification status"))
+            })
+        })
+        .collect()
 }
 
 /// A proto service as settings, a wrong channel value named.
@@ -203,12 +252,89 @@ impl VerifyService for VerifyApi {
         request: Request<proto::GetVerificationRequest>,
     ) -> Result<Response<proto::GetVerificationResponse>, Status> {
         let caller = caller_of(&request);
-        let view = self
-            .cases
-            .get_verification(&caller, &request.into_inner().verification_id)
-            .await?;
+        let request = request.into_inner();
+        let view = match (request.verification_id.as_str(), request.to.as_str()) {
+            ("", "") => {
+                return Err(invalid_argument(
+                    "verification_id",
+                    "set verification_id (or to) to say which verification",
+                ));
+            }
+            (id, "") => self.cases.get_verification(&caller, id).await?,
+            ("", to) => {
+                self.cases
+                    .latest_verification(&caller, to, &request.service_id)
+                    .await?
+            }
+            _ => {
+                return Err(invalid_argument(
+                    "to",
+                    "set verification_id or to, not both",
+                ));
+            }
+        };
         Ok(Response::new(proto::GetVerificationResponse {
             verification: Some(convert::verification(&view)),
+        }))
+    }
+
+    async fn list_verifications(
+        &self,
+        request: Request<proto::ListVerificationsRequest>,
+    ) -> Result<Response<proto::ListVerificationsResponse>, Status> {
+        let caller = caller_of(&request);
+        let r = request.into_inner();
+        let input = list_input(
+            r.service_id,
+            verification_statuses(&r.statuses)?,
+            r.region_code,
+            r.to,
+            r.created_after,
+            r.created_before,
+            r.page_size,
+            r.page_token,
+        );
+        let page = self.cases.list_verifications(&caller, &input).await?;
+        Ok(Response::new(proto::ListVerificationsResponse {
+            verifications: page.items.iter().map(convert::verification).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn list_notifications(
+        &self,
+        request: Request<proto::ListNotificationsRequest>,
+    ) -> Result<Response<proto::ListNotificationsResponse>, Status> {
+        let caller = caller_of(&request);
+        let r = request.into_inner();
+        let input = list_input(
+            r.service_id,
+            notification_statuses(&r.statuses)?,
+            r.region_code,
+            r.to,
+            r.created_after,
+            r.created_before,
+            r.page_size,
+            r.page_token,
+        );
+        let page = self.cases.list_notifications(&caller, &input).await?;
+        Ok(Response::new(proto::ListNotificationsResponse {
+            notifications: page.items.iter().map(convert::notification).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn cancel_notification(
+        &self,
+        request: Request<proto::CancelNotificationRequest>,
+    ) -> Result<Response<proto::CancelNotificationResponse>, Status> {
+        let caller = caller_of(&request);
+        let view = self
+            .cases
+            .cancel_notification(&caller, &request.into_inner().notification_id)
+            .await?;
+        Ok(Response::new(proto::CancelNotificationResponse {
+            notification: Some(convert::notification(&view)),
         }))
     }
 

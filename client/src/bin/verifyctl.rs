@@ -6,6 +6,8 @@
 mod answer;
 #[path = "verifyctl/batch.rs"]
 mod batch;
+#[path = "verifyctl/more.rs"]
+mod more;
 
 use std::error::Error as _;
 use std::fmt::{self, Display};
@@ -22,7 +24,7 @@ use verify_client::proto::v1::{
     Attempt, CancelVerificationResponse, Channel, CheckResponse, CheckResult, Classification,
     ClassifyResponse, DeliveryStatus, Event, EventType, GetVerificationResponse, InvalidReason,
     LineType, ListBlocksResponse, RequestContext, UnblockResponse, Verification,
-    VerificationStatus, VerifyResponse, WatchEventsResponse,
+    VerificationStatus, VerifyResponse, WatchEventsRequest, WatchEventsResponse,
 };
 use verify_client::{ClientError, MAX_BATCH_CHUNK, VerifyClient, VerifyOptions};
 
@@ -88,11 +90,23 @@ enum Command {
         after_help = "Exit status 3 when the check ran but did not approve the code."
     )]
     Check(CheckArgs),
-    /// Show a verification with all its delivery attempts.
+    /// Show a verification with all its delivery attempts (by id, or the latest of --to).
+    #[command(
+        override_usage = "verifyctl get [OPTIONS] <ID>\n       verifyctl get [OPTIONS] --to <NUMBER> [--service <ID>]"
+    )]
     Get {
         /// The verification id.
-        id: String,
+        #[arg(required_unless_present = "to", conflicts_with = "to")]
+        id: Option<String>,
+        /// The number whose latest verification to show.
+        #[arg(long, value_name = "NUMBER")]
+        to: Option<String>,
+        /// With --to: the service (the API key's own when unset).
+        #[arg(long, value_name = "ID", requires = "to")]
+        service: Option<String>,
     },
+    /// List verifications, newest first: by service, status, country, number and time.
+    List(more::ListArgs),
     /// Cancel a pending verification: its code stops working and unsent messages are dropped.
     Cancel {
         /// The verification id.
@@ -101,8 +115,14 @@ enum Command {
     /// Stream events: the stored ones after --after, then new ones as they happen (Ctrl-C stops).
     Watch {
         /// Only events of this verification.
-        #[arg(long, value_name = "ID")]
+        #[arg(long, value_name = "ID", conflicts_with = "notification")]
         verification: Option<String>,
+        /// Only events of this notification.
+        #[arg(long, value_name = "ID")]
+        notification: Option<String>,
+        /// Only events of this service (a service's key always sees its own only).
+        #[arg(long, value_name = "ID")]
+        service: Option<String>,
         /// Start after this cursor; pass the last cursor seen to resume without loss.
         #[arg(long, value_name = "CURSOR", default_value_t = 0)]
         after: u64,
@@ -121,6 +141,27 @@ enum Command {
     Unblock {
         /// The block id (`blk_...`).
         id: String,
+    },
+    /// Send a message that is not a code (an alert, a receipt, a promotion) under the
+    /// recipient country's rules: now, held until the rules allow it, or refused naming the rule.
+    Notify(more::NotifyArgs),
+    /// Show a notification: where its message is and the decision behind it.
+    GetNotification {
+        /// The notification id (`nt_...`).
+        id: String,
+    },
+    /// Cancel a notification whose message has not gone to a carrier yet.
+    CancelNotification {
+        /// The notification id (`nt_...`).
+        id: String,
+    },
+    /// List notifications, newest first: by service, status, country, number and time.
+    Notifications(more::ListArgs),
+    /// The services: list, show, create and change them (creating and changing need an
+    /// admin key).
+    Services {
+        #[command(subcommand)]
+        command: more::ServicesCommand,
     },
 }
 
@@ -277,13 +318,29 @@ enum Action {
     Get {
         id: String,
     },
+    GetLatest {
+        to: String,
+        service: Option<String>,
+    },
+    List(Box<more::ListArgs>),
     Cancel {
         id: String,
     },
     Watch {
         verification: Option<String>,
+        notification: Option<String>,
+        service: Option<String>,
         after: u64,
     },
+    Notify(Box<more::NotifyArgs>),
+    GetNotification {
+        id: String,
+    },
+    CancelNotification {
+        id: String,
+    },
+    Notifications(Box<more::ListArgs>),
+    Services(more::ServicesCommand),
     Blocks {
         all: bool,
         limit: u32,
@@ -355,17 +412,37 @@ impl Command {
                     ));
                 }
             },
-            Command::Get { id } => Action::Get { id },
+            Command::Get { id, to, service } => match (id, to) {
+                (Some(id), _) => Action::Get { id },
+                (None, Some(to)) => Action::GetLatest { to, service },
+                (None, None) => {
+                    return Err(usage_error(
+                        "get",
+                        ErrorKind::MissingRequiredArgument,
+                        "give a verification ID, or --to NUMBER",
+                    ));
+                }
+            },
+            Command::List(args) => Action::List(Box::new(args)),
             Command::Cancel { id } => Action::Cancel { id },
             Command::Watch {
                 verification,
+                notification,
+                service,
                 after,
             } => Action::Watch {
                 verification,
+                notification,
+                service,
                 after,
             },
             Command::Blocks { all, limit } => Action::Blocks { all, limit },
             Command::Unblock { id } => Action::Unblock { id },
+            Command::Notify(args) => Action::Notify(Box::new(args)),
+            Command::GetNotification { id } => Action::GetNotification { id },
+            Command::CancelNotification { id } => Action::CancelNotification { id },
+            Command::Notifications(args) => Action::Notifications(Box::new(args)),
+            Command::Services { command } => Action::Services(command),
         })
     }
 }
@@ -520,11 +597,38 @@ async fn run(
                 writeln!(out, "{}", verification_summary(&verification, now))?;
             }
         }
+        Action::GetLatest { to, service } => {
+            let verification = client.get_latest(&to, service.as_deref()).await?;
+            if json {
+                let response = GetVerificationResponse {
+                    verification: Some(verification),
+                };
+                write_json_line(out, &response)?;
+            } else {
+                write!(out, "{}", verification_text(&verification, now))?;
+            }
+        }
+        Action::List(args) => more::list_verifications(&client, *args, json, now, out).await?,
+        Action::Notifications(args) => more::list_notifications(&client, *args, json, out).await?,
+        Action::Notify(args) => more::notify(&client, *args, json, out).await?,
+        Action::GetNotification { id } => more::get_notification(&client, &id, json, out).await?,
+        Action::CancelNotification { id } => {
+            more::cancel_notification(&client, &id, json, out).await?;
+        }
+        Action::Services(command) => more::services(&client, command, json, out).await?,
         Action::Watch {
             verification,
+            notification,
+            service,
             after,
         } => {
-            let mut events = client.watch(verification.as_deref(), after).await?;
+            let request = WatchEventsRequest {
+                verification_id: verification.unwrap_or_default(),
+                notification_id: notification.unwrap_or_default(),
+                service_id: service.unwrap_or_default(),
+                after_cursor: after,
+            };
+            let mut events = client.watch_events(request).await?;
             while let Some(event) = events.next().await {
                 let event = event.map_err(ClientError::from)?;
                 if json {
@@ -1170,6 +1274,8 @@ mod tests {
             parse(&["watch"]).unwrap(),
             Action::Watch {
                 verification: None,
+                notification: None,
+                service: None,
                 after: 0
             }
         );
@@ -1177,6 +1283,8 @@ mod tests {
             parse(&["watch", "--verification", "vf_1", "--after", "42"]).unwrap(),
             Action::Watch {
                 verification: Some("vf_1".into()),
+                notification: None,
+                service: None,
                 after: 42
             }
         );
@@ -1184,6 +1292,76 @@ mod tests {
             parse(&["watch", "--after", "soon"]).unwrap_err().kind(),
             ErrorKind::ValueValidation
         );
+    }
+
+    #[test]
+    fn notification_and_service_commands_parse() {
+        let Action::Notify(args) = parse(&[
+            "notify",
+            "+919812345678",
+            "--category",
+            "marketing",
+            "--body",
+            "Sale",
+            "--service",
+            "acme",
+        ])
+        .unwrap() else {
+            panic!("not notify");
+        };
+        assert_eq!(args.category, more::CategoryArg::Marketing);
+        assert_eq!(args.service.as_deref(), Some("acme"));
+        assert_eq!(
+            parse(&["get", "--to", "+447700900123", "--service", "acme"]).unwrap(),
+            Action::GetLatest {
+                to: "+447700900123".into(),
+                service: Some("acme".into())
+            }
+        );
+        assert_eq!(
+            parse(&["get", "vf_1", "--to", "+447700900123"])
+                .unwrap_err()
+                .kind(),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            parse(&["watch", "--notification", "nt_1", "--verification", "vf_1"])
+                .unwrap_err()
+                .kind(),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            parse(&["cancel-notification", "nt_1"]).unwrap(),
+            Action::CancelNotification { id: "nt_1".into() }
+        );
+        let Action::Services(more::ServicesCommand::Create(args)) = parse(&[
+            "services",
+            "create",
+            "acme",
+            "--name",
+            "Acme",
+            "--channels",
+            "sms,voice",
+        ])
+        .unwrap() else {
+            panic!("not services create");
+        };
+        assert_eq!(args.channels, Some(vec!["sms".into(), "voice".into()]));
+        let Action::List(args) = parse(&[
+            "list",
+            "--status",
+            "pending",
+            "--since",
+            "2026-12-01T00:00:00Z",
+            "--limit",
+            "10",
+        ])
+        .unwrap() else {
+            panic!("not list");
+        };
+        assert_eq!(args.statuses, ["pending"]);
+        assert_eq!(args.limit, 10);
+        assert!(parse(&["list", "--since", "yesterday"]).is_err());
     }
 
     #[test]

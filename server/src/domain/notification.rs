@@ -4,7 +4,19 @@
 
 use verify_policy::rules::Category;
 
-use super::{DeliveryStatus, Subject, text_enum};
+use super::{DeliveryStatus, Event, OutboxMessage, Subject, SubjectState, text_enum};
+
+/// Why a notification cannot be canceled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "notification_id: notification {id} is {status}: its message went to a carrier and can no longer be canceled"
+)]
+pub struct NotCancelable {
+    /// The notification.
+    pub id: String,
+    /// Where its message is.
+    pub status: NotificationStatus,
+}
 
 /// Where a notification is, as its message's state shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +33,8 @@ pub enum NotificationStatus {
     Delivered,
     /// Refused, undelivered, or refused by a rule at send time.
     Failed,
+    /// Canceled by the client before it went to a carrier.
+    Canceled,
 }
 
 text_enum!(NotificationStatus {
@@ -30,9 +44,24 @@ text_enum!(NotificationStatus {
     MaybeSent => "maybe_sent",
     Delivered => "delivered",
     Failed => "failed",
+    Canceled => "canceled",
 });
 
 impl NotificationStatus {
+    /// The states of a message that show as this status (the inverse of [`Self::of`]).
+    pub fn message_statuses(self) -> &'static [DeliveryStatus] {
+        use DeliveryStatus as D;
+        match self {
+            NotificationStatus::Scheduled => &[D::Scheduled],
+            NotificationStatus::Queued => &[D::Queued, D::Claimed, D::Sending],
+            NotificationStatus::Submitted => &[D::Submitted],
+            NotificationStatus::MaybeSent => &[D::MaybeSent],
+            NotificationStatus::Delivered => &[D::Delivered],
+            NotificationStatus::Failed => &[D::Failed],
+            NotificationStatus::Canceled => &[D::Canceled],
+        }
+    }
+
     /// The notification's state when its message is in `status`.
     pub fn of(status: DeliveryStatus) -> NotificationStatus {
         use DeliveryStatus as D;
@@ -42,7 +71,8 @@ impl NotificationStatus {
             D::Submitted => NotificationStatus::Submitted,
             D::MaybeSent => NotificationStatus::MaybeSent,
             D::Delivered => NotificationStatus::Delivered,
-            D::Failed | D::Canceled => NotificationStatus::Failed,
+            D::Failed => NotificationStatus::Failed,
+            D::Canceled => NotificationStatus::Canceled,
         }
     }
 }
@@ -83,6 +113,26 @@ impl Notification {
     pub fn subject(&self) -> Subject {
         Subject::Notification(self.id.clone())
     }
+
+    /// Cancels it while its `message` has not gone to a carrier (scheduled or queued): the
+    /// message is dropped, and the event says so. Canceling a canceled one changes nothing
+    /// (`None`); one handed over cannot be canceled.
+    pub fn cancel(
+        &self,
+        message: &mut OutboxMessage,
+        now_ms: i64,
+    ) -> Result<Option<Event>, NotCancelable> {
+        if message.status == DeliveryStatus::Canceled {
+            return Ok(None);
+        }
+        message
+            .drop_unsent("canceled by the client", SubjectState::Notification, now_ms)
+            .map(Some)
+            .ok_or_else(|| NotCancelable {
+                id: self.id.clone(),
+                status: NotificationStatus::of(message.status),
+            })
+    }
 }
 
 /// A category's stored name (`MARKETING`) back to the category.
@@ -107,7 +157,7 @@ mod tests {
         );
         assert_eq!(
             NotificationStatus::of(D::Canceled),
-            NotificationStatus::Failed
+            NotificationStatus::Canceled
         );
         assert_eq!(
             NotificationStatus::of(D::MaybeSent),
@@ -117,6 +167,65 @@ mod tests {
             NotificationStatus::of(D::Scheduled),
             NotificationStatus::Scheduled
         );
+    }
+
+    #[test]
+    fn each_message_state_is_listed_under_its_notification_status() {
+        use DeliveryStatus as D;
+        for status in [
+            D::Scheduled,
+            D::Queued,
+            D::Claimed,
+            D::Sending,
+            D::Submitted,
+            D::MaybeSent,
+            D::Delivered,
+            D::Failed,
+            D::Canceled,
+        ] {
+            let shown = NotificationStatus::of(status);
+            assert!(shown.message_statuses().contains(&status), "{status}");
+        }
+    }
+
+    #[test]
+    fn only_a_message_not_yet_handed_over_is_canceled() {
+        let notification = Notification {
+            id: "nt_1".into(),
+            service_id: crate::domain::DEFAULT_SERVICE.into(),
+            to_e164: "+919812345678".into(),
+            region_code: "IN".into(),
+            time_zones: vec!["Asia/Kolkata".into()],
+            category: Category::Marketing,
+            program_id: String::new(),
+            template: String::new(),
+            body: "Sale".into(),
+            sender: String::new(),
+            decision: String::new(),
+            idempotency_key: None,
+            created_at_ms: 0,
+        };
+        let spec = crate::domain::MessageSpec {
+            id: "msg_1".into(),
+            service_id: notification.service_id.clone(),
+            subject: notification.subject(),
+            channel: verify_carrier::Channel::Sms,
+            carrier: "sim".into(),
+            fallback_carriers: Vec::new(),
+            step: 0,
+        };
+        let (mut message, _) =
+            OutboxMessage::schedule(spec, 9_000, "quiet hours", SubjectState::Notification, 0);
+        let event = notification.cancel(&mut message, 10).unwrap().unwrap();
+        assert_eq!(event.kind, crate::domain::EventKind::MessageCanceled);
+        assert_eq!(
+            NotificationStatus::of(message.status),
+            NotificationStatus::Canceled
+        );
+        assert_eq!(notification.cancel(&mut message, 11), Ok(None));
+        message.status = DeliveryStatus::Submitted;
+        let refused = notification.cancel(&mut message, 12).unwrap_err();
+        assert_eq!(refused.status, NotificationStatus::Submitted);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use verify_carrier::ReceiptStatus;
 use verify_policy::abuse::Block;
 
 pub use sql::conversion::ConversionCount;
+pub use sql::listing::ListFilter;
 pub use sql::services::StoredService;
 pub use sql::{SqlStore, WriteTx};
 

@@ -9,6 +9,7 @@ mod check;
 pub mod delivery;
 mod ended;
 mod input;
+mod listing;
 mod notify;
 mod pending_counts;
 mod service_admin;
@@ -22,6 +23,7 @@ use tokio::sync::watch as signal;
 
 pub use caller::{Caller, Scope};
 pub use check::CheckTarget;
+pub use listing::{ListInput, Page};
 pub use notify::{NotifyInput, NotifyOutcome};
 pub use service_admin::UPDATABLE_FIELDS;
 pub use verify::{VerifyInput, VerifyOutcome};

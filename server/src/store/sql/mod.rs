@@ -6,6 +6,7 @@ mod blocks;
 pub mod conversion;
 mod db;
 mod events;
+pub mod listing;
 mod notifications;
 mod outbox;
 mod rate_counts;
@@ -596,6 +597,37 @@ impl SqlStore {
         e164: &str,
     ) -> StoreResult<Option<Verification>> {
         verifications::latest_of(self.read(), service_id, e164).await
+    }
+
+    /// A page of verifications, newest first.
+    pub async fn list_verifications(
+        &self,
+        filter: &listing::ListFilter,
+    ) -> StoreResult<Vec<Verification>> {
+        listing::verifications(self.read(), filter).await
+    }
+
+    /// A page of notifications, newest first, each with its (latest) message.
+    pub async fn list_notifications(
+        &self,
+        filter: &listing::ListFilter,
+    ) -> StoreResult<Vec<(Notification, OutboxMessage)>> {
+        let notifications = listing::notifications(self.read(), filter).await?;
+        let ids: Vec<String> = notifications.iter().map(|n| n.id.clone()).collect();
+        let mut latest: std::collections::HashMap<String, OutboxMessage> =
+            std::collections::HashMap::new();
+        for message in listing::messages_of_subjects(self.read(), &ids).await? {
+            latest.insert(message.subject.id().to_string(), message);
+        }
+        notifications
+            .into_iter()
+            .map(|notification| {
+                let message = latest.remove(&notification.id).ok_or_else(|| {
+                    StoreError::Corrupt(format!("notification {} has no message", notification.id))
+                })?;
+                Ok((notification, message))
+            })
+            .collect()
     }
 
     /// Every service stored through the API, by id.
