@@ -124,6 +124,40 @@ pub enum ClientError {
     /// verifyd answered OK but left out a field the contract says is always set.
     #[error("verifyd's response lacks `{0}`")]
     MissingField(&'static str),
+    /// The TLS settings are not usable (a certificate or key that tonic refuses).
+    #[error("TLS settings for {address}")]
+    Tls {
+        /// The address as given.
+        address: String,
+        /// What was wrong.
+        #[source]
+        source: tonic::transport::Error,
+    },
+}
+
+/// TLS for [`VerifyClient::connect_tls`]: whom to trust, and the client certificate for mutual
+/// TLS. PEM text, as read from files.
+#[derive(Clone, Default)]
+pub struct TlsOptions {
+    /// CA certificates the server's certificate must chain to; `None` trusts the system's.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The client certificate chain, for a server that requires one (mutual TLS).
+    pub cert_pem: Option<Vec<u8>>,
+    /// The client certificate's private key.
+    pub key_pem: Option<Vec<u8>>,
+    /// The name the server's certificate must carry, when not the address's host.
+    pub domain: Option<String>,
+}
+
+impl fmt::Debug for TlsOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsOptions")
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<pem>"))
+            .field("cert_pem", &self.cert_pem.as_ref().map(|_| "<pem>"))
+            .field("key_pem", &self.key_pem.as_ref().map(|_| "<redacted>"))
+            .field("domain", &self.domain)
+            .finish()
+    }
 }
 
 impl ClientError {
@@ -363,6 +397,44 @@ impl VerifyClient {
         let endpoint = match Endpoint::from_shared(uri) {
             Ok(endpoint) => endpoint,
             Err(source) => return Err(ClientError::InvalidAddress { address, source }),
+        };
+        match endpoint.connect().await {
+            Ok(channel) => Ok(Self::from_channel(channel)),
+            Err(source) => Err(ClientError::Connect { address, source }),
+        }
+    }
+
+    /// Connects to verifyd at `addr` over TLS (`https://host:port`, or `host:port`), trusting
+    /// `tls.ca_pem` (or the system's CAs) and presenting a client certificate when given.
+    pub async fn connect_tls(
+        addr: impl Into<String>,
+        tls: TlsOptions,
+    ) -> Result<Self, ClientError> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let address = addr.into();
+        let uri = match address.split_once("://") {
+            Some(("http", rest)) => format!("https://{rest}"),
+            Some(_) => address.clone(),
+            None => format!("https://{address}"),
+        };
+        let endpoint = match Endpoint::from_shared(uri) {
+            Ok(endpoint) => endpoint,
+            Err(source) => return Err(ClientError::InvalidAddress { address, source }),
+        };
+        let mut config = ClientTlsConfig::new();
+        config = match &tls.ca_pem {
+            Some(pem) => config.ca_certificate(Certificate::from_pem(pem)),
+            None => config.with_native_roots(),
+        };
+        if let (Some(cert), Some(key)) = (&tls.cert_pem, &tls.key_pem) {
+            config = config.identity(Identity::from_pem(cert, key));
+        }
+        if let Some(domain) = &tls.domain {
+            config = config.domain_name(domain.clone());
+        }
+        let endpoint = match endpoint.tls_config(config) {
+            Ok(endpoint) => endpoint,
+            Err(source) => return Err(ClientError::Tls { address, source }),
         };
         match endpoint.connect().await {
             Ok(channel) => Ok(Self::from_channel(channel)),

@@ -24,6 +24,7 @@ use crate::proto::verify_service_server::VerifyServiceServer;
 use crate::services::ServiceDirectory;
 use crate::stats::ConversionRefresher;
 use crate::store::SqlStore;
+use crate::tls::{Protocol, ReloadingTls, TlsIncoming};
 use crate::usecases::UseCases;
 use verify_policy::abuse::AbuseDefense;
 use verify_policy::rules::RuleSet;
@@ -89,7 +90,11 @@ pub async fn serve(
         Some(listener) => Some(listener.local_addr().map_err(|e| e.to_string())?),
         None => None,
     };
-    let callback_base = config.callbacks.base_url(callback_address);
+    let tls = match &config.tls {
+        Some(settings) => Some(ReloadingTls::load(settings)?),
+        None => None,
+    };
+    let callback_base = config.callbacks.base_url(callback_address, tls.is_some());
     let (receipts, receipt_stream) =
         ReceiptSink::channel(crate::dispatcher::RECEIPT_CHANNEL_CAPACITY);
     // Every carrier sits behind its routes' circuit breakers: an open breaker refuses for now
@@ -135,17 +140,42 @@ pub async fn serve(
     // recorder and the callback endpoint run first.
     let receipt_recorder = tokio::spawn(record_receipts(Arc::clone(&store), receipt_stream));
     let (callbacks_stop, callbacks_stopped) = tokio::sync::oneshot::channel::<()>();
-    let callback_server = callback_listener.map(|listener| {
-        let targets = carriers.callback_targets();
-        tokio::spawn(async move {
+    if let Some(address) = callback_address
+        && tls.is_none()
+    {
+        warn_if_exposed(address, "callbacks.listen");
+    }
+    let callback_server = match callback_listener {
+        Some(listener) => {
+            let targets = carriers.callback_targets();
             let stop = async {
                 let _ = callbacks_stopped.await;
             };
-            if let Err(error) = verify_carrier::callback::serve(listener, targets, stop).await {
-                tracing::error!(%error, "callback endpoint failed");
-            }
-        })
-    });
+            Some(match &tls {
+                Some(tls) => {
+                    let incoming = TlsIncoming::new(listener, Arc::clone(tls), Protocol::Http)
+                        .map_err(|e| format!("callbacks: {e}"))?;
+                    tokio::spawn(async move {
+                        let served =
+                            axum::serve(incoming, verify_carrier::callback::router(targets))
+                                .with_graceful_shutdown(stop)
+                                .await;
+                        if let Err(error) = served {
+                            tracing::error!(%error, "callback endpoint failed");
+                        }
+                    })
+                }
+                None => tokio::spawn(async move {
+                    if let Err(error) =
+                        verify_carrier::callback::serve(listener, targets, stop).await
+                    {
+                        tracing::error!(%error, "callback endpoint failed");
+                    }
+                }),
+            })
+        }
+        None => None,
+    };
     if let (Some(address), Some(base)) = (callback_address, &callback_base) {
         tracing::info!(listen = %address, public_url = %base, "serving carrier callbacks at /callbacks/{{carrier}}");
         println!("verifyd callbacks on {address}");
@@ -212,6 +242,11 @@ pub async fn serve(
         listen = %address,
         database = %redact_url_password(&config.database_url),
         carriers = config.carriers.len(),
+        tls = match &tls {
+            Some(tls) if tls.is_mutual() => "mutual (client certificates required)",
+            Some(_) => "on",
+            None => "off",
+        },
         "verifyd ready"
     );
     // Tests and scripts read this line to learn the port when listening on port 0.
@@ -219,26 +254,42 @@ pub async fn serve(
 
     let health_on_stop = health_reporter.clone();
     let stopping_for_server = stopping.clone();
-    let server = Server::builder()
+    let router = Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(VerifyServiceServer::with_interceptor(api, api_keys))
-        // No Nagle delay: a response written in two parts must not wait for the peer's ACK.
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener)
-                .with_nodelay(Some(true))
-                .with_keepalive(Some(Duration::from_secs(60))),
-            async move {
-                shutdown.await;
-                tracing::info!("shutdown requested: finishing in-flight requests");
-                health_on_stop
-                    .set_not_serving::<VerifyServiceServer<VerifyApi>>()
-                    .await;
-                // Ends event streams (so the server can finish) and stops the dispatcher claiming.
-                let _ = stopping_for_server.send(true);
-            },
-        );
+        .add_service(VerifyServiceServer::with_interceptor(api, api_keys));
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutdown requested: finishing in-flight requests");
+        health_on_stop
+            .set_not_serving::<VerifyServiceServer<VerifyApi>>()
+            .await;
+        // Ends event streams (so the server can finish) and stops the dispatcher claiming.
+        let _ = stopping_for_server.send(true);
+    };
+    let server: std::pin::Pin<
+        Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,
+    > = match &tls {
+        Some(tls) => {
+            tls.watch(stopping.subscribe());
+            let incoming = TlsIncoming::new(listener, Arc::clone(tls), Protocol::Grpc)
+                .map_err(|e| e.to_string())?;
+            Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
+        }
+        None => {
+            warn_if_exposed(address, "listen");
+            // No Nagle delay: a response written in two parts must not wait for the peer's ACK.
+            Box::pin(
+                router.serve_with_incoming_shutdown(
+                    TcpIncoming::from(listener)
+                        .with_nodelay(Some(true))
+                        .with_keepalive(Some(Duration::from_secs(60))),
+                    signal,
+                ),
+            )
+        }
+    };
     // In-flight requests get a grace period after the signal; then the server is dropped.
     let mut stopped = stopping.subscribe();
     let served = tokio::select! {
@@ -282,4 +333,16 @@ pub async fn serve(
     store.close().await;
     tracing::info!("verifyd stopped");
     served.map_err(|e| format!("gRPC server: {e}"))
+}
+
+/// Warns that a listener reachable from other hosts speaks plain text, and what that risks.
+fn warn_if_exposed(address: std::net::SocketAddr, setting: &str) {
+    if !address.ip().is_loopback() {
+        tracing::warn!(
+            listen = %address,
+            "{setting} is not a loopback address and [tls] is not set: API keys, phone numbers and \
+             codes cross the network in clear text, where anyone on the path can read them or use \
+             the keys; set [tls] cert and key (or serve behind a TLS proxy on this host)"
+        );
+    }
 }

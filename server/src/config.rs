@@ -75,6 +75,9 @@ pub struct Config {
     /// Settings for trying verifyd out, never for production.
     #[serde(default)]
     pub debug: DebugSettings,
+    /// `[tls]`: TLS on the gRPC port and the HTTP listener (mutual TLS with `client_ca`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 /// `[policy]`: country rules.
@@ -130,12 +133,14 @@ pub struct CallbackSettings {
 }
 
 impl CallbackSettings {
-    /// The public base URL, without a trailing slash, when callbacks are served.
-    pub fn base_url(&self, bound: Option<SocketAddr>) -> Option<String> {
+    /// The public base URL, without a trailing slash, when callbacks are served (`https`
+    /// when the listener speaks TLS).
+    pub fn base_url(&self, bound: Option<SocketAddr>, tls: bool) -> Option<String> {
         let listen = bound.or(self.listen)?;
+        let scheme = if tls { "https" } else { "http" };
         Some(match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_string(),
-            None => format!("http://{listen}"),
+            None => format!("{scheme}://{listen}"),
         })
     }
 }
@@ -255,6 +260,7 @@ impl Default for Config {
             programs: Vec::new(),
             abuse: AbuseConfig::default(),
             debug: DebugSettings::default(),
+            tls: None,
         }
     }
 }
@@ -289,6 +295,7 @@ impl fmt::Debug for Config {
             .field("programs", &self.programs.len())
             .field("abuse", &self.abuse)
             .field("debug", &self.debug)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -319,6 +326,7 @@ const ENV_KEYS: &[&str] = &[
     "dispatcher",
     "callbacks",
     "debug",
+    "tls",
 ];
 
 impl Config {
@@ -502,6 +510,9 @@ impl Config {
             }
         }
         self.debug.clock_start_ms()?;
+        if let Some(tls) = &self.tls {
+            crate::tls::ReloadingTls::load(tls).map_err(ConfigError)?;
+        }
         let d = &self.dispatcher;
         if !(1..=10_000).contains(&d.batch_size) {
             return fail(format!(

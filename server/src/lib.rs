@@ -20,6 +20,7 @@ pub mod notify;
 pub mod services;
 pub mod stats;
 pub mod store;
+pub mod tls;
 pub mod usecases;
 
 /// The `verify.v1` messages and service, generated once in [`verify_proto`].

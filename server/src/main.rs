@@ -150,7 +150,7 @@ fn main() -> std::process::ExitCode {
         if let Some(start) = &config.debug.clock_start {
             let _ = writeln!(out, "debug clock starts at {start}: not for production");
         }
-        match config.callbacks.base_url(None) {
+        match config.callbacks.base_url(None, config.tls.is_some()) {
             Some(base) => {
                 let _ = writeln!(out, "callbacks: {base}/callbacks/{{carrier}}");
             }

@@ -340,6 +340,11 @@ impl TestServer {
             .to_string()
     }
 
+    /// Sends the signal `name` (e.g. `HUP`) to the running server.
+    pub fn signal(&self, name: &str) {
+        send_signal(self.child.as_ref().expect("server running"), name);
+    }
+
     /// Sends SIGTERM and waits for the process to exit.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("server running");

@@ -68,6 +68,36 @@ struct Cli {
     /// and enum names, default values printed, 64-bit integers as strings, RFC 3339 times).
     #[arg(long, global = true, display_order = 102)]
     json: bool,
+    /// TLS: PEM file of the CA the server's certificate chains to (implies https; with an
+    /// https:// address and no --ca, the system's CAs are trusted).
+    #[arg(
+        long,
+        global = true,
+        env = "VERIFYD_CA",
+        value_name = "FILE",
+        display_order = 103
+    )]
+    ca: Option<PathBuf>,
+    /// Mutual TLS: PEM file of this client's certificate (with --key).
+    #[arg(
+        long,
+        global = true,
+        env = "VERIFYD_CERT",
+        value_name = "FILE",
+        requires = "key",
+        display_order = 104
+    )]
+    cert: Option<PathBuf>,
+    /// Mutual TLS: PEM file of this client's private key (with --cert).
+    #[arg(
+        long,
+        global = true,
+        env = "VERIFYD_KEY",
+        value_name = "FILE",
+        requires = "cert",
+        display_order = 105
+    )]
+    key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -488,9 +518,15 @@ async fn main() -> ExitCode {
         .unwrap_or_else(|error| error.exit());
     // Not locked for the whole run: `classify --input` writes stdout from another thread.
     let mut out = io::stdout();
+    let tls = Tls {
+        ca: cli.ca,
+        cert: cli.cert,
+        key: cli.key,
+    };
     let result = run(
         &cli.addr,
         cli.api_key.as_deref(),
+        &tls,
         cli.json,
         action,
         &mut out,
@@ -516,10 +552,45 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The TLS files given on the command line.
+#[derive(Debug, Default)]
+struct Tls {
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+impl Tls {
+    /// Whether to speak TLS to `addr`: an https:// address, or any TLS file given.
+    fn wanted(&self, addr: &str) -> bool {
+        addr.starts_with("https://") || self.ca.is_some() || self.cert.is_some()
+    }
+
+    /// The files read, for the client.
+    fn options(&self) -> Result<verify_client::TlsOptions, Failure> {
+        let read = |flag: &str, path: &Option<PathBuf>| {
+            path.as_ref()
+                .map(|path| {
+                    std::fs::read(path).map_err(|e| {
+                        Failure::Message(format!("cannot read {flag} {}: {e}", path.display()))
+                    })
+                })
+                .transpose()
+        };
+        Ok(verify_client::TlsOptions {
+            ca_pem: read("--ca", &self.ca)?,
+            cert_pem: read("--cert", &self.cert)?,
+            key_pem: read("--key", &self.key)?,
+            domain: None,
+        })
+    }
+}
+
 /// Connects, makes the call and prints the result; returns the exit status for success paths.
 async fn run(
     addr: &str,
     api_key: Option<&str>,
+    tls: &Tls,
     json: bool,
     action: Action,
     out: &mut impl Write,
@@ -529,7 +600,11 @@ async fn run(
         Action::ClassifyList(options) => Some(batch::Input::open(&options.input)?),
         _ => None,
     };
-    let mut client = VerifyClient::connect(addr).await?;
+    let mut client = if tls.wanted(addr) {
+        VerifyClient::connect_tls(addr, tls.options()?).await?
+    } else {
+        VerifyClient::connect(addr).await?
+    };
     if let Some(key) = api_key {
         client = client.with_api_key(key)?;
     }
