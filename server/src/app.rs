@@ -26,6 +26,7 @@ use crate::stats::ConversionRefresher;
 use crate::store::SqlStore;
 use crate::tls::{Protocol, ReloadingTls, TlsIncoming};
 use crate::usecases::UseCases;
+use crate::webhooks::WebhookSender;
 use verify_policy::abuse::AbuseDefense;
 use verify_policy::rules::RuleSet;
 
@@ -205,6 +206,9 @@ pub async fn serve(
         }
     }
     services.follow(stopping_signal.clone());
+    let mut webhooks =
+        WebhookSender::new(Arc::clone(&store), Arc::clone(&services), &config.webhooks)?
+            .start(stopping_signal.clone());
     if !api_keys.is_enabled() {
         tracing::warn!(
             listen = %address,
@@ -310,6 +314,17 @@ pub async fn serve(
 
     if let Err(error) = dispatcher.await {
         tracing::error!(%error, "dispatcher task failed");
+    }
+    // A webhook request still out is sent again by the next server (at least once): waiting
+    // for a slow receiver is not needed.
+    if tokio::time::timeout(Duration::from_secs(5), &mut webhooks)
+        .await
+        .is_err()
+    {
+        tracing::info!(
+            "webhook requests still out after 5 s; they are sent again at the next start"
+        );
+        webhooks.abort();
     }
     // Carriers wait for the receipts of what they accepted, some of which come as callbacks,
     // so the callback endpoint stops only after them.

@@ -78,6 +78,9 @@ pub struct Config {
     /// `[tls]`: TLS on the gRPC port and the HTTP listener (mutual TLS with `client_ca`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<crate::tls::TlsSettings>,
+    /// `[webhooks]`: how services' status webhooks are sent.
+    #[serde(default)]
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 /// `[policy]`: country rules.
@@ -261,6 +264,7 @@ impl Default for Config {
             abuse: AbuseConfig::default(),
             debug: DebugSettings::default(),
             tls: None,
+            webhooks: crate::webhooks::WebhookSettings::default(),
         }
     }
 }
@@ -296,6 +300,7 @@ impl fmt::Debug for Config {
             .field("abuse", &self.abuse)
             .field("debug", &self.debug)
             .field("tls", &self.tls)
+            .field("webhooks", &self.webhooks)
             .finish()
     }
 }
@@ -327,6 +332,7 @@ const ENV_KEYS: &[&str] = &[
     "callbacks",
     "debug",
     "tls",
+    "webhooks",
 ];
 
 impl Config {
@@ -416,6 +422,30 @@ impl Config {
     ) -> Result<(), ConfigError> {
         for carrier in &mut self.carriers {
             resolve_table(&carrier.name, "", &mut carrier.settings, &lookup)?;
+        }
+        for service in &mut self.services {
+            let Some(variable) = service.webhook_secret_env.take() else {
+                continue;
+            };
+            if !service.webhook_secret.is_empty() {
+                return Err(ConfigError(format!(
+                    "services `{}`: set webhook_secret or webhook_secret_env, not both",
+                    service.id
+                )));
+            }
+            let value = lookup(&variable).filter(|v| !v.is_empty()).ok_or_else(|| {
+                ConfigError(format!(
+                    "services `{}`: webhook_secret_env names the environment variable {variable}, which is not set",
+                    service.id
+                ))
+            })?;
+            service.webhook_secret =
+                crate::domain::webhook::WebhookSecret::parse(&value).map_err(|reason| {
+                    ConfigError(format!(
+                        "services `{}`: webhook_secret from {variable}: {reason}",
+                        service.id
+                    ))
+                })?;
         }
         Ok(())
     }
@@ -513,6 +543,7 @@ impl Config {
         if let Some(tls) = &self.tls {
             crate::tls::ReloadingTls::load(tls).map_err(ConfigError)?;
         }
+        self.webhooks.validate().map_err(ConfigError)?;
         let d = &self.dispatcher;
         if !(1..=10_000).contains(&d.batch_size) {
             return fail(format!(

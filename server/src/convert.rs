@@ -371,6 +371,27 @@ pub fn notification(view: &NotificationView) -> proto::Notification {
     }
 }
 
+/// A failed webhook delivery to the proto message.
+pub fn webhook_delivery(retry: &crate::store::WebhookRetry) -> proto::WebhookDelivery {
+    use proto::WebhookDeliveryStatus as P;
+    let status = match (retry.failed, retry.attempts) {
+        (true, _) => P::Failed,
+        (false, 0) => P::Waiting,
+        (false, _) => P::Retrying,
+    };
+    proto::WebhookDelivery {
+        webhook_id: format!("evt_{}", retry.cursor),
+        event_cursor: retry.cursor.max(0) as u64,
+        event_type: retry.event_type.clone(),
+        subject_id: retry.subject_id.clone(),
+        status: status as i32,
+        attempts: retry.attempts,
+        last_error: retry.last_error.clone(),
+        next_attempt_at: (status == P::Retrying).then(|| timestamp(retry.next_attempt_at_ms)),
+        first_failed_at: Some(timestamp(retry.first_failed_at_ms)),
+    }
+}
+
 /// A service to the proto message.
 pub fn service(service: &crate::domain::Service) -> proto::Service {
     proto::Service {
@@ -405,6 +426,8 @@ pub fn service(service: &crate::domain::Service) -> proto::Service {
         updated_at: service.updated_at_ms.map(timestamp),
         app_hash: service.app_hash.clone(),
         domain: service.domain.clone(),
+        webhook_url: service.webhook_url.clone(),
+        webhook_secret: service.webhook_secret.expose().to_string(),
     }
 }
 
@@ -456,6 +479,13 @@ pub fn service_settings(
         workflow: service.workflow.trim().to_string(),
         app_hash: service.app_hash.trim().to_string(),
         domain: service.domain.trim().to_string(),
+        webhook_url: service.webhook_url.trim().to_string(),
+        webhook_secret: match service.webhook_secret.trim() {
+            "" => crate::domain::webhook::WebhookSecret::default(),
+            text => crate::domain::webhook::WebhookSecret::parse(text)
+                .map_err(|reason| ("service.webhook_secret".to_string(), reason))?,
+        },
+        webhook_secret_env: None,
     })
 }
 

@@ -501,6 +501,23 @@ impl VerifyService for VerifyApi {
         }))
     }
 
+    async fn list_webhook_deliveries(
+        &self,
+        request: Request<proto::ListWebhookDeliveriesRequest>,
+    ) -> Result<Response<proto::ListWebhookDeliveriesResponse>, Status> {
+        let caller = caller_of(&request);
+        let request = request.into_inner();
+        let state = self
+            .cases
+            .webhook_deliveries(&caller, &request.service_id, request.limit)
+            .await?;
+        Ok(Response::new(proto::ListWebhookDeliveriesResponse {
+            webhook_url: state.url,
+            delivered_through_cursor: state.delivered_through.max(0) as u64,
+            deliveries: state.failed.iter().map(convert::webhook_delivery).collect(),
+        }))
+    }
+
     async fn update_service(
         &self,
         request: Request<proto::UpdateServiceRequest>,

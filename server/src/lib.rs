@@ -22,6 +22,7 @@ pub mod stats;
 pub mod store;
 pub mod tls;
 pub mod usecases;
+pub mod webhooks;
 
 /// The `verify.v1` messages and service, generated once in [`verify_proto`].
 pub mod proto {

@@ -6,6 +6,7 @@ pub mod message;
 pub mod notification;
 pub mod service;
 pub mod verification;
+pub mod webhook;
 
 use std::fmt;
 

@@ -11,6 +11,8 @@ use verify_carrier::Channel;
 use verify_policy::Workflow;
 use verify_policy::messages::{Wording, check_app_hash, check_domain, check_template};
 
+use super::webhook::{WebhookSecret, check_webhook_url};
+
 /// The id of the service that always exists: what requests belong to when nothing names
 /// another, and what every verification stored before services existed belongs to.
 pub const DEFAULT_SERVICE: &str = "default";
@@ -74,6 +76,15 @@ pub struct ServiceSettings {
     /// Default host of its codes' domain-bound line (`@host #code`); empty for none.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub domain: String,
+    /// Status webhook URL; empty for none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub webhook_url: String,
+    /// The webhook's signing secret (`whsec_...`); made when a URL comes without one.
+    #[serde(default, skip_serializing_if = "WebhookSecret::is_empty")]
+    pub webhook_secret: WebhookSecret,
+    /// In the configuration file: the environment variable that holds `webhook_secret`.
+    #[serde(default, skip_serializing)]
+    pub webhook_secret_env: Option<String>,
 }
 
 /// The values a service takes where its settings say nothing (the server's `[codes]`).
@@ -118,6 +129,10 @@ pub struct Service {
     pub app_hash: String,
     /// Default host of the domain-bound code line; empty for none.
     pub domain: String,
+    /// Status webhook URL; empty for none.
+    pub webhook_url: String,
+    /// The webhook's signing secret (set whenever the URL is).
+    pub webhook_secret: WebhookSecret,
     /// From the configuration file (changed there, not through the API).
     pub configured: bool,
     /// When it was stored; `None` for a configured service.
@@ -300,6 +315,21 @@ impl ServiceSettings {
             "" => String::new(),
             domain => check_domain(domain).map_err(|reason| refuse("domain", reason))?,
         };
+        let webhook_url = self.webhook_url.trim().to_string();
+        let webhook_secret = match (webhook_url.is_empty(), self.webhook_secret.is_empty()) {
+            (true, _) => WebhookSecret::default(),
+            (false, true) => {
+                return Err(refuse(
+                    "webhook_secret",
+                    "a webhook needs a signing secret (`whsec_` and base64)",
+                ));
+            }
+            (false, false) => WebhookSecret::parse(self.webhook_secret.expose())
+                .map_err(|reason| refuse("webhook_secret", reason))?,
+        };
+        if !webhook_url.is_empty() {
+            check_webhook_url(&webhook_url).map_err(|reason| refuse("webhook_url", reason))?;
+        }
         let service = Service {
             id: self.id.clone(),
             friendly_name,
@@ -313,6 +343,8 @@ impl ServiceSettings {
             workflow,
             app_hash,
             domain,
+            webhook_url,
+            webhook_secret,
             configured: false,
             created_at_ms: None,
             updated_at_ms: None,
@@ -396,6 +428,9 @@ impl Service {
                 .unwrap_or_default(),
             app_hash: self.app_hash.clone(),
             domain: self.domain.clone(),
+            webhook_url: self.webhook_url.clone(),
+            webhook_secret: self.webhook_secret.clone(),
+            webhook_secret_env: None,
         }
     }
 }
@@ -509,6 +544,21 @@ mod tests {
                     ..acme()
                 },
                 "domain",
+            ),
+            (
+                ServiceSettings {
+                    webhook_url: "https://acme.example/hooks".into(),
+                    ..acme()
+                },
+                "webhook_secret",
+            ),
+            (
+                ServiceSettings {
+                    webhook_url: "http://acme.example/hooks".into(),
+                    webhook_secret: WebhookSecret::generate(),
+                    ..acme()
+                },
+                "webhook_url",
             ),
             (
                 ServiceSettings {

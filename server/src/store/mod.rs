@@ -20,6 +20,7 @@ use verify_policy::abuse::Block;
 pub use sql::conversion::ConversionCount;
 pub use sql::listing::ListFilter;
 pub use sql::services::StoredService;
+pub use sql::webhooks::WebhookRetry;
 pub use sql::{SqlStore, WriteTx};
 
 use crate::domain::{

@@ -25,7 +25,7 @@ pub use caller::{Caller, Scope};
 pub use check::CheckTarget;
 pub use listing::{ListInput, Page};
 pub use notify::{NotifyInput, NotifyOutcome};
-pub use service_admin::UPDATABLE_FIELDS;
+pub use service_admin::{UPDATABLE_FIELDS, WebhookState};
 pub use verify::{VerifyInput, VerifyOutcome};
 pub use watch::EventStream;
 

@@ -24,7 +24,17 @@ pub const UPDATABLE_FIELDS: &[&str] = &[
     "workflow",
     "app_hash",
     "domain",
+    "webhook_url",
+    "webhook_secret",
 ];
+
+/// `settings` with a new webhook secret when they have a URL and no secret.
+fn with_webhook_secret(mut settings: ServiceSettings) -> ServiceSettings {
+    if !settings.webhook_url.trim().is_empty() && settings.webhook_secret.is_empty() {
+        settings.webhook_secret = crate::domain::webhook::WebhookSecret::generate();
+    }
+    settings
+}
 
 fn service_invalid(error: ServiceError) -> UseCaseError {
     UseCaseError::InvalidArgument {
@@ -41,7 +51,7 @@ impl UseCases {
         settings: ServiceSettings,
     ) -> Result<Arc<Service>, UseCaseError> {
         caller.require_admin("CreateService")?;
-        let service = settings
+        let service = with_webhook_secret(settings)
             .resolve(self.services.defaults())
             .map_err(service_invalid)?;
         let taken = || UseCaseError::AlreadyExists(format!("service `{}`", service.id));
@@ -135,7 +145,7 @@ impl UseCases {
             tx.rollback().await?;
             return Err(not_found_service(&id));
         };
-        stored.settings = merged(&stored.settings, settings, fields);
+        stored.settings = with_webhook_secret(merged(&stored.settings, settings, fields));
         let service = stored
             .settings
             .resolve(self.services.defaults())
@@ -151,6 +161,41 @@ impl UseCases {
         tracing::info!(service = %id, by = caller.name(), ?fields, "service changed");
         self.services.put(service.clone());
         Ok(Arc::new(service))
+    }
+}
+
+/// A service's status webhook: its URL, how far its events went, and the deliveries that
+/// failed.
+#[derive(Debug, Clone)]
+pub struct WebhookState {
+    /// The URL; empty when the service has none.
+    pub url: String,
+    /// Every event up to this cursor went out or is among `failed`.
+    pub delivered_through: i64,
+    /// The deliveries that failed (retrying, waiting behind one, or given up), oldest first.
+    pub failed: Vec<crate::store::WebhookRetry>,
+}
+
+impl UseCases {
+    /// The state of a service's status webhook (the caller's own service, or for an admin the
+    /// one named).
+    pub async fn webhook_deliveries(
+        &self,
+        caller: &Caller,
+        service_id: &str,
+        limit: u32,
+    ) -> Result<WebhookState, UseCaseError> {
+        let service = self.service_for(caller, service_id).await?;
+        let limit = match limit {
+            0 => 100,
+            n => n.min(1000),
+        };
+        let (cursor, failed) = self.store.webhook_deliveries(&service.id, limit).await?;
+        Ok(WebhookState {
+            url: service.webhook_url.clone(),
+            delivered_through: cursor.unwrap_or(0),
+            failed,
+        })
     }
 }
 
@@ -176,6 +221,8 @@ fn merged(current: &ServiceSettings, new: ServiceSettings, fields: &[String]) ->
             "workflow" => merged.workflow = new.workflow.clone(),
             "app_hash" => merged.app_hash = new.app_hash.clone(),
             "domain" => merged.domain = new.domain.clone(),
+            "webhook_url" => merged.webhook_url = new.webhook_url.clone(),
+            "webhook_secret" => merged.webhook_secret = new.webhook_secret.clone(),
             _ => {}
         }
     }

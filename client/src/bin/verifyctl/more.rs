@@ -9,9 +9,10 @@ use clap::{Args, Subcommand, ValueEnum};
 use verify_client::proto::Timestamp;
 use verify_client::proto::v1::{
     CancelNotificationResponse, Channel, GetNotificationResponse, GetServiceResponse,
-    ListNotificationsRequest, ListServicesResponse, ListVerificationsRequest, MessageCategory,
-    MessageTemplate, Notification, NotificationStatus, NotifyResponse, PolicyAction, Service,
-    VerificationStatus,
+    ListNotificationsRequest, ListServicesResponse, ListVerificationsRequest,
+    ListWebhookDeliveriesRequest, MessageCategory, MessageTemplate, Notification,
+    NotificationStatus, NotifyResponse, PolicyAction, Service, VerificationStatus,
+    WebhookDeliveryStatus,
 };
 use verify_client::{NotifyOptions, VerifyClient};
 
@@ -172,6 +173,12 @@ pub struct ServiceArgs {
     /// Default host of the domain-bound code line.
     #[arg(long, value_name = "HOST")]
     pub domain: Option<String>,
+    /// Status webhook URL (https); a signing secret is made when none is given.
+    #[arg(long, value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// The webhook's signing secret (`whsec_...`).
+    #[arg(long, value_name = "SECRET")]
+    pub webhook_secret: Option<String>,
 }
 
 fn channel_value(text: &str) -> Result<i32, Failure> {
@@ -204,6 +211,8 @@ impl ServiceArgs {
         set("workflow", self.workflow.is_some());
         set("app_hash", self.app_hash.is_some());
         set("domain", self.domain.is_some());
+        set("webhook_url", self.webhook_url.is_some());
+        set("webhook_secret", self.webhook_secret.is_some());
         let templates = self
             .templates
             .iter()
@@ -240,6 +249,8 @@ impl ServiceArgs {
             workflow: self.workflow.clone().unwrap_or_default(),
             app_hash: self.app_hash.clone().unwrap_or_default(),
             domain: self.domain.clone().unwrap_or_default(),
+            webhook_url: self.webhook_url.clone().unwrap_or_default(),
+            webhook_secret: self.webhook_secret.clone().unwrap_or_default(),
             ..Service::default()
         };
         Ok((service, fields))
@@ -260,6 +271,12 @@ pub enum ServicesCommand {
     Create(ServiceArgs),
     /// Change the values given of a stored service (admin keys only).
     Update(ServiceArgs),
+    /// Show a service's status webhook: how far its events went, and the deliveries that
+    /// failed (retrying, waiting behind one, or given up).
+    Webhook {
+        /// The service id; the API key's own when unset.
+        id: Option<String>,
+    },
 }
 
 fn notification_status_words(value: i32) -> String {
@@ -335,6 +352,11 @@ fn service_text(service: &Service) -> String {
         ("workflow", or_dash(&service.workflow).to_string()),
         ("app hash", or_dash(&service.app_hash).to_string()),
         ("domain", or_dash(&service.domain).to_string()),
+        ("webhook", or_dash(&service.webhook_url).to_string()),
+        (
+            "webhook secret",
+            or_dash(&service.webhook_secret).to_string(),
+        ),
         (
             "source",
             if service.configured {
@@ -585,6 +607,45 @@ pub async fn services(
             return Ok(());
         }
         ServicesCommand::Get { id } => client.get_service(&id).await?,
+        ServicesCommand::Webhook { id } => {
+            let state = client
+                .raw()
+                .list_webhook_deliveries(ListWebhookDeliveriesRequest {
+                    service_id: id.unwrap_or_default(),
+                    limit: 0,
+                })
+                .await
+                .map_err(verify_client::ClientError::from)?
+                .into_inner();
+            if json {
+                return write_json_line(out, &state);
+            }
+            writeln!(
+                out,
+                "webhook {}: delivered through event {}, {} failed",
+                or_dash(&state.webhook_url),
+                state.delivered_through_cursor,
+                state.deliveries.len()
+            )?;
+            for delivery in &state.deliveries {
+                writeln!(
+                    out,
+                    "  {} {} {} {}, {} attempts, next {}: {}",
+                    delivery.webhook_id,
+                    delivery.event_type,
+                    delivery.subject_id,
+                    words(
+                        delivery.status,
+                        WebhookDeliveryStatus::as_str_name,
+                        "WEBHOOK_DELIVERY_STATUS_"
+                    ),
+                    delivery.attempts,
+                    time_text(delivery.next_attempt_at.as_ref()),
+                    delivery.last_error
+                )?;
+            }
+            return Ok(());
+        }
         ServicesCommand::Create(args) => client.create_service(args.service()?.0).await?,
         ServicesCommand::Update(args) => {
             let (service, fields) = args.service()?;

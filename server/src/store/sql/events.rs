@@ -225,6 +225,13 @@ pub(super) async fn after(
     rows.iter().map(event).collect()
 }
 
+/// The event at `cursor`.
+pub(super) async fn at(exec: db::Exec<'_>, cursor: i64) -> StoreResult<Option<RecordedEvent>> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE cursor = $1");
+    let row = db::query(sql).bind(cursor).fetch_optional(exec).await?;
+    row.as_ref().map(event).transpose()
+}
+
 /// The cursor of the latest event (0 when there is none).
 pub(super) async fn latest_cursor(exec: db::Exec<'_>) -> StoreResult<i64> {
     db::query("SELECT COALESCE(max(cursor), 0) AS latest FROM events")

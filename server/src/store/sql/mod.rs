@@ -15,6 +15,7 @@ mod rows;
 pub mod services;
 mod upkeep;
 mod verifications;
+pub mod webhooks;
 mod workers;
 mod writer;
 
@@ -628,6 +629,41 @@ impl SqlStore {
                 Ok((notification, message))
             })
             .collect()
+    }
+
+    /// The subjects of a service with an event whose webhook delivery is being retried.
+    pub async fn webhook_blocked_subjects(
+        &self,
+        service_id: &str,
+    ) -> StoreResult<std::collections::HashSet<String>> {
+        webhooks::blocked_subjects(self.read_background(), service_id).await
+    }
+
+    /// The webhook retries due at `now_ms`, each the earliest of its subject.
+    pub async fn due_webhook_retries(
+        &self,
+        service_id: &str,
+        now_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<webhooks::WebhookRetry>> {
+        webhooks::due_heads(self.read_background(), service_id, now_ms, limit).await
+    }
+
+    /// How far a service's webhook went (`None` before it first ran) and its failed
+    /// deliveries, oldest first.
+    pub async fn webhook_deliveries(
+        &self,
+        service_id: &str,
+        limit: u32,
+    ) -> StoreResult<(Option<i64>, Vec<webhooks::WebhookRetry>)> {
+        let cursor = webhooks::cursor_of(self.read(), service_id).await?;
+        let retries = webhooks::retries_of(self.read(), service_id, limit).await?;
+        Ok((cursor, retries))
+    }
+
+    /// The event at `cursor`.
+    pub async fn event_at(&self, cursor: i64) -> StoreResult<Option<RecordedEvent>> {
+        events::at(self.read_background(), cursor).await
     }
 
     /// Every service stored through the API, by id.
