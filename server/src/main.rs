@@ -158,7 +158,52 @@ fn main() -> std::process::ExitCode {
                 let _ = writeln!(out, "callbacks: off (no [callbacks] listen)");
             }
         }
-        let _ = writeln!(out, "api keys: {}", config.api_keys.len());
+        let admin_keys = config
+            .api_keys
+            .iter()
+            .filter(|k| k.service.is_none())
+            .count();
+        let _ = writeln!(
+            out,
+            "api keys: {} ({admin_keys} admin, {} for a service)",
+            config.api_keys.len(),
+            config.api_keys.len() - admin_keys
+        );
+        let mut services: Vec<String> = config
+            .services
+            .iter()
+            .map(|s| {
+                if s.webhook_url.is_empty() {
+                    s.id.clone()
+                } else {
+                    format!("{} (webhook)", s.id)
+                }
+            })
+            .collect();
+        if !config.services.iter().any(|s| s.id == "default") {
+            services.insert(0, "default".into());
+        }
+        let _ = writeln!(
+            out,
+            "services in the file: {} (others may be stored with CreateService)",
+            services.join(", ")
+        );
+        let _ = writeln!(
+            out,
+            "tls: {}",
+            match &config.tls {
+                Some(tls) if tls.client_ca.is_some() => format!(
+                    "on, mutual ({}; client CA {})",
+                    tls.cert.display(),
+                    tls.client_ca
+                        .as_ref()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                ),
+                Some(tls) => format!("on ({})", tls.cert.display()),
+                None => "off".to_string(),
+            }
+        );
         if let Ok(defense) = verify_policy::abuse::AbuseDefense::from_config(&config.abuse) {
             for line in defense.describe() {
                 let _ = writeln!(out, "{line}");

@@ -221,11 +221,27 @@ impl WebhookSender {
             if let Err(error) = self.round(&service).await {
                 tracing::warn!(service = %service_id, %error, "webhook round failed; trying again");
             }
-            tokio::select! {
-                _ = events.changed() => {}
-                _ = tokio::time::sleep(ROUND_EVERY) => {}
-                _ = shutdown.wait_for(|stopping| *stopping) => return,
+            let stopping = tokio::select! {
+                _ = events.changed() => false,
+                _ = tokio::time::sleep(ROUND_EVERY) => false,
+                _ = shutdown.wait_for(|stopping| *stopping) => true,
+            };
+            if stopping {
+                self.release(&service_id).await;
+                return;
             }
+        }
+    }
+
+    /// Gives the webhook up at shutdown, so the next server to start takes it at once.
+    async fn release(&self, service_id: &str) {
+        let released = async {
+            let mut tx = self.store.begin_background().await?;
+            tx.release_webhook(service_id, &self.holder).await?;
+            tx.commit().await
+        };
+        if let Err(error) = released.await {
+            tracing::debug!(service = %service_id, %error, "releasing the webhook failed; its lease runs out");
         }
     }
 

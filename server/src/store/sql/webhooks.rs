@@ -154,6 +154,19 @@ impl WriteTx {
             .await
     }
 
+    /// Gives up `holder`'s lease on a service's webhook (at shutdown), so the next server
+    /// takes it at once.
+    pub async fn release_webhook(&mut self, service_id: &str, holder: &str) -> StoreResult<()> {
+        db::query(
+            "UPDATE webhook_cursors SET holder = NULL, lease_until_ms = 0 WHERE service_id = $1 AND holder = $2",
+        )
+        .bind(service_id)
+        .bind(holder)
+        .execute(self.conn().await?)
+        .await?;
+        Ok(())
+    }
+
     /// Moves a service's cursor to `cursor` if `holder` still holds it; whether it did.
     pub async fn advance_webhook(
         &mut self,
