@@ -428,6 +428,11 @@ pub fn service(service: &crate::domain::Service) -> proto::Service {
         domain: service.domain.clone(),
         webhook_url: service.webhook_url.clone(),
         webhook_secret: service.webhook_secret.expose().to_string(),
+        abuse_level: if service.strict_abuse {
+            "strict".into()
+        } else {
+            String::new()
+        },
     }
 }
 
@@ -486,6 +491,7 @@ pub fn service_settings(
                 .map_err(|reason| ("service.webhook_secret".to_string(), reason))?,
         },
         webhook_secret_env: None,
+        abuse_level: service.abuse_level.trim().to_string(),
     })
 }
 

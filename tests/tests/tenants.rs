@@ -18,6 +18,7 @@ on_both_backends!(
     two_services_see_only_their_own,
     services_are_managed_by_admins,
     autofill_lines_have_the_exact_formats,
+    a_service_may_tighten_abuse_defense,
 );
 
 const ADMIN_KEY: &str = "admin-key-0a1b2c";
@@ -304,6 +305,80 @@ async fn two_services_see_only_their_own(backend: Backend) {
         .unwrap_err();
     assert_eq!(denied.code(), Code::NotFound);
 
+    // Lists, a number's latest verification, CancelNotification and the webhook state: only
+    // the caller's own service.
+    let listed = |client: VerifyClient, service: &'static str| async move {
+        client
+            .list_verifications(v1::ListVerificationsRequest {
+                service_id: service.into(),
+                ..Default::default()
+            })
+            .await
+            .map(|page| {
+                page.verifications
+                    .into_iter()
+                    .map(|v| v.service_id)
+                    .collect::<std::collections::BTreeSet<_>>()
+            })
+    };
+    assert_eq!(
+        listed(globex.clone(), "").await.unwrap(),
+        ["globex".to_string()].into()
+    );
+    assert_eq!(
+        listed(acme.clone(), "").await.unwrap(),
+        ["acme".to_string()].into()
+    );
+    let (all, _) = (listed(admin.clone(), "").await.unwrap(), ());
+    assert!(all.contains("acme") && all.contains("globex"), "{all:?}");
+    assert_eq!(
+        status(listed(globex.clone(), "acme").await.unwrap_err()).code(),
+        Code::NotFound
+    );
+    let notifications = globex
+        .list_notifications(v1::ListNotificationsRequest::default())
+        .await
+        .unwrap();
+    assert!(
+        notifications
+            .notifications
+            .iter()
+            .all(|n| n.service_id == "globex"),
+        "{notifications:?}"
+    );
+    assert!(
+        !notifications
+            .notifications
+            .iter()
+            .any(|n| n.id == notified.id)
+    );
+    assert_eq!(
+        status(globex.cancel_notification(&notified.id).await.unwrap_err()).code(),
+        Code::NotFound
+    );
+    let latest = globex.get_latest(&number, None).await.unwrap();
+    assert_eq!(latest.id, globex_v.id, "the latest of the number in globex");
+    assert_eq!(
+        status(globex.get_latest(&number, Some("acme")).await.unwrap_err()).code(),
+        Code::NotFound
+    );
+    let webhook = |client: VerifyClient, service: &'static str| async move {
+        client
+            .raw()
+            .list_webhook_deliveries(v1::ListWebhookDeliveriesRequest {
+                service_id: service.into(),
+                limit: 0,
+            })
+            .await
+    };
+    webhook(globex.clone(), "").await.unwrap();
+    assert_eq!(
+        webhook(globex.clone(), "acme").await.unwrap_err().code(),
+        Code::NotFound
+    );
+    // Classify stores nothing: every key may.
+    assert!(globex.classify(&number, None).await.unwrap().valid);
+
     // Blocks are the whole server's: an admin's business.
     let error = status(globex.list_blocks(true, 0).await.unwrap_err());
     assert_eq!(error.code(), Code::PermissionDenied);
@@ -571,4 +646,43 @@ async fn autofill_lines_have_the_exact_formats(backend: Backend) {
         assert_eq!(error.code(), Code::InvalidArgument);
         assert!(error.message().starts_with(field), "{error:?}");
     }
+}
+
+/// A service at `abuse_level = "strict"` meets the strict pumping guard (which refuses VoIP
+/// numbers) while the server, and its other services, run the standard one.
+async fn a_service_may_tighten_abuse_defense(backend: Backend) {
+    let server = TestServer::start_with_config(
+        backend,
+        "[[services]]\nid = \"careful\"\nabuse_level = \"strict\"\n",
+    )
+    .await;
+    let client = server.client().await;
+    let voip = "+445612345678";
+    let error = status(
+        client
+            .verify(VerifyOptions {
+                service_id: Some("careful".into()),
+                ..VerifyOptions::new(voip)
+            })
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(error.code(), Code::FailedPrecondition);
+    assert!(error.message().starts_with("to: "), "{error:?}");
+    client.verify(VerifyOptions::new(voip)).await.unwrap();
+    let error = status(
+        client
+            .create_service(Service {
+                id: "lax".into(),
+                abuse_level: "off".into(),
+                ..Service::default()
+            })
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(error.code(), Code::InvalidArgument);
+    assert!(
+        error.message().starts_with("service: abuse_level: "),
+        "{error:?}"
+    );
 }

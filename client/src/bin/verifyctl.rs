@@ -370,7 +370,7 @@ enum Action {
         id: String,
     },
     Notifications(Box<more::ListArgs>),
-    Services(more::ServicesCommand),
+    Services(Box<more::ServicesCommand>),
     Blocks {
         all: bool,
         limit: u32,
@@ -472,7 +472,7 @@ impl Command {
             Command::GetNotification { id } => Action::GetNotification { id },
             Command::CancelNotification { id } => Action::CancelNotification { id },
             Command::Notifications(args) => Action::Notifications(Box::new(args)),
-            Command::Services { command } => Action::Services(command),
+            Command::Services { command } => Action::Services(Box::new(command)),
         })
     }
 }
@@ -690,7 +690,7 @@ async fn run(
         Action::CancelNotification { id } => {
             more::cancel_notification(&client, &id, json, out).await?;
         }
-        Action::Services(command) => more::services(&client, command, json, out).await?,
+        Action::Services(command) => more::services(&client, *command, json, out).await?,
         Action::Watch {
             verification,
             notification,
@@ -1409,7 +1409,7 @@ mod tests {
             parse(&["cancel-notification", "nt_1"]).unwrap(),
             Action::CancelNotification { id: "nt_1".into() }
         );
-        let Action::Services(more::ServicesCommand::Create(args)) = parse(&[
+        let Action::Services(command) = parse(&[
             "services",
             "create",
             "acme",
@@ -1419,6 +1419,9 @@ mod tests {
             "sms,voice",
         ])
         .unwrap() else {
+            panic!("not services");
+        };
+        let more::ServicesCommand::Create(args) = *command else {
             panic!("not services create");
         };
         assert_eq!(args.channels, Some(vec!["sms".into(), "voice".into()]));

@@ -85,6 +85,11 @@ pub struct ServiceSettings {
     /// In the configuration file: the environment variable that holds `webhook_secret`.
     #[serde(default, skip_serializing)]
     pub webhook_secret_env: Option<String>,
+    /// Abuse defense for its requests: empty for the server's `[abuse]`, or `strict` for the
+    /// pumping guard at level strict (a service may tighten the server's rules, never loosen
+    /// them).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub abuse_level: String,
 }
 
 /// The values a service takes where its settings say nothing (the server's `[codes]`).
@@ -133,6 +138,8 @@ pub struct Service {
     pub webhook_url: String,
     /// The webhook's signing secret (set whenever the URL is).
     pub webhook_secret: WebhookSecret,
+    /// Its requests meet the pumping guard at level strict.
+    pub strict_abuse: bool,
     /// From the configuration file (changed there, not through the API).
     pub configured: bool,
     /// When it was stored; `None` for a configured service.
@@ -330,6 +337,18 @@ impl ServiceSettings {
         if !webhook_url.is_empty() {
             check_webhook_url(&webhook_url).map_err(|reason| refuse("webhook_url", reason))?;
         }
+        let strict_abuse = match self.abuse_level.trim() {
+            "" => false,
+            "strict" => true,
+            other => {
+                return Err(refuse(
+                    "abuse_level",
+                    format!(
+                        "`{other}` is not a level a service may ask for: leave it empty for the server's [abuse] rules, or use strict (a service may tighten them, never loosen them)"
+                    ),
+                ));
+            }
+        };
         let service = Service {
             id: self.id.clone(),
             friendly_name,
@@ -345,6 +364,7 @@ impl ServiceSettings {
             domain,
             webhook_url,
             webhook_secret,
+            strict_abuse,
             configured: false,
             created_at_ms: None,
             updated_at_ms: None,
@@ -431,6 +451,11 @@ impl Service {
             webhook_url: self.webhook_url.clone(),
             webhook_secret: self.webhook_secret.clone(),
             webhook_secret_env: None,
+            abuse_level: if self.strict_abuse {
+                "strict".into()
+            } else {
+                String::new()
+            },
         }
     }
 }
@@ -551,6 +576,13 @@ mod tests {
                     ..acme()
                 },
                 "webhook_secret",
+            ),
+            (
+                ServiceSettings {
+                    abuse_level: "off".into(),
+                    ..acme()
+                },
+                "abuse_level",
             ),
             (
                 ServiceSettings {

@@ -119,9 +119,8 @@ pub(super) async fn recent_codes_of(
             .min()
     };
     let numbers_since = limit_since(KeyKind::Number).unwrap_or(i64::MAX);
-    let pumping_since = defense
-        .pumping
-        .is_on()
+    let any_strict = work.iter().any(|(plan, ..)| plan.strict_abuse());
+    let pumping_since = (defense.pumping.is_on() || any_strict)
         .then(|| now - defense.pumping.window.as_millis() as i64);
     let prefixes_since = limit_since(KeyKind::NumberPrefix)
         .into_iter()
@@ -590,7 +589,8 @@ pub(super) fn guard_group(
     let mut prefix_sends: HashMap<String, Vec<RecentSend>> = HashMap::new();
     let mut countries: HashMap<String, CountryActivity> = HashMap::new();
     let window_start = now - pumping.window.as_millis() as i64;
-    if pumping.is_on() {
+    let any_strict = work.iter().any(|(plan, ..)| plan.strict_abuse());
+    if pumping.is_on() || any_strict {
         for (_, prefix, _) in subjects.iter().flatten() {
             if prefix_sends.contains_key(prefix) {
                 continue;
@@ -644,10 +644,12 @@ pub(super) fn guard_group(
             guarded.refusals.push((index, blocked(block, now)));
             continue;
         }
+        let (plan, ..) = &work[index];
+        // The service's own level, when it asks for a stricter one.
+        let pumping = defense.pumping_for(plan.strict_abuse());
         if !pumping.is_on() {
             continue;
         }
-        let (plan, ..) = &work[index];
         // A country converting badly is put under watch (never blocked as a whole).
         let mut watched = false;
         if let Some(region) = &region {

@@ -26,6 +26,7 @@ pub const UPDATABLE_FIELDS: &[&str] = &[
     "domain",
     "webhook_url",
     "webhook_secret",
+    "abuse_level",
 ];
 
 /// `settings` with a new webhook secret when they have a URL and no secret.
@@ -223,6 +224,7 @@ fn merged(current: &ServiceSettings, new: ServiceSettings, fields: &[String]) ->
             "domain" => merged.domain = new.domain.clone(),
             "webhook_url" => merged.webhook_url = new.webhook_url.clone(),
             "webhook_secret" => merged.webhook_secret = new.webhook_secret.clone(),
+            "abuse_level" => merged.abuse_level = new.abuse_level.clone(),
             _ => {}
         }
     }

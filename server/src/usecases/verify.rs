@@ -81,6 +81,8 @@ pub(super) struct Plan {
     max_checks: u32,
     max_sends: u32,
     code_lifetime: std::time::Duration,
+    /// Its service asks for the pumping guard at level strict.
+    strict_abuse: bool,
     /// The autofill lines of its SMS.
     app_hash: String,
     autofill_domain: String,
@@ -131,6 +133,11 @@ impl Plan {
     /// The number's country, if it has one.
     pub(super) fn region(&self) -> Option<&str> {
         self.classification.region_code.as_deref()
+    }
+
+    /// Whether its service asks for the pumping guard at level strict.
+    pub(super) fn strict_abuse(&self) -> bool {
+        self.strict_abuse
     }
 
     /// The number's line type, as its range says.
@@ -613,7 +620,7 @@ impl UseCases {
         )?;
         if let Some(reason) = self
             .defense
-            .pumping
+            .pumping_for(service.strict_abuse)
             .refuses_line_type(classification.line_type)
         {
             return Err(UseCaseError::precondition("to", reason));
@@ -677,6 +684,7 @@ impl UseCases {
             max_checks: service.max_checks,
             max_sends: service.max_sends,
             code_lifetime: service.code_lifetime,
+            strict_abuse: service.strict_abuse,
             app_hash,
             autofill_domain,
             number_prefix: self

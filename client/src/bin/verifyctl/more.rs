@@ -179,6 +179,10 @@ pub struct ServiceArgs {
     /// The webhook's signing secret (`whsec_...`).
     #[arg(long, value_name = "SECRET")]
     pub webhook_secret: Option<String>,
+    /// `strict` for the pumping guard at level strict for this service's requests (empty:
+    /// the server's rules).
+    #[arg(long, value_name = "LEVEL")]
+    pub abuse_level: Option<String>,
 }
 
 fn channel_value(text: &str) -> Result<i32, Failure> {
@@ -213,6 +217,7 @@ impl ServiceArgs {
         set("domain", self.domain.is_some());
         set("webhook_url", self.webhook_url.is_some());
         set("webhook_secret", self.webhook_secret.is_some());
+        set("abuse_level", self.abuse_level.is_some());
         let templates = self
             .templates
             .iter()
@@ -251,6 +256,7 @@ impl ServiceArgs {
             domain: self.domain.clone().unwrap_or_default(),
             webhook_url: self.webhook_url.clone().unwrap_or_default(),
             webhook_secret: self.webhook_secret.clone().unwrap_or_default(),
+            abuse_level: self.abuse_level.clone().unwrap_or_default(),
             ..Service::default()
         };
         Ok((service, fields))
@@ -356,6 +362,13 @@ fn service_text(service: &Service) -> String {
         (
             "webhook secret",
             or_dash(&service.webhook_secret).to_string(),
+        ),
+        (
+            "abuse defense",
+            match service.abuse_level.as_str() {
+                "" => "the server's".to_string(),
+                level => level.to_string(),
+            },
         ),
         (
             "source",
