@@ -14,6 +14,8 @@ use crate::store::{SqlStore, StoreResult, StoredService};
 
 /// How often stored services are read again.
 pub const REFRESH: Duration = Duration::from_secs(5);
+/// How often, at most, a request naming an unknown service makes the services be read again.
+pub const MISS_RELOAD: Duration = Duration::from_secs(1);
 
 /// The services of one server.
 pub struct ServiceDirectory {
@@ -21,6 +23,8 @@ pub struct ServiceDirectory {
     configured: HashMap<String, Arc<Service>>,
     stored: RwLock<HashMap<String, Arc<Service>>>,
     store: Arc<SqlStore>,
+    /// When an unknown id last made the services be read again.
+    last_miss_reload: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl ServiceDirectory {
@@ -50,6 +54,7 @@ impl ServiceDirectory {
             configured: by_id,
             stored: RwLock::default(),
             store,
+            last_miss_reload: std::sync::Mutex::default(),
         });
         directory
             .reload()
@@ -75,13 +80,35 @@ impl ServiceDirectory {
             .cloned()
     }
 
-    /// A service, read from the database when not known yet (created on another replica).
+    /// A service, read from the database when not known yet (created on another replica);
+    /// the database is read for unknown ids at most every [`MISS_RELOAD`], so requests naming
+    /// a service that does not exist do not each read it.
     pub async fn find(&self, id: &str) -> StoreResult<Option<Arc<Service>>> {
         if let Some(service) = self.get(id) {
             return Ok(Some(service));
         }
-        self.reload().await?;
+        self.reload_for_miss().await?;
         Ok(self.get(id))
+    }
+
+    /// Reads the services again for an id not known, unless that was done less than
+    /// [`MISS_RELOAD`] ago.
+    pub async fn reload_for_miss(&self) -> StoreResult<()> {
+        let due = {
+            let mut last = self
+                .last_miss_reload
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let due = last.is_none_or(|at| at.elapsed() >= MISS_RELOAD);
+            if due {
+                *last = Some(std::time::Instant::now());
+            }
+            due
+        };
+        if due {
+            self.reload().await?;
+        }
+        Ok(())
     }
 
     /// The longest code lifetime of any service (the rate limits read recorded codes back

@@ -29,7 +29,8 @@ const BATCH: u32 = 200;
 const SUBJECTS_AT_ONCE: usize = 16;
 /// How often a webhook looks for events without being woken, and for due retries.
 const ROUND_EVERY: Duration = Duration::from_millis(500);
-/// How long a server holds a webhook without renewing (it renews every round).
+/// How long a server holds a webhook without renewing: it renews every third of that while a
+/// round runs, and at the start of each round.
 const LEASE: Duration = Duration::from_secs(30);
 /// Deliveries given up are shown this long.
 const KEEP_FAILED: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -215,6 +216,15 @@ impl WebhookSender {
                 .get(&service_id)
                 .filter(|s| !s.webhook_url.is_empty())
             else {
+                // The webhook was turned off: turned on again, it starts afresh.
+                let turned_off = async {
+                    let mut tx = self.store.begin_background().await?;
+                    tx.turn_off_webhook(&service_id).await?;
+                    tx.commit().await
+                };
+                if let Err(error) = turned_off.await {
+                    tracing::warn!(service = %service_id, %error, "recording a webhook turned off failed");
+                }
                 return;
             };
             events.borrow_and_update();
@@ -247,45 +257,106 @@ impl WebhookSender {
 
     /// Sends the new events and the due retries, if this server holds the webhook.
     async fn round(&self, service: &Service) -> Result<(), StoreError> {
+        let Some(mut cursor) = self.claim(service).await? else {
+            return Ok(()); // Another server sends this webhook.
+        };
+        // The lease is renewed while the round runs (a slow receiver can hold a round up for
+        // longer than the lease); should it be lost, nothing more of this round is recorded.
+        let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let keeper = self.keep_lease(service, Arc::clone(&lost));
+        let held = || !lost.load(std::sync::atomic::Ordering::SeqCst);
+        let result = async {
+            while held() {
+                let events = self
+                    .store
+                    .events_after(cursor, None, Some(&service.id), BATCH)
+                    .await?;
+                let Some(last) = events.last().map(|e| e.cursor) else {
+                    break;
+                };
+                let full = events.len() == BATCH as usize;
+                let failed = self.send_new(service, events).await?;
+                let mut tx = self.store.begin_background().await?;
+                if !held() || !tx.advance_webhook(&service.id, &self.holder, last).await? {
+                    // Another server took the webhook over: it sends from the cursor.
+                    tx.rollback().await?;
+                    return Ok(());
+                }
+                tx.insert_webhook_retries(&failed, now_ms()).await?;
+                tx.commit().await?;
+                cursor = last;
+                if !full {
+                    break;
+                }
+            }
+            if held() {
+                self.send_due_retries(service, &held).await?;
+            }
+            Ok(())
+        }
+        .await;
+        keeper.abort();
+        result
+    }
+
+    /// Takes or renews the lease on a service's webhook; its cursor, or `None` when another
+    /// server holds it.
+    async fn claim(&self, service: &Service) -> Result<Option<i64>, StoreError> {
         let now = now_ms();
         let start = self.store.latest_event_cursor().await?;
         let mut tx = self.store.begin_background().await?;
         let claimed = tx
             .claim_webhook(
                 &service.id,
+                &service.webhook_url,
                 &self.holder,
                 now,
                 now + LEASE.as_millis() as i64,
-                start,
+                Some(start),
             )
             .await?;
         tx.commit().await?;
-        let Some(mut cursor) = claimed else {
-            return Ok(()); // Another server sends this webhook.
-        };
-        loop {
-            let events = self
-                .store
-                .events_after(cursor, None, Some(&service.id), BATCH)
-                .await?;
-            let Some(last) = events.last().map(|e| e.cursor) else {
-                break;
-            };
-            let full = events.len() == BATCH as usize;
-            let failed = self.send_new(service, events).await?;
-            let mut tx = self.store.begin_background().await?;
-            tx.insert_webhook_retries(&failed, now_ms()).await?;
-            let still_held = tx.advance_webhook(&service.id, &self.holder, last).await?;
-            tx.commit().await?;
-            if !still_held {
-                return Ok(());
+        Ok(claimed)
+    }
+
+    /// Renews the lease every third of it until aborted; sets `lost` when it cannot.
+    fn keep_lease(
+        &self,
+        service: &Service,
+        lost: Arc<std::sync::atomic::AtomicBool>,
+    ) -> JoinHandle<()> {
+        let (store, holder, service_id, url) = (
+            Arc::clone(&self.store),
+            self.holder.clone(),
+            service.id.clone(),
+            service.webhook_url.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(LEASE / 3).await;
+                let now = now_ms();
+                let renewed = async {
+                    let mut tx = store.begin_background().await?;
+                    let claimed = tx
+                        .claim_webhook(
+                            &service_id,
+                            &url,
+                            &holder,
+                            now,
+                            now + LEASE.as_millis() as i64,
+                            None,
+                        )
+                        .await?;
+                    tx.commit().await?;
+                    Ok::<_, StoreError>(claimed.is_some())
+                }
+                .await;
+                if !matches!(renewed, Ok(true)) {
+                    lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
             }
-            cursor = last;
-            if !full {
-                break;
-            }
-        }
-        self.send_due_retries(service).await
+        })
     }
 
     /// Sends events not sent before: each subject's in order, subjects side by side. Returns
@@ -375,9 +446,14 @@ impl WebhookSender {
         );
     }
 
-    /// Tries the due retries again, the earliest of each subject, until none is due.
-    async fn send_due_retries(&self, service: &Service) -> Result<(), StoreError> {
-        loop {
+    /// Tries the due retries again, the earliest of each subject, until none is due (or the
+    /// lease is lost: `held` says).
+    async fn send_due_retries(
+        &self,
+        service: &Service,
+        held: &impl Fn() -> bool,
+    ) -> Result<(), StoreError> {
+        while held() {
             let now = now_ms();
             let due = self
                 .store
@@ -406,6 +482,10 @@ impl WebhookSender {
                 .collect()
                 .await;
             let mut tx = self.store.begin_background().await?;
+            if !held() {
+                tx.rollback().await?;
+                break;
+            }
             for (retry, delivered) in &tried {
                 tx.save_webhook_retry(retry, *delivered, now_ms()).await?;
             }

@@ -16,11 +16,10 @@ ALTER TABLE verifications ADD COLUMN autofill_domain TEXT NOT NULL DEFAULT '';
 ALTER TABLE messages ADD COLUMN service_id TEXT NOT NULL DEFAULT 'default';
 ALTER TABLE notifications ADD COLUMN service_id TEXT NOT NULL DEFAULT 'default';
 
--- Block events belong to no service (blocks are the whole server's).
+-- Block events belong to no service (blocks are the whole server's): set by the next
+-- migration, outside this one's locks.
 ALTER TABLE events ADD COLUMN service_id TEXT NOT NULL DEFAULT 'default';
 ALTER TABLE event_inbox ADD COLUMN service_id TEXT NOT NULL DEFAULT 'default';
-UPDATE events SET service_id = '' WHERE subject_kind = 'block';
-UPDATE event_inbox SET service_id = '' WHERE subject_kind = 'block';
 
 ALTER TABLE idempotency_keys ADD COLUMN service_id TEXT NOT NULL DEFAULT 'default';
 ALTER TABLE idempotency_keys DROP CONSTRAINT idempotency_keys_pkey;

@@ -6,6 +6,9 @@ CREATE TABLE webhook_cursors (
     service_id TEXT PRIMARY KEY,
     cursor INTEGER NOT NULL,
     holder TEXT,
+    -- The URL it sends to; empty once the service's webhook was turned off (turned on again,
+    -- it starts from the latest event rather than sending what happened meanwhile).
+    url TEXT NOT NULL DEFAULT '',
     lease_until_ms INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE webhook_retries (

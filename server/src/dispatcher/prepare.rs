@@ -59,7 +59,7 @@ pub async fn prepare(
     if claimed
         .iter()
         .any(|m| services.get(&m.service_id).is_none())
-        && let Err(error) = services.reload().await
+        && let Err(error) = services.reload_for_miss().await
     {
         tracing::warn!(%error, "reading the stored services failed");
     }

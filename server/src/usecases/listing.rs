@@ -47,6 +47,9 @@ pub struct Page<T> {
     pub next_page_token: String,
 }
 
+/// Most statuses one list request may name.
+const MAX_STATUSES: usize = 16;
+
 /// Prefix of page tokens (a token of another format is refused, not misread).
 const TOKEN_PREFIX: &str = "after:";
 
@@ -82,6 +85,12 @@ impl<S> ListInput<S> {
         stored_statuses: Vec<String>,
     ) -> Result<(ListFilter, u32), UseCaseError> {
         let service_id = caller.events_of(&self.service_id)?;
+        if self.statuses.len() > MAX_STATUSES {
+            return Err(UseCaseError::invalid(
+                "statuses",
+                format!("at most {MAX_STATUSES} statuses"),
+            ));
+        }
         let region_code = match self.region_code.trim() {
             "" => None,
             region if region.len() == 2 && region.bytes().all(|b| b.is_ascii_alphabetic()) => {

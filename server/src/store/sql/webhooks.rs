@@ -115,25 +115,63 @@ pub(super) async fn retries_of(
 }
 
 impl WriteTx {
-    /// Takes (or renews) the lease on a service's webhook for `holder` until `until_ms`, the
-    /// cursor starting at `start_cursor` the first time; the cursor when taken, `None` when
-    /// another server holds it.
+    /// Takes (or renews) the lease on a service's webhook to `url` for `holder` until
+    /// `until_ms`; the cursor when taken, `None` when another server holds it. With
+    /// `start_cursor` (at the start of a round, not when renewing during one), the cursor
+    /// starts there the first time, and again after the webhook was turned off.
     pub async fn claim_webhook(
+        &mut self,
+        service_id: &str,
+        url: &str,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+        start_cursor: Option<i64>,
+    ) -> StoreResult<Option<i64>> {
+        if let Some(start_cursor) = start_cursor {
+            self.start_webhook(service_id, url, start_cursor).await?;
+        }
+        self.lease_webhook(service_id, holder, now_ms, until_ms)
+            .await
+    }
+
+    /// Makes a service's cursor row, at `start_cursor`, or moves it there when the webhook was
+    /// turned off.
+    async fn start_webhook(
+        &mut self,
+        service_id: &str,
+        url: &str,
+        start_cursor: i64,
+    ) -> StoreResult<()> {
+        db::query(
+            "INSERT INTO webhook_cursors (service_id, cursor, holder, lease_until_ms, url) VALUES ($1, $2, NULL, 0, $3) \
+             ON CONFLICT (service_id) DO NOTHING",
+        )
+        .bind(service_id)
+        .bind(start_cursor)
+        .bind(url)
+        .execute(self.conn().await?)
+        .await?;
+        // Turned off and on again: what happened meanwhile is not sent.
+        db::query(
+            "UPDATE webhook_cursors SET cursor = $1, url = $2 WHERE service_id = $3 AND url = ''",
+        )
+        .bind(start_cursor)
+        .bind(url)
+        .bind(service_id)
+        .execute(self.conn().await?)
+        .await?;
+        Ok(())
+    }
+
+    /// The lease, if free, expired or already `holder`'s; the cursor when taken.
+    async fn lease_webhook(
         &mut self,
         service_id: &str,
         holder: &str,
         now_ms: i64,
         until_ms: i64,
-        start_cursor: i64,
     ) -> StoreResult<Option<i64>> {
-        db::query(
-            "INSERT INTO webhook_cursors (service_id, cursor, holder, lease_until_ms) VALUES ($1, $2, NULL, 0) \
-             ON CONFLICT (service_id) DO NOTHING",
-        )
-        .bind(service_id)
-        .bind(start_cursor)
-        .execute(self.conn().await?)
-        .await?;
         let taken = db::query(
             "UPDATE webhook_cursors SET holder = $1, lease_until_ms = $2 WHERE service_id = $3 \
              AND (holder IS NULL OR holder = $1 OR lease_until_ms < $4)",
@@ -152,6 +190,20 @@ impl WriteTx {
             .bind(service_id)
             .scalar_optional(self.conn().await?)
             .await
+    }
+
+    /// Marks a service's webhook turned off: its pending deliveries are dropped, and when it is
+    /// turned on again it starts from the latest event.
+    pub async fn turn_off_webhook(&mut self, service_id: &str) -> StoreResult<()> {
+        db::query("UPDATE webhook_cursors SET url = '', holder = NULL, lease_until_ms = 0 WHERE service_id = $1")
+            .bind(service_id)
+            .execute(self.conn().await?)
+            .await?;
+        db::query("DELETE FROM webhook_retries WHERE service_id = $1")
+            .bind(service_id)
+            .execute(self.conn().await?)
+            .await?;
+        Ok(())
     }
 
     /// Gives up `holder`'s lease on a service's webhook (at shutdown), so the next server
