@@ -184,6 +184,21 @@ impl WebhookSender {
         let sender = Arc::clone(self);
         tokio::spawn(async move {
             let mut shutdown = shutdown;
+            // A start may follow a fix (the URL, the CA): what waits is tried again at once.
+            let now_due = async {
+                let mut tx = sender.store.begin_background().await?;
+                let due = tx.retry_webhooks_now(now_ms()).await?;
+                tx.commit().await?;
+                Ok::<_, StoreError>(due)
+            };
+            match now_due.await {
+                Ok(0) => {}
+                Ok(due) => tracing::info!(
+                    due,
+                    "webhook deliveries waiting to be retried are tried again now"
+                ),
+                Err(error) => tracing::warn!(%error, "could not bring the webhook retries forward"),
+            }
             let mut running: HashMap<String, JoinHandle<()>> = HashMap::new();
             loop {
                 running.retain(|_, task| !task.is_finished());

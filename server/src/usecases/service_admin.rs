@@ -65,11 +65,17 @@ impl UseCases {
             created_at_ms: now,
             updated_at_ms: now,
         };
+        let latest = self.store.latest_event_cursor().await?;
         let mut tx = self.store.begin().await?;
         let inserted = tx.insert_service(&stored).await?;
         if !inserted {
             tx.rollback().await?;
             return Err(taken());
+        }
+        if !service.webhook_url.is_empty() {
+            // Its webhook gets every event from now on, however soon a sender takes it up.
+            tx.start_webhook(&service.id, &service.webhook_url, latest)
+                .await?;
         }
         tx.commit().await?;
         let service = self
@@ -141,6 +147,7 @@ impl UseCases {
                 ),
             ));
         }
+        let latest = self.store.latest_event_cursor().await?;
         let mut tx = self.store.begin().await?;
         let Some(mut stored) = tx.lock_service(&id).await? else {
             tx.rollback().await?;
@@ -154,6 +161,10 @@ impl UseCases {
         stored.settings = service.settings();
         stored.updated_at_ms = now_ms();
         tx.save_service(&stored).await?;
+        if !service.webhook_url.is_empty() {
+            tx.start_webhook(&service.id, &service.webhook_url, latest)
+                .await?;
+        }
         tx.commit().await?;
         let service = self
             .services

@@ -635,7 +635,7 @@ pub async fn services(
             }
             writeln!(
                 out,
-                "webhook {}: delivered through event {}, {} failed",
+                "webhook {}: events through {} sent or waiting here, {} not delivered yet",
                 or_dash(&state.webhook_url),
                 state.delivered_through_cursor,
                 state.deliveries.len()

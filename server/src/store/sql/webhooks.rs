@@ -136,8 +136,8 @@ impl WriteTx {
     }
 
     /// Makes a service's cursor row, at `start_cursor`, or moves it there when the webhook was
-    /// turned off.
-    async fn start_webhook(
+    /// turned off: a webhook set up through the API starts with the events after that moment.
+    pub async fn start_webhook(
         &mut self,
         service_id: &str,
         url: &str,
@@ -296,6 +296,19 @@ impl WriteTx {
         .await?
         .rows_affected();
         rows::updated_one(updated, "webhook retry", &retry.cursor.to_string())
+    }
+
+    /// Makes every delivery being retried due at `now_ms` (at start: the operator may have
+    /// fixed what made them fail, a URL or a CA, and should not wait hours for the next try).
+    pub async fn retry_webhooks_now(&mut self, now_ms: i64) -> StoreResult<u64> {
+        Ok(db::query(
+            "UPDATE webhook_retries SET next_attempt_at_ms = $1 WHERE status = 'retrying' \
+             AND attempts > 0 AND next_attempt_at_ms > $1",
+        )
+        .bind(now_ms)
+        .execute(self.conn().await?)
+        .await?
+        .rows_affected())
     }
 
     /// Removes deliveries given up before `before_ms`.
