@@ -206,9 +206,13 @@ pub async fn serve(
         }
     }
     services.follow(stopping_signal.clone());
-    let mut webhooks =
-        WebhookSender::new(Arc::clone(&store), Arc::clone(&services), &config.webhooks)?
-            .start(stopping_signal.clone());
+    let webhook_sender =
+        WebhookSender::new(Arc::clone(&store), Arc::clone(&services), &config.webhooks)?;
+    webhook_sender
+        .prepare()
+        .await
+        .map_err(|e| format!("webhooks: {e}"))?;
+    let mut webhooks = webhook_sender.start(stopping_signal.clone());
     if !api_keys.is_enabled() {
         tracing::warn!(
             listen = %address,

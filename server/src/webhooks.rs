@@ -178,6 +178,20 @@ impl WebhookSender {
         }))
     }
 
+    /// Sets up the webhooks of services that have one and none yet, at the latest event, before
+    /// requests are served: none of their events is then missed, however soon they come.
+    pub async fn prepare(&self) -> Result<(), StoreError> {
+        let latest = self.store.latest_event_cursor().await?;
+        let mut tx = self.store.begin_background().await?;
+        for service in self.services.all() {
+            if !service.webhook_url.is_empty() {
+                tx.start_webhook(&service.id, &service.webhook_url, latest)
+                    .await?;
+            }
+        }
+        tx.commit().await
+    }
+
     /// Runs a webhook for each service that has one (started and stopped as services
     /// change) until `shutdown` turns true.
     pub fn start(self: &Arc<Self>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
