@@ -2,7 +2,7 @@
 //! so the primary key orders them), filtered, a page at a time after the last id shown.
 
 use super::db::{self, Value};
-use super::rows::{self, MESSAGE_COLUMNS, NOTIFICATION_COLUMNS, VERIFICATION_COLUMNS};
+use super::rows::{self, MESSAGE_COLUMNS};
 use crate::domain::{Notification, OutboxMessage, Verification};
 use crate::store::StoreResult;
 
@@ -85,36 +85,16 @@ fn where_clause(
     (clauses.join(" AND "), values)
 }
 
-/// Columns of `columns` qualified with the alias `t`.
-fn qualified(columns: &str) -> String {
-    columns
-        .split(',')
-        .map(|column| format!("t.{}", column.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// A page of verifications.
 pub(super) async fn verifications(
     exec: db::Exec<'_>,
     filter: &ListFilter,
 ) -> StoreResult<Vec<Verification>> {
     let (clause, values) = where_clause(filter, |list| format!("t.status IN ({list})"));
-    let sql = format!(
-        "SELECT {} FROM verifications t WHERE {clause} ORDER BY t.id DESC LIMIT {}",
-        qualified(VERIFICATION_COLUMNS),
-        filter.limit
-    );
-    db::query(sql)
-        .bind_all(values)
-        .fetch_all(exec)
-        .await?
-        .iter()
-        .map(rows::verification)
-        .collect()
+    rows::newest_first(exec, &rows::VERIFICATIONS, &clause, values, filter.limit).await
 }
 
-/// A page of notifications.
+/// A page of notifications (a status filter applies to their messages).
 pub(super) async fn notifications(
     exec: db::Exec<'_>,
     filter: &ListFilter,
@@ -124,18 +104,7 @@ pub(super) async fn notifications(
             "EXISTS (SELECT 1 FROM messages m WHERE m.subject_id = t.id AND m.status IN ({list}))"
         )
     });
-    let sql = format!(
-        "SELECT {} FROM notifications t WHERE {clause} ORDER BY t.id DESC LIMIT {}",
-        qualified(NOTIFICATION_COLUMNS),
-        filter.limit
-    );
-    db::query(sql)
-        .bind_all(values)
-        .fetch_all(exec)
-        .await?
-        .iter()
-        .map(rows::notification)
-        .collect()
+    rows::newest_first(exec, &rows::NOTIFICATIONS, &clause, values, filter.limit).await
 }
 
 /// The messages of `subject_ids`, oldest first.

@@ -74,6 +74,34 @@ pub(crate) async fn by_ids<T>(
         .collect()
 }
 
+/// The rows of `table` (aliased `t`) that `clause` selects with its `values`, newest first
+/// (ids are time-ordered), at most `limit`: a page of a list.
+pub(crate) async fn newest_first<T>(
+    exec: db::Exec<'_>,
+    table: &Table<T>,
+    clause: &str,
+    values: Vec<db::Value>,
+    limit: u32,
+) -> StoreResult<Vec<T>> {
+    let columns = table
+        .columns
+        .split(',')
+        .map(|column| format!("t.{}", column.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT {columns} FROM {} t WHERE {clause} ORDER BY t.id DESC LIMIT {limit}",
+        table.name
+    );
+    db::query(sql)
+        .bind_all(values)
+        .fetch_all(exec)
+        .await?
+        .iter()
+        .map(table.read)
+        .collect()
+}
+
 /// Checks that an update by id changed its one row (a row that vanished is corruption).
 pub(crate) fn updated_one(rows_affected: u64, what: &str, id: &str) -> StoreResult<()> {
     if rows_affected == 1 {
