@@ -133,6 +133,22 @@ fn enum_value(
     })
 }
 
+impl ListArgs {
+    /// The `--status` values as the enum's values, read with `prefix` and `parse`; the error
+    /// names the `known` ones.
+    fn statuses_of(
+        &self,
+        prefix: &str,
+        parse: fn(&str) -> Option<i32>,
+        known: &[&str],
+    ) -> Result<Vec<i32>, Failure> {
+        self.statuses
+            .iter()
+            .map(|text| enum_value(text, prefix, parse, known))
+            .collect()
+    }
+}
+
 /// Arguments that describe a service, for `services create` and `services update`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
 pub struct ServiceArgs {
@@ -492,25 +508,17 @@ pub async fn list_verifications(
     now: DateTime<Utc>,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
-    const KNOWN: &[&str] = &[
-        "pending",
-        "approved",
-        "canceled",
-        "expired",
-        "max-attempts-reached",
-    ];
-    let statuses = args
-        .statuses
-        .iter()
-        .map(|text| {
-            enum_value(
-                text,
-                "VERIFICATION_STATUS_",
-                |name| VerificationStatus::from_str_name(name).map(|s| s as i32),
-                KNOWN,
-            )
-        })
-        .collect::<Result<_, _>>()?;
+    let statuses = args.statuses_of(
+        "VERIFICATION_STATUS_",
+        |name| VerificationStatus::from_str_name(name).map(|s| s as i32),
+        &[
+            "pending",
+            "approved",
+            "canceled",
+            "expired",
+            "max-attempts-reached",
+        ],
+    )?;
     let request = ListVerificationsRequest {
         service_id: args.service.unwrap_or_default(),
         statuses,
@@ -546,27 +554,19 @@ pub async fn list_notifications(
     json: bool,
     out: &mut impl Write,
 ) -> Result<(), Failure> {
-    const KNOWN: &[&str] = &[
-        "scheduled",
-        "queued",
-        "submitted",
-        "delivered",
-        "failed",
-        "maybe-sent",
-        "canceled",
-    ];
-    let statuses = args
-        .statuses
-        .iter()
-        .map(|text| {
-            enum_value(
-                text,
-                "NOTIFICATION_STATUS_",
-                |name| NotificationStatus::from_str_name(name).map(|s| s as i32),
-                KNOWN,
-            )
-        })
-        .collect::<Result<_, _>>()?;
+    let statuses = args.statuses_of(
+        "NOTIFICATION_STATUS_",
+        |name| NotificationStatus::from_str_name(name).map(|s| s as i32),
+        &[
+            "scheduled",
+            "queued",
+            "submitted",
+            "delivered",
+            "failed",
+            "maybe-sent",
+            "canceled",
+        ],
+    )?;
     let request = ListNotificationsRequest {
         service_id: args.service.unwrap_or_default(),
         statuses,
