@@ -41,12 +41,12 @@ use crate::proto::v1::verify_service_client::VerifyServiceClient;
 use crate::proto::v1::{
     Block, CancelNotificationRequest, CancelVerificationRequest, Channel as DeliveryChannel,
     CheckRequest, CheckResponse, Classification, ClassifyBatchRequest, ClassifyBatchResponse,
-    ClassifyRequest, CreateServiceRequest, Event, GetNotificationRequest, GetServiceRequest,
-    GetVerificationRequest, ListBlocksRequest, ListNotificationsRequest, ListNotificationsResponse,
-    ListServicesRequest, ListVerificationsRequest, ListVerificationsResponse, MessageCategory,
-    Notification, NotifyRequest, NotifyResponse, RequestContext, Service, UnblockRequest,
-    UpdateServiceRequest, Verification, VerifyRequest, VerifyResponse, WatchEventsRequest,
-    check_request,
+    ClassifyRequest, CreateServiceRequest, Event, GetConversionStatsRequest,
+    GetConversionStatsResponse, GetNotificationRequest, GetServiceRequest, GetVerificationRequest,
+    ListBlocksRequest, ListNotificationsRequest, ListNotificationsResponse, ListServicesRequest,
+    ListVerificationsRequest, ListVerificationsResponse, MessageCategory, Notification,
+    NotifyRequest, NotifyResponse, RequestContext, Service, UnblockRequest, UpdateServiceRequest,
+    Verification, VerifyRequest, VerifyResponse, WatchEventsRequest, check_request,
 };
 
 /// Code generated from `proto/verify/v1/verify.proto`: `proto::v1` holds the messages, enums
@@ -798,6 +798,15 @@ impl VerifyClient {
             .into_inner()
             .service
             .ok_or(ClientError::MissingField("service"))
+    }
+
+    /// Conversion statistics for the range, grouping and filters of `request` (an empty
+    /// request: the last 7 days by country).
+    pub async fn conversion_stats(
+        &self,
+        request: GetConversionStatsRequest,
+    ) -> Result<GetConversionStatsResponse, ClientError> {
+        Ok(self.raw().get_conversion_stats(request).await?.into_inner())
     }
 
     /// Streams the events `request` selects (a verification, a notification, or every event

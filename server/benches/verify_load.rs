@@ -37,7 +37,7 @@ use verify_client::proto::v1::{CheckRequest, CheckResult, ClassifyRequest, Verif
 const CONCURRENCY: usize = 64;
 
 mod common;
-use common::Load;
+use common::{Load, drop_database, postgres_database};
 const CONNECTIONS: usize = 4;
 
 /// A server process, killed when dropped.
@@ -658,30 +658,6 @@ async fn postgres_limits(url: &str, budget: Duration) {
          {batched:.0} four-row writes/s at 64 per commit from one connection, a statement per row; \
          {set_based:.0} four-row writes/s at 64 per commit from 4 connections, a statement per table"
     );
-}
-
-/// A PostgreSQL database for the run (admin URL, name, URL), or `None` when no server answers.
-async fn postgres_database(suffix: &str) -> Option<(String, String, String)> {
-    let admin = std::env::var("VERIFYD_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let mut connection = sqlx::PgConnection::connect(&admin).await.ok()?;
-    let name = format!("verifyd_bench_{}_{suffix}", std::process::id());
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut connection)
-        .await
-        .ok()?;
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    Some((admin.clone(), name.clone(), format!("{base}/{name}")))
-}
-
-async fn drop_database(admin: &str, name: &str) {
-    if let Ok(mut connection) = sqlx::PgConnection::connect(admin).await {
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&mut connection)
-        .await;
-    }
 }
 
 fn main() {

@@ -213,6 +213,12 @@ pub async fn serve(
         .await
         .map_err(|e| format!("webhooks: {e}"))?;
     let mut webhooks = webhook_sender.start(stopping_signal.clone());
+    // Conversion statistics follow the event log in the background.
+    let mut rollup = crate::rollup::start(
+        Arc::clone(&store),
+        config.routes.clone(),
+        stopping_signal.clone(),
+    );
     if !api_keys.is_enabled() {
         tracing::warn!(
             listen = %address,
@@ -348,6 +354,13 @@ pub async fn serve(
     match tokio::time::timeout(RECEIPT_DRAIN_TIMEOUT, receipt_recorder).await {
         Ok(_) => {}
         Err(_) => tracing::warn!("receipts still arriving after shutdown; later ones are lost"),
+    }
+    // A batch being rolled up commits whole or not at all; the next start reads it again.
+    if tokio::time::timeout(Duration::from_secs(5), &mut rollup)
+        .await
+        .is_err()
+    {
+        rollup.abort();
     }
     store.close().await;
     tracing::info!("verifyd stopped");

@@ -7,12 +7,13 @@ use verify_proto::Timestamp;
 
 use verify_policy::rules::Category;
 
+use crate::domain::conversion::{Dimension, GroupKey, Tally};
 use crate::domain::{
     CheckResult, DeliveryStatus, EventKind, NotificationStatus, OutboxMessage, RecordedEvent,
     Subject, SubjectStatus, VerificationStatus,
 };
 use crate::proto;
-use crate::usecases::{NotificationView, VerificationView};
+use crate::usecases::{NotificationView, StatsAnswer, VerificationView};
 
 /// Unix milliseconds to a protobuf timestamp.
 pub fn timestamp(ms: i64) -> Timestamp {
@@ -533,6 +534,66 @@ pub fn block(block: &verify_policy::abuse::Block, now_ms: i64) -> proto::Block {
         lifted: block.lifted_ms.map(timestamp),
         lifted_by: block.lifted_by.clone().unwrap_or_default(),
         explanation: block.explain(now_ms),
+    }
+}
+
+/// A statistics dimension from its proto value; `None` for unset or unknown values.
+pub fn dimension_from_proto(value: i32) -> Option<Dimension> {
+    use proto::StatsDimension as P;
+    Some(match P::try_from(value).ok()? {
+        P::Unspecified => return None,
+        P::Country => Dimension::Country,
+        P::Carrier => Dimension::Carrier,
+        P::Channel => Dimension::Channel,
+        P::Service => Dimension::Service,
+        P::Day => Dimension::Day,
+        P::Hour => Dimension::Hour,
+    })
+}
+
+/// A group's figures (`group` empty for the total).
+pub fn conversion_figures(group: &GroupKey, tally: &Tally) -> proto::ConversionStats {
+    let channel = group
+        .channel
+        .as_deref()
+        .and_then(Channel::parse)
+        .map_or(proto::Channel::Unspecified, channel);
+    let quantile = |q| tally.approval_time_quantile_ms(q).unwrap_or(0).max(0) as u64;
+    proto::ConversionStats {
+        region_code: group.country.clone().unwrap_or_default(),
+        carrier: group.carrier.clone().unwrap_or_default(),
+        channel: channel as i32,
+        service_id: group.service_id.clone().unwrap_or_default(),
+        period_start: group.period_start_ms.map(timestamp),
+        verifications: tally.verifications,
+        approved: tally.approved,
+        conversion_rate: tally.conversion_rate().unwrap_or(0.0),
+        sent: tally.sent,
+        delivered: tally.delivered,
+        failed: tally.failed,
+        delivery_rate: tally.delivery_rate().unwrap_or(0.0),
+        approval_time_p50_ms: quantile(0.5),
+        approval_time_p90_ms: quantile(0.9),
+        fallback_sent: tally.fallback_sent,
+        fallback_approved: tally.fallback_approved,
+        fallback_yield: tally.fallback_yield().unwrap_or(0.0),
+        cost: tally.cost_micros as f64 / 1e6,
+        sent_without_cost: tally.sent.saturating_sub(tally.costed_sent),
+    }
+}
+
+/// A statistics answer.
+pub fn conversion_stats(answer: &StatsAnswer) -> proto::GetConversionStatsResponse {
+    proto::GetConversionStatsResponse {
+        rows: answer
+            .rows
+            .iter()
+            .map(|row| conversion_figures(&row.group, &row.tally))
+            .collect(),
+        total: Some(conversion_figures(&GroupKey::default(), &answer.total)),
+        start_time: Some(timestamp(answer.start_ms)),
+        end_time: Some(timestamp(answer.end_ms)),
+        counted_through_cursor: answer.counted_through_cursor.max(0) as u64,
     }
 }
 

@@ -12,11 +12,14 @@ use verify_policy::abuse::RawContext;
 use verify_policy::classify;
 
 use crate::convert;
+use crate::domain::conversion::Dimension;
 use crate::domain::{NotificationStatus, VerificationStatus};
 use crate::errors::{internal, invalid_argument};
 use crate::proto;
 use crate::proto::verify_service_server::VerifyService;
-use crate::usecases::{Caller, CheckTarget, ListInput, NotifyInput, UseCases, VerifyInput};
+use crate::usecases::{
+    Caller, CheckTarget, ListInput, NotifyInput, StatsInput, UseCases, VerifyInput,
+};
 
 /// Most numbers in one ClassifyBatch chunk.
 const MAX_BATCH_CHUNK: usize = 10_000;
@@ -125,6 +128,23 @@ fn verification_statuses(values: &[i32]) -> Result<Vec<VerificationStatus>, Stat
         .map(|&value| {
             convert::verification_status_from_proto(value).ok_or_else(|| {
                 invalid_argument("statuses", format!("{value} is not a verification status"))
+            })
+        })
+        .collect()
+}
+
+/// The dimensions a statistics request groups by; an unknown or unset value is named.
+fn stats_dimensions(values: &[i32]) -> Result<Vec<Dimension>, Status> {
+    values
+        .iter()
+        .map(|&value| {
+            convert::dimension_from_proto(value).ok_or_else(|| {
+                invalid_argument(
+                    "group_by",
+                    format!(
+                        "{value} is not a dimension; use STATS_DIMENSION_COUNTRY, _CARRIER, _CHANNEL, _SERVICE, _DAY or _HOUR"
+                    ),
+                )
             })
         })
         .collect()
@@ -516,6 +536,24 @@ impl VerifyService for VerifyApi {
             delivered_through_cursor: state.delivered_through.max(0) as u64,
             deliveries: state.failed.iter().map(convert::webhook_delivery).collect(),
         }))
+    }
+
+    async fn get_conversion_stats(
+        &self,
+        request: Request<proto::GetConversionStatsRequest>,
+    ) -> Result<Response<proto::GetConversionStatsResponse>, Status> {
+        let caller = caller_of(&request);
+        let r = request.into_inner();
+        let input = StatsInput {
+            start_ms: r.start_time.as_ref().map(convert::unix_ms),
+            end_ms: r.end_time.as_ref().map(convert::unix_ms),
+            group_by: stats_dimensions(&r.group_by)?,
+            service_id: r.service_id,
+            region_codes: r.region_codes,
+            channel: requested_channel(r.channel)?,
+        };
+        let answer = self.cases.conversion_stats(&caller, &input).await?;
+        Ok(Response::new(convert::conversion_stats(&answer)))
     }
 
     async fn update_service(

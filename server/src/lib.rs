@@ -17,6 +17,7 @@ pub mod domain;
 pub mod errors;
 pub mod grpc;
 pub mod notify;
+pub mod rollup;
 pub mod services;
 pub mod stats;
 pub mod store;

@@ -340,6 +340,24 @@ impl TestServer {
             .to_string()
     }
 
+    /// Runs verifyctl against this server with `args` and returns what it printed, failing the
+    /// test (with its output) when it does not succeed.
+    pub fn verifyctl(&self, args: &[&str]) -> String {
+        let output = Command::new(binary("verifyctl"))
+            .arg("--addr")
+            .arg(self.url())
+            .args(args)
+            .output()
+            .expect("run verifyctl");
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(
+            output.status.success(),
+            "verifyctl {args:?}: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        text
+    }
+
     /// Sends the signal `name` (e.g. `HUP`) to the running server.
     pub fn signal(&self, name: &str) {
         send_signal(self.child.as_ref().expect("server running"), name);

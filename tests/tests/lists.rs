@@ -231,21 +231,7 @@ async fn verifications_are_found_by_number_and_listed_by_filters(backend: Backen
     }
 
     // verifyctl: list, get --to, each with --json.
-    let ctl = |args: &[&str]| {
-        let output = Command::new(binary("verifyctl"))
-            .arg("--addr")
-            .arg(server.url())
-            .args(args)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&output.stdout).to_string();
-        assert!(
-            output.status.success(),
-            "{args:?}: {text}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        text
-    };
+    let ctl = |args: &[&str]| server.verifyctl(args);
     let text = ctl(&["list", "--service", "default", "--status", "approved"]);
     assert!(
         text.contains(&approved.id) && text.contains("approved"),

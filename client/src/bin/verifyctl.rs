@@ -8,6 +8,10 @@ mod answer;
 mod batch;
 #[path = "verifyctl/more.rs"]
 mod more;
+#[path = "verifyctl/simulate.rs"]
+mod simulate;
+#[path = "verifyctl/stats.rs"]
+mod stats;
 
 use std::error::Error as _;
 use std::fmt::{self, Display};
@@ -187,6 +191,14 @@ enum Command {
     },
     /// List notifications, newest first: by service, status, country, number and time.
     Notifications(more::ListArgs),
+    /// Conversion statistics: verifications, approvals, delivery, time to approval, fallback
+    /// yield and cost, grouped by country, carrier, channel, service, day or hour (default:
+    /// the last 7 days by country).
+    Stats(stats::StatsArgs),
+    /// Try verifyd with its sim carrier: simulated people in the countries named verify random
+    /// mobile numbers, read their codes from the sim outbox file and type them in (or give
+    /// up when none comes), so that `stats` and the dashboard have traffic to show.
+    Simulate(simulate::SimulateArgs),
     /// The services: list, show, create and change them (creating and changing need an
     /// admin key).
     Services {
@@ -371,6 +383,8 @@ enum Action {
     },
     Notifications(Box<more::ListArgs>),
     Services(Box<more::ServicesCommand>),
+    Stats(Box<stats::StatsArgs>),
+    Simulate(Box<simulate::SimulateArgs>),
     Blocks {
         all: bool,
         limit: u32,
@@ -473,6 +487,8 @@ impl Command {
             Command::CancelNotification { id } => Action::CancelNotification { id },
             Command::Notifications(args) => Action::Notifications(Box::new(args)),
             Command::Services { command } => Action::Services(Box::new(command)),
+            Command::Stats(args) => Action::Stats(Box::new(args)),
+            Command::Simulate(args) => Action::Simulate(Box::new(args)),
         })
     }
 }
@@ -691,6 +707,8 @@ async fn run(
             more::cancel_notification(&client, &id, json, out).await?;
         }
         Action::Services(command) => more::services(&client, *command, json, out).await?,
+        Action::Stats(args) => stats::stats(&client, *args, json, now, out).await?,
+        Action::Simulate(args) => simulate::simulate(&client, *args, out).await?,
         Action::Watch {
             verification,
             notification,

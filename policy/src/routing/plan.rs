@@ -166,6 +166,19 @@ impl RoutePlan {
             .map(|entry| entry.carrier.as_str())
     }
 
+    /// The cost the plan declares for a message to `region` through `carrier`: from the
+    /// region's list (or the default list when it has none), the carrier's entry for every
+    /// number if it declares a cost, else its first prefix entry that does. `None` when no
+    /// entry of the carrier declares one.
+    pub fn declared_cost(&self, region: &str, carrier: &str) -> Option<f64> {
+        let list = self.countries.get(region).unwrap_or(&self.default);
+        let entries = || list.iter().filter(|entry| entry.carrier == carrier);
+        entries()
+            .find(|entry| entry.prefixes.is_empty() && entry.cost.is_some())
+            .or_else(|| entries().find(|entry| entry.cost.is_some()))
+            .and_then(|entry| entry.cost)
+    }
+
     /// Checks the plan: a default list, well-formed regions, known carriers, sane costs and
     /// prefixes, and breaker settings. The error names the key, e.g.
     /// `routes.countries.IN[2].prefixes`.

@@ -1,8 +1,10 @@
-//! What the server benchmarks share: a closed-loop load of concurrent callers. (Each benchmark
-//! uses part of it.)
+//! What the server benchmarks share: a closed-loop load of concurrent callers, and PostgreSQL
+//! databases made for a run. (Each benchmark uses part of it.)
 #![allow(dead_code)]
 
 use std::time::{Duration, Instant};
+
+use sqlx::Connection;
 
 /// Calls made: how long they ran for together, and each call's latency.
 #[derive(Default)]
@@ -81,4 +83,29 @@ where
     Fut: std::future::Future<Output = ()> + Send,
 {
     run(concurrency, budget, call).await.rate()
+}
+
+/// A PostgreSQL database for the run (admin URL, name, URL), or `None` when no server answers.
+pub async fn postgres_database(suffix: &str) -> Option<(String, String, String)> {
+    let admin = std::env::var("VERIFYD_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let mut connection = sqlx::PgConnection::connect(&admin).await.ok()?;
+    let name = format!("verifyd_bench_{}_{suffix}", std::process::id());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut connection)
+        .await
+        .ok()?;
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    Some((admin.clone(), name.clone(), format!("{base}/{name}")))
+}
+
+/// Drops a database made by [`postgres_database`].
+pub async fn drop_database(admin: &str, name: &str) {
+    if let Ok(mut connection) = sqlx::PgConnection::connect(admin).await {
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut connection)
+        .await;
+    }
 }

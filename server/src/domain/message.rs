@@ -273,6 +273,7 @@ impl OutboxMessage {
                 channel: self.channel,
                 carrier: self.carrier.clone(),
                 status: self.status,
+                previous_status: None,
             }),
             subject_status,
             detail: detail.into(),
@@ -288,13 +289,18 @@ impl OutboxMessage {
         subject: SubjectState,
         now_ms: i64,
     ) -> Event {
+        let previous = self.status;
         self.status = status;
         self.detail = detail;
         self.updated_at_ms = now_ms;
         if !matches!(status, DeliveryStatus::Claimed | DeliveryStatus::Sending) {
             self.claimed_by = None;
         }
-        self.event(kind, self.detail.clone(), subject, now_ms)
+        let mut event = self.event(kind, self.detail.clone(), subject, now_ms);
+        if let Some(facts) = event.message.as_mut() {
+            facts.previous_status = Some(previous);
+        }
+        event
     }
 
     /// Drops it if no carrier has it yet (its subject ended); `None` otherwise.

@@ -2,6 +2,7 @@
 //! types with every rule and transition and no I/O. Each transition returns the events to
 //! record; use cases load the types from the store, call a transition and save the result.
 
+pub mod conversion;
 pub mod message;
 pub mod notification;
 pub mod service;
@@ -263,6 +264,10 @@ pub struct MessageFacts {
     pub carrier: String,
     /// Its status after the event.
     pub status: DeliveryStatus,
+    /// Its status before the event; `None` for the event that created it, and for events
+    /// recorded before the log kept it. Conversion statistics read it to count a message
+    /// handed to a carrier once, however many events it then has.
+    pub previous_status: Option<DeliveryStatus>,
 }
 
 /// One change to record in the event log.

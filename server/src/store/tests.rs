@@ -39,6 +39,7 @@ on_both_databases!(
     a_failed_flush_of_the_log_stops_writes_and_reads,
     saved_messages_are_written_together_and_read_back_by_their_write,
     recent_codes_are_read_by_number_and_by_prefix_once_each,
+    conversion_rollups_add_up_by_hour_and_day_and_move_their_cursor_once,
 );
 
 const NOW: i64 = 1_700_000_000_000;
@@ -1194,4 +1195,205 @@ async fn saved_messages_are_written_together_and_read_back_by_their_write(db: &T
     assert!(tx.commit().await.is_err());
     let stored = db.store.messages_of(&v.subject()).await.unwrap();
     assert_eq!(stored[4].detail, "route");
+}
+
+async fn conversion_rollups_add_up_by_hour_and_day_and_move_their_cursor_once(db: &TestDb) {
+    use crate::domain::conversion::{DAY_MS, Dimension, HOUR_MS, Rollup, StatsQuery};
+    use crate::domain::{Event, MessageFacts};
+
+    // A verification in Great Britain now and one in Honduras a day later, each with a message.
+    let mut gb = verification("vf_gb", "+447400000001");
+    gb.region_code = Some("GB".into());
+    let mut hn = verification("vf_hn", "+50490000001");
+    hn.region_code = Some("HN".into());
+    hn.created_at_ms = NOW + DAY_MS;
+    let mut gb_sms = message("msg_gb", gb.subject(), "uk");
+    gb_sms.status = DeliveryStatus::Submitted;
+    let mut hn_sms = message("msg_hn", hn.subject(), "hn");
+    hn_sms.status = DeliveryStatus::Delivered;
+    hn_sms.created_at_ms = NOW + DAY_MS;
+    hn_sms.due_at_ms = NOW + DAY_MS;
+    insert(db, &gb, &[&gb_sms]).await;
+    insert(db, &hn, &[&hn_sms]).await;
+    let records = db
+        .store
+        .verification_records(&["vf_gb".into(), "vf_hn".into(), "vf_missing".into()])
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records["vf_hn"].region, "HN");
+    assert_eq!(records["vf_hn"].messages.len(), 1);
+    assert_eq!(records["vf_hn"].messages[0].carrier, "hn");
+
+    let sent = |record: &crate::domain::conversion::VerificationRecord, m: &OutboxMessage| Event {
+        kind: EventKind::MessageSubmitted,
+        service_id: DEFAULT_SERVICE.into(),
+        subject: m.subject.clone(),
+        message: Some(MessageFacts {
+            id: m.id.clone(),
+            channel: m.channel,
+            carrier: m.carrier.clone(),
+            status: DeliveryStatus::Submitted,
+            previous_status: Some(DeliveryStatus::Sending),
+        }),
+        subject_status: SubjectStatus::Verification(VerificationStatus::Pending),
+        detail: String::new(),
+        at_ms: record.created_at_ms,
+    };
+    let ended = |subject: Subject, kind, status, at_ms| Event {
+        kind,
+        service_id: DEFAULT_SERVICE.into(),
+        subject,
+        message: None,
+        subject_status: SubjectStatus::Verification(status),
+        detail: String::new(),
+        at_ms,
+    };
+    let mut first = Rollup::new();
+    first.count(
+        &sent(&records["vf_gb"], &gb_sms),
+        &records["vf_gb"],
+        |_, _| Some(0.01),
+    );
+    first.count(
+        &ended(
+            gb.subject(),
+            EventKind::VerificationApproved,
+            VerificationStatus::Approved,
+            NOW + 5_000,
+        ),
+        &records["vf_gb"],
+        |_, _| None,
+    );
+    let mut second = Rollup::new();
+    second.count(
+        &sent(&records["vf_hn"], &hn_sms),
+        &records["vf_hn"],
+        |_, _| None,
+    );
+    second.count(
+        &ended(
+            hn.subject(),
+            EventKind::VerificationExpired,
+            VerificationStatus::Expired,
+            NOW + DAY_MS + 600_000,
+        ),
+        &records["vf_hn"],
+        |_, _| None,
+    );
+    // The same events once more (say, in the same hour): counts add up.
+    second.count(
+        &sent(&records["vf_gb"], &gb_sms),
+        &records["vf_gb"],
+        |_, _| Some(0.01),
+    );
+
+    async fn add(store: &SqlStore, from: i64, to: i64, rollup: Rollup) -> bool {
+        store
+            .write(move |tx| {
+                Box::pin(async move { tx.add_conversion_rollup(from, to, &rollup).await })
+            })
+            .await
+            .unwrap()
+    }
+    assert_eq!(db.store.conversion_rollup_cursor().await.unwrap(), 0);
+    assert!(add(&db.store, 0, 10, first).await);
+    // Another replica that read the cursor at 0 too: nothing written.
+    assert!(!add(&db.store, 0, 10, Rollup::new()).await);
+    assert!(add(&db.store, 10, 20, second).await);
+    assert_eq!(db.store.conversion_rollup_cursor().await.unwrap(), 20);
+
+    let day = NOW.div_euclid(DAY_MS) * DAY_MS;
+    let query = |group_by: Vec<Dimension>, from_ms: i64, to_ms: i64| StatsQuery {
+        from_ms,
+        to_ms,
+        group_by,
+        service_id: None,
+        countries: Vec::new(),
+        channel: None,
+    };
+    // Whole days come from the daily table, hours from the hourly one: the same sums.
+    let by_country_days = db
+        .store
+        .conversion_stats(&query(vec![Dimension::Country], day, day + 2 * DAY_MS))
+        .await
+        .unwrap();
+    let by_country_hours = db
+        .store
+        .conversion_stats(&query(
+            vec![Dimension::Country],
+            day - HOUR_MS,
+            day + 2 * DAY_MS + HOUR_MS,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(by_country_days, by_country_hours);
+    let figures: Vec<_> = by_country_days
+        .iter()
+        .map(|row| {
+            (
+                row.group.country.clone().unwrap(),
+                row.tally.verifications,
+                row.tally.approved,
+                row.tally.sent,
+                row.tally.cost_micros,
+            )
+        })
+        .collect();
+    assert_eq!(
+        figures,
+        [
+            ("GB".into(), 1, 1, 2, 20_000),
+            ("HN".to_string(), 1, 0, 1, 0)
+        ]
+    );
+    // By day and carrier; by hour; filtered.
+    let by_day = db
+        .store
+        .conversion_stats(&query(
+            vec![Dimension::Day, Dimension::Carrier],
+            day,
+            day + 2 * DAY_MS,
+        ))
+        .await
+        .unwrap();
+    let days: Vec<_> = by_day
+        .iter()
+        .map(|row| {
+            (
+                row.group.period_start_ms.unwrap(),
+                row.group.carrier.clone().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        days,
+        [(day, "uk".to_string()), (day + DAY_MS, "hn".to_string())]
+    );
+    let by_hour = db
+        .store
+        .conversion_stats(&query(vec![Dimension::Hour], day, day + 2 * DAY_MS))
+        .await
+        .unwrap();
+    assert_eq!(by_hour.len(), 2);
+    assert_eq!(
+        by_hour[0].group.period_start_ms,
+        Some(NOW.div_euclid(HOUR_MS) * HOUR_MS)
+    );
+    let mut only_hn = query(vec![Dimension::Channel], day, day + 2 * DAY_MS);
+    only_hn.countries = vec!["HN".into()];
+    only_hn.service_id = Some(DEFAULT_SERVICE.into());
+    only_hn.channel = Some(Channel::Sms);
+    let hn_rows = db.store.conversion_stats(&only_hn).await.unwrap();
+    assert_eq!(hn_rows.len(), 1);
+    assert_eq!(hn_rows[0].group.channel.as_deref(), Some("sms"));
+    assert_eq!(hn_rows[0].tally.verifications, 1);
+    only_hn.service_id = Some("other".into());
+    assert!(
+        db.store
+            .conversion_stats(&only_hn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

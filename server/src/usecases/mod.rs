@@ -13,6 +13,7 @@ mod listing;
 mod notify;
 mod pending_counts;
 mod service_admin;
+mod stats;
 mod verify;
 mod watch;
 pub mod workflow;
@@ -26,6 +27,7 @@ pub use check::CheckTarget;
 pub use listing::{ListInput, Page};
 pub use notify::{NotifyInput, NotifyOutcome};
 pub use service_admin::{UPDATABLE_FIELDS, WebhookState};
+pub use stats::{StatsAnswer, StatsInput, dimension_name};
 pub use verify::{VerifyInput, VerifyOutcome};
 pub use watch::EventStream;
 

@@ -103,7 +103,7 @@ pub struct ListArgs {
     pub page_token: Option<String>,
 }
 
-fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|time| time.with_timezone(&Utc))
         .map_err(|e| format!("`{text}` is not an RFC 3339 time such as 2026-12-01T00:00:00Z ({e})"))

@@ -246,3 +246,20 @@ fn unknown_keys_and_bad_durations_are_refused_when_reading() {
     .to_string();
     assert!(error.contains("needs a unit"), "{error}");
 }
+
+#[test]
+fn declared_costs_come_from_the_region_list_or_the_default() {
+    let india = plan(INDIA);
+    assert_eq!(india.declared_cost("IN", "gupshup"), Some(0.0021));
+    // Only a prefix entry declares airtel's cost.
+    assert_eq!(india.declared_cost("IN", "airtel"), Some(0.0040));
+    assert_eq!(india.declared_cost("GB", "twilio"), None);
+    assert_eq!(india.declared_cost("HN", "gupshup"), None);
+    let with_default = plan(
+        r#"
+[routes]
+default = [{ carrier = "sim", cost = 0.05 }]
+"#,
+    );
+    assert_eq!(with_default.declared_cost("HN", "sim"), Some(0.05));
+}

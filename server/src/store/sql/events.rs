@@ -28,9 +28,9 @@ const EVENTS_CHANNEL: &str = "verifyd_events";
 const SEQUENCE_BATCH: i64 = 10_000;
 
 const EVENT_COLUMNS: &str = "cursor, event_type, subject_kind, subject_id, message_id, channel, carrier, delivery_status, \
-     subject_status, detail, created_at_ms, service_id";
+     subject_status, detail, created_at_ms, service_id, previous_delivery_status";
 const INSERTED_COLUMNS: &str = "event_type, subject_kind, subject_id, message_id, channel, carrier, delivery_status, \
-     subject_status, detail, created_at_ms, service_id";
+     subject_status, detail, created_at_ms, service_id, previous_delivery_status";
 
 /// Inserts `events`, in one statement, as the last of a write. On SQLite (one writer, so
 /// commit order is insertion order) they get their cursors now; on PostgreSQL they go to the
@@ -49,7 +49,7 @@ pub(super) async fn insert(
     };
     let mut query = db::query(format!(
         "INSERT INTO {table} ({INSERTED_COLUMNS}) VALUES {}",
-        super::value_rows(11, events.len())
+        super::value_rows(12, events.len())
     ));
     for event in events {
         let message = event.message.as_ref();
@@ -64,7 +64,8 @@ pub(super) async fn insert(
             .bind(event.subject_status.as_str())
             .bind(&event.detail)
             .bind(event.at_ms)
-            .bind(&event.service_id);
+            .bind(&event.service_id)
+            .bind(message.and_then(|m| m.previous_status).map(|s| s.as_str()));
     }
     query.execute(exec).await?;
     Ok(())
@@ -278,6 +279,14 @@ fn event(row: &Row) -> StoreResult<RecordedEvent> {
             channel: parse_text(row, "channel", Channel::parse)?,
             carrier: row.try_get("carrier")?,
             status: parse_text(row, "delivery_status", DeliveryStatus::parse)?,
+            previous_status: row
+                .try_get::<Option<String>>("previous_delivery_status")?
+                .map(|text| {
+                    DeliveryStatus::parse(&text).ok_or_else(|| {
+                        StoreError::Corrupt(format!("previous delivery status `{text}`"))
+                    })
+                })
+                .transpose()?,
         }),
         None => None,
     };

@@ -11,6 +11,7 @@ mod notifications;
 mod outbox;
 mod rate_counts;
 mod receipts;
+mod rollups;
 mod rows;
 pub mod services;
 mod upkeep;
@@ -19,6 +20,7 @@ pub mod webhooks;
 mod workers;
 mod writer;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -786,6 +788,38 @@ impl SqlStore {
         since_ms: i64,
     ) -> StoreResult<Vec<conversion::ConversionCount>> {
         conversion::conversion_counts(self.read(), since_ms).await
+    }
+
+    /// How far the conversion rollup went in the event log.
+    pub async fn conversion_rollup_cursor(&self) -> StoreResult<i64> {
+        rollups::cursor(self.read_background()).await
+    }
+
+    /// The verifications with these ids and their messages, as the conversion rollup reads
+    /// them; unknown ids are left out.
+    pub async fn verification_records(
+        &self,
+        ids: &[String],
+    ) -> StoreResult<HashMap<String, crate::domain::conversion::VerificationRecord>> {
+        let mut records = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(MAX_CHUNK) {
+            records.extend(rollups::verification_records(self.read_background(), chunk).await?);
+        }
+        Ok(records)
+    }
+
+    /// Each group's figures for `query`, summed from the conversion rollup.
+    pub async fn conversion_stats(
+        &self,
+        query: &crate::domain::conversion::StatsQuery,
+    ) -> StoreResult<Vec<crate::domain::conversion::StatsRow>> {
+        let mut segments = Vec::new();
+        for segment in query.segments() {
+            segments.push(rollups::segment_sums(self.read(), query, segment).await?);
+        }
+        let mut rows = rollups::merge(segments);
+        query.sort(&mut rows);
+        Ok(rows)
     }
 
     /// Records the code secret's fingerprint on first use and says whether it matches the one
