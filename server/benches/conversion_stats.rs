@@ -60,7 +60,7 @@ fn env_number(name: &str, default: i64) -> i64 {
 fn generation(count: i64, start_ms: i64, numbers: &str, blob: &str) -> Vec<String> {
     let step = (SPAN_MS / count).max(1);
     let created = format!("({start_ms} + i * {step})");
-    let region = format!("substr('{REGIONS}', 1 + 2 * (i % {REGION_COUNT}), 2)");
+    let region = format!("substr('{REGIONS}', CAST(1 + 2 * (i % {REGION_COUNT}) AS INTEGER), 2)");
     // Conversion differs by country: 45% to 97%.
     let approved = format!(
         "((i / {REGION_COUNT}) * 7919) % 100 < 45 + 52 * (i % {REGION_COUNT}) / {REGION_COUNT}"

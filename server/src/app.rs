@@ -59,14 +59,15 @@ pub async fn serve(
             "debug.clock_start: the server's clock does not show the real time"
         );
     }
-    let secret = load_or_create_secret(config.secret.as_deref(), &config.data_dir)?;
-    let codes = CodeBook::new(secret);
+    // The database first: a start refused for it leaves no new secret file behind.
     let store = Arc::new(SqlStore::connect(&config.database_url).await.map_err(|e| {
         format!(
             "database {}: {e}",
             redact_url_password(&config.database_url)
         )
     })?);
+    let secret = load_or_create_secret(config.secret.as_deref(), &config.data_dir)?;
+    let codes = CodeBook::new(secret);
     let same_secret = store
         .secret_fingerprint_matches(&codes.fingerprint())
         .await
@@ -79,11 +80,11 @@ pub async fn serve(
                 .into(),
         );
     }
-    let callback_listener = match config.callbacks.listen {
+    let callback_listener = match config.http.listen {
         Some(address) => Some(
             TcpListener::bind(address)
                 .await
-                .map_err(|e| format!("callbacks: cannot listen on {address}: {e}"))?,
+                .map_err(|e| format!("http.listen: cannot listen on {address}: {e}"))?,
         ),
         None => None,
     };
@@ -144,42 +145,52 @@ pub async fn serve(
     if let Some(address) = callback_address
         && tls.is_none()
     {
-        warn_if_exposed(address, "callbacks.listen");
+        warn_if_exposed(address, "http.listen");
     }
-    let callback_server = match callback_listener {
-        Some(listener) => {
-            let targets = carriers.callback_targets();
+    let api_keys = ApiKeyCheck::new(&config.api_keys);
+    let callback_server = match (callback_listener, callback_address) {
+        (Some(listener), Some(http_address)) => {
+            let operator = crate::web::Operator {
+                keys: api_keys.clone(),
+                address: http_address,
+                sources: crate::metrics::ScrapeSources {
+                    store: Arc::clone(&store),
+                    breakers: Arc::clone(&breakers),
+                },
+            };
+            let routes = crate::web::router(carriers.callback_targets(), operator);
             let stop = async {
                 let _ = callbacks_stopped.await;
             };
             Some(match &tls {
                 Some(tls) => {
                     let incoming = TlsIncoming::new(listener, Arc::clone(tls), Protocol::Http)
-                        .map_err(|e| format!("callbacks: {e}"))?;
+                        .map_err(|e| format!("http: {e}"))?;
                     tokio::spawn(async move {
-                        let served =
-                            axum::serve(incoming, verify_carrier::callback::router(targets))
-                                .with_graceful_shutdown(stop)
-                                .await;
+                        let served = axum::serve(incoming, routes)
+                            .with_graceful_shutdown(stop)
+                            .await;
                         if let Err(error) = served {
-                            tracing::error!(%error, "callback endpoint failed");
+                            tracing::error!(%error, "HTTP listener failed");
                         }
                     })
                 }
                 None => tokio::spawn(async move {
-                    if let Err(error) =
-                        verify_carrier::callback::serve(listener, targets, stop).await
-                    {
-                        tracing::error!(%error, "callback endpoint failed");
+                    let served = axum::serve(listener, routes)
+                        .with_graceful_shutdown(stop)
+                        .await;
+                    if let Err(error) = served {
+                        tracing::error!(%error, "HTTP listener failed");
                     }
                 }),
             })
         }
-        None => None,
+        _ => None,
     };
     if let (Some(address), Some(base)) = (callback_address, &callback_base) {
-        tracing::info!(listen = %address, public_url = %base, "serving carrier callbacks at /callbacks/{{carrier}}");
+        tracing::info!(listen = %address, public_url = %base, "HTTP listener: carrier callbacks at /callbacks/{{carrier}}, metrics at /metrics");
         println!("verifyd callbacks on {address}");
+        println!("verifyd http on {address}");
     }
     carriers.start().await.map_err(|e| e.to_string())?;
 
@@ -199,7 +210,6 @@ pub async fn serve(
         .run(stopping_signal.clone()),
     );
 
-    let api_keys = ApiKeyCheck::new(&config.api_keys);
     for (key, service) in api_keys.services() {
         if services.find(&service).await.ok().flatten().is_none() {
             tracing::warn!(api_key = %key, service = %service, "this API key names a service that does not exist (yet): its requests are NOT_FOUND until the service is created");
@@ -269,6 +279,7 @@ pub async fn serve(
     let health_on_stop = health_reporter.clone();
     let stopping_for_server = stopping.clone();
     let router = Server::builder()
+        .layer(crate::access::AccessLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

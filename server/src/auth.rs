@@ -10,6 +10,7 @@ use subtle::ConstantTimeEq;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
+use crate::access::CallerNote;
 use crate::config::ApiKeyEntry;
 use crate::usecases::{Caller, Scope};
 
@@ -72,38 +73,45 @@ impl ApiKeyCheck {
     }
 }
 
-impl Interceptor for ApiKeyCheck {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+impl ApiKeyCheck {
+    /// The caller an `authorization` header value stands for; with no keys configured,
+    /// everyone is the local admin. The refusal says what was wrong with the header.
+    pub fn caller_for(&self, header: Option<&str>) -> Result<Caller, String> {
         if !self.is_enabled() {
-            let mut request = request;
-            request.extensions_mut().insert(Caller::local());
-            return Ok(request);
+            return Ok(Caller::local());
         }
+        let Some(header) = header else {
+            return Err("missing API key: send `authorization: Bearer <key>`".into());
+        };
+        let Some(presented) = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+        else {
+            return Err(
+                "`authorization` must be `Bearer <key>` (the word Bearer, a space, then the key)"
+                    .into(),
+            );
+        };
+        self.caller_of(presented.trim())
+            .ok_or_else(|| "invalid API key in `authorization: Bearer <key>`".into())
+    }
+}
+
+impl Interceptor for ApiKeyCheck {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let header = request
             .metadata()
             .get("authorization")
             .and_then(|value| value.to_str().ok());
-        let Some(header) = header else {
-            return Err(Status::unauthenticated(
-                "missing API key: send metadata `authorization: Bearer <key>`",
-            ));
-        };
-        let presented = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .unwrap_or("")
-            .trim();
-        match self.caller_of(presented) {
-            Some(caller) => {
-                tracing::debug!(api_key = caller.name(), "authenticated");
-                let mut request = request;
-                request.extensions_mut().insert(caller);
-                Ok(request)
-            }
-            None => Err(Status::unauthenticated(
-                "invalid API key in `authorization: Bearer <key>`",
-            )),
+        let caller = self.caller_for(header).map_err(Status::unauthenticated)?;
+        if self.is_enabled() {
+            tracing::debug!(api_key = caller.name(), "authenticated");
         }
+        if let Some(note) = request.extensions().get::<CallerNote>() {
+            note.set(&caller);
+        }
+        request.extensions_mut().insert(caller);
+        Ok(request)
     }
 }
 
@@ -159,6 +167,11 @@ mod tests {
             assert_eq!(status.code(), tonic::Code::Unauthenticated, "{header:?}");
             assert!(!status.message().contains("s3cret"));
         }
+        let status = check.call(request(Some("s3cret-key"))).unwrap_err();
+        assert_eq!(
+            status.message(),
+            "`authorization` must be `Bearer <key>` (the word Bearer, a space, then the key)"
+        );
     }
 
     #[test]

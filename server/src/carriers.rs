@@ -35,13 +35,16 @@ pub fn check_settings(entries: &[CarrierEntry]) -> Result<(), CarrierError> {
                 .map(|error| error.message().to_string())
         })
         .collect();
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(CarrierError::new(
+    match problems.len() {
+        0 => Ok(()),
+        1 => Err(CarrierError::new(
             verify_carrier::ErrorKind::Config,
-            problems.join("; "),
-        ))
+            problems.join(""),
+        )),
+        n => Err(CarrierError::new(
+            verify_carrier::ErrorKind::Config,
+            format!("{n} problems:\n  {}", problems.join("\n  ")),
+        )),
     }
 }
 

@@ -58,6 +58,9 @@ pub struct Config {
     pub fallback: FallbackConfig,
     /// Outbox dispatcher tuning.
     pub dispatcher: DispatcherSettings,
+    /// `[http]`: the HTTP listener (carriers' callbacks, `/metrics`).
+    #[serde(default)]
+    pub http: HttpSettings,
     /// The HTTP endpoint where HTTP carriers post delivery receipts.
     #[serde(default)]
     pub callbacks: CallbackSettings,
@@ -81,6 +84,9 @@ pub struct Config {
     /// `[webhooks]`: how services' status webhooks are sent.
     #[serde(default)]
     pub webhooks: crate::webhooks::WebhookSettings,
+    /// `[telemetry]`: where OpenTelemetry traces go.
+    #[serde(default)]
+    pub telemetry: crate::telemetry::TelemetrySettings,
 }
 
 /// `[policy]`: country rules.
@@ -119,6 +125,17 @@ impl DebugSettings {
             })
             .transpose()
     }
+}
+
+/// `[http]`: verifyd's HTTP listener, which serves carriers' receipts at
+/// `/callbacks/{carrier}` and Prometheus metrics at `/metrics`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Its address; no HTTP listener when unset (`callbacks.listen`, the older name, sets the
+    /// same listener).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
 }
 
 /// Where verifyd serves `/callbacks/{carrier}` for HTTP carriers' receipts.
@@ -258,6 +275,7 @@ impl Default for Config {
                 submit_timeout_ms: 30_000,
                 lease_seconds: 10,
             },
+            http: HttpSettings::default(),
             callbacks: CallbackSettings::default(),
             policy: PolicySettings::default(),
             programs: Vec::new(),
@@ -265,6 +283,7 @@ impl Default for Config {
             debug: DebugSettings::default(),
             tls: None,
             webhooks: crate::webhooks::WebhookSettings::default(),
+            telemetry: crate::telemetry::TelemetrySettings::default(),
         }
     }
 }
@@ -294,6 +313,7 @@ impl fmt::Debug for Config {
             .field("routes", &self.routes)
             .field("fallback", &self.fallback)
             .field("dispatcher", &self.dispatcher)
+            .field("http", &self.http)
             .field("callbacks", &self.callbacks)
             .field("policy", &self.policy)
             .field("programs", &self.programs.len())
@@ -301,6 +321,7 @@ impl fmt::Debug for Config {
             .field("debug", &self.debug)
             .field("tls", &self.tls)
             .field("webhooks", &self.webhooks)
+            .field("telemetry", &self.telemetry)
             .finish()
     }
 }
@@ -330,14 +351,24 @@ const ENV_KEYS: &[&str] = &[
     "codes",
     "dispatcher",
     "callbacks",
+    "http",
     "debug",
     "tls",
     "webhooks",
+    "telemetry",
 ];
 
 impl Config {
     /// Loads defaults, then `file` if given, then the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let variables: Vec<String> = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .collect();
+        let unknown =
+            crate::config_errors::unknown_variables(variables.iter().map(String::as_str), ENV_KEYS);
+        if !unknown.is_empty() {
+            return Err(ConfigError(unknown.join("\n  ")));
+        }
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
@@ -359,7 +390,11 @@ impl Config {
                     .only(&["DATABASE_URL"])
                     .map(|_| "database_url".into()),
             );
-        Config::from_figment(figment)
+        Config::from_figment(figment).map_err(|error| match file {
+            // A check that fails names its key: say where the file sets it.
+            Some(path) => ConfigError(crate::config_errors::locate_message(path, &error.0)),
+            None => error,
+        })
     }
 
     /// Reads a configuration from TOML text over the built-in defaults, without the
@@ -373,7 +408,9 @@ impl Config {
 
     /// Extracts the merged sources into a `Config` and finishes it.
     fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
-        let config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError(crate::config_errors::describe(e)))?;
         Config::finish(config)
     }
 
@@ -382,10 +419,28 @@ impl Config {
     pub fn finish(mut config: Config) -> Result<Config, ConfigError> {
         config.resolve_secret_variables(|name| std::env::var(name).ok())?;
         config.fill_embedded_default();
+        config.one_http_listener()?;
         config.validate()?;
         crate::carriers::check_settings(&config.carriers)
-            .map_err(|e| ConfigError(e.to_string()))?;
+            .map_err(|e| ConfigError(e.message().to_string()))?;
         Ok(config)
+    }
+
+    /// `http.listen` and `callbacks.listen` name the same listener: whichever is set sets
+    /// both; two different addresses are refused.
+    fn one_http_listener(&mut self) -> Result<(), ConfigError> {
+        match (self.http.listen, self.callbacks.listen) {
+            (Some(http), Some(callbacks)) if http != callbacks => Err(ConfigError(format!(
+                "http.listen ({http}) and callbacks.listen ({callbacks}) differ: verifyd has one \
+                 HTTP listener, for callbacks and metrics alike; set http.listen only"
+            ))),
+            (Some(address), _) | (None, Some(address)) => {
+                self.http.listen = Some(address);
+                self.callbacks.listen = Some(address);
+                Ok(())
+            }
+            (None, None) => Ok(()),
+        }
     }
 
     /// With no carriers, configures the embedded `sim` carrier and routes everything to it;
@@ -420,34 +475,51 @@ impl Config {
         &mut self,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<(), ConfigError> {
+        // Every problem at once: a deployment missing three secrets learns all three.
+        let mut problems = Vec::new();
         for carrier in &mut self.carriers {
-            resolve_table(&carrier.name, "", &mut carrier.settings, &lookup)?;
+            resolve_table(
+                &carrier.name,
+                "",
+                &mut carrier.settings,
+                &lookup,
+                &mut problems,
+            );
         }
         for service in &mut self.services {
             let Some(variable) = service.webhook_secret_env.take() else {
                 continue;
             };
             if !service.webhook_secret.is_empty() {
-                return Err(ConfigError(format!(
+                problems.push(format!(
                     "services `{}`: set webhook_secret or webhook_secret_env, not both",
                     service.id
-                )));
+                ));
+                continue;
             }
-            let value = lookup(&variable).filter(|v| !v.is_empty()).ok_or_else(|| {
-                ConfigError(format!(
+            let Some(value) = lookup(&variable).filter(|v| !v.is_empty()) else {
+                problems.push(format!(
                     "services `{}`: webhook_secret_env names the environment variable {variable}, which is not set",
                     service.id
-                ))
-            })?;
-            service.webhook_secret =
-                crate::domain::webhook::WebhookSecret::parse(&value).map_err(|reason| {
-                    ConfigError(format!(
-                        "services `{}`: webhook_secret from {variable}: {reason}",
-                        service.id
-                    ))
-                })?;
+                ));
+                continue;
+            };
+            match crate::domain::webhook::WebhookSecret::parse(&value) {
+                Ok(secret) => service.webhook_secret = secret,
+                Err(reason) => problems.push(format!(
+                    "services `{}`: webhook_secret from {variable}: {reason}",
+                    service.id
+                )),
+            }
         }
-        Ok(())
+        match problems.len() {
+            0 => Ok(()),
+            1 => Err(ConfigError(problems.remove(0))),
+            n => Err(ConfigError(format!(
+                "{n} problems:\n  {}",
+                problems.join("\n  ")
+            ))),
+        }
     }
 
     /// Cross-field checks, each naming the key that is wrong.
@@ -577,8 +649,9 @@ impl Config {
             ));
         }
         if self.callbacks.public_url.is_some() && self.callbacks.listen.is_none() {
-            return fail("callbacks.public_url is set but callbacks.listen is not".into());
+            return fail("callbacks.public_url is set but http.listen is not".into());
         }
+        self.telemetry.validate().map_err(ConfigError)?;
         if !(2..=3_600).contains(&d.lease_seconds) {
             return fail(format!(
                 "dispatcher.lease_seconds must be between 2 and 3600, got {}",
@@ -596,12 +669,13 @@ fn resolve_table(
     path: &str,
     table: &mut serde_json::Map<String, serde_json::Value>,
     lookup: &impl Fn(&str) -> Option<String>,
-) -> Result<(), ConfigError> {
+    problems: &mut Vec<String>,
+) {
     let keys: Vec<String> = table.keys().cloned().collect();
     for key in keys {
         let dotted = format!("{path}{key}");
         if let Some(serde_json::Value::Object(inner)) = table.get_mut(&key) {
-            resolve_table(carrier, &format!("{dotted}."), inner, lookup)?;
+            resolve_table(carrier, &format!("{dotted}."), inner, lookup, problems);
             continue;
         }
         let Some(target) = key.strip_suffix("_env").filter(|t| !t.is_empty()) else {
@@ -609,25 +683,26 @@ fn resolve_table(
         };
         let target = target.to_string();
         let Some(serde_json::Value::String(variable)) = table.remove(&key) else {
-            return Err(ConfigError(format!(
+            problems.push(format!(
                 "carriers `{carrier}`: {dotted} must be the name of an environment variable"
-            )));
+            ));
+            continue;
         };
         if table.contains_key(&target) {
-            return Err(ConfigError(format!(
+            problems.push(format!(
                 "carriers `{carrier}`: set {path}{target} or {dotted}, not both"
-            )));
+            ));
+            continue;
         }
-        let value = lookup(&variable)
-            .filter(|value| !value.is_empty())
-            .ok_or_else(|| {
-                ConfigError(format!(
-                    "carriers `{carrier}`: {dotted} names the environment variable {variable}, which is not set"
-                ))
-            })?;
-        table.insert(target, serde_json::Value::String(value));
+        match lookup(&variable).filter(|value| !value.is_empty()) {
+            Some(value) => {
+                table.insert(target, serde_json::Value::String(value));
+            }
+            None => problems.push(format!(
+                "carriers `{carrier}`: {dotted} names the environment variable {variable}, which is not set"
+            )),
+        }
     }
-    Ok(())
 }
 
 /// A configuration problem, naming the key.

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 use verify_server::codes::hash_api_key;
 use verify_server::config::Config;
+use verify_server::telemetry::{self, Telemetry};
 
 /// mimalloc instead of the system allocator: the SQLite writer thread, the one thread every
 /// write goes through, spent about a fifth of its time in glibc's malloc and free (see the
@@ -30,8 +30,21 @@ struct Cli {
     /// Check the configuration, print what it sets up, and exit without starting.
     #[arg(long)]
     check_config: bool,
+    /// How logs are written to standard error: `text` for people, `json` for log collectors
+    /// (one JSON object per line). The level comes from RUST_LOG (default info,sqlx=warn).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text, env = "VERIFYD_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Readable lines.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with `message`).
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -42,13 +55,6 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 
     if let Some(Command::HashApiKey) = cli.command {
         let mut key = String::new();
@@ -153,9 +159,15 @@ fn main() -> std::process::ExitCode {
         match config.callbacks.base_url(None, config.tls.is_some()) {
             Some(base) => {
                 let _ = writeln!(out, "callbacks: {base}/callbacks/{{carrier}}");
+                if let Some(listen) = config.http.listen {
+                    let _ = writeln!(out, "http: {listen} (/callbacks, /metrics)");
+                }
             }
             None => {
-                let _ = writeln!(out, "callbacks: off (no [callbacks] listen)");
+                let _ = writeln!(
+                    out,
+                    "http: off (no [http] listen: no callbacks, no /metrics)"
+                );
             }
         }
         let admin_keys = config
@@ -222,7 +234,27 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(verify_server::app::run(config, shutdown_signal())) {
+    let format = match cli.log_format {
+        LogFormat::Text => telemetry::LogFormat::Text,
+        LogFormat::Json => telemetry::LogFormat::Json,
+    };
+    // Logs start once the configuration is read (its errors are printed as they are); the
+    // trace exporter's connection runs on the runtime.
+    let telemetry = match runtime.block_on(async { Telemetry::install(&config.telemetry, format) })
+    {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let ran = runtime.block_on(verify_server::app::run(config, shutdown_signal()));
+    runtime.block_on(async {
+        tokio::task::spawn_blocking(move || telemetry.shutdown())
+            .await
+            .ok()
+    });
+    match ran {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error}");

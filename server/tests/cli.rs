@@ -223,3 +223,122 @@ fn check_config_reads_carrier_secrets_from_the_environment_and_lists_every_probl
         "both carriers named: {stderr}"
     );
 }
+
+#[test]
+fn configuration_errors_say_where_and_what_to_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("verifyd.toml");
+    let refusal = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        let output = check_config(&path).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{text}");
+        String::from_utf8(output.stderr).unwrap()
+    };
+    let file = path.display().to_string();
+    let text = refusal("listen = \"127.0.0.1:50051\"\nlistn = \"127.0.0.1:1\"\n");
+    assert!(
+        text.contains(&format!(
+            "{file}:2: listn: not a setting here; did you mean `listen`? the settings are: listen,"
+        )),
+        "{text}"
+    );
+    let text = refusal("[codes]\nlength = \"six\"\n");
+    assert!(
+        text.contains(&format!(
+            "{file}:2: codes.length: expected a whole number, 0 or more (u32), found string \"six\""
+        )),
+        "{text}"
+    );
+    let text = refusal("[fallback]\nstrategy = \"fastest\"\n");
+    assert!(
+        text.contains(&format!(
+            "{file}:2: fallback.strategy: `fastest` is not one of: ordered, adaptive"
+        )),
+        "{text}"
+    );
+    let text = refusal("[codes]\nlength = 3\n");
+    assert!(
+        text.contains(&format!(
+            "{file}:2: codes.length must be between 4 and 10, got 3"
+        )),
+        "{text}"
+    );
+    let text = refusal("listen = \"127.0.0.1:1\"\nlisten = \"127.0.0.1:2\"\n");
+    assert!(
+        text.contains(&format!("{file}:2:1: duplicate key `listen`")),
+        "{text}"
+    );
+    // Every missing secret at once.
+    let text = refusal(
+        "[[carriers]]\nname = \"t\"\nkind = \"twilio\"\naccount_sid = \"AC0123456789abcdef0123456789abcdef\"\n\
+         auth_token_env = \"CLI_TEST_NO_TOKEN\"\nfrom = \"+15017122661\"\n\
+         [[carriers]]\nname = \"w\"\nkind = \"webhook\"\nurl = \"https://gw.example/m\"\nsecret_env = \"CLI_TEST_NO_SECRET\"\n",
+    );
+    assert!(text.contains("2 problems:"), "{text}");
+    assert!(
+        text.contains("CLI_TEST_NO_TOKEN") && text.contains("CLI_TEST_NO_SECRET"),
+        "{text}"
+    );
+}
+
+#[test]
+fn misspelled_environment_variables_are_refused_with_a_guess() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, guess) in [
+        ("VERIFYD_LISTN", "did you mean VERIFYD_LISTEN?"),
+        ("VERIFYD_CODES__LENGHT", "did you mean `length`?"),
+    ] {
+        let output = verifyd()
+            .arg("--check-config")
+            .current_dir(dir.path())
+            .env(name, "1")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{name}");
+        let text = String::from_utf8_lossy(&output.stderr);
+        assert!(text.contains(name) && text.contains(guess), "{text}");
+    }
+}
+
+#[test]
+fn a_database_that_cannot_be_used_is_named_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let start = |database_url: &str| {
+        let path = dir.path().join("verifyd.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "listen = \"127.0.0.1:0\"\ndatabase_url = \"{database_url}\"\ndata_dir = \"{}\"\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        let output = verifyd().arg("--config").arg(&path).output().unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).to_string()
+    };
+    let text = start("postgres://postgres@127.0.0.1:1/test");
+    assert!(
+        text.contains("cannot reach 127.0.0.1:1: connection refused"),
+        "{text}"
+    );
+    let text = start("sqlite:///nonexistent-verifyd-dir/verifyd.db");
+    assert!(
+        text.contains("the directory /nonexistent-verifyd-dir does not exist"),
+        "{text}"
+    );
+    assert!(
+        !data.join("verifyd-secret.key").exists(),
+        "a refused start leaves no secret behind"
+    );
+    let admin = std::env::var("VERIFYD_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    let text = start(&format!("{base}/verifyd_no_such_database"));
+    assert!(
+        text.contains("database \"verifyd_no_such_database\" does not exist")
+            && text.contains("createdb"),
+        "{text}"
+    );
+}

@@ -156,9 +156,24 @@ impl Dispatcher {
             };
             let got = claimed.len() as u32;
             if got > 0 {
+                // Each send continues the trace of the request that queued its message.
+                let traces: std::collections::HashMap<String, Option<String>> = claimed
+                    .iter()
+                    .map(|m| (m.id.clone(), m.trace_parent.clone()))
+                    .collect();
                 for (message_id, attempt, carrier, outbound) in
                     this.prepare_and_hand_off(claimed).await
                 {
+                    let span = tracing::info_span!(
+                        "send",
+                        otel.name = "send",
+                        message_id = %message_id,
+                        carrier = %carrier.name(),
+                    );
+                    crate::telemetry::continue_from(
+                        &span,
+                        traces.get(&message_id).and_then(Option::as_deref),
+                    );
                     let permit = Arc::clone(&slots)
                         .acquire_owned()
                         .await
@@ -166,12 +181,15 @@ impl Dispatcher {
                     this.submitting().insert(message_id.clone());
                     let this = Arc::clone(&this);
                     let outcomes = outcomes.clone();
-                    in_flight.spawn(async move {
-                        this.send(&message_id, &attempt, carrier, outbound, &outcomes)
-                            .await;
-                        this.submitting().remove(&message_id);
-                        drop(permit);
-                    });
+                    in_flight.spawn(tracing::Instrument::instrument(
+                        async move {
+                            this.send(&message_id, &attempt, carrier, outbound, &outcomes)
+                                .await;
+                            this.submitting().remove(&message_id);
+                            drop(permit);
+                        },
+                        span,
+                    ));
                 }
             }
             while in_flight.try_join_next().is_some() {}
@@ -386,7 +404,25 @@ impl Dispatcher {
     ) {
         let timeout = Duration::from_millis(self.settings.submit_timeout_ms);
         let name = carrier.name().to_string();
-        let outcome = match tokio::time::timeout(timeout, carrier.submit(outbound)).await {
+        let started = std::time::Instant::now();
+        let call = tracing::info_span!(
+            "carrier submit",
+            otel.name = "carrier submit",
+            otel.kind = "client",
+            carrier = %name,
+        );
+        let answer = tracing::Instrument::instrument(
+            tokio::time::timeout(timeout, carrier.submit(outbound)),
+            call,
+        )
+        .await;
+        let kind = match &answer {
+            Ok(Ok(_)) => "accepted",
+            Ok(Err(error)) if !error.is_maybe_sent() => "refused",
+            _ => "maybe_sent",
+        };
+        crate::metrics::metrics().submitted(&name, kind, started.elapsed());
+        let outcome = match answer {
             Ok(Ok(accepted)) => {
                 tracing::debug!(message = %message_id, carrier = %name, "submitted");
                 SendOutcome::Accepted {

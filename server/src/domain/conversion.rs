@@ -191,11 +191,14 @@ pub struct MessageRecord {
 }
 
 impl MessageRecord {
-    /// Whether it went as far as a carrier (handed over, or refused by one).
+    /// Whether it went as far as a carrier (handed over, or refused by one). One being handed
+    /// over counts: the person may have its code before its dispatcher records the carrier's
+    /// answer (the receipt, even, can come first).
     fn attempted(&self) -> bool {
         matches!(
             self.status,
-            DeliveryStatus::Submitted
+            DeliveryStatus::Sending
+                | DeliveryStatus::Submitted
                 | DeliveryStatus::MaybeSent
                 | DeliveryStatus::Delivered
                 | DeliveryStatus::Failed
@@ -630,7 +633,9 @@ mod tests {
     #[test]
     fn an_approval_after_fallback_counts_for_the_first_route_and_yields_for_the_step() {
         let sms = message("msg_1", Channel::Sms, "sim", 0, T0);
-        let voice = message("msg_2", Channel::Voice, "sim", 1, T0 + 30_000);
+        // The call's code approved before its dispatcher recorded the carrier's answer.
+        let mut voice = message("msg_2", Channel::Voice, "sim", 1, T0 + 30_000);
+        voice.status = DeliveryStatus::Sending;
         let verification = record(vec![sms, voice]);
         let mut rollup = Rollup::new();
         rollup.count(

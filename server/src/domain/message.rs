@@ -100,6 +100,9 @@ pub struct MessageSpec {
     pub fallback_carriers: Vec<String>,
     /// The workflow step it belongs to (0 for notifications).
     pub step: u32,
+    /// The W3C `traceparent` of the request that queued it, when traces are exported: its
+    /// send, carrier call and receipt continue that trace.
+    pub trace_parent: Option<String>,
 }
 
 /// Whose attempt an outcome belongs to: the dispatcher that held the message and the number of
@@ -196,6 +199,8 @@ pub struct OutboxMessage {
     pub created_at_ms: i64,
     /// Last change, unix ms.
     pub updated_at_ms: i64,
+    /// The W3C `traceparent` of the request that queued it (see [`MessageSpec`]).
+    pub trace_parent: Option<String>,
 }
 
 impl OutboxMessage {
@@ -222,6 +227,7 @@ impl OutboxMessage {
             detail: detail.to_string(),
             created_at_ms: now_ms,
             updated_at_ms: now_ms,
+            trace_parent: spec.trace_parent,
         }
     }
 
@@ -528,6 +534,7 @@ mod tests {
             carrier: "smsc".into(),
             fallback_carriers: fallbacks.iter().map(|s| s.to_string()).collect(),
             step: 0,
+            trace_parent: None,
         };
         let (message, event) = OutboxMessage::queue(spec, "route smsc", PENDING, NOW);
         assert_eq!(event.kind, EventKind::MessageQueued);

@@ -213,6 +213,7 @@ mod tests {
             carrier: "sim".into(),
             fallback_carriers: Vec::new(),
             step: 0,
+            trace_parent: None,
         };
         let (mut message, _) =
             OutboxMessage::schedule(spec, 9_000, "quiet hours", SubjectState::Notification, 0);

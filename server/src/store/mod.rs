@@ -47,6 +47,9 @@ pub enum StoreError {
     /// Another process wrote the same unique key first; the caller may retry.
     #[error("concurrent write of the same key: {0}")]
     Contended(String),
+    /// The database cannot be reached or opened, said so that a person can act on it.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Shorthand for store results.

@@ -58,6 +58,7 @@ fn message(id: &str, subject: Subject, carrier: &str) -> OutboxMessage {
             carrier: carrier.into(),
             fallback_carriers: vec!["backup".into(), "last".into()],
             step: 0,
+            trace_parent: None,
         },
         "route",
         SubjectState::Verification(VerificationStatus::Pending),

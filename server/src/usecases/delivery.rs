@@ -309,8 +309,20 @@ async fn apply_receipt(
     detail: &str,
     now_ms: i64,
 ) -> StoreResult<ReceiptEffect> {
+    let accepted_at_ms = message.updated_at_ms;
     let effect = message.receipt(status, detail, state, now_ms);
     if let ReceiptEffect::Applied(event) = &effect {
+        let span = tracing::info_span!(
+            "receipt",
+            otel.name = "receipt",
+            message_id = %message.id,
+            carrier = %message.carrier,
+            status = message.status.as_str(),
+        );
+        crate::telemetry::continue_from(&span, message.trace_parent.as_deref());
+        drop(span);
+        // The message's last change before the receipt was its acceptance.
+        crate::metrics::metrics().receipt(&message.carrier, accepted_at_ms, now_ms);
         tx.save_message(message).await?;
         tx.record([event.clone()]);
         if message.status == DeliveryStatus::Failed {
@@ -677,6 +689,7 @@ mod tests {
                 carrier: carrier.into(),
                 fallback_carriers: Vec::new(),
                 step: 0,
+                trace_parent: None,
             },
             "route",
             SubjectState::Verification(VerificationStatus::Pending),

@@ -160,6 +160,7 @@ impl UseCases {
             carrier: first.carrier.clone(),
             fallback_carriers: rest.iter().map(|c| c.carrier.clone()).collect(),
             step: 0,
+            trace_parent: crate::telemetry::current_traceparent(),
         };
         let (message, event) = match &decision {
             Decision::Defer { until, .. } => OutboxMessage::schedule(

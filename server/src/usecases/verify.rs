@@ -100,6 +100,9 @@ pub(super) struct Plan {
     explanation: String,
     /// What the client says about the person asking (for rate limits).
     context: RequestContext,
+    /// The request's trace (its messages continue it), taken while the request's span is
+    /// current: the write that queues them may run for a group of requests at once.
+    trace_parent: Option<String>,
 }
 
 impl Plan {
@@ -702,6 +705,7 @@ impl UseCases {
             program_id,
             explanation,
             context,
+            trace_parent: crate::telemetry::current_traceparent(),
         })
     }
 
@@ -838,6 +842,7 @@ fn message_spec(plan: &Plan, subject: Subject, step: u32) -> MessageSpec {
         carrier: plan.carrier.clone(),
         fallback_carriers: plan.fallback_carriers.clone(),
         step,
+        trace_parent: plan.trace_parent.clone(),
     }
 }
 

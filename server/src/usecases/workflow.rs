@@ -90,6 +90,7 @@ pub async fn run_due_steps(store: &SqlStore, decider: &Decider, now_ms: i64) -> 
                     carrier,
                     fallback_carriers,
                     step: *step,
+                    trace_parent: crate::telemetry::current_traceparent(),
                 },
                 &detail,
                 SubjectState::Verification(VerificationStatus::Pending),

@@ -10,6 +10,7 @@ pub mod listing;
 mod notifications;
 mod outbox;
 mod rate_counts;
+mod reach;
 mod receipts;
 mod rollups;
 mod rows;
@@ -294,9 +295,9 @@ impl WriteTx {
                 held.end(writer::Kept::Yes {
                     has_events: !events.is_empty(),
                 })
-                .await
+                .await?;
             }
-            Transactional::InWriter(_) => Err(in_writer_misuse()),
+            Transactional::InWriter(_) => return Err(in_writer_misuse()),
             Transactional::Own(tx) => {
                 tx.commit().await?;
                 if !events.is_empty()
@@ -304,9 +305,10 @@ impl WriteTx {
                 {
                     sequencer.committed();
                 }
-                Ok(())
             }
         }
+        crate::metrics::record_committed(&events);
+        Ok(())
     }
 
     /// Rolls back this write (others in its batch are untouched).
@@ -319,17 +321,18 @@ impl WriteTx {
     }
 
     /// On the writer's thread, after the work succeeded: records its events and says whether
-    /// it is kept.
-    async fn finish_in_writer(&mut self) -> StoreResult<writer::Kept> {
+    /// it is kept, with the events (counted once the batch commits).
+    async fn finish_in_writer(&mut self) -> StoreResult<(writer::Kept, Vec<Event>)> {
         if self.discarded {
-            return Ok(writer::Kept::No);
+            return Ok((writer::Kept::No, Vec::new()));
         }
         self.write_saved_messages().await?;
         let events = std::mem::take(&mut self.events);
         self.insert_events(Dialect::Sqlite, &events).await?;
-        Ok(writer::Kept::Yes {
+        let kept = writer::Kept::Yes {
             has_events: !events.is_empty(),
-        })
+        };
+        Ok((kept, events))
     }
 }
 
@@ -358,6 +361,7 @@ impl SqlStore {
         let mut background = Vec::new();
         let backend = if database_url.starts_with("sqlite:") {
             let path = sqlite_path(database_url);
+            reach::sqlite(std::path::Path::new(&path))?;
             migrate_sqlite(database_url).await?;
             let mut readers = Vec::new();
             for _ in 0..SQLITE_READERS {
@@ -379,6 +383,7 @@ impl SqlStore {
                 writer,
             }
         } else {
+            reach::postgres(database_url).await?;
             let url = with_statement_cache(database_url);
             let pool = |connections| {
                 AnyPoolOptions::new()
@@ -526,30 +531,42 @@ impl SqlStore {
                 }
             };
         };
-        let answer: Arc<Mutex<Option<Result<R, E>>>> = Arc::new(Mutex::new(None));
+        type Answer<R, E> = Option<(Result<R, E>, Vec<Event>)>;
+        let answer: Arc<Mutex<Answer<R, E>>> = Arc::new(Mutex::new(None));
         let filled = Arc::clone(&answer);
+        // The work runs on the writer's thread, inside the caller's span (what it queues keeps
+        // the caller's trace).
+        let span = tracing::Span::current();
         writer
             .run(move |connection| {
+                let _entered = span.enter();
                 let mut tx = WriteTx::new(
                     Transactional::InWriter(Arc::clone(connection)),
                     Dialect::Sqlite,
                     None,
                 );
-                let (result, kept) = futures::executor::block_on(async {
+                let (result, kept, events) = futures::executor::block_on(async {
                     match work(&mut tx).await {
                         Ok(value) => match tx.finish_in_writer().await {
-                            Ok(kept) => (Ok(value), kept),
-                            Err(error) => (Err(E::from(error)), writer::Kept::No),
+                            Ok((kept, events)) => (Ok(value), kept, events),
+                            Err(error) => (Err(E::from(error)), writer::Kept::No, Vec::new()),
                         },
-                        Err(error) => (Err(error), writer::Kept::No),
+                        Err(error) => (Err(error), writer::Kept::No, Vec::new()),
                     }
                 });
-                *filled.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+                *filled.lock().unwrap_or_else(PoisonError::into_inner) = Some((result, events));
                 kept
             })
             .await?;
-        let result = answer.lock().unwrap_or_else(PoisonError::into_inner).take();
-        result.unwrap_or_else(|| Err(E::from(write_panicked())))
+        let answered = answer.lock().unwrap_or_else(PoisonError::into_inner).take();
+        match answered {
+            Some((result, events)) => {
+                // The batch holding the write committed (`run` failed otherwise).
+                crate::metrics::record_committed(&events);
+                result
+            }
+            None => Err(E::from(write_panicked())),
+        }
     }
 
     /// Where a read runs: an SQLite reader (in turn) or the PostgreSQL pool.
@@ -790,6 +807,24 @@ impl SqlStore {
         conversion::conversion_counts(self.read(), since_ms).await
     }
 
+    /// Messages not yet handed to a carrier, per status (those with none are left out).
+    pub async fn outbox_depth(&self) -> StoreResult<Vec<(crate::domain::DeliveryStatus, i64)>> {
+        let rows = db::query(
+            "SELECT status, COUNT(*) AS messages FROM messages \
+             WHERE status IN ('scheduled', 'queued', 'claimed', 'sending') GROUP BY status",
+        )
+        .fetch_all(self.read_background())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    rows::parse_text(row, "status", crate::domain::DeliveryStatus::parse)?,
+                    row.try_get::<i64>("messages")?,
+                ))
+            })
+            .collect()
+    }
+
     /// How far the conversion rollup went in the event log.
     pub async fn conversion_rollup_cursor(&self) -> StoreResult<i64> {
         rollups::cursor(self.read_background()).await
@@ -802,7 +837,7 @@ impl SqlStore {
         ids: &[String],
     ) -> StoreResult<HashMap<String, crate::domain::conversion::VerificationRecord>> {
         let mut records = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(MAX_CHUNK) {
+        for chunk in ids.chunks(rollups::RECORDS_PER_READ) {
             records.extend(rollups::verification_records(self.read_background(), chunk).await?);
         }
         Ok(records)

@@ -262,8 +262,8 @@ impl WriteTx {
     async fn insert_message_rows(&mut self, messages: &[OutboxMessage]) -> StoreResult<()> {
         let sql = format!(
             "INSERT INTO messages (id, subject_kind, subject_id, channel, carrier, fallback_carriers, step, status, due_at_ms, \
-             claimed_by, attempt, carrier_message_id, detail, created_at_ms, updated_at_ms, service_id) VALUES {}",
-            value_rows(16, messages.len())
+             claimed_by, attempt, carrier_message_id, detail, created_at_ms, updated_at_ms, service_id, trace_parent) VALUES {}",
+            value_rows(17, messages.len())
         );
         let mut query = db::query(sql);
         for m in messages {
@@ -278,7 +278,8 @@ impl WriteTx {
             query = bind_delivery_state(query, m)
                 .bind(m.created_at_ms)
                 .bind(m.updated_at_ms)
-                .bind(&m.service_id);
+                .bind(&m.service_id)
+                .bind(m.trace_parent.as_deref());
         }
         query.execute(self.conn().await?).await?;
         Ok(())

@@ -14,7 +14,7 @@ pub(crate) const VERIFICATION_COLUMNS: &str = "id, to_e164, region_code, status,
      strategy, workflow, step, step_deadline_ms, step_failure, decision, program_id, number_prefix, service_id, app_hash, autofill_domain";
 
 pub(crate) const MESSAGE_COLUMNS: &str = "id, subject_kind, subject_id, channel, carrier, fallback_carriers, step, status, due_at_ms, \
-     claimed_by, attempt, carrier_message_id, detail, created_at_ms, updated_at_ms, service_id";
+     claimed_by, attempt, carrier_message_id, detail, created_at_ms, updated_at_ms, service_id, trace_parent";
 
 pub(crate) const NOTIFICATION_COLUMNS: &str = "id, to_e164, region_code, time_zones, category, program_id, template, body, sender, \
      decision, idempotency_key, created_at_ms, service_id";
@@ -196,6 +196,7 @@ pub(crate) fn message(row: &Row) -> StoreResult<OutboxMessage> {
         detail: row.try_get("detail")?,
         created_at_ms: row.try_get("created_at_ms")?,
         updated_at_ms: row.try_get("updated_at_ms")?,
+        trace_parent: row.try_get("trace_parent")?,
     })
 }
 
