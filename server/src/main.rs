@@ -216,6 +216,15 @@ fn main() -> std::process::ExitCode {
                 None => "off".to_string(),
             }
         );
+        let telemetry = &config.telemetry;
+        let _ = match &telemetry.otlp_endpoint {
+            Some(endpoint) => writeln!(
+                out,
+                "traces: OTLP to {endpoint} as {} every {} ms",
+                telemetry.service_name, telemetry.export_interval_ms
+            ),
+            None => writeln!(out, "traces: off (no [telemetry] otlp_endpoint)"),
+        };
         if let Ok(defense) = verify_policy::abuse::AbuseDefense::from_config(&config.abuse) {
             for line in defense.describe() {
                 let _ = writeln!(out, "{line}");
