@@ -113,13 +113,22 @@ fn log_call(
 }
 
 /// The method's name as logs and metrics show it: `Verify` for verifyd's own service, the full
-/// path for others (`grpc.health.v1.Health/Check`).
+/// path for health and reflection (`grpc.health.v1.Health/Check`), `other` for paths no
+/// service serves (a scanner's guesses must not each become a metric).
 fn method_of(path: &str) -> String {
     let path = path.trim_start_matches('/');
-    match path.strip_prefix("verify.v1.VerifyService/") {
-        Some(method) => method.to_string(),
-        None => path.to_string(),
+    if let Some(method) = path.strip_prefix("verify.v1.VerifyService/") {
+        return method.to_string();
     }
+    let known = [
+        "grpc.health.v1.Health/",
+        "grpc.reflection.v1.ServerReflection/",
+        "grpc.reflection.v1alpha.ServerReflection/",
+    ];
+    if known.iter().any(|service| path.starts_with(service)) && path.len() < 100 {
+        return path.to_string();
+    }
+    "other".to_string()
 }
 
 /// `text` with every run of seven or more digits (a phone number, whole or nearly) masked but
@@ -310,6 +319,7 @@ mod tests {
             method_of("/grpc.health.v1.Health/Check"),
             "grpc.health.v1.Health/Check"
         );
+        assert_eq!(method_of("/wp-admin/setup.php"), "other");
         assert_eq!(percent_decoded("to%3A bad %25"), "to: bad %");
         let mut headers = http::HeaderMap::new();
         headers.insert("grpc-status", "3".parse().unwrap());
