@@ -261,8 +261,22 @@ pub fn unknown_variables<'a>(
         if settings.contains(&top.as_str()) {
             continue;
         }
-        let guess = closest(&top, settings)
-            .map(|g| format!("; did you mean VERIFYD_{}?", g.to_ascii_uppercase()))
+        // `VERIFYD_CODES_LENGTH`: one underscore where levels need two.
+        let nested = settings.iter().find_map(|setting| {
+            let rest = top.strip_prefix(setting)?.strip_prefix('_')?;
+            (!rest.is_empty()).then(|| {
+                format!(
+                    "; did you mean VERIFYD_{}__{}? (two underscores between levels)",
+                    setting.to_ascii_uppercase(),
+                    rest.to_ascii_uppercase()
+                )
+            })
+        });
+        let guess = nested
+            .or_else(|| {
+                closest(&top, settings)
+                    .map(|g| format!("; did you mean VERIFYD_{}?", g.to_ascii_uppercase()))
+            })
             .unwrap_or_default();
         unknown.push(format!(
             "environment variable {name}: not a setting{guess} (settings from the environment: {})",
@@ -308,6 +322,7 @@ mod tests {
                 "VERIFYD_LISTN",
                 "VERIFYD_LISTEN",
                 "VERIFYD_CODES__LENGTH",
+                "VERIFYD_CODES_LENGTH",
                 "VERIFYD_API_KEY",
                 "VERIFYD_TEST_PYTHON",
                 "PATH",
@@ -315,7 +330,11 @@ mod tests {
             .into_iter(),
             &["listen", "codes"],
         );
-        assert_eq!(unknown.len(), 1);
+        assert_eq!(unknown.len(), 2);
+        assert!(
+            unknown[1].contains("did you mean VERIFYD_CODES__LENGTH? (two underscores"),
+            "{unknown:?}"
+        );
         assert!(
             unknown[0].starts_with(
                 "environment variable VERIFYD_LISTN: not a setting; did you mean VERIFYD_LISTEN?"

@@ -197,7 +197,7 @@ enum Command {
     Stats(stats::StatsArgs),
     /// Try verifyd with its sim carrier: simulated people in the countries named verify random
     /// mobile numbers, read their codes from the sim outbox file and type them in (or give
-    /// up when none comes), so that `stats` and the dashboard have traffic to show.
+    /// up when none comes), so that `stats` has traffic to show.
     Simulate(simulate::SimulateArgs),
     /// The services: list, show, create and change them (creating and changing need an
     /// admin key).

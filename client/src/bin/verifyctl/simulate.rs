@@ -236,6 +236,14 @@ pub async fn simulate(
     if args.countries.is_empty() {
         return Err(Failure::Message("--country: name at least one".into()));
     }
+    if !args.outbox.exists() {
+        eprintln!(
+            "warning: {} does not exist (yet): codes are read from the sim carrier's outbox; run \
+             simulate in verifyd's working directory or pass --outbox with the file its sim \
+             carrier writes, else every person gives up",
+            args.outbox.display()
+        );
+    }
     let codes = Arc::new(Codes::default());
     let follower = follow_outbox(args.outbox.clone(), Arc::clone(&codes));
     let args = Arc::new(args);

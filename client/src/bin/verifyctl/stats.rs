@@ -31,8 +31,9 @@ pub struct StatsArgs {
     /// Only this service's (a service's key sees its own only).
     #[arg(long, value_name = "ID")]
     pub service: Option<String>,
-    /// Only numbers of this country (ISO 3166-1 alpha-2; repeat for several).
-    #[arg(long = "country", value_name = "XX")]
+    /// Only numbers of this country (ISO 3166-1 alpha-2; repeat, or comma-separate, for
+    /// several).
+    #[arg(long = "country", value_name = "XX", value_delimiter = ',')]
     pub countries: Vec<String>,
     /// Only this channel: sms or voice.
     #[arg(long, value_name = "CHANNEL", value_parser = ["sms", "voice"])]
