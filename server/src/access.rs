@@ -170,29 +170,13 @@ fn status_in(headers: &http::HeaderMap) -> Option<(Code, Option<String>)> {
     let message = headers
         .get("grpc-message")
         .and_then(|value| value.to_str().ok())
-        .map(percent_decoded);
+        // Percent-encoded on the wire.
+        .map(|value| {
+            percent_encoding::percent_decode_str(value)
+                .decode_utf8_lossy()
+                .into_owned()
+        });
     Some((Code::from_i32(code), message))
-}
-
-/// A `grpc-message` value decoded (it is percent-encoded on the wire).
-fn percent_decoded(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(hex) = std::str::from_utf8(&bytes[i + 1..i + 3])
-            && let Ok(byte) = u8::from_str_radix(hex, 16)
-        {
-            out.push(byte);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl<S, RequestBody, ResponseBody> Service<http::Request<RequestBody>> for Access<S>
@@ -320,13 +304,12 @@ mod tests {
             "grpc.health.v1.Health/Check"
         );
         assert_eq!(method_of("/wp-admin/setup.php"), "other");
-        assert_eq!(percent_decoded("to%3A bad %25"), "to: bad %");
         let mut headers = http::HeaderMap::new();
         headers.insert("grpc-status", "3".parse().unwrap());
-        headers.insert("grpc-message", "to%3A%20bad".parse().unwrap());
+        headers.insert("grpc-message", "to%3A%20bad%20%25".parse().unwrap());
         assert_eq!(
             status_in(&headers),
-            Some((Code::InvalidArgument, Some("to: bad".to_string())))
+            Some((Code::InvalidArgument, Some("to: bad %".to_string())))
         );
     }
 }

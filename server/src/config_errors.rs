@@ -49,10 +49,10 @@ fn describe_one(error: &figment::Error) -> String {
     match source {
         Some(Source::File(path)) => {
             let text = std::fs::read_to_string(path).unwrap_or_default();
-            if let Kind::Message(message) = &error.kind
+            // A syntax error comes as a message; the file itself says where.
+            if matches!(error.kind, Kind::Message(_))
                 && let Some(located) = syntax_error(path, &text)
             {
-                let _ = message;
                 return located;
             }
             match line_of(&text, &key) {

@@ -52,7 +52,7 @@ fn counter_columns() -> &'static [String] {
 }
 
 /// A tally's counters in [`counter_columns`] order.
-fn counters(tally: &Tally) -> impl Iterator<Item = i64> + '_ {
+fn counter_values(tally: &Tally) -> impl Iterator<Item = i64> + '_ {
     [
         tally.verifications,
         tally.approved,
@@ -206,16 +206,12 @@ impl WriteTx {
                     .bind(&key.region)
                     .bind(&key.channel)
                     .bind(&key.carrier)
-                    .bind_all(counters_of(tally));
+                    .bind_all(counter_values(tally));
             }
             query.execute(self.conn().await?).await?;
         }
         Ok(())
     }
-}
-
-fn counters_of(tally: &Tally) -> Vec<i64> {
-    counters(tally).collect()
 }
 
 /// Each group's sums over one segment of `query`'s range (see [`StatsQuery::segments`]).
