@@ -148,6 +148,7 @@ pub async fn serve(
         warn_if_exposed(address, "http.listen");
     }
     let api_keys = ApiKeyCheck::new(&config.api_keys);
+    let use_cases_slot = Arc::new(std::sync::OnceLock::new());
     let callback_server = match (callback_listener, callback_address) {
         (Some(listener), Some(http_address)) => {
             let operator = crate::web::Operator {
@@ -157,6 +158,7 @@ pub async fn serve(
                     store: Arc::clone(&store),
                     breakers: Arc::clone(&breakers),
                 },
+                use_cases: Arc::clone(&use_cases_slot),
             };
             let routes = crate::web::router(carriers.callback_targets(), operator);
             let stop = async {
@@ -188,7 +190,7 @@ pub async fn serve(
         _ => None,
     };
     if let (Some(address), Some(base)) = (callback_address, &callback_base) {
-        tracing::info!(listen = %address, public_url = %base, "HTTP listener: carrier callbacks at /callbacks/{{carrier}}, metrics at /metrics");
+        tracing::info!(listen = %address, public_url = %base, "HTTP listener: carrier callbacks at /callbacks/{{carrier}}, metrics at /metrics, the dashboard at /dashboard");
         println!("verifyd callbacks on {address}");
         println!("verifyd http on {address}");
     }
@@ -244,6 +246,7 @@ pub async fn serve(
         Arc::new(AbuseDefense::from_config(&config.abuse)?),
         stopping_signal,
     ));
+    let _ = use_cases_slot.set(Arc::clone(&use_cases));
     let api = VerifyApi::new(Arc::clone(&use_cases));
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter

@@ -97,6 +97,35 @@ impl ApiKeyCheck {
     }
 }
 
+impl ApiKeyCheck {
+    /// The caller of an HTTP request to an operator page: the key as `Bearer <key>` (scripts,
+    /// Prometheus' `authorization`) or as the password of HTTP Basic (browsers, Prometheus'
+    /// `basic_auth`; the user name is not checked, and a key given as the user name with an
+    /// empty password counts too). With no keys configured, everyone is the local admin.
+    pub fn caller_for_http(&self, header: Option<&str>) -> Result<Caller, String> {
+        let Some(credentials) = header.and_then(|value| {
+            value
+                .strip_prefix("Basic ")
+                .or_else(|| value.strip_prefix("basic "))
+        }) else {
+            return self.caller_for(header);
+        };
+        if !self.is_enabled() {
+            return Ok(Caller::local());
+        }
+        use base64::Engine as _;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(credentials.trim())
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or("`authorization: Basic` must carry base64 of `user:key`")?;
+        let (user, password) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
+        let presented = if password.is_empty() { user } else { password };
+        self.caller_of(presented)
+            .ok_or_else(|| "invalid API key (give an API key as the password)".into())
+    }
+}
+
 impl Interceptor for ApiKeyCheck {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let header = request
@@ -171,6 +200,47 @@ mod tests {
         assert_eq!(
             status.message(),
             "`authorization` must be `Bearer <key>` (the word Bearer, a space, then the key)"
+        );
+    }
+
+    #[test]
+    fn operator_pages_take_the_key_as_bearer_or_as_the_basic_password() {
+        use base64::Engine as _;
+        let check = check();
+        let basic = |text: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(text)
+            )
+        };
+        for header in [
+            "Bearer s3cret-key".to_string(),
+            basic("admin:s3cret-key"),
+            basic(":s3cret-key"),
+            basic("s3cret-key:"),
+        ] {
+            assert_eq!(
+                check.caller_for_http(Some(&header)),
+                Ok(Caller::admin("backend")),
+                "{header}"
+            );
+        }
+        assert_eq!(
+            check.caller_for_http(Some(&basic("x:acme-key"))),
+            Ok(Caller::of_service("acme-backend", "acme"))
+        );
+        assert_eq!(
+            check.caller_for_http(Some(&basic("admin:wrong"))),
+            Err("invalid API key (give an API key as the password)".to_string())
+        );
+        assert_eq!(
+            check.caller_for_http(Some("Basic %%%")),
+            Err("`authorization: Basic` must carry base64 of `user:key`".to_string())
+        );
+        assert!(check.caller_for_http(None).is_err());
+        assert_eq!(
+            ApiKeyCheck::new(&[]).caller_for_http(Some(&basic("a:b"))),
+            Ok(Caller::local())
         );
     }
 

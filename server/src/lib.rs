@@ -13,6 +13,7 @@ pub mod codes;
 pub mod config;
 pub mod config_errors;
 pub mod convert;
+pub mod dashboard;
 pub mod decide;
 pub mod dispatcher;
 pub mod domain;

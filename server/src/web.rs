@@ -1,10 +1,11 @@
 //! verifyd's HTTP listener: carriers' delivery receipts at `/callbacks/{carrier}` (each
-//! checked by its carrier's signature) and Prometheus metrics at `/metrics` (for an admin
-//! API key as `authorization: Bearer <key>`; with no API keys configured, only on a loopback
+//! checked by its carrier's signature), and the operator pages: Prometheus metrics at
+//! `/metrics` and the dashboard at `/dashboard` (for an admin API key, as `authorization:
+//! Bearer <key>` or as HTTP Basic's password; with no API keys configured, only on a loopback
 //! listener).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -14,7 +15,7 @@ use verify_carrier::callback::CallbackTargets;
 
 use crate::auth::ApiKeyCheck;
 use crate::metrics::{CONTENT_TYPE, ScrapeSources, metrics};
-use crate::usecases::Scope;
+use crate::usecases::{Scope, UseCases};
 
 /// What the operator pages need.
 #[derive(Clone)]
@@ -23,49 +24,74 @@ pub struct Operator {
     pub keys: ApiKeyCheck,
     /// Where the HTTP listener listens (with no keys, pages are served on loopback only).
     pub address: SocketAddr,
-    /// Where metrics' state gauges come from.
+    /// Where metrics' state gauges come from (and the dashboard's routes and blocks).
     pub sources: ScrapeSources,
+    /// The use cases, once the server has built them (the listener starts earlier, for
+    /// receipts): the dashboard's figures and events come from them.
+    pub use_cases: Arc<OnceLock<Arc<UseCases>>>,
+}
+
+/// How a refused request is asked for a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Challenge {
+    /// `WWW-Authenticate: Bearer` (scripts, scrapers).
+    Bearer,
+    /// `WWW-Authenticate: Basic` (browsers ask for a user name and password; the key is the
+    /// password).
+    Basic,
 }
 
 impl Operator {
-    /// The refusal of a request that may not read operator pages; `None` when it may.
-    fn refusal(&self, headers: &HeaderMap) -> Option<Response> {
+    /// The refusal of a request that may not read operator pages; `None` when it may. The
+    /// key may come as `Bearer <key>` or as HTTP Basic's password.
+    pub fn refusal(&self, headers: &HeaderMap, challenge: Challenge) -> Option<Response> {
         if !self.keys.is_enabled() {
             if self.address.ip().is_loopback() {
                 return None;
             }
-            return Some((
-                StatusCode::FORBIDDEN,
-                "no api_keys are configured: metrics are served on a loopback http.listen only; \
-                 configure an admin API key and send `authorization: Bearer <key>`\n",
-            )
-                .into_response());
+            return Some(
+                (
+                    StatusCode::FORBIDDEN,
+                    "no api_keys are configured: operator pages (/metrics, /dashboard) are served \
+                 on a loopback http.listen only; configure an admin API key and send it as \
+                 `authorization: Bearer <key>` or as the password of HTTP Basic\n",
+                )
+                    .into_response(),
+            );
         }
         let header = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok());
-        match self.keys.caller_for(header) {
+        match self.keys.caller_for_http(header) {
             Ok(caller) if matches!(caller.scope, Scope::Admin) => None,
             Ok(caller) => Some((
                 StatusCode::FORBIDDEN,
                 format!(
-                    "API key `{}` belongs to a service; metrics need an admin key (one without `service`)\n",
+                    "API key `{}` belongs to a service; operator pages need an admin key (one without `service`)\n",
                     caller.name()
                 ),
             )
                 .into_response()),
-            Err(reason) => Some((
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                format!("{reason}\n"),
-            )
-                .into_response()),
+            Err(reason) => {
+                let asked = match challenge {
+                    Challenge::Bearer => "Bearer",
+                    Challenge::Basic => "Basic realm=\"verifyd\", charset=\"UTF-8\"",
+                };
+                Some(
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        [(header::WWW_AUTHENTICATE, asked)],
+                        format!("{reason}\n"),
+                    )
+                        .into_response(),
+                )
+            }
         }
     }
 }
 
 async fn scrape(State(operator): State<Arc<Operator>>, headers: HeaderMap) -> Response {
-    if let Some(refused) = operator.refusal(&headers) {
+    if let Some(refused) = operator.refusal(&headers, Challenge::Bearer) {
         return refused;
     }
     let text = metrics().scrape(&operator.sources).await;
@@ -74,8 +100,11 @@ async fn scrape(State(operator): State<Arc<Operator>>, headers: HeaderMap) -> Re
 
 /// Every route of the HTTP listener.
 pub fn router(targets: CallbackTargets, operator: Operator) -> axum::Router {
+    let operator = Arc::new(operator);
     let pages = axum::Router::new()
         .route("/metrics", get(scrape))
-        .with_state(Arc::new(operator));
-    verify_carrier::callback::router(targets).merge(pages)
+        .with_state(Arc::clone(&operator));
+    verify_carrier::callback::router(targets)
+        .merge(pages)
+        .merge(crate::dashboard::router(operator))
 }

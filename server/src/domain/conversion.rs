@@ -396,6 +396,15 @@ pub enum Dimension {
     Hour,
 }
 
+super::text_enum!(Dimension {
+    Country => "country",
+    Carrier => "carrier",
+    Channel => "channel",
+    Service => "service",
+    Day => "day",
+    Hour => "hour",
+});
+
 /// A group's values of the dimensions asked for (`None` for those not asked for).
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GroupKey {

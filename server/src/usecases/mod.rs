@@ -27,7 +27,7 @@ pub use check::CheckTarget;
 pub use listing::{ListInput, Page};
 pub use notify::{NotifyInput, NotifyOutcome};
 pub use service_admin::{UPDATABLE_FIELDS, WebhookState};
-pub use stats::{StatsAnswer, StatsInput, dimension_name};
+pub use stats::{StatsAnswer, StatsInput};
 pub use verify::{VerifyInput, VerifyOutcome};
 pub use watch::EventStream;
 

@@ -74,7 +74,7 @@ impl StatsInput {
             if group_by.contains(&dimension) {
                 return Err(UseCaseError::invalid(
                     "group_by",
-                    format!("{} is named twice", dimension_name(dimension)),
+                    format!("{} is named twice", dimension),
                 ));
             }
             group_by.push(dimension);
@@ -115,18 +115,6 @@ impl StatsInput {
             countries,
             channel: self.channel,
         })
-    }
-}
-
-/// A dimension's name in messages, as the API spells it.
-pub fn dimension_name(dimension: Dimension) -> &'static str {
-    match dimension {
-        Dimension::Country => "country",
-        Dimension::Carrier => "carrier",
-        Dimension::Channel => "channel",
-        Dimension::Service => "service",
-        Dimension::Day => "day",
-        Dimension::Hour => "hour",
     }
 }
 
