@@ -191,7 +191,6 @@ pub async fn serve(
     };
     if let (Some(address), Some(base)) = (callback_address, &callback_base) {
         tracing::info!(listen = %address, public_url = %base, "HTTP listener: carrier callbacks at /callbacks/{{carrier}}, metrics at /metrics, the dashboard at /dashboard");
-        println!("verifyd callbacks on {address}");
         println!("verifyd http on {address}");
     }
     carriers.start().await.map_err(|e| e.to_string())?;

@@ -27,12 +27,24 @@ pub fn register_carriers() -> CarrierRegistry {
 pub fn check_settings(entries: &[CarrierEntry]) -> Result<(), CarrierError> {
     let (receipts, _unread) = ReceiptSink::channel(1);
     let registry = register_carriers();
+    // Each problem starts with the carrier's key (`carriers[1]`), so the caller can say
+    // where the file sets it.
     let problems: Vec<String> = entries
         .iter()
-        .filter_map(|entry| {
+        .enumerate()
+        .filter_map(|(index, entry)| {
+            if !registry.kinds().any(|kind| kind == entry.kind) {
+                let known: Vec<&str> = registry.kinds().collect();
+                return Some(format!(
+                    "carriers[{index}].kind: carrier `{}`: `{}` is not a carrier kind; the kinds are: {}",
+                    entry.name,
+                    entry.kind,
+                    known.join(", ")
+                ));
+            }
             CarrierSet::build(&registry, std::slice::from_ref(entry), &receipts, None)
                 .err()
-                .map(|error| error.message().to_string())
+                .map(|error| format!("carriers[{index}]: {}", error.message()))
         })
         .collect();
     match problems.len() {

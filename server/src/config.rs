@@ -390,10 +390,13 @@ impl Config {
                     .only(&["DATABASE_URL"])
                     .map(|_| "database_url".into()),
             );
-        Config::from_figment(figment).map_err(|error| match file {
-            // A check that fails names its key: say where the file sets it.
-            Some(path) => ConfigError(crate::config_errors::locate_message(path, &error.0)),
-            None => error,
+        // A check that fails names its key: say where the file or the environment sets it.
+        Config::from_figment(figment).map_err(|error| {
+            ConfigError(crate::config_errors::locate_message(
+                file,
+                &error.0,
+                |name| std::env::var_os(name).is_some(),
+            ))
         })
     }
 

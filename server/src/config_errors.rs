@@ -65,10 +65,14 @@ fn describe_one(error: &figment::Error) -> String {
             .as_ref()
             .is_some_and(|m| m.name.contains("environment")) =>
         {
-            format!(
-                "environment variable VERIFYD_{}: {problem}",
-                key.join("__").to_ascii_uppercase()
-            )
+            let variable = format!("VERIFYD_{}", key.join("__").to_ascii_uppercase());
+            let hint = match &error.kind {
+                Kind::InvalidType(_, expected) if expected.starts_with("struct ") => {
+                    format!("; set one of its settings instead, as {variable}__<SETTING>")
+                }
+                _ => String::new(),
+            };
+            format!("environment variable {variable}: {problem}{hint}")
         }
         _ if dotted.is_empty() => problem,
         _ => format!("{dotted}: {problem}"),
@@ -112,8 +116,11 @@ fn problem(kind: &Kind, last_key: &str) -> String {
     }
 }
 
-/// A type serde names (`u32`) as people say it.
+/// A type serde names (`u32`, `struct CodeSettings`) as people say it.
 fn in_words(expected: &str) -> String {
+    if expected.starts_with("struct ") || expected == "a map" {
+        return "a table of settings".to_string();
+    }
     let digits = expected.trim_start_matches(['u', 'i']);
     if expected.len() > 1 && !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) {
         let sign = if expected.starts_with('u') {
@@ -216,30 +223,46 @@ fn distance(a: &str, b: &str) -> usize {
 }
 
 /// `message` (a validation error that starts with the key it is about, such as
-/// `codes.length must be between 4 and 10, got 3`) with the file and line of that key, when
-/// the file sets it.
-pub fn locate_message(path: &Path, message: &str) -> String {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return message.to_string();
+/// `codes.length must be between 4 and 10, got 3`; or `N problems:` and one such line per
+/// problem) with, for each problem, where its key was set: the file and line when `file` sets
+/// it, else the environment variable when `variable_is_set` says one is.
+pub fn locate_message(
+    file: Option<&Path>,
+    message: &str,
+    variable_is_set: impl Fn(&str) -> bool,
+) -> String {
+    let text = file.and_then(|path| std::fs::read_to_string(path).ok());
+    let locate = |problem: &str| -> String {
+        let first = problem
+            .split([' ', ':'])
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches([',', ';']);
+        let key: Vec<String> = first
+            .replace('[', ".")
+            .replace(']', "")
+            .split('.')
+            .filter(|part| !part.is_empty())
+            .map(String::from)
+            .collect();
+        if key.is_empty() || key.iter().any(|part| part.contains(['`', '(', ')'])) {
+            return problem.to_string();
+        }
+        let variable = format!("VERIFYD_{}", key.join("__").to_ascii_uppercase());
+        if variable_is_set(&variable) {
+            return format!("environment variable {variable}: {problem}");
+        }
+        match (file, text.as_deref().and_then(|text| line_of(text, &key))) {
+            (Some(path), Some(line)) => format!("{}:{line}: {problem}", path.display()),
+            _ => problem.to_string(),
+        }
     };
-    let first = message
-        .split([' ', ':'])
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches([',', ';']);
-    let key: Vec<String> = first
-        .replace('[', ".")
-        .replace(']', "")
-        .split('.')
-        .filter(|part| !part.is_empty())
-        .map(String::from)
-        .collect();
-    if key.is_empty() || key.iter().any(|part| part.contains(['`', '(', ')'])) {
-        return message.to_string();
-    }
-    match line_of(&text, &key) {
-        Some(line) => format!("{}:{line}: {message}", path.display()),
-        None => message.to_string(),
+    match message.split_once(" problems:\n") {
+        Some((count, rest)) if count.bytes().all(|b| b.is_ascii_digit()) => {
+            let located: Vec<String> = rest.lines().map(|line| locate(line.trim())).collect();
+            format!("{count} problems:\n  {}", located.join("\n  "))
+        }
+        _ => locate(message),
     }
 }
 
@@ -304,6 +327,43 @@ mod tests {
         // A key the file lacks: the line of its table.
         assert_eq!(line_of(text, &key(&["codes", "ttl_seconds"])), Some(3));
         assert_eq!(line_of(text, &key(&["nothing"])), None);
+    }
+
+    #[test]
+    fn each_problem_says_where_its_key_was_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("verifyd.toml");
+        std::fs::write(
+            &path,
+            "[codes]\nlength = 3\n\n[[carriers]]\nname = \"a\"\nkind = \"smq\"\n",
+        )
+        .unwrap();
+        let none = |_: &str| false;
+        assert_eq!(
+            locate_message(
+                Some(&path),
+                "codes.length must be between 4 and 10, got 3",
+                none
+            ),
+            format!(
+                "{}:2: codes.length must be between 4 and 10, got 3",
+                path.display()
+            )
+        );
+        let two = "2 problems:\n  carriers[0].kind: `smq` is not a carrier kind\n  codes.ttl_seconds: too long";
+        let from_env = |name: &str| name == "VERIFYD_CODES__TTL_SECONDS";
+        assert_eq!(
+            locate_message(Some(&path), two, from_env),
+            format!(
+                "2 problems:\n  {}:6: carriers[0].kind: `smq` is not a carrier kind\n  \
+                 environment variable VERIFYD_CODES__TTL_SECONDS: codes.ttl_seconds: too long",
+                path.display()
+            )
+        );
+        assert_eq!(
+            locate_message(None, "carrier `x` (kind sim): whatever", none),
+            "carrier `x` (kind sim): whatever"
+        );
     }
 
     #[test]

@@ -160,13 +160,13 @@ fn main() -> std::process::ExitCode {
             Some(base) => {
                 let _ = writeln!(out, "callbacks: {base}/callbacks/{{carrier}}");
                 if let Some(listen) = config.http.listen {
-                    let _ = writeln!(out, "http: {listen} (/callbacks, /metrics)");
+                    let _ = writeln!(out, "http: {listen} (/callbacks, /metrics, /dashboard)");
                 }
             }
             None => {
                 let _ = writeln!(
                     out,
-                    "http: off (no [http] listen: no callbacks, no /metrics)"
+                    "http: off (no [http] listen: no callbacks, /metrics or /dashboard)"
                 );
             }
         }
@@ -265,9 +265,12 @@ fn main() -> std::process::ExitCode {
     });
     match ran {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // Said once: as a log line when logs are JSON (one format on stderr), else plainly.
         Err(error) => {
-            tracing::error!("{error}");
-            eprintln!("error: {error}");
+            match format {
+                telemetry::LogFormat::Json => tracing::error!("{error}"),
+                telemetry::LogFormat::Text => eprintln!("error: {error}"),
+            }
             std::process::ExitCode::FAILURE
         }
     }

@@ -116,27 +116,31 @@ fn hash_api_key_prints_sha256_of_stdin() {
 #[test]
 fn nested_environment_keys_are_applied_and_validated() {
     let dir = tempfile::tempdir().unwrap();
-    let output = verifyd()
-        .arg("--check-config")
-        .env("VERIFYD_CODES__LENGTH", "11")
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
+    let refusal = |variable: &str, value: &str| {
+        let output = verifyd()
+            .arg("--check-config")
+            .env(variable, value)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{variable}={value}");
         String::from_utf8_lossy(&output.stderr)
-            .contains("codes.length must be between 4 and 10, got 11")
+            .trim_end()
+            .to_string()
+    };
+    assert_eq!(
+        refusal("VERIFYD_CODES__LENGTH", "11"),
+        "error: configuration: environment variable VERIFYD_CODES__LENGTH: codes.length must be \
+         between 4 and 10, got 11"
     );
-
-    let output = verifyd()
-        .arg("--check-config")
-        .env("VERIFYD_DISPATCHER__LEASE_SECONDS", "1")
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
+    // A table set to a value: say how to set one of its settings.
+    assert_eq!(
+        refusal("VERIFYD_CODES", "5"),
+        "error: configuration: environment variable VERIFYD_CODES: expected a table of settings, \
+         found unsigned int `5`; set one of its settings instead, as VERIFYD_CODES__<SETTING>"
+    );
     assert!(
-        String::from_utf8_lossy(&output.stderr)
+        refusal("VERIFYD_DISPATCHER__LEASE_SECONDS", "1")
             .contains("dispatcher.lease_seconds must be between 2 and 3600, got 1")
     );
 }
@@ -168,7 +172,14 @@ fn check_config_checks_carrier_settings() {
     .unwrap();
     let output = check_config(&path).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("known kinds: sim"));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        format!(
+            "error: configuration: {}:3: carriers[0].kind: carrier `op`: `carrier-pigeon` is not \
+             a carrier kind; the kinds are: sim, smpp, twilio, vonage, webhook",
+            path.display()
+        )
+    );
 }
 
 #[test]

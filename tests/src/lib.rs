@@ -260,7 +260,7 @@ impl TestServer {
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             while let Some(Ok(line)) = lines.next() {
-                if let Some(address) = line.strip_prefix("verifyd callbacks on ") {
+                if let Some(address) = line.strip_prefix("verifyd http on ") {
                     let _ = sender.send((false, address.to_string()));
                 }
                 if let Some(address) = line.strip_prefix("verifyd listening on ") {
