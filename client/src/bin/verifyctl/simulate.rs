@@ -236,14 +236,6 @@ pub async fn simulate(
     if args.countries.is_empty() {
         return Err(Failure::Message("--country: name at least one".into()));
     }
-    if !args.outbox.exists() {
-        eprintln!(
-            "warning: {} does not exist (yet): codes are read from the sim carrier's outbox; run \
-             simulate in verifyd's working directory or pass --outbox with the file its sim \
-             carrier writes, else every person gives up",
-            args.outbox.display()
-        );
-    }
     let codes = Arc::new(Codes::default());
     let follower = follow_outbox(args.outbox.clone(), Arc::clone(&codes));
     let args = Arc::new(args);
@@ -291,6 +283,15 @@ pub async fn simulate(
     }
     bar.finish_and_clear();
     follower.abort();
+    // The file appears with the sim carrier's first message: say so only if none came.
+    if !args.outbox.exists() {
+        eprintln!(
+            "warning: {} does not exist: codes are read from the sim carrier's outbox; run \
+             simulate in verifyd's working directory or pass --outbox with the file its sim \
+             carrier writes",
+            args.outbox.display()
+        );
+    }
     writeln!(
         out,
         "country  people  approved  gave up (no code)  did not type it  refused"
