@@ -245,7 +245,7 @@ pub async fn serve(
         Arc::new(AbuseDefense::from_config(&config.abuse)?),
         stopping_signal,
     ));
-    let _ = use_cases_slot.set(Arc::clone(&use_cases));
+    let _ = use_cases_slot.set(Arc::downgrade(&use_cases));
     let api = VerifyApi::new(Arc::clone(&use_cases));
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter

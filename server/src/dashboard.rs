@@ -210,14 +210,16 @@ fn use_case_problem(error: UseCaseError) -> Problem {
 }
 
 /// The use cases, or the answer to give while the server is still starting.
-fn use_cases(operator: &Operator) -> Result<&Arc<UseCases>, Problem> {
-    operator.use_cases.get().ok_or_else(|| {
-        problem(
+fn use_cases(operator: &Operator) -> Result<Arc<UseCases>, Problem> {
+    let Some(weak) = operator.use_cases.get() else {
+        return Err(problem(
             StatusCode::SERVICE_UNAVAILABLE,
             None,
             "verifyd is starting; try again in a moment",
-        )
-    })
+        ));
+    };
+    weak.upgrade()
+        .ok_or_else(|| problem(StatusCode::SERVICE_UNAVAILABLE, None, "verifyd is stopping"))
 }
 
 /// The query string's pairs.
@@ -557,7 +559,7 @@ async fn events(
     RawQuery(query): RawQuery,
 ) -> Response {
     let use_cases = match use_cases(&operator) {
-        Ok(use_cases) => Arc::clone(use_cases),
+        Ok(use_cases) => use_cases,
         Err(problem) => return problem.into_response(),
     };
     let mut backlog = DEFAULT_BACKLOG;

@@ -5,7 +5,7 @@
 //! listener).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -27,8 +27,10 @@ pub struct Operator {
     /// Where metrics' state gauges come from (and the dashboard's routes and blocks).
     pub sources: ScrapeSources,
     /// The use cases, once the server has built them (the listener starts earlier, for
-    /// receipts): the dashboard's figures and events come from them.
-    pub use_cases: Arc<OnceLock<Arc<UseCases>>>,
+    /// receipts): the dashboard's figures and events come from them. Held weakly, so that
+    /// shutting down releases them (and the database) while the listener still serves
+    /// callbacks.
+    pub use_cases: Arc<OnceLock<Weak<UseCases>>>,
 }
 
 /// How a refused request is asked for a key.
