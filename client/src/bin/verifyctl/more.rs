@@ -643,7 +643,7 @@ pub async fn services(
             for delivery in &state.deliveries {
                 writeln!(
                     out,
-                    "  {} {} {} {}, {} attempts, next {}: {}",
+                    "  {} {} {} {}, {} attempt{}, next {}: {}",
                     delivery.webhook_id,
                     delivery.event_type,
                     delivery.subject_id,
@@ -653,6 +653,7 @@ pub async fn services(
                         "WEBHOOK_DELIVERY_STATUS_"
                     ),
                     delivery.attempts,
+                    if delivery.attempts == 1 { "" } else { "s" },
                     time_text(delivery.next_attempt_at.as_ref()),
                     delivery.last_error
                 )?;
