@@ -554,3 +554,29 @@ pub fn api_key_hash(key: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// Configuration for operator tests: the HTTP listener on a free port, a service `shop`, an
+/// admin key `ops` (`admin_key`) and a key `shop-backend` of `shop` (`shop_key`).
+pub fn operator_config(admin_key: &str, shop_key: &str) -> String {
+    format!(
+        r#"
+[http]
+listen = "127.0.0.1:0"
+
+[[services]]
+id = "shop"
+friendly_name = "Shop"
+
+[[api_keys]]
+name = "ops"
+sha256 = "{}"
+
+[[api_keys]]
+name = "shop-backend"
+sha256 = "{}"
+service = "shop"
+"#,
+        api_key_hash(admin_key),
+        api_key_hash(shop_key)
+    )
+}

@@ -13,31 +13,15 @@ use std::time::{Duration, Instant};
 
 use verify_client::proto::v1::{GetConversionStatsRequest, StatsDimension};
 use verify_client::{VerifyClient, VerifyOptions};
-use verify_e2e::{Backend, TestServer, api_key_hash, tool, unique_mobile, workspace_root};
+use verify_e2e::{Backend, TestServer, operator_config, tool, unique_mobile, workspace_root};
 
 const ADMIN_KEY: &str = "ops-key-1a2b3c";
 const SHOP_KEY: &str = "shop-key-4d5e6f";
 const PEOPLE: u64 = 120;
 
 fn config() -> String {
-    format!(
-        r#"
-[http]
-listen = "127.0.0.1:0"
-
-[[services]]
-id = "shop"
-friendly_name = "Shop"
-
-[[api_keys]]
-name = "ops"
-sha256 = "{}"
-
-[[api_keys]]
-name = "shop-backend"
-sha256 = "{}"
-service = "shop"
-
+    operator_config(ADMIN_KEY, SHOP_KEY)
+        + r#"
 [[carriers]]
 name = "sim"
 kind = "sim"
@@ -61,15 +45,12 @@ delivery_probability = 0.45
 latency_ms = 2000
 
 [routes]
-default = [{{ carrier = "sim", cost = 0.04 }}, {{ carrier = "sim-voice", cost = 0.09 }}]
+default = [{ carrier = "sim", cost = 0.04 }, { carrier = "sim-voice", cost = 0.09 }]
 
 [fallback.countries.HN]
 strategy = "ordered"
 workflow = "sms(4s) -> voice(60s)"
-"#,
-        api_key_hash(ADMIN_KEY),
-        api_key_hash(SHOP_KEY)
-    )
+"#
 }
 
 /// What `tests/browser/dashboard.js` reports of the page.

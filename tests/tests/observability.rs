@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use verify_client::proto::v1::CheckResult;
 use verify_client::{VerifyClient, VerifyOptions};
 use verify_e2e::{
-    Backend, ServerOptions, TestServer, api_key_hash, on_both_backends, tool, unique_mobile,
+    Backend, ServerOptions, TestServer, on_both_backends, operator_config, tool, unique_mobile,
     workspace_root,
 };
 
@@ -22,27 +22,7 @@ const ADMIN_KEY: &str = "ops-key-5e6f7a";
 const SHOP_KEY: &str = "shop-key-8b9c0d";
 
 fn config() -> String {
-    format!(
-        r#"
-[http]
-listen = "127.0.0.1:0"
-
-[[services]]
-id = "shop"
-friendly_name = "Shop"
-
-[[api_keys]]
-name = "ops"
-sha256 = "{}"
-
-[[api_keys]]
-name = "shop-backend"
-sha256 = "{}"
-service = "shop"
-"#,
-        api_key_hash(ADMIN_KEY),
-        api_key_hash(SHOP_KEY)
-    )
+    operator_config(ADMIN_KEY, SHOP_KEY)
 }
 
 /// One sample of a scrape.
