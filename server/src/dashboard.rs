@@ -32,6 +32,7 @@ use crate::access::mask_numbers;
 use crate::clock::now_ms;
 use crate::domain::conversion::{Dimension, GroupKey, HOUR_MS, Tally};
 use crate::domain::{DeliveryStatus, RecordedEvent};
+use crate::metrics::messages_in;
 use crate::usecases::{Caller, StatsInput, UseCaseError, UseCases};
 use crate::web::{Challenge, Operator};
 
@@ -187,6 +188,16 @@ fn problem(status: StatusCode, field: Option<&'static str>, error: impl Into<Str
         field,
         error: error.into(),
     }
+}
+
+/// A read of `what` that failed in the database: logged, answered 503 without the details.
+fn database_failed(error: &crate::store::StoreError, what: &str) -> Problem {
+    tracing::error!(%error, "dashboard: reading {what} failed");
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        "reading the database failed; see the server's log",
+    )
 }
 
 fn use_case_problem(error: UseCaseError) -> Problem {
@@ -449,22 +460,9 @@ async fn health(State(operator): State<Arc<Operator>>) -> Response {
     };
     let (depth, blocks, latest_cursor, counted_through_cursor) = match read.await {
         Ok(read) => read,
-        Err(error) => {
-            tracing::error!(%error, "dashboard: reading health failed");
-            return problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                None,
-                "reading the database failed; see the server's log",
-            )
-            .into_response();
-        }
+        Err(error) => return database_failed(&error, "health").into_response(),
     };
-    let count = |status: DeliveryStatus| {
-        depth
-            .iter()
-            .find(|(s, _)| *s == status)
-            .map_or(0, |(_, n)| *n)
-    };
+    let count = |status| messages_in(&depth, status);
     let routes = operator
         .sources
         .breakers
@@ -592,15 +590,7 @@ async fn events(
         Some(cursor) => cursor,
         None => match operator.sources.store.latest_event_cursor().await {
             Ok(latest) => u64::try_from((latest - backlog).max(0)).unwrap_or(0),
-            Err(error) => {
-                tracing::error!(%error, "dashboard: reading the event log failed");
-                return problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    None,
-                    "reading the database failed; see the server's log",
-                )
-                .into_response();
-            }
+            Err(error) => return database_failed(&error, "the event log").into_response(),
         },
     };
     let stream = match use_cases

@@ -272,10 +272,7 @@ impl Metrics {
             DeliveryStatus::Claimed,
             DeliveryStatus::Sending,
         ] {
-            let count = depth
-                .iter()
-                .find(|(s, _)| *s == status)
-                .map_or(0, |(_, n)| *n);
+            let count = messages_in(&depth, status);
             self.outbox_messages
                 .get_or_create(&StatusLabels {
                     status: status.as_str().to_string(),
@@ -360,6 +357,15 @@ impl Metrics {
         self.rollup_lag_events.set((latest - rolled).max(0));
         Ok(())
     }
+}
+
+/// Of the outbox's depth by status (as `SqlStore::outbox_depth` reads it), the messages in
+/// `status` (0 when none).
+pub fn messages_in(depth: &[(DeliveryStatus, i64)], status: DeliveryStatus) -> i64 {
+    depth
+        .iter()
+        .find(|(s, _)| *s == status)
+        .map_or(0, |(_, n)| *n)
 }
 
 /// Where the state gauges are read from at each scrape.
