@@ -48,6 +48,13 @@ use crate::proto::v1::{
     NotifyRequest, NotifyResponse, RequestContext, Service, UnblockRequest, UpdateServiceRequest,
     Verification, VerifyRequest, VerifyResponse, WatchEventsRequest, check_request,
 };
+use crate::proto::v1::{
+    Campaign, CampaignDimension, CampaignRecipients, CampaignSpec, CancelCampaignRequest,
+    CreateCampaignRequest, CreateCampaignResponse, GetCampaignRequest, GetCampaignResponse,
+    ListCampaignRejectionsRequest, ListCampaignRejectionsResponse, ListCampaignsRequest,
+    ListCampaignsResponse, PauseCampaignRequest, ReportCampaignConfirmationRequest,
+    ResumeCampaignRequest, create_campaign_request,
+};
 
 /// Code generated from `proto/verify/v1/verify.proto`: `proto::v1` holds the messages, enums
 /// and the `VerifyService` client.
@@ -703,6 +710,7 @@ impl VerifyClient {
             after_cursor,
             notification_id: String::new(),
             service_id: String::new(),
+            campaign_id: String::new(),
         })
         .await
     }
@@ -721,8 +729,145 @@ impl VerifyClient {
             after_cursor,
             notification_id: notification_id.to_owned(),
             service_id: String::new(),
+            campaign_id: String::new(),
         })
         .await
+    }
+
+    /// Streams the events of the campaign `campaign_id` and its messages after
+    /// `after_cursor`, then new ones as they happen.
+    pub async fn watch_campaign(
+        &self,
+        campaign_id: &str,
+        after_cursor: u64,
+    ) -> Result<impl Stream<Item = Result<Event, Status>> + Send + Unpin + 'static, ClientError>
+    {
+        self.watch_events(WatchEventsRequest {
+            verification_id: String::new(),
+            after_cursor,
+            notification_id: String::new(),
+            service_id: String::new(),
+            campaign_id: campaign_id.to_owned(),
+        })
+        .await
+    }
+
+    /// Creates a campaign: `spec`, then the chunks of recipients `recipients` yields (a few
+    /// thousand per chunk). Answers once every recipient is stored, with the first rejected
+    /// lines.
+    pub async fn create_campaign(
+        &self,
+        spec: CampaignSpec,
+        recipients: impl Stream<Item = CampaignRecipients> + Send + 'static,
+    ) -> Result<CreateCampaignResponse, ClientError> {
+        use create_campaign_request::Part;
+        let first = tokio_stream::once(CreateCampaignRequest {
+            part: Some(Part::Campaign(spec)),
+        });
+        let rest = recipients.map(|chunk| CreateCampaignRequest {
+            part: Some(Part::Recipients(chunk)),
+        });
+        Ok(self
+            .raw()
+            .create_campaign(first.chain(rest))
+            .await?
+            .into_inner())
+    }
+
+    /// A campaign with its counts, grouped by `group_by` (by country when empty).
+    pub async fn get_campaign(
+        &self,
+        campaign_id: &str,
+        group_by: &[CampaignDimension],
+    ) -> Result<GetCampaignResponse, ClientError> {
+        Ok(self
+            .raw()
+            .get_campaign(GetCampaignRequest {
+                campaign_id: campaign_id.to_owned(),
+                group_by: group_by.iter().map(|d| *d as i32).collect(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// A page of campaigns, newest first.
+    pub async fn list_campaigns(
+        &self,
+        request: ListCampaignsRequest,
+    ) -> Result<ListCampaignsResponse, ClientError> {
+        Ok(self.raw().list_campaigns(request).await?.into_inner())
+    }
+
+    /// A page of a campaign's rejected lines.
+    pub async fn campaign_rejections(
+        &self,
+        campaign_id: &str,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<ListCampaignRejectionsResponse, ClientError> {
+        Ok(self
+            .raw()
+            .list_campaign_rejections(ListCampaignRejectionsRequest {
+                campaign_id: campaign_id.to_owned(),
+                page_size,
+                page_token: page_token.to_owned(),
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Pauses a campaign.
+    pub async fn pause_campaign(&self, campaign_id: &str) -> Result<Campaign, ClientError> {
+        let request = PauseCampaignRequest {
+            campaign_id: campaign_id.to_owned(),
+        };
+        let response = self.raw().pause_campaign(request).await?.into_inner();
+        response
+            .campaign
+            .ok_or(ClientError::MissingField("campaign"))
+    }
+
+    /// Resumes a paused campaign.
+    pub async fn resume_campaign(&self, campaign_id: &str) -> Result<Campaign, ClientError> {
+        let request = ResumeCampaignRequest {
+            campaign_id: campaign_id.to_owned(),
+        };
+        let response = self.raw().resume_campaign(request).await?.into_inner();
+        response
+            .campaign
+            .ok_or(ClientError::MissingField("campaign"))
+    }
+
+    /// Cancels a campaign.
+    pub async fn cancel_campaign(&self, campaign_id: &str) -> Result<Campaign, ClientError> {
+        let request = CancelCampaignRequest {
+            campaign_id: campaign_id.to_owned(),
+        };
+        let response = self.raw().cancel_campaign(request).await?.into_inner();
+        response
+            .campaign
+            .ok_or(ClientError::MissingField("campaign"))
+    }
+
+    /// Records that a campaign's recipient (by number, or by line when `to` is empty)
+    /// confirmed; `false` when it had before.
+    pub async fn report_campaign_confirmation(
+        &self,
+        campaign_id: &str,
+        to: &str,
+        line: u64,
+    ) -> Result<bool, ClientError> {
+        let request = ReportCampaignConfirmationRequest {
+            campaign_id: campaign_id.to_owned(),
+            to: to.to_owned(),
+            line,
+        };
+        Ok(self
+            .raw()
+            .report_campaign_confirmation(request)
+            .await?
+            .into_inner()
+            .counted)
     }
 
     /// Stores a new service (admin keys only); unset numbers take the server's defaults.

@@ -246,6 +246,14 @@ pub async fn serve(
         stopping_signal,
     ));
     let _ = use_cases_slot.set(Arc::downgrade(&use_cases));
+    let campaign_sender = tokio::spawn(
+        crate::campaign_sender::CampaignSender::new(
+            Arc::clone(&store),
+            Arc::clone(&use_cases),
+            &carriers,
+        )
+        .run(stopping.subscribe()),
+    );
     let api = VerifyApi::new(Arc::clone(&use_cases));
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -333,6 +341,9 @@ pub async fn serve(
     // The requests have finished: their rate-limit counts are written, and the use cases go
     // (they hold the decider, whose carriers the receipts below wait for).
     use_cases.write_pending_counts().await;
+    if let Err(error) = campaign_sender.await {
+        tracing::error!(%error, "campaign sender task failed");
+    }
     drop(use_cases);
 
     if let Err(error) = dispatcher.await {

@@ -89,6 +89,11 @@ impl CarrierSet {
         Ok(CarrierSet { by_name })
     }
 
+    /// The configured names.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
     /// A carrier by configured name.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Carrier>> {
         self.by_name.get(name)

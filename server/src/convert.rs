@@ -9,8 +9,8 @@ use verify_policy::rules::Category;
 
 use crate::domain::conversion::{Dimension, GroupKey, Tally};
 use crate::domain::{
-    CheckResult, DeliveryStatus, EventKind, NotificationStatus, OutboxMessage, RecordedEvent,
-    Subject, SubjectStatus, VerificationStatus,
+    CampaignStatus, CheckResult, DeliveryStatus, EventKind, NotificationStatus, OutboxMessage,
+    RecordedEvent, Subject, SubjectStatus, VerificationStatus,
 };
 use crate::proto;
 use crate::usecases::{NotificationView, StatsAnswer, VerificationView};
@@ -253,6 +253,25 @@ fn event_kind(kind: EventKind) -> proto::EventType {
         EventKind::MessageRequeued => P::MessageRequeued,
         EventKind::DestinationBlocked => P::DestinationBlocked,
         EventKind::BlockLifted => P::BlockLifted,
+        EventKind::CampaignStarted => P::CampaignStarted,
+        EventKind::CampaignPaused => P::CampaignPaused,
+        EventKind::CampaignResumed => P::CampaignResumed,
+        EventKind::CampaignCanceled => P::CampaignCanceled,
+        EventKind::CampaignFinished => P::CampaignFinished,
+    }
+}
+
+/// A campaign status to the proto enum.
+pub fn campaign_status(status: CampaignStatus) -> proto::CampaignStatus {
+    use proto::CampaignStatus as P;
+    match status {
+        CampaignStatus::Ingesting => P::Ingesting,
+        CampaignStatus::Scheduled => P::Scheduled,
+        CampaignStatus::Running => P::Running,
+        CampaignStatus::Paused => P::Paused,
+        CampaignStatus::Completed => P::Completed,
+        CampaignStatus::Canceled => P::Canceled,
+        CampaignStatus::Expired => P::Expired,
     }
 }
 
@@ -310,10 +329,19 @@ pub fn verification(view: &VerificationView) -> proto::Verification {
 /// or the notification fields.
 pub fn event(recorded: &RecordedEvent) -> proto::Event {
     let event = &recorded.event;
-    let (verification_id, notification_id, block_id) = match &event.subject {
-        Subject::Verification(id) => (id.clone(), String::new(), String::new()),
-        Subject::Notification(id) => (String::new(), id.clone(), String::new()),
-        Subject::Block(id) => (String::new(), String::new(), id.clone()),
+    let mut verification_id = String::new();
+    let mut notification_id = String::new();
+    let mut block_id = String::new();
+    let mut campaign_id = String::new();
+    match &event.subject {
+        Subject::Verification(id) => verification_id.clone_from(id),
+        Subject::Notification(id) => notification_id.clone_from(id),
+        Subject::Block(id) => block_id.clone_from(id),
+        Subject::Campaign(id) => campaign_id.clone_from(id),
+    }
+    let campaign_status = match event.subject_status {
+        SubjectStatus::Campaign(Some(status)) => self::campaign_status(status),
+        _ => proto::CampaignStatus::Unspecified,
     };
     let (verification_status, notification_status) = match event.subject_status {
         SubjectStatus::Verification(status) => (
@@ -324,7 +352,7 @@ pub fn event(recorded: &RecordedEvent) -> proto::Event {
             proto::VerificationStatus::Unspecified,
             self::notification_status(status),
         ),
-        SubjectStatus::Block(_) => (
+        SubjectStatus::Block(_) | SubjectStatus::Campaign(_) => (
             proto::VerificationStatus::Unspecified,
             proto::NotificationStatus::Unspecified,
         ),
@@ -347,6 +375,8 @@ pub fn event(recorded: &RecordedEvent) -> proto::Event {
         time: Some(timestamp(event.at_ms)),
         block_id,
         service_id: event.service_id.clone(),
+        campaign_id,
+        campaign_status: campaign_status as i32,
     }
 }
 

@@ -33,7 +33,7 @@ use crate::clock::now_ms;
 use crate::domain::conversion::{Dimension, GroupKey, HOUR_MS, Tally};
 use crate::domain::{DeliveryStatus, RecordedEvent};
 use crate::metrics::messages_in;
-use crate::usecases::{Caller, StatsInput, UseCaseError, UseCases};
+use crate::usecases::{Caller, StatsInput, UseCaseError, UseCases, WatchedIds};
 use crate::web::{Challenge, Operator};
 
 /// Events sent before the live ones when a page connects.
@@ -594,7 +594,12 @@ async fn events(
         },
     };
     let stream = match use_cases
-        .watch(&Caller::admin("dashboard"), "", "", "", after)
+        .watch(
+            &Caller::admin("dashboard"),
+            WatchedIds::default(),
+            "",
+            after,
+        )
         .await
     {
         Ok(stream) => stream,

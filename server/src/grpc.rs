@@ -11,6 +11,7 @@ use verify_carrier::Channel;
 use verify_policy::abuse::RawContext;
 use verify_policy::classify;
 
+use crate::campaign_api;
 use crate::convert;
 use crate::domain::conversion::Dimension;
 use crate::domain::{NotificationStatus, VerificationStatus};
@@ -18,7 +19,7 @@ use crate::errors::{internal, invalid_argument};
 use crate::proto;
 use crate::proto::verify_service_server::VerifyService;
 use crate::usecases::{
-    Caller, CheckTarget, ListInput, NotifyInput, StatsInput, UseCases, VerifyInput,
+    Caller, CheckTarget, ListInput, NotifyInput, StatsInput, UseCases, VerifyInput, WatchedIds,
 };
 
 /// Most numbers in one ClassifyBatch chunk.
@@ -384,8 +385,11 @@ impl VerifyService for VerifyApi {
             .cases
             .watch(
                 &caller,
-                &request.verification_id,
-                &request.notification_id,
+                WatchedIds {
+                    verification_id: &request.verification_id,
+                    notification_id: &request.notification_id,
+                    campaign_id: &request.campaign_id,
+                },
                 &request.service_id,
                 request.after_cursor,
             )
@@ -437,6 +441,151 @@ impl VerifyService for VerifyApi {
             }),
             notification: Some(convert::notification(view)),
             replayed: outcome.replayed,
+        }))
+    }
+
+    async fn create_campaign(
+        &self,
+        request: Request<tonic::Streaming<proto::CreateCampaignRequest>>,
+    ) -> Result<Response<proto::CreateCampaignResponse>, Status> {
+        use futures::StreamExt as _;
+        let caller = caller_of(&request);
+        let mut stream = request.into_inner();
+        let first = stream.next().await.transpose()?;
+        let input = campaign_api::campaign_input(first)?;
+        let created = self
+            .cases
+            .create_campaign(&caller, input, campaign_api::recipient_chunks(stream))
+            .await?;
+        Ok(Response::new(proto::CreateCampaignResponse {
+            campaign: Some(campaign_api::view(&created.view)),
+            rejections: created
+                .rejections
+                .iter()
+                .map(campaign_api::rejection)
+                .collect(),
+            replayed: created.replayed,
+        }))
+    }
+
+    async fn get_campaign(
+        &self,
+        request: Request<proto::GetCampaignRequest>,
+    ) -> Result<Response<proto::GetCampaignResponse>, Status> {
+        let caller = caller_of(&request);
+        let request = request.into_inner();
+        let group_by = campaign_api::dimensions(&request.group_by)?;
+        let view = self
+            .cases
+            .get_campaign(&caller, &request.campaign_id, &group_by)
+            .await?;
+        Ok(Response::new(proto::GetCampaignResponse {
+            campaign: Some(campaign_api::view(&view)),
+            groups: campaign_api::groups(&view),
+        }))
+    }
+
+    async fn list_campaigns(
+        &self,
+        request: Request<proto::ListCampaignsRequest>,
+    ) -> Result<Response<proto::ListCampaignsResponse>, Status> {
+        let caller = caller_of(&request);
+        let request = request.into_inner();
+        let statuses = campaign_api::statuses(&request.statuses)?;
+        let (campaigns, next_page_token) = self
+            .cases
+            .list_campaigns(
+                &caller,
+                &request.service_id,
+                &statuses,
+                request.page_size,
+                &request.page_token,
+            )
+            .await?;
+        Ok(Response::new(proto::ListCampaignsResponse {
+            campaigns: campaigns
+                .iter()
+                .map(|c| campaign_api::campaign(c, None, None))
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn list_campaign_rejections(
+        &self,
+        request: Request<proto::ListCampaignRejectionsRequest>,
+    ) -> Result<Response<proto::ListCampaignRejectionsResponse>, Status> {
+        let caller = caller_of(&request);
+        let request = request.into_inner();
+        let (rejections, next_page_token) = self
+            .cases
+            .list_campaign_rejections(
+                &caller,
+                &request.campaign_id,
+                request.page_size,
+                &request.page_token,
+            )
+            .await?;
+        Ok(Response::new(proto::ListCampaignRejectionsResponse {
+            rejections: rejections.iter().map(campaign_api::rejection).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn pause_campaign(
+        &self,
+        request: Request<proto::PauseCampaignRequest>,
+    ) -> Result<Response<proto::PauseCampaignResponse>, Status> {
+        let caller = caller_of(&request);
+        let view = self
+            .cases
+            .pause_campaign(&caller, &request.into_inner().campaign_id)
+            .await?;
+        Ok(Response::new(proto::PauseCampaignResponse {
+            campaign: Some(campaign_api::view(&view)),
+        }))
+    }
+
+    async fn resume_campaign(
+        &self,
+        request: Request<proto::ResumeCampaignRequest>,
+    ) -> Result<Response<proto::ResumeCampaignResponse>, Status> {
+        let caller = caller_of(&request);
+        let view = self
+            .cases
+            .resume_campaign(&caller, &request.into_inner().campaign_id)
+            .await?;
+        Ok(Response::new(proto::ResumeCampaignResponse {
+            campaign: Some(campaign_api::view(&view)),
+        }))
+    }
+
+    async fn cancel_campaign(
+        &self,
+        request: Request<proto::CancelCampaignRequest>,
+    ) -> Result<Response<proto::CancelCampaignResponse>, Status> {
+        let caller = caller_of(&request);
+        let view = self
+            .cases
+            .cancel_campaign(&caller, &request.into_inner().campaign_id)
+            .await?;
+        Ok(Response::new(proto::CancelCampaignResponse {
+            campaign: Some(campaign_api::view(&view)),
+        }))
+    }
+
+    async fn report_campaign_confirmation(
+        &self,
+        request: Request<proto::ReportCampaignConfirmationRequest>,
+    ) -> Result<Response<proto::ReportCampaignConfirmationResponse>, Status> {
+        let caller = caller_of(&request);
+        let request = request.into_inner();
+        let counted = self
+            .cases
+            .report_campaign_confirmation(&caller, &request.campaign_id, &request.to, request.line)
+            .await?;
+        Ok(Response::new(proto::ReportCampaignConfirmationResponse {
+            counted,
         }))
     }
 

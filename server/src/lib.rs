@@ -7,6 +7,8 @@
 pub mod access;
 pub mod app;
 pub mod auth;
+pub mod campaign_api;
+pub mod campaign_sender;
 pub mod carriers;
 pub mod clock;
 pub mod codes;

@@ -17,6 +17,23 @@ pub const DLT_ENTITY_ID_ATTRIBUTE: &str = "dlt_entity_id";
 /// Message attribute carrying India's DLT template ID.
 pub const DLT_TEMPLATE_ID_ATTRIBUTE: &str = "dlt_template_id";
 
+/// A text that is not a code, as the rules see it.
+#[derive(Debug, Clone, Copy)]
+pub struct TextMessage<'a> {
+    /// The recipient's region.
+    pub region: &'a str,
+    /// The recipient's time zones.
+    pub time_zones: &'a [String],
+    /// What it is for.
+    pub category: Category,
+    /// The sending program; empty for none.
+    pub program_id: &'a str,
+    /// The registered template; empty for none.
+    pub template: &'a str,
+    /// The sender to show; empty for the carrier's own.
+    pub sender: &'a str,
+}
+
 /// The rules and programs of one server.
 #[derive(Debug)]
 pub struct NotifyPolicy {
@@ -53,22 +70,39 @@ impl NotifyPolicy {
 
     /// What the rules say about sending `notification` on `channel` at `now_ms`.
     pub fn evaluate(&self, notification: &Notification, channel: Channel, now_ms: i64) -> Decision {
+        self.evaluate_text(
+            &TextMessage {
+                region: &notification.region_code,
+                time_zones: &notification.time_zones,
+                category: notification.category,
+                program_id: &notification.program_id,
+                template: &notification.template,
+                sender: &notification.sender,
+            },
+            channel,
+            now_ms,
+        )
+    }
+
+    /// What the rules say about sending a text that is not a code (a notification, a
+    /// campaign's message) on `channel` at `now_ms`.
+    pub fn evaluate_text(&self, text: &TextMessage<'_>, channel: Channel, now_ms: i64) -> Decision {
         let program = self
             .programs
-            .get(&notification.program_id)
+            .get(text.program_id)
             .unwrap_or(&self.no_program);
-        let sender = (!notification.sender.is_empty()).then(|| Sender {
-            kind: SenderKind::guess(&notification.sender),
-            address: &notification.sender,
+        let sender = (!text.sender.is_empty()).then(|| Sender {
+            kind: SenderKind::guess(text.sender),
+            address: text.sender,
         });
         let message = Message {
-            region: &notification.region_code,
-            time_zones: &notification.time_zones,
-            category: notification.category,
+            region: text.region,
+            time_zones: text.time_zones,
+            category: text.category,
             channel,
             sender,
             program,
-            template: (!notification.template.is_empty()).then_some(notification.template.as_str()),
+            template: (!text.template.is_empty()).then_some(text.template),
         };
         self.rules.evaluate(&message, instant(now_ms))
     }

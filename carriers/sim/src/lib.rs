@@ -81,6 +81,11 @@ pub struct SimConfig {
     /// in milliseconds.
     #[serde(default = "default_hang_ms")]
     pub hang_ms: u64,
+    /// The simulated route's throughput, messages per second: declared to routing, and
+    /// enforced as a throttling SMSC does (a submission over it is refused for now, with the
+    /// rate-limited error). None by default.
+    #[serde(default)]
+    pub max_messages_per_second: Option<u32>,
 }
 
 /// What the simulator does with messages to one destination.
@@ -125,6 +130,7 @@ impl Default for SimConfig {
             submit_latency_ms: 0,
             destinations: HashMap::new(),
             hang_ms: default_hang_ms(),
+            max_messages_per_second: None,
         }
     }
 }
@@ -144,6 +150,11 @@ impl SimConfig {
         }
         if self.channels.is_empty() {
             return Err("channels must name at least one of sms, voice".into());
+        }
+        if self.max_messages_per_second == Some(0) {
+            return Err(
+                "max_messages_per_second must be above 0 (leave it out for no limit)".into(),
+            );
         }
         Ok(())
     }
@@ -217,6 +228,30 @@ struct Shared {
     outbox: std::sync::Mutex<Option<std::fs::File>>,
     /// Counts submissions until their receipt is delivered, so shutdown can wait for them.
     gate: InFlightGate,
+    /// The throughput limit's tokens and when they were last counted.
+    throttle: std::sync::Mutex<(f64, std::time::Instant)>,
+}
+
+/// The most submissions the simulator takes at once above its rate, in seconds of the rate.
+const THROTTLE_BURST_SECONDS: f64 = 0.25;
+
+impl Shared {
+    /// Takes one submission's token at `rate` per second; `false` when over the rate.
+    fn within_rate(&self, rate: u32) -> bool {
+        let rate = f64::from(rate);
+        let burst = (rate * THROTTLE_BURST_SECONDS).max(1.0);
+        let mut state = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, counted) = &mut *state;
+        let now = std::time::Instant::now();
+        *tokens = (*tokens + rate * now.duration_since(*counted).as_secs_f64()).min(burst);
+        *counted = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl SimCarrier {
@@ -229,6 +264,7 @@ impl SimCarrier {
                 receipts,
                 outbox: std::sync::Mutex::new(None),
                 gate: InFlightGate::new(),
+                throttle: std::sync::Mutex::new((0.0, std::time::Instant::now())),
             }),
         }
     }
@@ -248,7 +284,7 @@ impl Carrier for SimCarrier {
         Capabilities {
             channels: self.config.channels.clone(),
             regions: Vec::new(),
-            max_messages_per_second: None,
+            max_messages_per_second: self.config.max_messages_per_second,
             delivery_receipts: true,
             deduplicates_submissions: false,
         }
@@ -268,6 +304,14 @@ impl Carrier for SimCarrier {
                     "simulator `{}` does not carry {}",
                     self.name, message.channel
                 ),
+            ));
+        }
+        if let Some(rate) = self.config.max_messages_per_second
+            && !self.shared.within_rate(rate)
+        {
+            return Err(CarrierError::new(
+                ErrorKind::RateLimited,
+                format!("simulated throttling: over {rate} messages per second, retry later"),
             ));
         }
         if self.config.submit_latency_ms > 0 {

@@ -6,6 +6,8 @@
 mod answer;
 #[path = "verifyctl/batch.rs"]
 mod batch;
+#[path = "verifyctl/campaign.rs"]
+mod campaign;
 #[path = "verifyctl/more.rs"]
 mod more;
 #[path = "verifyctl/simulate.rs"]
@@ -25,9 +27,9 @@ use clap::{ArgGroup, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use tokio_stream::StreamExt;
 use verify_client::proto::Timestamp;
 use verify_client::proto::v1::{
-    Attempt, CancelVerificationResponse, Channel, CheckResponse, CheckResult, Classification,
-    ClassifyResponse, DeliveryStatus, Event, EventType, GetVerificationResponse, InvalidReason,
-    LineType, ListBlocksResponse, RequestContext, UnblockResponse, Verification,
+    Attempt, CampaignStatus, CancelVerificationResponse, Channel, CheckResponse, CheckResult,
+    Classification, ClassifyResponse, DeliveryStatus, Event, EventType, GetVerificationResponse,
+    InvalidReason, LineType, ListBlocksResponse, RequestContext, UnblockResponse, Verification,
     VerificationStatus, VerifyResponse, WatchEventsRequest, WatchEventsResponse,
 };
 use verify_client::{ClientError, MAX_BATCH_CHUNK, VerifyClient, VerifyOptions};
@@ -152,8 +154,11 @@ enum Command {
         #[arg(long, value_name = "ID", conflicts_with = "notification")]
         verification: Option<String>,
         /// Only events of this notification.
-        #[arg(long, value_name = "ID")]
+        #[arg(long, value_name = "ID", conflicts_with = "campaign")]
         notification: Option<String>,
+        /// Only events of this campaign and its messages.
+        #[arg(long, value_name = "ID", conflicts_with = "verification")]
+        campaign: Option<String>,
         /// Only events of this service (a service's key always sees its own only).
         #[arg(long, value_name = "ID")]
         service: Option<String>,
@@ -204,6 +209,12 @@ enum Command {
     Services {
         #[command(subcommand)]
         command: more::ServicesCommand,
+    },
+    /// Campaigns: send one text (per locale) to a list, each recipient under its country's
+    /// rules, and follow it: create, status, list, pause, resume, cancel, rejections, confirm.
+    Campaign {
+        #[command(subcommand)]
+        command: campaign::CampaignCommand,
     },
 }
 
@@ -371,6 +382,7 @@ enum Action {
     Watch {
         verification: Option<String>,
         notification: Option<String>,
+        campaign: Option<String>,
         service: Option<String>,
         after: u64,
     },
@@ -383,6 +395,7 @@ enum Action {
     },
     Notifications(Box<more::ListArgs>),
     Services(Box<more::ServicesCommand>),
+    Campaign(Box<campaign::CampaignCommand>),
     Stats(Box<stats::StatsArgs>),
     Simulate(Box<simulate::SimulateArgs>),
     Blocks {
@@ -472,11 +485,13 @@ impl Command {
             Command::Watch {
                 verification,
                 notification,
+                campaign,
                 service,
                 after,
             } => Action::Watch {
                 verification,
                 notification,
+                campaign,
                 service,
                 after,
             },
@@ -487,6 +502,7 @@ impl Command {
             Command::CancelNotification { id } => Action::CancelNotification { id },
             Command::Notifications(args) => Action::Notifications(Box::new(args)),
             Command::Services { command } => Action::Services(Box::new(command)),
+            Command::Campaign { command } => Action::Campaign(Box::new(command)),
             Command::Stats(args) => Action::Stats(Box::new(args)),
             Command::Simulate(args) => Action::Simulate(Box::new(args)),
         })
@@ -707,17 +723,22 @@ async fn run(
             more::cancel_notification(&client, &id, json, out).await?;
         }
         Action::Services(command) => more::services(&client, *command, json, out).await?,
+        Action::Campaign(command) => {
+            campaign::campaign(&client, *command, json, now, out).await?;
+        }
         Action::Stats(args) => stats::stats(&client, *args, json, now, out).await?,
         Action::Simulate(args) => simulate::simulate(&client, *args, out).await?,
         Action::Watch {
             verification,
             notification,
+            campaign,
             service,
             after,
         } => {
             let request = WatchEventsRequest {
                 verification_id: verification.unwrap_or_default(),
                 notification_id: notification.unwrap_or_default(),
+                campaign_id: campaign.unwrap_or_default(),
                 service_id: service.unwrap_or_default(),
                 after_cursor: after,
             };
@@ -1100,7 +1121,15 @@ fn verification_text(verification: &Verification, now: DateTime<Utc>) -> String 
 /// One line per event: cursor, time, type, verification, status, carrier, detail. The status is
 /// the message's for message events and the verification's otherwise.
 fn event_line(event: &Event) -> String {
-    let status = if !event.block_id.is_empty() {
+    let status = if !event.campaign_id.is_empty()
+        && event.delivery_status == DeliveryStatus::Unspecified as i32
+    {
+        words(
+            event.campaign_status,
+            CampaignStatus::as_str_name,
+            "CAMPAIGN_STATUS_",
+        )
+    } else if !event.block_id.is_empty() {
         match event.r#type() {
             EventType::BlockLifted => "lifted".to_owned(),
             _ => "blocked".to_owned(),
@@ -1119,7 +1148,8 @@ fn event_line(event: &Event) -> String {
             [
                 &event.verification_id,
                 &event.notification_id,
-                &event.block_id
+                &event.block_id,
+                &event.campaign_id
             ]
             .into_iter()
             .find(|id| !id.is_empty())
@@ -1368,6 +1398,7 @@ mod tests {
             Action::Watch {
                 verification: None,
                 notification: None,
+                campaign: None,
                 service: None,
                 after: 0
             }
@@ -1377,6 +1408,7 @@ mod tests {
             Action::Watch {
                 verification: Some("vf_1".into()),
                 notification: None,
+                campaign: None,
                 service: None,
                 after: 42
             }
@@ -1643,6 +1675,8 @@ mod tests {
             notification_status: 0,
             block_id: String::new(),
             service_id: "default".into(),
+            campaign_id: String::new(),
+            campaign_status: 0,
         };
         assert_eq!(
             event_line(&event),

@@ -51,6 +51,10 @@ struct PendingOutcome {
     recorded: oneshot::Sender<()>,
 }
 
+/// How long a campaign's message a carrier throttled waits before it goes to that carrier
+/// again.
+const THROTTLED_RETRY_MS: i64 = 1_000;
+
 /// Outcomes recorded in one transaction at most.
 const OUTCOME_BATCH: usize = 256;
 /// Batches of outcomes written at once: one runs while the other waits for its commit, and
@@ -433,6 +437,13 @@ impl Dispatcher {
                 tracing::warn!(message = %message_id, carrier = %name, %error, "no answer after the message went out; not resent");
                 SendOutcome::MaybeSent {
                     reason: format!("{name}: {error}"),
+                }
+            }
+            Ok(Err(error)) if error.kind() == verify_carrier::ErrorKind::RateLimited => {
+                tracing::debug!(message = %message_id, carrier = %name, %error, "carrier throttled message");
+                SendOutcome::Throttled {
+                    reason: format!("{name}: {error}"),
+                    retry_after_ms: THROTTLED_RETRY_MS,
                 }
             }
             Ok(Err(error)) => {

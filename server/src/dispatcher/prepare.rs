@@ -13,10 +13,16 @@ use verify_policy::rules::Decision;
 
 use crate::carriers::CarrierSet;
 use crate::codes::CodeBook;
-use crate::domain::{Notification, OutboxMessage, SendOutcome, Service, Subject, Verification};
+use crate::domain::campaign::{Recipient, line_of_message};
+use crate::domain::message::HELD_UNTIL_RESUMED;
+use crate::domain::{
+    Campaign, CampaignStatus, Notification, OutboxMessage, SendOutcome, Service, Subject,
+    Verification,
+};
 use crate::notify::{NotifyPolicy, registration_attributes};
 use crate::services::ServiceDirectory;
 use crate::store::SqlStore;
+use crate::usecases::campaign::text_of;
 
 /// The decision for one claimed message.
 pub enum Prepared {
@@ -71,12 +77,13 @@ pub async fn prepare(
     };
     let verification_ids = ids_of(|s| match s {
         Subject::Verification(id) => Some(id),
-        Subject::Notification(_) | Subject::Block(_) => None,
+        Subject::Notification(_) | Subject::Block(_) | Subject::Campaign(_) => None,
     });
     let notification_ids = ids_of(|s| match s {
         Subject::Notification(id) => Some(id),
-        Subject::Verification(_) | Subject::Block(_) => None,
+        Subject::Verification(_) | Subject::Block(_) | Subject::Campaign(_) => None,
     });
+    let campaigns = load_campaigns(store, &claimed).await;
     let (verifications, notifications) = tokio::join!(
         store.verifications_for_dispatch(&verification_ids),
         store.notifications_for_dispatch(&notification_ids)
@@ -135,6 +142,22 @@ pub async fn prepare(
                 Subject::Notification(id) => match notifications.as_ref().map(|n| n.get(id)) {
                     Some(Some(notification)) => {
                         for_notification(rules, notification, &message, now_ms)
+                    }
+                    Some(None) => Err(missing_subject(&message)),
+                    None => {
+                        return Prepared::Release {
+                            message_id: message.id,
+                        };
+                    }
+                },
+                Subject::Campaign(id) => match campaigns.as_ref().map(|c| c.get(id)) {
+                    Some(Some((campaign, recipients))) => {
+                        match line_of_message(id, &message.id).and_then(|l| recipients.get(&l)) {
+                            Some(recipient) => {
+                                for_campaign(rules, campaign, recipient, &message, now_ms)
+                            }
+                            None => Err(missing_subject(&message)),
+                        }
                     }
                     Some(None) => Err(missing_subject(&message)),
                     None => {
@@ -230,23 +253,10 @@ fn for_notification(
     message: &OutboxMessage,
     now_ms: i64,
 ) -> Result<OutboundMessage, SendOutcome> {
-    let decision = rules.evaluate(notification, message.channel, now_ms);
-    match &decision {
-        Decision::Reject { .. } => {
-            return Err(SendOutcome::Rejected {
-                reason: format!("not sent: {}", decision.explain()),
-            });
-        }
-        Decision::Defer { until, .. } => {
-            return Err(SendOutcome::Deferred {
-                until_ms: until.timestamp_millis(),
-                reason: decision.explain(),
-            });
-        }
-        Decision::SendNow { .. } => {}
-    }
-    let mut attributes = registration_attributes(&decision);
-    mark_last_resort(&mut attributes, message);
+    let attributes = allowed_now(
+        &rules.evaluate(notification, message.channel, now_ms),
+        message,
+    )?;
     Ok(OutboundMessage {
         message_id: message.id.clone(),
         // Carriers that echo a reference (and the sim outbox) see the notification id.
@@ -260,6 +270,116 @@ fn for_notification(
         sender: (!notification.sender.is_empty()).then(|| notification.sender.clone()),
         attributes,
     })
+}
+
+/// The campaigns of the claimed messages with the recipients they carry texts to, by
+/// campaign id and line; `None` when they could not be read.
+async fn load_campaigns(
+    store: &SqlStore,
+    claimed: &[OutboxMessage],
+) -> Option<HashMap<String, (Campaign, HashMap<u64, Recipient>)>> {
+    let mut lines: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for message in claimed {
+        if let Subject::Campaign(id) = &message.subject
+            && let Some(line) = line_of_message(id, &message.id)
+        {
+            lines.entry(id).or_default().push(line);
+        }
+    }
+    let mut loaded = HashMap::with_capacity(lines.len());
+    for (id, lines) in lines {
+        let read = async {
+            let campaign = store.campaigns_for_dispatch(&[id.to_string()]).await?;
+            let recipients = store.recipients_for_dispatch(id, &lines).await?;
+            Ok::<_, crate::store::StoreError>((campaign, recipients))
+        };
+        match read.await {
+            Ok((mut campaign, recipients)) => {
+                if let Some(campaign) = campaign.pop() {
+                    let recipients = recipients.into_iter().map(|r| (r.line, r)).collect();
+                    loaded.insert(id.to_string(), (campaign, recipients));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "loading the campaigns of claimed messages failed");
+                return None;
+            }
+        }
+    }
+    Some(loaded)
+}
+
+/// A campaign's message to one recipient if the campaign sends and the country rules allow
+/// it now; held (the campaign paused, the recipient's window closed), dropped (the campaign
+/// ended) or refused by a rule otherwise.
+fn for_campaign(
+    rules: &NotifyPolicy,
+    campaign: &Campaign,
+    recipient: &Recipient,
+    message: &OutboxMessage,
+    now_ms: i64,
+) -> Result<OutboundMessage, SendOutcome> {
+    if !campaign.sends_at(now_ms) {
+        return Err(match campaign.status {
+            CampaignStatus::Paused | CampaignStatus::Scheduled => SendOutcome::Deferred {
+                until_ms: HELD_UNTIL_RESUMED,
+                reason: format!("campaign {}: held until it is resumed", campaign.status),
+            },
+            status => SendOutcome::NotSent {
+                reason: if campaign.past_deadline(now_ms) {
+                    "not sent: the campaign's deadline passed".to_string()
+                } else {
+                    format!("not sent: the campaign is {status}")
+                },
+            },
+        });
+    }
+    let time_zones = verify_policy::classify(&recipient.to_e164, None).time_zones;
+    let decision = rules.evaluate_text(
+        &text_of(campaign, &recipient.region_code, &time_zones),
+        message.channel,
+        now_ms,
+    );
+    let attributes = allowed_now(&decision, message)?;
+    Ok(OutboundMessage {
+        message_id: message.id.clone(),
+        // Carriers that echo a reference (and the sim outbox) see the campaign id.
+        verification_id: campaign.id.clone(),
+        to: recipient.to_e164.clone(),
+        region_code: Some(recipient.region_code.clone()),
+        channel: message.channel,
+        body: campaign.spec.text_for(&recipient.locale, &recipient.values),
+        code: OneTimeCode::new(""),
+        locale: if recipient.locale.is_empty() {
+            campaign.spec.default_locale.clone()
+        } else {
+            recipient.locale.clone()
+        },
+        sender: (!campaign.spec.sender.is_empty()).then(|| campaign.spec.sender.clone()),
+        attributes,
+    })
+}
+
+/// The carrier attributes of a text the rules allow now (its registrations, and whether it is
+/// on its last route); held until its window, or refused, naming the rule, otherwise.
+fn allowed_now(
+    decision: &Decision,
+    message: &OutboxMessage,
+) -> Result<BTreeMap<String, String>, SendOutcome> {
+    match decision {
+        Decision::Reject { .. } => Err(SendOutcome::Rejected {
+            reason: format!("not sent: {}", decision.explain()),
+        }),
+        Decision::Defer { until, .. } => Err(SendOutcome::Deferred {
+            until_ms: until.timestamp_millis(),
+            reason: decision.explain(),
+        }),
+        Decision::SendNow { .. } => {
+            let mut attributes = registration_attributes(decision);
+            mark_last_resort(&mut attributes, message);
+            Ok(attributes)
+        }
+    }
 }
 
 /// With no route left after this one, the route's breaker must not stop the message.

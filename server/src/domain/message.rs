@@ -20,6 +20,9 @@ use super::{
     text_enum,
 };
 
+/// The due time of a message held until its campaign resumes: never due by itself.
+pub const HELD_UNTIL_RESUMED: i64 = i64::MAX;
+
 /// Where a message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DeliveryStatus {
@@ -81,6 +84,8 @@ pub enum SubjectState {
     Verification(VerificationStatus),
     /// A notification: its status follows its message's.
     Notification,
+    /// A campaign's recipient: its message's status tells where it is.
+    Campaign,
 }
 
 /// What a new message is.
@@ -151,6 +156,15 @@ pub enum SendOutcome {
     Rejected {
         /// The rule and why.
         reason: String,
+    },
+    /// The carrier refused it for now because it is sending too fast: a campaign's message
+    /// waits and goes to the same carrier again; any other message moves on as for a
+    /// temporary refusal.
+    Throttled {
+        /// Why, with the carrier's name.
+        reason: String,
+        /// How long to wait before trying again, in ms.
+        retry_after_ms: i64,
     },
 }
 
@@ -269,6 +283,7 @@ impl OutboxMessage {
             SubjectState::Notification => {
                 SubjectStatus::Notification(NotificationStatus::of(self.status))
             }
+            SubjectState::Campaign => SubjectStatus::Campaign(None),
         };
         Event {
             kind,
@@ -359,6 +374,29 @@ impl OutboxMessage {
                     now_ms,
                 ))
             }
+            SendOutcome::Throttled {
+                reason,
+                retry_after_ms,
+            } if (handing || held) && subject == SubjectState::Campaign => {
+                self.due_at_ms = now_ms + retry_after_ms.max(1);
+                let detail = format!("{reason}; sent again in {} ms", retry_after_ms.max(1));
+                Some(self.change(
+                    S::Queued,
+                    EventKind::MessageRequeued,
+                    detail,
+                    subject,
+                    now_ms,
+                ))
+            }
+            SendOutcome::Throttled { reason, .. } if handing || held => self.settle(
+                SendOutcome::Refused {
+                    reason,
+                    temporary: true,
+                },
+                attempt,
+                subject,
+                now_ms,
+            ),
             SendOutcome::Refused { reason, temporary } if handing || held => {
                 match self.fallback_carriers.split_first() {
                     Some((next, rest)) if temporary => {
@@ -453,6 +491,38 @@ impl OutboxMessage {
             S::Scheduled | S::Queued | S::Claimed | S::Sending => ReceiptEffect::Early,
             S::Delivered | S::Failed | S::Canceled => ReceiptEffect::Duplicate,
         }
+    }
+
+    /// Where it stands among due messages: codes and notifications (0) go before campaigns
+    /// (1), so a campaign never holds a code up.
+    pub fn priority(&self) -> i64 {
+        match self.subject {
+            Subject::Campaign(_) => 1,
+            _ => 0,
+        }
+    }
+
+    /// Holds a message no carrier has yet until [`unhold`](Self::unhold) (its campaign was
+    /// paused). `false` when a carrier has it or is being handed it.
+    pub fn hold(&mut self, now_ms: i64) -> bool {
+        if !self.status.is_unsent() || self.due_at_ms == HELD_UNTIL_RESUMED {
+            return false;
+        }
+        self.status = DeliveryStatus::Scheduled;
+        self.due_at_ms = HELD_UNTIL_RESUMED;
+        self.updated_at_ms = now_ms;
+        true
+    }
+
+    /// Lets a held message go again now. `false` when it was not held.
+    pub fn unhold(&mut self, now_ms: i64) -> bool {
+        if self.status != DeliveryStatus::Scheduled || self.due_at_ms != HELD_UNTIL_RESUMED {
+            return false;
+        }
+        self.status = DeliveryStatus::Queued;
+        self.due_at_ms = now_ms;
+        self.updated_at_ms = now_ms;
+        true
     }
 
     /// Gives a claimed message back to the queue when its dispatcher stops before handing it

@@ -2,6 +2,7 @@
 //! types with every rule and transition and no I/O. Each transition returns the events to
 //! record; use cases load the types from the store, call a transition and save the result.
 
+pub mod campaign;
 pub mod conversion;
 pub mod message;
 pub mod notification;
@@ -13,6 +14,7 @@ use std::fmt;
 
 use verify_carrier::Channel;
 
+pub use campaign::{Campaign, CampaignStatus};
 pub use message::{
     Attempt, DeliveryStatus, MessageSpec, OutboxMessage, ReceiptEffect, SendOutcome, SubjectState,
 };
@@ -56,6 +58,8 @@ pub enum Subject {
     Notification(String),
     /// A block abuse defense started (`blk_...`): its events say it started or was lifted.
     Block(String),
+    /// A campaign (`cmp_...`): its own events, and those of its recipients' messages.
+    Campaign(String),
 }
 
 /// The kind of a [`Subject`], as stored beside its id.
@@ -67,12 +71,15 @@ pub enum SubjectKind {
     Notification,
     /// A block.
     Block,
+    /// A campaign.
+    Campaign,
 }
 
 text_enum!(SubjectKind {
     Verification => "verification",
     Notification => "notification",
     Block => "block",
+    Campaign => "campaign",
 });
 
 impl Subject {
@@ -82,6 +89,7 @@ impl Subject {
             SubjectKind::Verification => Subject::Verification(id.into()),
             SubjectKind::Notification => Subject::Notification(id.into()),
             SubjectKind::Block => Subject::Block(id.into()),
+            SubjectKind::Campaign => Subject::Campaign(id.into()),
         }
     }
 
@@ -91,13 +99,17 @@ impl Subject {
             Subject::Verification(_) => SubjectKind::Verification,
             Subject::Notification(_) => SubjectKind::Notification,
             Subject::Block(_) => SubjectKind::Block,
+            Subject::Campaign(_) => SubjectKind::Campaign,
         }
     }
 
     /// Its id.
     pub fn id(&self) -> &str {
         match self {
-            Subject::Verification(id) | Subject::Notification(id) | Subject::Block(id) => id,
+            Subject::Verification(id)
+            | Subject::Notification(id)
+            | Subject::Block(id)
+            | Subject::Campaign(id) => id,
         }
     }
 }
@@ -117,6 +129,9 @@ pub enum SubjectStatus {
     Notification(NotificationStatus),
     /// A block's state.
     Block(BlockState),
+    /// A campaign's status after one of its own events; `None` for the events of its
+    /// recipients' messages (their delivery status tells where the recipient is).
+    Campaign(Option<CampaignStatus>),
 }
 
 /// The state of a block after one of its events.
@@ -173,6 +188,7 @@ impl SubjectStatus {
             SubjectStatus::Verification(status) => status.as_str(),
             SubjectStatus::Notification(status) => status.as_str(),
             SubjectStatus::Block(state) => state.as_str(),
+            SubjectStatus::Campaign(status) => status.map_or("", CampaignStatus::as_str),
         }
     }
 
@@ -186,6 +202,10 @@ impl SubjectStatus {
                 NotificationStatus::parse(text).map(SubjectStatus::Notification)
             }
             SubjectKind::Block => BlockState::parse(text).map(SubjectStatus::Block),
+            SubjectKind::Campaign if text.is_empty() => Some(SubjectStatus::Campaign(None)),
+            SubjectKind::Campaign => {
+                CampaignStatus::parse(text).map(|status| SubjectStatus::Campaign(Some(status)))
+            }
         }
     }
 }
@@ -230,6 +250,16 @@ pub enum EventKind {
     DestinationBlocked,
     /// An operator lifted a block.
     BlockLifted,
+    /// A campaign's recipients are stored; it runs or waits for its start.
+    CampaignStarted,
+    /// A campaign was paused.
+    CampaignPaused,
+    /// A campaign was resumed (or its start time came).
+    CampaignResumed,
+    /// A campaign was canceled.
+    CampaignCanceled,
+    /// A campaign ended: completed or expired.
+    CampaignFinished,
 }
 
 text_enum!(EventKind {
@@ -251,6 +281,11 @@ text_enum!(EventKind {
     MessageRequeued => "message_requeued",
     DestinationBlocked => "destination_blocked",
     BlockLifted => "block_lifted",
+    CampaignStarted => "campaign_started",
+    CampaignPaused => "campaign_paused",
+    CampaignResumed => "campaign_resumed",
+    CampaignCanceled => "campaign_canceled",
+    CampaignFinished => "campaign_finished",
 });
 
 /// The message an event is about, as it is after the event.

@@ -23,8 +23,9 @@ pub use sql::services::StoredService;
 pub use sql::webhooks::WebhookRetry;
 pub use sql::{SqlStore, WriteTx};
 
+use crate::domain::campaign::{Recipient, Rejection};
 use crate::domain::{
-    Event, Notification, OutboxMessage, Subject, Verification, VerificationStatus,
+    Campaign, Event, Notification, OutboxMessage, Subject, Verification, VerificationStatus,
 };
 
 /// Storage failures. Every one is ours, not the client's: it reaches clients as an internal
@@ -150,6 +151,53 @@ pub trait NotificationRepository {
     /// The notification an idempotency key of a service was first used for.
     async fn notification_for_key(&mut self, key: &ServiceKey)
     -> StoreResult<Option<Notification>>;
+}
+
+/// Campaigns, their recipients and the lines they rejected.
+#[async_trait]
+pub trait CampaignRepository {
+    /// Stores a new campaign (`Contended` when its idempotency key was just used).
+    async fn insert_campaign(&mut self, campaign: &Campaign) -> StoreResult<()>;
+    /// Saves a campaign's status and counts of lines.
+    async fn save_campaign(&mut self, campaign: &Campaign) -> StoreResult<()>;
+    /// Frees a campaign's idempotency key (its recipients' stream broke: a retry starts over).
+    async fn release_campaign_key(&mut self, id: &str) -> StoreResult<()>;
+    /// A campaign by id, locked.
+    async fn lock_campaign(&mut self, id: &str) -> StoreResult<Option<Campaign>>;
+    /// The campaign an idempotency key of a service was first used for.
+    async fn campaign_for_key(&mut self, key: &ServiceKey) -> StoreResult<Option<Campaign>>;
+    /// Stores recipients, leaving out those whose number the campaign has already; returns
+    /// the lines stored.
+    async fn insert_recipients(&mut self, recipients: &[Recipient]) -> StoreResult<Vec<u64>>;
+    /// Stores rejected lines.
+    async fn insert_rejections(
+        &mut self,
+        campaign_id: &str,
+        rejections: &[Rejection],
+    ) -> StoreResult<()>;
+    /// Up to `limit` pending recipients of a campaign planned for `route` and due at
+    /// `now_ms`, earliest first, locked (on PostgreSQL, those another process holds are
+    /// skipped).
+    async fn lock_due_recipients(
+        &mut self,
+        campaign_id: &str,
+        route: &str,
+        now_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Recipient>>;
+    /// Saves changed recipients: their state, due time, detail and message.
+    async fn save_recipients(&mut self, recipients: &[Recipient]) -> StoreResult<()>;
+    /// Whether a campaign has recipients still pending.
+    async fn has_pending_recipients(&mut self, campaign_id: &str) -> StoreResult<bool>;
+    /// Records a recipient's confirmation, found by number or line: `Some(true)` when new,
+    /// `Some(false)` when confirmed before, `None` when no such recipient.
+    async fn confirm_recipient(
+        &mut self,
+        campaign_id: &str,
+        to_e164: Option<&str>,
+        line: Option<u64>,
+        now_ms: i64,
+    ) -> StoreResult<Option<bool>>;
 }
 
 /// The outbox: every message of every subject.

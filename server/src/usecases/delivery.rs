@@ -174,7 +174,7 @@ async fn lock_batch_with_subjects(
     let verification_ids =
         sorted_unique(peeks.iter().filter_map(|message| match &message.subject {
             Subject::Verification(id) => Some(id.clone()),
-            Subject::Notification(_) | Subject::Block(_) => None,
+            Subject::Notification(_) | Subject::Block(_) | Subject::Campaign(_) => None,
         }));
     let statuses: std::collections::HashMap<String, VerificationStatus> = tx
         .lock_verification_statuses(&verification_ids)
@@ -196,6 +196,7 @@ async fn lock_batch_with_subjects(
                 })?)
             }
             Subject::Notification(_) => SubjectState::Notification,
+            Subject::Campaign(_) => SubjectState::Campaign,
             Subject::Block(id) => return Err(message_of_block(id)),
         };
         locked.insert(message.id.clone(), (message, state));
@@ -230,6 +231,7 @@ async fn lock_read_message(
                 StoreError::Corrupt(format!("message of missing verification {verification_id}"))
             })?,
         Subject::Notification(_) => SubjectState::Notification,
+        Subject::Campaign(_) => SubjectState::Campaign,
         Subject::Block(id) => return Err(message_of_block(id)),
     };
     if tx.reads_are_locked() {
@@ -252,6 +254,7 @@ async fn subject_state(tx: &mut WriteTx, subject: &Subject) -> StoreResult<Subje
             .map(SubjectState::Verification)
             .ok_or_else(|| StoreError::Corrupt(format!("message of missing verification {id}"))),
         Subject::Notification(_) => Ok(SubjectState::Notification),
+        Subject::Campaign(_) => Ok(SubjectState::Campaign),
         Subject::Block(id) => Err(message_of_block(id)),
     }
 }

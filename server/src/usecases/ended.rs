@@ -187,7 +187,7 @@ impl EndedViews {
             *cursor = Some(*last);
             self.forget(changed.iter().filter_map(|(_, subject)| match subject {
                 Subject::Verification(id) => Some(id.as_str()),
-                Subject::Notification(_) | Subject::Block(_) => None,
+                Subject::Notification(_) | Subject::Block(_) | Subject::Campaign(_) => None,
             }));
         }
         if !self.following.load(Ordering::SeqCst) {

@@ -53,11 +53,11 @@ const MAX_STATUSES: usize = 16;
 /// Prefix of page tokens (a token of another format is refused, not misread).
 const TOKEN_PREFIX: &str = "after:";
 
-fn page_token_of(last_id: &str) -> String {
+pub(super) fn page_token_of(last_id: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{TOKEN_PREFIX}{last_id}"))
 }
 
-fn id_of_page_token(token: &str) -> Result<Option<String>, UseCaseError> {
+pub(super) fn id_of_page_token(token: &str) -> Result<Option<String>, UseCaseError> {
     if token.is_empty() {
         return Ok(None);
     }

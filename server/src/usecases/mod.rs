@@ -5,6 +5,7 @@
 
 mod abuse;
 mod caller;
+pub mod campaign;
 mod check;
 pub mod delivery;
 mod ended;
@@ -29,7 +30,7 @@ pub use notify::{NotifyInput, NotifyOutcome};
 pub use service_admin::{UPDATABLE_FIELDS, WebhookState};
 pub use stats::{StatsAnswer, StatsInput};
 pub use verify::{VerifyInput, VerifyOutcome};
-pub use watch::EventStream;
+pub use watch::{EventStream, WatchedIds};
 
 use crate::codes::CodeBook;
 use crate::decide::Decider;

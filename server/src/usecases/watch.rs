@@ -23,6 +23,53 @@ const WATCH_POLL: Duration = Duration::from_millis(1000);
 /// A stream of events, or the error that ended it.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<RecordedEvent, UseCaseError>> + Send>>;
 
+/// The subject ids a watch may name; empty ones are not set.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WatchedIds<'a> {
+    /// A verification's.
+    pub verification_id: &'a str,
+    /// A notification's.
+    pub notification_id: &'a str,
+    /// A campaign's.
+    pub campaign_id: &'a str,
+}
+
+/// Builds a subject from a stored id.
+type SubjectOf = fn(String) -> Subject;
+
+impl WatchedIds<'_> {
+    /// The one subject named, if any; naming several is refused.
+    fn subject(&self) -> Result<Option<Subject>, UseCaseError> {
+        let named: Vec<(&'static str, &str, SubjectOf)> = [
+            (
+                "verification_id",
+                self.verification_id,
+                Subject::Verification as SubjectOf,
+            ),
+            (
+                "notification_id",
+                self.notification_id,
+                Subject::Notification,
+            ),
+            ("campaign_id", self.campaign_id, Subject::Campaign),
+        ]
+        .into_iter()
+        .filter(|(_, id, _)| !id.is_empty())
+        .collect();
+        match named.as_slice() {
+            [] => Ok(None),
+            [(field, id, subject)] => {
+                input::validate_id(field, id)?;
+                Ok(Some(subject(id.to_string())))
+            }
+            [.., (field, _, _)] => Err(UseCaseError::invalid(
+                field,
+                "set at most one of verification_id, notification_id and campaign_id",
+            )),
+        }
+    }
+}
+
 impl UseCases {
     /// Events of one subject (or all) after `after_cursor`, then live. A subject that does not
     /// exist is NOT_FOUND.
@@ -31,29 +78,12 @@ impl UseCases {
     pub async fn watch(
         &self,
         caller: &Caller,
-        verification_id: &str,
-        notification_id: &str,
+        watched: WatchedIds<'_>,
         service_id: &str,
         after_cursor: u64,
     ) -> Result<EventStream, UseCaseError> {
         let service = caller.events_of(service_id)?;
-        let subject = match (verification_id, notification_id) {
-            ("", "") => None,
-            (id, "") => {
-                input::validate_id("verification_id", id)?;
-                Some(Subject::Verification(id.to_string()))
-            }
-            ("", id) => {
-                input::validate_id("notification_id", id)?;
-                Some(Subject::Notification(id.to_string()))
-            }
-            _ => {
-                return Err(UseCaseError::invalid(
-                    "notification_id",
-                    "set verification_id or notification_id, not both",
-                ));
-            }
-        };
+        let subject = watched.subject()?;
         let visible = |owner: &str| {
             caller.sees(owner) && service.as_deref().is_none_or(|wanted| wanted == owner)
         };
@@ -68,6 +98,7 @@ impl UseCases {
                 Subject::Verification(_) => ("verification", "verification_id"),
                 Subject::Notification(_) => ("notification", "notification_id"),
                 Subject::Block(_) => ("block", "block_id"),
+                Subject::Campaign(_) => ("campaign", "campaign_id"),
             };
             return Err(UseCaseError::NotFound {
                 resource,

@@ -73,8 +73,8 @@ pub struct ListOptions {
 
 /// The opened input: its reader and, for a regular file, its size in bytes (for progress).
 pub struct Input {
-    reader: Box<dyn Read + Send>,
-    size: Option<u64>,
+    pub(crate) reader: Box<dyn Read + Send>,
+    pub(crate) size: Option<u64>,
 }
 
 impl Input {
@@ -752,7 +752,7 @@ fn rate(count: u64, elapsed: Duration) -> f64 {
 }
 
 /// `1234567` as `1,234,567`.
-fn grouped(value: u64) -> String {
+pub(crate) fn grouped(value: u64) -> String {
     let digits = value.to_string();
     let mut text = String::with_capacity(digits.len() + digits.len() / 3);
     for (index, digit) in digits.chars().enumerate() {
@@ -767,13 +767,13 @@ fn grouped(value: u64) -> String {
 /// The progress bar on stderr: bytes of a file done (for percent and ETA) or, for stdin, a
 /// spinner; numbers done and their rate in the message. Hidden when stderr is not a terminal.
 #[derive(Clone)]
-struct Progress {
+pub(crate) struct Progress {
     bar: ProgressBar,
     by_bytes: bool,
 }
 
 impl Progress {
-    fn new(size: Option<u64>) -> Self {
+    pub(crate) fn new(size: Option<u64>) -> Self {
         if !io::stderr().is_terminal() {
             return Self {
                 bar: ProgressBar::hidden(),
@@ -801,6 +801,11 @@ impl Progress {
     }
 
     fn update(&self, bytes: u64, numbers: u64, elapsed: Duration) {
+        self.show(bytes, "numbers", numbers, elapsed);
+    }
+
+    /// Shows `count` `things` done after `bytes` of the input, and their rate.
+    pub(crate) fn show(&self, bytes: u64, things: &str, count: u64, elapsed: Duration) {
         if self.bar.is_hidden() {
             return;
         }
@@ -808,13 +813,13 @@ impl Progress {
             self.bar.set_position(bytes);
         }
         self.bar.set_message(format!(
-            "{} numbers, {}/s",
-            grouped(numbers),
-            grouped(rate(numbers, elapsed).round() as u64)
+            "{} {things}, {}/s",
+            grouped(count),
+            grouped(rate(count, elapsed).round() as u64)
         ));
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         self.bar.finish_and_clear();
     }
 }

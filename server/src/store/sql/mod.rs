@@ -3,6 +3,7 @@
 //! event ordering, notifications across processes) switched here.
 
 mod blocks;
+mod campaigns;
 pub mod conversion;
 mod db;
 mod events;
@@ -34,7 +35,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{StoreError, StoreResult};
-use crate::domain::{Event, Notification, OutboxMessage, RecordedEvent, Subject, Verification};
+use crate::domain::campaign::{Recipient, RecipientTally, Rejection};
+use crate::domain::{
+    Campaign, CampaignStatus, Event, Notification, OutboxMessage, RecordedEvent, Subject,
+    Verification,
+};
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -743,6 +748,91 @@ impl SqlStore {
         rows::by_id(self.read(), &rows::NOTIFICATIONS, id).await
     }
 
+    /// A campaign by id.
+    pub async fn campaign(&self, id: &str) -> StoreResult<Option<Campaign>> {
+        campaigns::by_id(self.read(), id).await
+    }
+
+    /// Campaigns in `statuses`, oldest first, read for the campaign sender.
+    pub async fn campaigns_in(&self, statuses: &[CampaignStatus]) -> StoreResult<Vec<Campaign>> {
+        campaigns::in_statuses(self.read_background(), statuses).await
+    }
+
+    /// A page of campaigns, newest first (see `campaigns::list`).
+    pub async fn list_campaigns(
+        &self,
+        service_id: Option<&str>,
+        statuses: &[CampaignStatus],
+        before_id: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<Campaign>> {
+        campaigns::list(self.read(), service_id, statuses, before_id, limit).await
+    }
+
+    /// A campaign's recipients counted by where they are, at `now_ms`.
+    pub async fn campaign_tallies(
+        &self,
+        campaign_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<Vec<RecipientTally>> {
+        campaigns::tallies(self.read(), campaign_id, now_ms).await
+    }
+
+    /// When the earliest recipient of a campaign waiting past `now_ms` is due.
+    pub async fn next_campaign_window(
+        &self,
+        campaign_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<i64>> {
+        campaigns::next_window(self.read(), campaign_id, now_ms).await
+    }
+
+    /// A page of a campaign's rejected lines after `after_line`.
+    pub async fn campaign_rejections(
+        &self,
+        campaign_id: &str,
+        after_line: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<Rejection>> {
+        campaigns::rejections(self.read(), campaign_id, after_line, limit).await
+    }
+
+    /// Campaigns by id, read for the dispatcher.
+    pub async fn campaigns_for_dispatch(&self, ids: &[String]) -> StoreResult<Vec<Campaign>> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(campaign) = campaigns::by_id(self.read_background(), id).await? {
+                found.push(campaign);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Recipients of a campaign by line, read for the dispatcher.
+    pub async fn recipients_for_dispatch(
+        &self,
+        campaign_id: &str,
+        lines: &[u64],
+    ) -> StoreResult<Vec<Recipient>> {
+        campaigns::recipients_by_lines(self.read_background(), campaign_id, lines).await
+    }
+
+    /// Whether a subject has messages not yet settled by a carrier, read for the campaign
+    /// sender.
+    pub async fn has_unsettled_messages(&self, subject: &Subject) -> StoreResult<bool> {
+        outbox::has_unsettled(self.read_background(), subject).await
+    }
+
+    /// Whether a campaign has recipients still pending, read for the campaign sender.
+    pub async fn has_pending_campaign_recipients(&self, campaign_id: &str) -> StoreResult<bool> {
+        campaigns::has_pending(self.read_background(), campaign_id).await
+    }
+
+    /// Campaign messages not yet handed over, per carrier.
+    pub async fn campaign_backlog_by_carrier(&self) -> StoreResult<Vec<(String, u64)>> {
+        campaigns::queued_by_carrier(self.read_background()).await
+    }
+
     /// A subject's messages, oldest first.
     pub async fn messages_of(&self, subject: &Subject) -> StoreResult<Vec<OutboxMessage>> {
         outbox::of_subject(self.read(), subject).await
@@ -762,6 +852,7 @@ impl SqlStore {
         Ok(match subject {
             Subject::Verification(id) => self.verification(id).await?.map(|v| v.service_id),
             Subject::Notification(id) => self.notification(id).await?.map(|n| n.service_id),
+            Subject::Campaign(id) => self.campaign(id).await?.map(|c| c.service_id),
             // Events are not watched by block.
             Subject::Block(_) => None,
         })

@@ -35,6 +35,9 @@ fn claimable() -> String {
         .join(", ")
 }
 
+/// The statuses of `messages_unsettled_by_subject`, as its predicate writes them.
+const UNSETTLED: &str = "'scheduled', 'queued', 'claimed', 'sending'";
+
 /// The messages a dispatcher holds.
 const HELD_BY: &str = "claimed_by = $1 AND status IN ('claimed', 'sending')";
 
@@ -154,8 +157,10 @@ impl Outbox for WriteTx {
         &mut self,
         subject: &Subject,
     ) -> StoreResult<Vec<OutboxMessage>> {
+        // The first status list is the partial index's (`messages_unsettled_by_subject`),
+        // word for word, so that SQLite uses it.
         let clause = format!(
-            "subject_id = $1 AND subject_kind = $2 AND status IN ({})",
+            "subject_id = $1 AND subject_kind = $2 AND status IN ({UNSETTLED}) AND status IN ({})",
             claimable()
         );
         self.lock_messages(&clause, &[subject.id(), subject.kind().as_str()])
@@ -177,7 +182,7 @@ impl Outbox for WriteTx {
         let sql = format!(
             "UPDATE messages SET status = 'claimed', claimed_by = $1, updated_at_ms = $2 \
              WHERE id IN (SELECT id FROM messages WHERE status IN ({}) AND due_at_ms <= $2 \
-             ORDER BY due_at_ms, id LIMIT $3{skip_locked}) RETURNING {MESSAGE_COLUMNS}",
+             ORDER BY priority, due_at_ms, id LIMIT $3{skip_locked}) RETURNING {MESSAGE_COLUMNS}",
             claimable()
         );
         let mut claimed = db::query(sql)
@@ -189,7 +194,9 @@ impl Outbox for WriteTx {
             .iter()
             .map(rows::message)
             .collect::<StoreResult<Vec<_>>>()?;
-        claimed.sort_by(|a, b| (a.due_at_ms, &a.id).cmp(&(b.due_at_ms, &b.id)));
+        claimed.sort_by(|a, b| {
+            (a.priority(), a.due_at_ms, &a.id).cmp(&(b.priority(), b.due_at_ms, &b.id))
+        });
         Ok(claimed)
     }
 
@@ -257,13 +264,27 @@ impl Outbox for WriteTx {
     }
 }
 
+/// Whether a subject has messages not yet settled by a carrier (due, held, or being handed
+/// over).
+pub(super) async fn has_unsettled(exec: db::Exec<'_>, subject: &Subject) -> StoreResult<bool> {
+    let sql = format!(
+        "SELECT 1 FROM messages WHERE subject_id = $1 AND subject_kind = $2 AND status IN ({UNSETTLED}) LIMIT 1"
+    );
+    let found: Option<i64> = db::query(sql)
+        .bind(subject.id())
+        .bind(subject.kind().as_str())
+        .scalar_optional(exec)
+        .await?;
+    Ok(found.is_some())
+}
+
 impl WriteTx {
     /// Inserts `messages` in one statement.
     async fn insert_message_rows(&mut self, messages: &[OutboxMessage]) -> StoreResult<()> {
         let sql = format!(
             "INSERT INTO messages (id, subject_kind, subject_id, channel, carrier, fallback_carriers, step, status, due_at_ms, \
-             claimed_by, attempt, carrier_message_id, detail, created_at_ms, updated_at_ms, service_id, trace_parent) VALUES {}",
-            value_rows(17, messages.len())
+             claimed_by, attempt, carrier_message_id, detail, created_at_ms, updated_at_ms, service_id, trace_parent, priority) VALUES {}",
+            value_rows(18, messages.len())
         );
         let mut query = db::query(sql);
         for m in messages {
@@ -279,7 +300,8 @@ impl WriteTx {
                 .bind(m.created_at_ms)
                 .bind(m.updated_at_ms)
                 .bind(&m.service_id)
-                .bind(m.trace_parent.as_deref());
+                .bind(m.trace_parent.as_deref())
+                .bind(m.priority());
         }
         query.execute(self.conn().await?).await?;
         Ok(())
