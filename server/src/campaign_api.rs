@@ -61,6 +61,11 @@ pub fn campaign_input(
             default_locale: spec.default_locale.trim().to_string(),
             variable_names: spec.variable_names,
             sender: spec.sender.trim().to_string(),
+            senders_by_region: spec
+                .senders_by_region
+                .into_iter()
+                .map(|(region, sender)| (region.trim().to_string(), sender.trim().to_string()))
+                .collect(),
             start_at_ms: spec.start_time.as_ref().map(unix_ms),
             deadline_ms: spec.deadline.as_ref().map(unix_ms),
             landline_action: landline_action.unwrap_or(LandlineAction::Report),
@@ -173,6 +178,7 @@ pub fn campaign(
             default_locale: spec.default_locale.clone(),
             variable_names: spec.variable_names.clone(),
             sender: spec.sender.clone(),
+            senders_by_region: spec.senders_by_region.clone().into_iter().collect(),
             start_time: spec.start_at_ms.map(timestamp),
             deadline: spec.deadline_ms.map(timestamp),
             landline_action: match spec.landline_action {

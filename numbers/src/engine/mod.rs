@@ -9,6 +9,7 @@
 pub mod corpus;
 mod local_regex;
 mod metadata;
+pub mod recipients;
 
 use std::sync::OnceLock;
 

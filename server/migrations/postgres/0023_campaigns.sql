@@ -14,6 +14,7 @@ CREATE TABLE campaigns (
     default_locale TEXT NOT NULL,
     variable_names TEXT NOT NULL,
     sender TEXT NOT NULL DEFAULT '',
+    senders_by_region TEXT NOT NULL DEFAULT '{}',
     start_at_ms BIGINT,
     deadline_ms BIGINT,
     landline_action TEXT NOT NULL,

@@ -355,7 +355,9 @@ fn for_campaign(
         } else {
             recipient.locale.clone()
         },
-        sender: (!campaign.spec.sender.is_empty()).then(|| campaign.spec.sender.clone()),
+        sender: Some(campaign.spec.sender_for(&recipient.region_code))
+            .filter(|sender| !sender.is_empty())
+            .map(str::to_string),
         attributes,
     })
 }

@@ -118,6 +118,8 @@ pub struct CampaignSpec {
     pub variable_names: Vec<String>,
     /// The sender to show; empty for the carrier's own.
     pub sender: String,
+    /// The sender per region, for countries that need their own.
+    pub senders_by_region: BTreeMap<String, String>,
     /// Nothing is sent before this, unix ms.
     pub start_at_ms: Option<i64>,
     /// Nothing is sent after this, unix ms.
@@ -224,6 +226,20 @@ impl CampaignSpec {
         if self.sender.chars().count() > 20 {
             return Err(invalid("campaign.sender", "longer than 20 characters"));
         }
+        for (region, sender) in &self.senders_by_region {
+            if region.len() != 2 || !region.chars().all(|c| c.is_ascii_uppercase()) {
+                return Err(invalid(
+                    "campaign.senders_by_region",
+                    format!("`{region}` is not a region code (ISO 3166-1 alpha-2, e.g. IN)"),
+                ));
+            }
+            if sender.trim().is_empty() || sender.chars().count() > 20 {
+                return Err(invalid(
+                    "campaign.senders_by_region",
+                    format!("the sender for {region} must have 1 to 20 characters"),
+                ));
+            }
+        }
         if let Some(deadline) = self.deadline_ms {
             if deadline <= now_ms {
                 return Err(invalid("campaign.deadline", "is in the past"));
@@ -235,6 +251,13 @@ impl CampaignSpec {
             }
         }
         Ok(())
+    }
+
+    /// The sender recipients of `region` see: the region's own, else the campaign's.
+    pub fn sender_for(&self, region: &str) -> &str {
+        self.senders_by_region
+            .get(region)
+            .map_or(self.sender.as_str(), String::as_str)
     }
 
     /// The text a recipient of `locale` gets: its locale's, else its language's, else the
@@ -857,6 +880,7 @@ mod tests {
             default_locale: "en".into(),
             variable_names: vec!["name".into(), "link".into()],
             sender: String::new(),
+            senders_by_region: BTreeMap::new(),
             start_at_ms: None,
             deadline_ms: None,
             landline_action: LandlineAction::Voice,

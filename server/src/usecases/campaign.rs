@@ -826,7 +826,7 @@ pub(crate) fn text_of<'a>(
         category: campaign.spec.category,
         program_id: &campaign.spec.program_id,
         template: &campaign.spec.template,
-        sender: &campaign.spec.sender,
+        sender: campaign.spec.sender_for(region),
     }
 }
 

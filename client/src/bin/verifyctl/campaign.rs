@@ -111,6 +111,10 @@ pub struct CreateArgs {
     /// The sender to show; the carrier's own when unset.
     #[arg(long, value_name = "SENDER")]
     pub sender: Option<String>,
+    /// The sender for one country that needs its own, as `XX=SENDER` (India's registered
+    /// header, a US long code); repeat for each.
+    #[arg(long = "sender-for", value_name = "XX=SENDER")]
+    pub senders_by_region: Vec<String>,
     /// Send nothing before this time (RFC 3339).
     #[arg(long, value_name = "TIME")]
     pub start: Option<String>,
@@ -255,6 +259,18 @@ fn bodies(args: &CreateArgs) -> Result<HashMap<String, String>, Failure> {
     Ok(bodies)
 }
 
+/// The senders of `--sender-for` by region.
+fn senders_by_region(args: &CreateArgs) -> Result<HashMap<String, String>, Failure> {
+    args.senders_by_region
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(region, sender)| (region.trim().to_uppercase(), sender.trim().to_owned()))
+                .ok_or_else(|| Failure::Message(format!("--sender-for: `{pair}` is not XX=SENDER")))
+        })
+        .collect()
+}
+
 async fn create(
     client: &VerifyClient,
     args: CreateArgs,
@@ -293,6 +309,7 @@ async fn create(
         default_locale: args.default_locale.clone(),
         variable_names: columns.variables.iter().map(|(n, _)| n.clone()).collect(),
         sender: args.sender.clone().unwrap_or_default(),
+        senders_by_region: senders_by_region(&args)?,
         start_time: time(&args.start, "start")?,
         deadline: time(&args.deadline, "deadline")?,
         landline_action: match args.landlines {

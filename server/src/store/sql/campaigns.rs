@@ -17,7 +17,7 @@ use crate::domain::notification::category_named;
 use crate::store::{CampaignRepository, ServiceKey, StoreError, StoreResult};
 
 pub(super) const CAMPAIGN_COLUMNS: &str = "id, service_id, name, category, program_id, template, bodies, default_locale, \
-     variable_names, sender, start_at_ms, deadline_ms, landline_action, tracks_confirmation, status, accepted, rejected, \
+     variable_names, sender, senders_by_region, start_at_ms, deadline_ms, landline_action, tracks_confirmation, status, accepted, rejected, \
      idempotency_key, created_at_ms, updated_at_ms, finished_at_ms";
 
 const RECIPIENT_COLUMNS: &str = "campaign_id, line, to_e164, region_code, channel, route, locale, vars, state, not_before_ms, detail, message_id";
@@ -50,6 +50,8 @@ pub(super) fn campaign(row: &Row) -> StoreResult<Campaign> {
             variable_names: serde_json::from_str(&variable_names)
                 .map_err(|e| corrupt("variable names", e))?,
             sender: row.try_get("sender")?,
+            senders_by_region: serde_json::from_str(&row.try_get::<String>("senders_by_region")?)
+                .map_err(|e| corrupt("senders", e))?,
             start_at_ms: row.try_get("start_at_ms")?,
             deadline_ms: row.try_get("deadline_ms")?,
             landline_action: parse_text(row, "landline_action", LandlineAction::parse)?,
@@ -101,7 +103,7 @@ impl CampaignRepository for WriteTx {
     async fn insert_campaign(&mut self, c: &Campaign) -> StoreResult<()> {
         let sql = format!(
             "INSERT INTO campaigns ({CAMPAIGN_COLUMNS}) VALUES ({})",
-            super::placeholders(1, 21)
+            super::placeholders(1, 22)
         );
         let result = db::query(sql)
             .bind(&c.id)
@@ -114,6 +116,7 @@ impl CampaignRepository for WriteTx {
             .bind(&c.spec.default_locale)
             .bind(serde_json::to_string(&c.spec.variable_names).unwrap_or_default())
             .bind(&c.spec.sender)
+            .bind(serde_json::to_string(&c.spec.senders_by_region).unwrap_or_default())
             .bind(c.spec.start_at_ms)
             .bind(c.spec.deadline_ms)
             .bind(c.spec.landline_action.as_str())
