@@ -21,9 +21,8 @@
 //! profiling, `VERIFYD_BENCH_VERIFY_ONLY=1` runs only the Verify rounds, on SQLite (`=postgres`:
 //! on PostgreSQL), and prints verifyd's process id.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -37,44 +36,8 @@ use verify_client::proto::v1::{CheckRequest, CheckResult, ClassifyRequest, Verif
 const CONCURRENCY: usize = 64;
 
 mod common;
-use common::{Load, drop_database, postgres_database};
+use common::{Load, Process, drop_database, postgres_database, start};
 const CONNECTIONS: usize = 4;
-
-/// A server process, killed when dropped.
-struct Process {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `command` and waits for the line `<prefix><address>` on its standard output.
-fn start(mut command: Command, prefix: &str) -> Process {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let address = loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(address) = line.strip_prefix(prefix) {
-                    break address.to_string();
-                }
-            }
-            _ => panic!("the server stopped before listening"),
-        }
-    };
-    // Keep reading so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Process { child, address }
-}
 
 /// The bare server: gRPC health and nothing else, on a tokio runtime like verifyd's.
 fn serve_bare() {

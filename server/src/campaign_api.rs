@@ -220,6 +220,18 @@ pub fn groups(view: &CampaignView) -> Vec<proto::CampaignGroup> {
         .collect()
 }
 
+/// A view's refusal reasons to proto messages.
+pub fn refusals(view: &CampaignView) -> Vec<proto::CampaignRefusals> {
+    view.refusals
+        .iter()
+        .map(|(region, reason, count)| proto::CampaignRefusals {
+            region_code: region.clone(),
+            reason: reason.clone(),
+            recipients: *count,
+        })
+        .collect()
+}
+
 /// A rejected line to the proto message.
 pub fn rejection(rejection: &Rejection) -> proto::CampaignRejection {
     proto::CampaignRejection {

@@ -482,6 +482,7 @@ impl VerifyService for VerifyApi {
         Ok(Response::new(proto::GetCampaignResponse {
             campaign: Some(campaign_api::view(&view)),
             groups: campaign_api::groups(&view),
+            refusals: campaign_api::refusals(&view),
         }))
     }
 

@@ -279,8 +279,14 @@ async fn a_crash_in_the_middle_skips_nobody_and_sends_nobody_twice(backend: Back
         "{counts:?}"
     );
     assert!(counts.sent + counts.maybe_sent < 100, "{counts:?}");
+    // The simulator writes its outbox line when it delivers, then reports the receipt: a line
+    // whose receipt died with the process belongs to a message still counted as sent.
     let sent = sent_once(&server, &id);
-    assert_eq!(sent.len() as u64, counts.delivered, "{counts:?}");
+    assert!(
+        (counts.delivered..=counts.delivered + counts.sent).contains(&(sent.len() as u64)),
+        "{} at the carrier; {counts:?}",
+        sent.len()
+    );
     let numbers: HashSet<&str> = sent.values().map(|l| l["to"].as_str().unwrap()).collect();
     assert_eq!(numbers.len(), sent.len());
 }
@@ -412,7 +418,7 @@ async fn bad_lines_are_reported_and_a_bad_campaign_is_refused(backend: Backend) 
         (
             4,
             "to",
-            "the campaign has this number already (on an earlier line)"
+            "the campaign has this number on another line: it is sent once"
         )
     );
     assert_eq!(reasons[2].0, 5);

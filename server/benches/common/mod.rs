@@ -2,6 +2,8 @@
 //! databases made for a run. (Each benchmark uses part of it.)
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
@@ -108,4 +110,42 @@ pub async fn drop_database(admin: &str, name: &str) {
         .execute(&mut connection)
         .await;
     }
+}
+
+/// A server process, killed when dropped.
+pub struct Process {
+    /// The process.
+    pub child: Child,
+    /// The address it said it listens on.
+    pub address: String,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `command` and waits for the line `<prefix><address>` on its standard output.
+pub fn start(mut command: Command, prefix: &str) -> Process {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start server");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let address = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(address) = line.strip_prefix(prefix) {
+                    break address.to_string();
+                }
+            }
+            _ => panic!("the server stopped before listening"),
+        }
+    };
+    // Keep reading so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Process { child, address }
 }

@@ -23,10 +23,18 @@ use crate::domain::campaign::{
 };
 use crate::domain::{MessageSpec, OutboxMessage, SubjectState};
 use crate::notify::{NotifyPolicy, TextMessage};
-use crate::store::{CampaignRepository, EventLog, Outbox, ServiceKey};
+use crate::store::{CampaignRepository, EventLog, Outbox, ServiceKey, SqlStore};
 
 /// Rejected lines a CreateCampaign answer lists (ListCampaignRejections has them all).
 pub const REJECTIONS_IN_ANSWER: usize = 100;
+/// Writes of recipients at once while a campaign's list streams in: on PostgreSQL each is a
+/// transaction of its own, and one at a time left both the database and verifyd mostly idle,
+/// waiting for each other (a million recipients in 46 s); on SQLite they share commits.
+const INGEST_WRITES_IN_FLIGHT: usize = 3;
+/// Recipients stored in one write while a campaign's list streams in.
+const INGEST_BATCH: usize = 4_096;
+/// Refusal reasons a campaign's view lists.
+const REFUSAL_REASONS: u32 = 20;
 /// Most recipients in one chunk.
 pub const MAX_CHUNK_RECIPIENTS: usize = 10_000;
 
@@ -114,6 +122,70 @@ impl CampaignJudge {
         ))
     }
 
+    /// One line as a recipient (pending, deferred to its window, or refused by a rule), or
+    /// why the line is rejected.
+    pub fn admit(
+        &self,
+        campaign: &Campaign,
+        start_ms: i64,
+        line: RecipientLine,
+        hint: Option<verify_policy::TerritoryId>,
+    ) -> Result<Recipient, Rejected> {
+        if line.to.len() > input::MAX_NUMBER_INPUT_LENGTH {
+            return Err(Rejected::new(
+                "to",
+                format!("longer than {} characters", input::MAX_NUMBER_INPUT_LENGTH),
+            ));
+        }
+        campaign.spec.check_recipient(&line.locale, &line.values)?;
+        let classification = verify_policy::classify(&line.to, hint);
+        let (Some(e164), Some(region)) = (
+            classification.e164.clone().filter(|_| classification.valid),
+            classification.region_code.clone(),
+        ) else {
+            return Err(Rejected::new(
+                "to",
+                format!("invalid phone number: {}", classification.detail),
+            ));
+        };
+        let fixed_line = classification.line_type == Some(LineType::FixedLine);
+        let channel = if fixed_line && campaign.spec.landline_action == LandlineAction::Voice {
+            Channel::Voice
+        } else {
+            Channel::Sms
+        };
+        let route = self
+            .decider
+            .routes_for(Some(&region), &e164, channel)
+            .into_iter()
+            .next()
+            .map(|candidate| candidate.carrier)
+            .unwrap_or_default();
+        let mut recipient = Recipient {
+            campaign_id: campaign.id.clone(),
+            line: line.line,
+            to_e164: e164,
+            region_code: region,
+            channel,
+            route,
+            locale: line.locale,
+            values: line.values,
+            state: RecipientState::Pending,
+            not_before_ms: start_ms,
+            detail: String::new(),
+            message_id: None,
+        };
+        let admission = self.admission(
+            campaign,
+            &recipient,
+            &classification.time_zones,
+            fixed_line,
+            start_ms,
+        );
+        recipient.admit(admission, start_ms);
+        Ok(recipient)
+    }
+
     /// The routes a recipient's message takes now, best first.
     pub fn routes(&self, recipient: &Recipient) -> Vec<Candidate> {
         self.decider.routes_for(
@@ -146,6 +218,8 @@ pub struct CampaignView {
     pub groups: Vec<(GroupOf, CampaignCounts)>,
     /// The earliest time a deferred recipient's window opens.
     pub next_window_ms: Option<i64>,
+    /// Why recipients were refused: `(region, reason, count)`, most frequent first.
+    pub refusals: Vec<(String, String, u64)>,
 }
 
 /// What a campaign's counts can be grouped by.
@@ -200,6 +274,105 @@ struct Ingest {
     rejected: u64,
     first_rejections: Vec<Rejection>,
     by_region: BTreeMap<String, CampaignCounts>,
+}
+
+/// One chunk's lines, judged: the recipients to store and the lines rejected.
+#[derive(Default)]
+struct JudgedChunk {
+    recipients: Vec<Recipient>,
+    rejections: Vec<Rejection>,
+}
+
+impl JudgedChunk {
+    fn append(&mut self, other: JudgedChunk) {
+        self.recipients.extend(other.recipients);
+        self.rejections.extend(other.rejections);
+    }
+
+    fn len(&self) -> usize {
+        self.recipients.len() + self.rejections.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Ingest {
+    /// Counts a stored chunk: its recipients by region and state, its rejected lines.
+    fn count(&mut self, stored: JudgedChunk) {
+        self.accepted += stored.recipients.len() as u64;
+        self.rejected += stored.rejections.len() as u64;
+        for recipient in &stored.recipients {
+            let counts = self
+                .by_region
+                .entry(recipient.region_code.clone())
+                .or_default();
+            counts.recipients += 1;
+            match recipient.state {
+                RecipientState::Refused => counts.refused += 1,
+                _ if recipient.not_before_ms > self.start_ms => counts.deferred += 1,
+                _ => counts.queued += 1,
+            }
+        }
+        let room = REJECTIONS_IN_ANSWER.saturating_sub(self.first_rejections.len());
+        self.first_rejections
+            .extend(stored.rejections.into_iter().take(room));
+    }
+}
+
+/// Stores a judged chunk in one write; a recipient whose number another line has is
+/// rejected instead. Returns what was stored and every rejected line.
+async fn store_chunk(
+    store: Arc<SqlStore>,
+    campaign_id: String,
+    judged: JudgedChunk,
+) -> Result<JudgedChunk, UseCaseError> {
+    store
+        .write(move |tx| {
+            Box::pin(async move {
+                let JudgedChunk {
+                    mut recipients,
+                    mut rejections,
+                } = judged;
+                // Writes run side by side: each takes the numbers' index entries in the same
+                // order, so that two writes of one number wait for each other, never in a
+                // circle.
+                recipients.sort_by(|a, b| a.to_e164.cmp(&b.to_e164));
+                let inserted = tx.insert_recipients(&recipients).await?;
+                let stored = if inserted.len() == recipients.len() {
+                    recipients
+                } else {
+                    let kept: std::collections::HashSet<u64> = inserted.into_iter().collect();
+                    let (stored, repeated): (Vec<_>, Vec<_>) = recipients
+                        .into_iter()
+                        .partition(|recipient| kept.contains(&recipient.line));
+                    rejections.extend(repeated.into_iter().map(|recipient| Rejection {
+                        line: recipient.line,
+                        field: "to".into(),
+                        reason:
+                            "the campaign has this number on another line: it is sent once".into(),
+                    }));
+                    rejections.sort_by_key(|r| r.line);
+                    stored
+                };
+                tx.insert_rejections(&campaign_id, &rejections).await?;
+                Ok::<_, UseCaseError>(JudgedChunk {
+                    recipients: stored,
+                    rejections,
+                })
+            })
+        })
+        .await
+}
+
+/// The answer of a spawned write.
+async fn wait_for(
+    write: tokio::task::JoinHandle<Result<JudgedChunk, UseCaseError>>,
+) -> Result<JudgedChunk, UseCaseError> {
+    write
+        .await
+        .map_err(|error| UseCaseError::internal("storing recipients", error))?
 }
 
 impl UseCases {
@@ -287,9 +460,43 @@ impl UseCases {
             first_rejections: Vec::new(),
             by_region: BTreeMap::new(),
         };
+        // Chunks are judged while the batches before them are being written (the judging and
+        // the database run side by side), in batches of INGEST_BATCH recipients sorted by
+        // number: an index page that several recipients of a batch touch is written once,
+        // and pages are touched in order. Measured with a million recipients on the 2-core
+        // machine: one write of 2,000 at a time took 29 s (SQLite) and 46 s (PostgreSQL);
+        // three writes of 4,096 sorted at a time 22 s and 23 s, at a peak of 170 and 183 MiB
+        // resident (writes of 8,192 took 19 s and 20 s but peaked above 200 MiB).
         let streamed = async {
-            while let Some(chunk) = chunks.next().await {
-                self.ingest_chunk(&mut ingest, chunk?).await?;
+            let mut writing = std::collections::VecDeque::new();
+            let mut batch = JudgedChunk::default();
+            loop {
+                let chunk = chunks.next().await.transpose()?;
+                let end = chunk.is_none();
+                if let Some(chunk) = chunk {
+                    batch.append(self.judge_chunk(&mut ingest, chunk)?);
+                }
+                if batch.len() < INGEST_BATCH && !end {
+                    continue;
+                }
+                if writing.len() >= INGEST_WRITES_IN_FLIGHT
+                    && let Some(oldest) = writing.pop_front()
+                {
+                    ingest.count(wait_for(oldest).await?);
+                }
+                if !batch.is_empty() {
+                    writing.push_back(tokio::spawn(store_chunk(
+                        Arc::clone(&self.store),
+                        ingest.campaign.id.clone(),
+                        std::mem::take(&mut batch),
+                    )));
+                }
+                if end {
+                    break;
+                }
+            }
+            while let Some(oldest) = writing.pop_front() {
+                ingest.count(wait_for(oldest).await?);
             }
             Ok::<_, UseCaseError>(())
         }
@@ -326,12 +533,13 @@ impl UseCases {
         })
     }
 
-    /// Validates, classifies and judges one chunk's lines, and stores them in one write.
-    async fn ingest_chunk(
+    /// Validates, classifies and judges one chunk's lines: the recipients to store and the
+    /// lines rejected.
+    fn judge_chunk(
         &self,
         ingest: &mut Ingest,
         chunk: RecipientChunk,
-    ) -> Result<(), UseCaseError> {
+    ) -> Result<JudgedChunk, UseCaseError> {
         if chunk.lines.len() > MAX_CHUNK_RECIPIENTS {
             return Err(UseCaseError::invalid(
                 "recipients.recipients",
@@ -340,8 +548,11 @@ impl UseCases {
         }
         let hint = input::region_hint(&chunk.region_hint)
             .map_err(|_| UseCaseError::invalid("recipients.region_hint", "not a region code"))?;
-        let mut recipients = Vec::with_capacity(chunk.lines.len());
-        let mut rejections = Vec::new();
+        let judge = self.judge();
+        let mut judged = JudgedChunk {
+            recipients: Vec::with_capacity(chunk.lines.len()),
+            rejections: Vec::new(),
+        };
         for line in chunk.lines {
             if line.line <= ingest.last_line {
                 return Err(UseCaseError::invalid(
@@ -353,130 +564,17 @@ impl UseCases {
                 ));
             }
             ingest.last_line = line.line;
-            match self.admit_recipient(&ingest.campaign, ingest.start_ms, line.clone(), hint) {
-                Ok(recipient) => recipients.push(recipient),
-                Err(rejected) => rejections.push(Rejection {
-                    line: line.line,
+            let number = line.line;
+            match judge.admit(&ingest.campaign, ingest.start_ms, line, hint) {
+                Ok(recipient) => judged.recipients.push(recipient),
+                Err(rejected) => judged.rejections.push(Rejection {
+                    line: number,
                     field: rejected.field.to_string(),
                     reason: rejected.reason,
                 }),
             }
         }
-        let campaign_id = ingest.campaign.id.clone();
-        let (stored, rejections) = self
-            .store
-            .write(move |tx| {
-                Box::pin(async move {
-                    let inserted = tx.insert_recipients(&recipients).await?;
-                    let mut rejections = rejections;
-                    let mut stored = Vec::with_capacity(inserted.len());
-                    if inserted.len() == recipients.len() {
-                        stored = recipients;
-                    } else {
-                        let kept: std::collections::HashSet<u64> = inserted.into_iter().collect();
-                        for recipient in recipients {
-                            if kept.contains(&recipient.line) {
-                                stored.push(recipient);
-                            } else {
-                                rejections.push(Rejection {
-                                    line: recipient.line,
-                                    field: "to".into(),
-                                    reason:
-                                        "the campaign has this number already (on an earlier line)"
-                                            .into(),
-                                });
-                            }
-                        }
-                        rejections.sort_by_key(|r| r.line);
-                    }
-                    tx.insert_rejections(&campaign_id, &rejections).await?;
-                    Ok::<_, UseCaseError>((stored, rejections))
-                })
-            })
-            .await?;
-        ingest.accepted += stored.len() as u64;
-        ingest.rejected += rejections.len() as u64;
-        for recipient in &stored {
-            let counts = ingest
-                .by_region
-                .entry(recipient.region_code.clone())
-                .or_default();
-            counts.recipients += 1;
-            match recipient.state {
-                RecipientState::Refused => counts.refused += 1,
-                _ if recipient.not_before_ms > ingest.start_ms => counts.deferred += 1,
-                _ => counts.queued += 1,
-            }
-        }
-        let room = REJECTIONS_IN_ANSWER.saturating_sub(ingest.first_rejections.len());
-        ingest
-            .first_rejections
-            .extend(rejections.into_iter().take(room));
-        Ok(())
-    }
-
-    /// One line as a recipient (pending, deferred to its window, or refused by a rule), or
-    /// why the line is rejected.
-    fn admit_recipient(
-        &self,
-        campaign: &Campaign,
-        start_ms: i64,
-        line: RecipientLine,
-        hint: Option<verify_policy::TerritoryId>,
-    ) -> Result<Recipient, Rejected> {
-        if line.to.len() > input::MAX_NUMBER_INPUT_LENGTH {
-            return Err(Rejected::new(
-                "to",
-                format!("longer than {} characters", input::MAX_NUMBER_INPUT_LENGTH),
-            ));
-        }
-        campaign.spec.check_recipient(&line.locale, &line.values)?;
-        let classification = verify_policy::classify(&line.to, hint);
-        let (Some(e164), Some(region)) = (
-            classification.e164.clone().filter(|_| classification.valid),
-            classification.region_code.clone(),
-        ) else {
-            return Err(Rejected::new(
-                "to",
-                format!("invalid phone number: {}", classification.detail),
-            ));
-        };
-        let fixed_line = classification.line_type == Some(LineType::FixedLine);
-        let channel = if fixed_line && campaign.spec.landline_action == LandlineAction::Voice {
-            Channel::Voice
-        } else {
-            Channel::Sms
-        };
-        let route = self
-            .decider
-            .routes_for(Some(&region), &e164, channel)
-            .into_iter()
-            .next()
-            .map(|candidate| candidate.carrier)
-            .unwrap_or_default();
-        let mut recipient = Recipient {
-            campaign_id: campaign.id.clone(),
-            line: line.line,
-            to_e164: e164,
-            region_code: region,
-            channel,
-            route,
-            locale: line.locale,
-            values: line.values,
-            state: RecipientState::Pending,
-            not_before_ms: start_ms,
-            detail: String::new(),
-            message_id: None,
-        };
-        let admission = self.judge().admission(
-            campaign,
-            &recipient,
-            &classification.time_zones,
-            fixed_line,
-            start_ms,
-        );
-        recipient.admit(admission, start_ms);
-        Ok(recipient)
+        Ok(judged)
     }
 
     /// Cancels a campaign whose recipients' stream broke, freeing its idempotency key so that
@@ -576,11 +674,19 @@ impl UseCases {
         } else {
             None
         };
+        let refusals = if total.refused > 0 {
+            self.store
+                .campaign_refusals(&campaign.id, REFUSAL_REASONS)
+                .await?
+        } else {
+            Vec::new()
+        };
         Ok(CampaignView {
             campaign,
             total,
             groups: groups.into_values().collect(),
             next_window_ms,
+            refusals,
         })
     }
 

@@ -679,6 +679,17 @@ fn status_text(
             counts.confirmation_rate * 100.0
         ));
     }
+    if !response.refusals.is_empty() {
+        text.push_str("refused:\n");
+        for refusal in &response.refusals {
+            text.push_str(&format!(
+                "  {} {}: {}\n",
+                refusal.region_code,
+                grouped(refusal.recipients),
+                refusal.reason
+            ));
+        }
+    }
     text
 }
 

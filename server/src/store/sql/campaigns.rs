@@ -469,6 +469,33 @@ pub(super) async fn tallies(
         .collect()
 }
 
+/// Why a campaign's recipients were refused: `(region, reason, count)`, most frequent first,
+/// at most `limit`.
+pub(super) async fn refusals(
+    exec: db::Exec<'_>,
+    campaign_id: &str,
+    limit: u32,
+) -> StoreResult<Vec<(String, String, u64)>> {
+    db::query(
+        "SELECT region_code, detail, COUNT(*) AS n FROM campaign_recipients \
+         WHERE campaign_id = $1 AND state = 'refused' GROUP BY region_code, detail \
+         ORDER BY n DESC, region_code, detail LIMIT $2",
+    )
+    .bind(campaign_id)
+    .bind(i64::from(limit))
+    .fetch_all(exec)
+    .await?
+    .iter()
+    .map(|row| {
+        Ok((
+            row.try_get("region_code")?,
+            row.try_get("detail")?,
+            to_u64(row.try_get("n")?),
+        ))
+    })
+    .collect()
+}
+
 /// When the earliest recipient of a campaign waiting past `now_ms` is due.
 pub(super) async fn next_window(
     exec: db::Exec<'_>,

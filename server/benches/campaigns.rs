@@ -1,0 +1,475 @@
+//! Campaigns at scale, through this build's verifyd (release, as a process of its own):
+//!
+//! - **Ingest**: a list of recipients across ten countries (valid mobiles, from
+//!   `verify_numbers::engine::recipients`) written as a CSV file, read and streamed with
+//!   CreateCampaign the way `verifyctl campaign create` does, until verifyd answers that every
+//!   recipient is stored; the campaign starts an hour later, so nothing is sent meanwhile.
+//!   Prints recipients/s, verifyd's peak resident memory for two list sizes (flat whatever the
+//!   size), the database's growth per million recipients, and the ratio to the database's own
+//!   rate for the same rows: the same table and indexes filled by a bare client in
+//!   transactions of 2,000 rows (SQLite: WAL, synchronous=FULL, as verifyd runs it;
+//!   PostgreSQL: multi-row INSERTs of 1,000 rows).
+//! - **Dispatch**: a campaign of alerts to Great Britain, Germany and France through a route
+//!   of configured capacity C (the sim carrier, which refuses what goes over its rate as a
+//!   throttling SMSC does), C = 1,000 to 10,000 messages/s: the rate messages reached the
+//!   carrier from the first to the last, and its ratio to C.
+//!
+//! On SQLite, and on PostgreSQL when `VERIFYD_BENCH_DATABASE_URL` names a server it may create
+//! databases on (`postgres://postgres@127.0.0.1:5432/test` is tried by default).
+//!
+//! Run: `cargo bench -p verify-server --bench campaigns` (1,000,000 recipients; `-- --quick`
+//! for 100,000 and shorter dispatch runs).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sqlx::Connection;
+use verify_client::VerifyClient;
+use verify_client::proto::Timestamp;
+use verify_client::proto::v1::{
+    CampaignRecipient, CampaignRecipients, CampaignSpec, MessageCategory,
+};
+use verify_numbers::engine::recipients::recipients;
+
+mod common;
+use common::{Process, drop_database, postgres_database, start};
+
+/// Recipients per CreateCampaign chunk (as verifyctl sends them).
+const CHUNK: usize = 2_000;
+
+/// The database a run uses.
+#[derive(Clone)]
+struct Database {
+    name: &'static str,
+    url: String,
+    /// PostgreSQL: the admin URL and database name, to drop it after.
+    postgres: Option<(String, String)>,
+}
+
+async fn databases(directory: &Path, tag: &str) -> Vec<Database> {
+    let mut list = vec![Database {
+        name: "SQLite",
+        url: format!("sqlite://{}", directory.join(format!("{tag}.db")).display()),
+        postgres: None,
+    }];
+    if let Some((admin, name, url)) = postgres_database(tag).await {
+        list.push(Database {
+            name: "PostgreSQL",
+            url,
+            postgres: Some((admin, name)),
+        });
+    }
+    list
+}
+
+async fn drop(database: &Database) {
+    if let Some((admin, name)) = &database.postgres {
+        drop_database(admin, name).await;
+    }
+}
+
+/// verifyd on `database` with one sim route of `rate` messages/s (none: unlimited).
+fn start_verifyd(database: &Database, directory: &Path, rate: Option<u32>) -> Process {
+    let config = directory.join("verifyd.toml");
+    let limit = rate
+        .map(|r| format!("max_messages_per_second = {r}\n"))
+        .unwrap_or_default();
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndatabase_url = \"{}\"\ndata_dir = \"{}\"\n\
+             [[carriers]]\nname = \"sim\"\nkind = \"sim\"\noutbox = \"{}\"\nlatency_ms = 50\n{limit}\
+             [routes]\ndefault = [{{ carrier = \"sim\" }}]\n\
+             [abuse.pumping]\nlevel = \"off\"\n",
+            database.url,
+            directory.display(),
+            directory.join("outbox.jsonl").display(),
+        ),
+    )
+    .expect("config");
+    let log = std::fs::File::create(directory.join("verifyd.log")).expect("log");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_verifyd"));
+    command
+        .arg("--config")
+        .arg(&config)
+        .env_remove("DATABASE_URL")
+        .env_remove("RUST_LOG")
+        .stderr(log);
+    start(command, "verifyd listening on ")
+}
+
+/// Peak resident memory of a process, in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Writes `count` recipients as the CSV `verifyctl campaign create` reads.
+fn write_list(path: &Path, count: usize) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("list"));
+    writeln!(out, "to,locale,name,link").expect("write");
+    for (index, r) in recipients(count, 20_261_207, &[]).iter().enumerate() {
+        writeln!(
+            out,
+            "{},{},Customer {},https://example.com/r/{index:08x}",
+            r.number,
+            r.locale,
+            index + 1
+        )
+        .expect("write");
+    }
+}
+
+fn spec(name: &str, start_in: Duration) -> CampaignSpec {
+    let start = std::time::SystemTime::now() + start_in;
+    let seconds = start
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs() as i64;
+    CampaignSpec {
+        name: name.into(),
+        category: MessageCategory::Alert as i32,
+        bodies: [(
+            "en".to_string(),
+            "Hi {name}, we reset your password. If it was not you: {link}".to_string(),
+        )]
+        .into(),
+        default_locale: "en".into(),
+        variable_names: vec!["name".into(), "link".into()],
+        start_time: (start_in > Duration::ZERO).then_some(Timestamp { seconds, nanos: 0 }),
+        ..CampaignSpec::default()
+    }
+}
+
+/// Reads the CSV at `path` and streams it to CreateCampaign in chunks, as verifyctl does.
+async fn create_from(client: &VerifyClient, path: &Path, spec: CampaignSpec) -> (String, u64) {
+    let (sender, receiver) = tokio::sync::mpsc::channel(8);
+    let path = path.to_path_buf();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut csv = csv::Reader::from_path(&path).expect("list");
+        let mut record = csv::StringRecord::new();
+        let mut chunk = Vec::with_capacity(CHUNK);
+        while csv.read_record(&mut record).expect("record") {
+            chunk.push(CampaignRecipient {
+                line: record.position().map_or(0, |p| p.line()),
+                to: record[0].to_string(),
+                locale: record[1].to_string(),
+                values: vec![record[2].to_string(), record[3].to_string()],
+            });
+            if chunk.len() == CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                if sender
+                    .blocking_send(CampaignRecipients {
+                        recipients: full,
+                        region_hint: String::new(),
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+        let _ = sender.blocking_send(CampaignRecipients {
+            recipients: chunk,
+            region_hint: String::new(),
+        });
+    });
+    let created = client
+        .create_campaign(spec, tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .expect("create campaign");
+    reader.await.expect("reader");
+    let campaign = created.campaign.expect("campaign");
+    (campaign.id, campaign.accepted)
+}
+
+/// Bytes the database holds now.
+async fn database_bytes(database: &Database, directory: &Path, tag: &str) -> u64 {
+    match &database.postgres {
+        None => ["", "-wal", "-shm"]
+            .iter()
+            .filter_map(|suffix| {
+                std::fs::metadata(directory.join(format!("{tag}.db{suffix}")))
+                    .ok()
+                    .map(|m| m.len())
+            })
+            .sum(),
+        Some(_) => {
+            let mut connection = sqlx::PgConnection::connect(&database.url)
+                .await
+                .expect("connect");
+            let size: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+                .fetch_one(&mut connection)
+                .await
+                .expect("size");
+            size as u64
+        }
+    }
+}
+
+/// Stores `count` recipients of a list through verifyd; returns (seconds, peak RSS MiB,
+/// bytes per million recipients).
+async fn ingest(
+    database: &Database,
+    directory: &Path,
+    list: &Path,
+    count: usize,
+) -> (f64, f64, f64) {
+    let server = start_verifyd(database, directory, None);
+    let client = VerifyClient::connect(server.address.clone())
+        .await
+        .expect("connect");
+    let tag = "ingest";
+    let before = database_bytes(database, directory, tag).await;
+    let started = Instant::now();
+    let (_, accepted) = create_from(&client, list, spec("ingest", Duration::from_secs(3600))).await;
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(accepted as usize, count, "every recipient accepted");
+    let rss = peak_rss_mib(server.child.id());
+    let after = database_bytes(database, directory, tag).await;
+    let per_million = (after.saturating_sub(before)) as f64 * 1_000_000.0 / count as f64;
+    (seconds, rss, per_million)
+}
+
+/// The database's own rate for the recipients' rows: the same table and indexes, filled by a
+/// bare client in transactions of 2,000 rows. Rows per second.
+async fn raw_insert_rate(database: &Database, directory: &Path, count: usize) -> f64 {
+    let rows: Vec<(String, String)> = recipients(count, 20_261_207, &[])
+        .into_iter()
+        .map(|r| (r.number, r.region.to_string()))
+        .collect();
+    let schema = "CREATE TABLE raw_recipients (campaign_id TEXT NOT NULL, line BIGINT NOT NULL, \
+        to_e164 TEXT NOT NULL, region_code TEXT NOT NULL, channel TEXT NOT NULL, route TEXT NOT NULL, \
+        locale TEXT NOT NULL, vars TEXT NOT NULL, state TEXT NOT NULL, not_before_ms BIGINT NOT NULL, \
+        detail TEXT NOT NULL, message_id TEXT, confirmed_at_ms BIGINT, PRIMARY KEY (campaign_id, line))";
+    let indexes = [
+        "CREATE INDEX raw_due ON raw_recipients (campaign_id, route, not_before_ms, line) WHERE state = 'pending'",
+        "CREATE UNIQUE INDEX raw_number ON raw_recipients (campaign_id, to_e164)",
+    ];
+    let started;
+    match &database.postgres {
+        None => {
+            let path = directory.join("raw.db");
+            let _ = std::fs::remove_file(&path);
+            let mut db = rusqlite::Connection::open(&path).expect("open");
+            db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+                .expect("pragmas");
+            db.execute_batch(&format!("{schema} WITHOUT ROWID;"))
+                .expect("schema");
+            for index in indexes {
+                db.execute_batch(index).expect("index");
+            }
+            started = Instant::now();
+            for (chunk_index, chunk) in rows.chunks(CHUNK).enumerate() {
+                let tx = db.transaction().expect("tx");
+                {
+                    let mut insert = tx
+                        .prepare_cached(
+                            "INSERT INTO raw_recipients VALUES (?1, ?2, ?3, ?4, 'sms', 'sim', 'en', ?5, 'pending', 0, '', NULL, NULL)",
+                        )
+                        .expect("prepare");
+                    for (i, (number, _region)) in chunk.iter().enumerate() {
+                        let line = (chunk_index * CHUNK + i) as i64;
+                        insert
+                            .execute(rusqlite::params![
+                                "cmp_raw",
+                                line,
+                                number,
+                                "GB",
+                                "[\"Customer\",\"https://example.com/r/00000000\"]"
+                            ])
+                            .expect("insert");
+                    }
+                }
+                tx.commit().expect("commit");
+            }
+        }
+        Some(_) => {
+            let mut connection = sqlx::PgConnection::connect(&database.url)
+                .await
+                .expect("connect");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(schema.to_string()))
+                .execute(&mut connection)
+                .await
+                .expect("schema");
+            for index in indexes {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(index.to_string()))
+                    .execute(&mut connection)
+                    .await
+                    .expect("index");
+            }
+            started = Instant::now();
+            for (chunk_index, chunk) in rows.chunks(CHUNK).enumerate() {
+                let mut tx = connection.begin().await.expect("tx");
+                for (part_index, part) in chunk.chunks(CHUNK / 2).enumerate() {
+                    let mut builder = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                        "INSERT INTO raw_recipients (campaign_id, line, to_e164, region_code, channel, route, locale, vars, state, not_before_ms, detail) ",
+                    );
+                    builder.push_values(
+                        part.iter().enumerate(),
+                        |mut row, (i, (number, region))| {
+                            let line = (chunk_index * CHUNK + part_index * (CHUNK / 2) + i) as i64;
+                            row.push_bind("cmp_raw")
+                                .push_bind(line)
+                                .push_bind(number.clone())
+                                .push_bind(region.clone())
+                                .push_bind("sms")
+                                .push_bind("sim")
+                                .push_bind("en")
+                                .push_bind("[\"Customer\",\"https://example.com/r/00000000\"]")
+                                .push_bind("pending")
+                                .push_bind(0i64)
+                                .push_bind("");
+                        },
+                    );
+                    builder.build().execute(&mut *tx).await.expect("insert");
+                }
+                tx.commit().await.expect("commit");
+            }
+        }
+    }
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Sends a campaign of `seconds` × `rate` recipients through a route of `rate` messages/s;
+/// returns the messages/s from the first hand-over to the last.
+async fn dispatch(database: &Database, directory: &Path, rate: u32, seconds: u32) -> f64 {
+    let server = start_verifyd(database, directory, Some(rate));
+    let client = VerifyClient::connect(server.address.clone())
+        .await
+        .expect("connect");
+    let count = (rate * seconds) as usize;
+    let list = directory.join(format!("dispatch-{rate}.csv"));
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&list).expect("list"));
+        writeln!(out, "to,locale,name,link").expect("write");
+        for (index, r) in recipients(count, u64::from(rate), &["GB", "DE", "FR"])
+            .iter()
+            .enumerate()
+        {
+            writeln!(
+                out,
+                "{},{},Customer {index},https://example.com/r/{index}",
+                r.number, r.locale
+            )
+            .expect("write");
+        }
+    }
+    let outbox = directory.join("outbox.jsonl");
+    let _ = std::fs::remove_file(&outbox);
+    let (id, _) = create_from(&client, &list, spec("dispatch", Duration::ZERO)).await;
+    // The sim carrier writes a line per message it took: count the new lines as they come.
+    let mut first: Option<Instant> = None;
+    let mut last = Instant::now();
+    let mut handed = 0usize;
+    let mut offset = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(u64::from(seconds) * 10 + 60);
+    while Instant::now() < deadline && handed < count {
+        let lines = new_lines(&outbox, &mut offset);
+        if lines > 0 {
+            first.get_or_insert_with(Instant::now);
+            handed += lines;
+            last = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = client.cancel_campaign(&id).await;
+    let elapsed = last.duration_since(first.unwrap_or(last)).as_secs_f64();
+    // The first lines came up to one poll after the first message went.
+    handed as f64 / (elapsed + 0.02)
+}
+
+/// Newlines in `path` after `offset`, moving `offset` to its end.
+fn new_lines(path: &Path, offset: &mut u64) -> usize {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return 0;
+    };
+    if file.seek(SeekFrom::Start(*offset)).is_err() {
+        return 0;
+    }
+    let mut bytes = Vec::new();
+    if file.read_to_end(&mut bytes).is_err() {
+        return 0;
+    }
+    // Only whole lines: a line being written is counted the next time.
+    let Some(end) = bytes.iter().rposition(|&b| b == b'\n') else {
+        return 0;
+    };
+    *offset += end as u64 + 1;
+    bytes[..=end].iter().filter(|&&b| b == b'\n').count()
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (small, large) = if quick {
+        (20_000, 100_000)
+    } else {
+        (200_000, 1_000_000)
+    };
+    let (rates, seconds): (&[u32], u32) = if quick {
+        (&[1_000, 5_000], 5)
+    } else {
+        (&[1_000, 5_000, 10_000], 10)
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let directory = tempfile::tempdir().expect("temp dir");
+        let list_small = directory.path().join("small.csv");
+        let list_large = directory.path().join("large.csv");
+        write_list(&list_small, small);
+        write_list(&list_large, large);
+        println!("campaigns: {large} recipients across ten countries\n");
+        for database in databases(directory.path(), "ingest").await {
+            let (_, rss_small, _) = ingest(&database, directory.path(), &list_small, small).await;
+            drop(&database).await;
+            let database = databases(directory.path(), "ingest2")
+                .await
+                .into_iter()
+                .find(|d| d.name == database.name)
+                .expect("database");
+            let (seconds, rss, per_million) =
+                ingest(&database, directory.path(), &list_large, large).await;
+            drop(&database).await;
+            let raw_database = databases(directory.path(), "raw")
+                .await
+                .into_iter()
+                .find(|d| d.name == database.name)
+                .expect("database");
+            let raw = raw_insert_rate(&raw_database, directory.path(), large).await;
+            drop(&raw_database).await;
+            let rate = large as f64 / seconds;
+            println!(
+                "{:<10} ingest: {large} recipients in {seconds:.1} s = {rate:.0}/s; the database alone: {raw:.0} rows/s (ratio {:.2}); \
+                 verifyd peak RSS {rss_small:.0} MiB for {small}, {rss:.0} MiB for {large}; database growth {:.0} MiB per million recipients",
+                database.name,
+                rate / raw,
+                per_million / 1_048_576.0
+            );
+        }
+        println!();
+        for &rate in rates {
+            for database in databases(directory.path(), &format!("dispatch{rate}")).await {
+                let achieved = dispatch(&database, directory.path(), rate, seconds).await;
+                drop(&database).await;
+                println!(
+                    "{:<10} dispatch: route capacity {rate}/s, campaign sent at {achieved:.0}/s (ratio {:.2})",
+                    database.name,
+                    achieved / f64::from(rate)
+                );
+            }
+        }
+    });
+}
