@@ -40,28 +40,37 @@ use common::{Process, drop_database, postgres_database, start};
 const CHUNK: usize = 2_000;
 
 /// The database a run uses.
-#[derive(Clone)]
 struct Database {
-    name: &'static str,
     url: String,
     /// PostgreSQL: the admin URL and database name, to drop it after.
     postgres: Option<(String, String)>,
 }
 
-async fn databases(directory: &Path, tag: &str) -> Vec<Database> {
-    let mut list = vec![Database {
-        name: "SQLite",
-        url: format!("sqlite://{}", directory.join(format!("{tag}.db")).display()),
-        postgres: None,
-    }];
-    if let Some((admin, name, url)) = postgres_database(tag).await {
-        list.push(Database {
-            name: "PostgreSQL",
-            url,
-            postgres: Some((admin, name)),
-        });
+/// The kinds of database this run has: SQLite, and PostgreSQL when a server answers.
+async fn kinds() -> Vec<&'static str> {
+    let mut kinds = vec!["SQLite"];
+    if let Some((admin, name, _)) = postgres_database("probe").await {
+        drop_database(&admin, &name).await;
+        kinds.push("PostgreSQL");
     }
-    list
+    kinds
+}
+
+/// A new, empty database of `kind` for one step (`tag` names it).
+async fn fresh(kind: &'static str, directory: &Path, tag: &str) -> Database {
+    if kind == "SQLite" {
+        return Database {
+            url: format!("sqlite://{}", directory.join(format!("{tag}.db")).display()),
+            postgres: None,
+        };
+    }
+    let (admin, name, url) = postgres_database(tag)
+        .await
+        .expect("the PostgreSQL server answered a moment ago");
+    Database {
+        url,
+        postgres: Some((admin, name)),
+    }
 }
 
 async fn drop(database: &Database) {
@@ -196,16 +205,19 @@ async fn create_from(client: &VerifyClient, path: &Path, spec: CampaignSpec) -> 
 }
 
 /// Bytes the database holds now.
-async fn database_bytes(database: &Database, directory: &Path, tag: &str) -> u64 {
+async fn database_bytes(database: &Database) -> u64 {
     match &database.postgres {
-        None => ["", "-wal", "-shm"]
-            .iter()
-            .filter_map(|suffix| {
-                std::fs::metadata(directory.join(format!("{tag}.db{suffix}")))
-                    .ok()
-                    .map(|m| m.len())
-            })
-            .sum(),
+        None => {
+            let path = database.url.trim_start_matches("sqlite://");
+            ["", "-wal", "-shm"]
+                .iter()
+                .filter_map(|suffix| {
+                    std::fs::metadata(format!("{path}{suffix}"))
+                        .ok()
+                        .map(|m| m.len())
+                })
+                .sum()
+        }
         Some(_) => {
             let mut connection = sqlx::PgConnection::connect(&database.url)
                 .await
@@ -231,14 +243,13 @@ async fn ingest(
     let client = VerifyClient::connect(server.address.clone())
         .await
         .expect("connect");
-    let tag = "ingest";
-    let before = database_bytes(database, directory, tag).await;
+    let before = database_bytes(database).await;
     let started = Instant::now();
     let (_, accepted) = create_from(&client, list, spec("ingest", Duration::from_secs(3600))).await;
     let seconds = started.elapsed().as_secs_f64();
     assert_eq!(accepted as usize, count, "every recipient accepted");
     let rss = peak_rss_mib(server.child.id());
-    let after = database_bytes(database, directory, tag).await;
+    let after = database_bytes(database).await;
     let per_million = (after.saturating_sub(before)) as f64 * 1_000_000.0 / count as f64;
     (seconds, rss, per_million)
 }
@@ -432,41 +443,34 @@ fn main() {
         write_list(&list_small, small);
         write_list(&list_large, large);
         println!("campaigns: {large} recipients across ten countries\n");
-        for database in databases(directory.path(), "ingest").await {
+        let kinds = kinds().await;
+        for &kind in &kinds {
+            let database = fresh(kind, directory.path(), "ingest_small").await;
             let (_, rss_small, _) = ingest(&database, directory.path(), &list_small, small).await;
             drop(&database).await;
-            let database = databases(directory.path(), "ingest2")
-                .await
-                .into_iter()
-                .find(|d| d.name == database.name)
-                .expect("database");
+            let database = fresh(kind, directory.path(), "ingest_large").await;
             let (seconds, rss, per_million) =
                 ingest(&database, directory.path(), &list_large, large).await;
             drop(&database).await;
-            let raw_database = databases(directory.path(), "raw")
-                .await
-                .into_iter()
-                .find(|d| d.name == database.name)
-                .expect("database");
+            let raw_database = fresh(kind, directory.path(), "raw").await;
             let raw = raw_insert_rate(&raw_database, directory.path(), large).await;
             drop(&raw_database).await;
             let rate = large as f64 / seconds;
             println!(
-                "{:<10} ingest: {large} recipients in {seconds:.1} s = {rate:.0}/s; the database alone: {raw:.0} rows/s (ratio {:.2}); \
+                "{kind:<10} ingest: {large} recipients in {seconds:.1} s = {rate:.0}/s; the database alone: {raw:.0} rows/s (ratio {:.2}); \
                  verifyd peak RSS {rss_small:.0} MiB for {small}, {rss:.0} MiB for {large}; database growth {:.0} MiB per million recipients",
-                database.name,
                 rate / raw,
                 per_million / 1_048_576.0
             );
         }
         println!();
         for &rate in rates {
-            for database in databases(directory.path(), &format!("dispatch{rate}")).await {
+            for &kind in &kinds {
+                let database = fresh(kind, directory.path(), &format!("dispatch{rate}")).await;
                 let achieved = dispatch(&database, directory.path(), rate, seconds).await;
                 drop(&database).await;
                 println!(
-                    "{:<10} dispatch: route capacity {rate}/s, campaign sent at {achieved:.0}/s (ratio {:.2})",
-                    database.name,
+                    "{kind:<10} dispatch: route capacity {rate}/s, campaign sent at {achieved:.0}/s (ratio {:.2})",
                     achieved / f64::from(rate)
                 );
             }
