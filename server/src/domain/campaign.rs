@@ -711,6 +711,24 @@ pub enum Admission {
 }
 
 impl Recipient {
+    /// Its message is in the outbox: from now on its state is the message's.
+    pub fn sent_as(&mut self, message_id: String) {
+        self.state = RecipientState::Sent;
+        self.message_id = Some(message_id);
+    }
+
+    /// Holds it until `until_ms` (its window), saying why.
+    pub fn defer(&mut self, until_ms: i64, reason: String) {
+        self.not_before_ms = until_ms;
+        self.detail = reason;
+    }
+
+    /// Refuses it for good, saying why.
+    pub fn refuse(&mut self, reason: String) {
+        self.state = RecipientState::Refused;
+        self.detail = reason;
+    }
+
     /// Applies what the rules said when it was taken in.
     pub fn admit(&mut self, admission: Admission, start_ms: i64) {
         match admission {
@@ -723,10 +741,7 @@ impl Recipient {
                 self.not_before_ms = until_ms.max(start_ms);
                 self.detail = reason;
             }
-            Admission::Refuse { reason } => {
-                self.state = RecipientState::Refused;
-                self.detail = reason;
-            }
+            Admission::Refuse { reason } => self.refuse(reason),
         }
     }
 }

@@ -1015,21 +1015,17 @@ impl UseCases {
                             let time_zones =
                                 verify_policy::classify(&recipient.to_e164, None).time_zones;
                             let routes = judge.routes(&recipient);
-                            let admission = match routes.first() {
-                                Some(_) => {
-                                    judge.admission(&campaign, &recipient, &time_zones, false, now)
-                                }
-                                None => Admission::Refuse {
-                                    reason: format!(
-                                        "no configured route carries {} to {} now",
-                                        recipient.channel, recipient.region_code
-                                    ),
-                                },
+                            let Some((first, rest)) = routes.split_first() else {
+                                fed.refused += 1;
+                                recipient.refuse(format!(
+                                    "no configured route carries {} to {} now",
+                                    recipient.channel, recipient.region_code
+                                ));
+                                changed.push(recipient);
+                                continue;
                             };
-                            match admission {
+                            match judge.admission(&campaign, &recipient, &time_zones, false, now) {
                                 Admission::Now => {
-                                    let (first, rest) =
-                                        routes.split_first().expect("a route was found");
                                     let spec = MessageSpec {
                                         id: campaign.message_id(recipient.line),
                                         service_id: campaign.service_id.clone(),
@@ -1054,20 +1050,17 @@ impl UseCases {
                                         now,
                                     );
                                     *fed.queued.entry(first.carrier.clone()).or_default() += 1;
-                                    recipient.state = RecipientState::Sent;
-                                    recipient.message_id = Some(message.id.clone());
+                                    recipient.sent_as(message.id.clone());
                                     messages.push(message);
                                     events.push(event);
                                 }
                                 Admission::Defer { until_ms, reason } => {
                                     fed.deferred += 1;
-                                    recipient.not_before_ms = until_ms;
-                                    recipient.detail = reason;
+                                    recipient.defer(until_ms, reason);
                                 }
                                 Admission::Refuse { reason } => {
                                     fed.refused += 1;
-                                    recipient.state = RecipientState::Refused;
-                                    recipient.detail = reason;
+                                    recipient.refuse(reason);
                                 }
                             }
                             changed.push(recipient);
