@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::carriers::CarrierSet;
+use crate::clock::now_ms;
 use crate::domain::{Campaign, CampaignStatus};
 use crate::store::SqlStore;
 use crate::usecases::UseCases;
@@ -139,7 +140,7 @@ impl CampaignSender {
         };
         let mut settled = Vec::with_capacity(campaigns.len());
         for campaign in campaigns {
-            if campaign.status == CampaignStatus::Paused && !campaign.past_deadline(now()) {
+            if campaign.status == CampaignStatus::Paused && !campaign.past_deadline(now_ms()) {
                 settled.push(campaign);
                 continue;
             }
@@ -217,8 +218,4 @@ impl CampaignSender {
             }
         }
     }
-}
-
-fn now() -> i64 {
-    crate::clock::now_ms()
 }

@@ -15,11 +15,11 @@ pub struct CorpusEntry {
     pub region_hint: Option<String>,
 }
 
-/// A small deterministic generator (SplitMix64).
-struct Random(u64);
+/// A small deterministic generator (SplitMix64), shared with the recipient lists.
+pub(crate) struct Random(pub(crate) u64);
 
 impl Random {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use super::corpus::Random;
 use crate::classify::{LineType, classify};
 
 /// The countries of [`recipients`]: region, share of the list in percent, locale, and the
@@ -33,19 +34,6 @@ pub struct Recipient {
     pub locale: &'static str,
 }
 
-/// A small deterministic generator (SplitMix64).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 /// `count` recipients for `seed`, drawn from [`COUNTRIES`] (only those of `regions`, when it
 /// is not empty) by their shares: each a valid mobile (or fixed-or-mobile) number, none twice.
 pub fn recipients(count: usize, seed: u64, regions: &[&str]) -> Vec<Recipient> {
@@ -57,7 +45,7 @@ pub fn recipients(count: usize, seed: u64, regions: &[&str]) -> Vec<Recipient> {
         .iter()
         .map(|(_, share, ..)| u64::from(*share))
         .sum();
-    let mut random = SplitMix(seed);
+    let mut random = Random(seed);
     let mut seen = HashSet::with_capacity(count);
     let mut list = Vec::with_capacity(count);
     while list.len() < count && total > 0 {
