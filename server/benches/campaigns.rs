@@ -10,15 +10,20 @@
 //!   transactions of 2,000 rows (SQLite: WAL, synchronous=FULL, as verifyd runs it;
 //!   PostgreSQL: multi-row INSERTs of 1,000 rows).
 //! - **Dispatch**: a campaign of alerts to Great Britain, Germany and France through a route
-//!   of configured capacity C (the sim carrier, which refuses what goes over its rate as a
-//!   throttling SMSC does), C = 1,000 to 10,000 messages/s: the rate messages reached the
-//!   carrier from the first to the last, and its ratio to C.
+//!   of configured capacity C, C = 1,000 to 10,000 messages/s: the rate messages reached the
+//!   carrier from the first to the last, and its ratio to C. Twice for each C: through the sim
+//!   carrier (which refuses what goes over its rate as a throttling SMSC does), and through the
+//!   SMPP carrier to the local test SMSC (`carriers/smpp/smsc`, which answers every submit_sm
+//!   and sends a delivery receipt for each), over one bind per 2,500 messages/s, each bind
+//!   paced at its share of C; there the count is of the submit_sm the SMSC received.
 //!
 //! On SQLite, and on PostgreSQL when `VERIFYD_BENCH_DATABASE_URL` names a server it may create
 //! databases on (`postgres://postgres@127.0.0.1:5432/test` is tried by default).
 //!
 //! Run: `cargo bench -p verify-server --bench campaigns` (1,000,000 recipients; `-- --quick`
-//! for 100,000 and shorter dispatch runs).
+//! for 100,000 and shorter dispatch runs; `-- --dispatch-only`, `-- --database postgres` and
+//! `-- --rates 10000,20000` narrow a run to what is being looked at; `VERIFYD_BENCH_DIR` keeps
+//! the run's files and verifyd's logs there, `VERIFYD_BENCH_LOG` is verifyd's `RUST_LOG`).
 
 use std::io::Write;
 use std::path::Path;
@@ -26,6 +31,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
+use verify_carrier_smpp::test_smsc::TestSmsc;
 use verify_client::VerifyClient;
 use verify_client::proto::Timestamp;
 use verify_client::proto::v1::{
@@ -79,32 +85,77 @@ async fn drop(database: &Database) {
     }
 }
 
-/// verifyd on `database` with one sim route of `rate` messages/s (none: unlimited).
-fn start_verifyd(database: &Database, directory: &Path, rate: Option<u32>) -> Process {
+/// The carrier a run's campaigns go through.
+enum Route<'a> {
+    /// The sim carrier, at `Some(rate)` messages/s (none: unlimited).
+    Sim(Option<u32>),
+    /// The SMPP carrier to a local SMSC, at `rate` messages/s spread over its binds.
+    Smpp { smsc: &'a TestSmsc, rate: u32 },
+}
+
+impl Route<'_> {
+    /// Its `[[carriers]]` table and the route to it, as verifyd's configuration.
+    fn config(&self, directory: &Path) -> String {
+        match self {
+            Route::Sim(rate) => {
+                let limit = rate
+                    .map(|r| format!("max_messages_per_second = {r}\n"))
+                    .unwrap_or_default();
+                format!(
+                    "[[carriers]]\nname = \"sim\"\nkind = \"sim\"\noutbox = \"{}\"\nlatency_ms = 50\n{limit}\
+                     [routes]\ndefault = [{{ carrier = \"sim\" }}]\n",
+                    directory.join("outbox.jsonl").display(),
+                )
+            }
+            Route::Smpp { smsc, rate } => {
+                let binds = smpp_binds(*rate);
+                format!(
+                    "[[carriers]]\nname = \"smsc\"\nkind = \"smpp\"\nhost = \"127.0.0.1\"\nport = {}\n\
+                     system_id = \"verifyd\"\npassword = \"secret\"\nsource_addr = \"VERIFYD\"\n\
+                     binds = {binds}\nwindow = 256\nmax_messages_per_second = {}\n\
+                     [routes]\ndefault = [{{ carrier = \"smsc\" }}]\n",
+                    smsc.port(),
+                    rate / binds as u32,
+                )
+            }
+        }
+    }
+}
+
+/// Binds to the local SMSC for a route of `rate` messages/s: one per 2,500 messages/s.
+fn smpp_binds(rate: u32) -> usize {
+    (rate as usize).div_ceil(2_500).max(1)
+}
+
+/// verifyd on `database` with `route` as its only route.
+fn start_verifyd(database: &Database, directory: &Path, route: &Route) -> Process {
     let config = directory.join("verifyd.toml");
-    let limit = rate
-        .map(|r| format!("max_messages_per_second = {r}\n"))
-        .unwrap_or_default();
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\ndatabase_url = \"{}\"\ndata_dir = \"{}\"\n\
-             [[carriers]]\nname = \"sim\"\nkind = \"sim\"\noutbox = \"{}\"\nlatency_ms = 50\n{limit}\
-             [routes]\ndefault = [{{ carrier = \"sim\" }}]\n\
-             [abuse.pumping]\nlevel = \"off\"\n",
+            "listen = \"127.0.0.1:0\"\ndatabase_url = \"{}\"\ndata_dir = \"{}\"\n{}\
+             [abuse.pumping]\nlevel = \"off\"\n{}",
             database.url,
             directory.display(),
-            directory.join("outbox.jsonl").display(),
+            route.config(directory),
+            std::env::var("VERIFYD_BENCH_EXTRA")
+                .unwrap_or_default()
+                .replace("\\n", "\n"),
         ),
     )
     .expect("config");
-    let log = std::fs::File::create(directory.join("verifyd.log")).expect("log");
+    // Each start writes a log of its own (with VERIFYD_BENCH_DIR set, they stay there).
+    static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let start_number = STARTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let log =
+        std::fs::File::create(directory.join(format!("verifyd-{start_number}.log"))).expect("log");
     let mut command = Command::new(env!("CARGO_BIN_EXE_verifyd"));
     command
         .arg("--config")
         .arg(&config)
         .env_remove("DATABASE_URL")
         .env_remove("RUST_LOG")
+        .envs(std::env::var("VERIFYD_BENCH_LOG").map(|filter| ("RUST_LOG", filter)))
         .stderr(log);
     start(command, "verifyd listening on ")
 }
@@ -239,7 +290,7 @@ async fn ingest(
     list: &Path,
     count: usize,
 ) -> (f64, f64, f64) {
-    let server = start_verifyd(database, directory, None);
+    let server = start_verifyd(database, directory, &Route::Sim(None));
     let client = VerifyClient::connect(server.address.clone())
         .await
         .expect("connect");
@@ -354,10 +405,16 @@ async fn raw_insert_rate(database: &Database, directory: &Path, count: usize) ->
     count as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Sends a campaign of `seconds` × `rate` recipients through a route of `rate` messages/s;
+/// Sends a campaign of `seconds` × `rate` recipients through `route` (of `rate` messages/s);
 /// returns the messages/s from the first hand-over to the last.
-async fn dispatch(database: &Database, directory: &Path, rate: u32, seconds: u32) -> f64 {
-    let server = start_verifyd(database, directory, Some(rate));
+async fn dispatch(
+    database: &Database,
+    directory: &Path,
+    route: &Route<'_>,
+    rate: u32,
+    seconds: u32,
+) -> f64 {
+    let server = start_verifyd(database, directory, route);
     let client = VerifyClient::connect(server.address.clone())
         .await
         .expect("connect");
@@ -380,18 +437,32 @@ async fn dispatch(database: &Database, directory: &Path, rate: u32, seconds: u32
     }
     let outbox = directory.join("outbox.jsonl");
     let _ = std::fs::remove_file(&outbox);
+    // What reached the carrier: the sim carrier writes a line per message it took, the SMSC
+    // an event per submit_sm.
+    let mut offset = 0u64;
+    let smsc_before = match route {
+        Route::Smpp { smsc, .. } => smsc.count_named("submit"),
+        Route::Sim(_) => 0,
+    };
+    let mut handed_over = || match route {
+        Route::Sim(_) => new_lines(&outbox, &mut offset),
+        Route::Smpp { smsc, .. } => {
+            let total = smsc.count_named("submit") - smsc_before;
+            let new = total - offset as usize;
+            offset = total as u64;
+            new
+        }
+    };
     let (id, _) = create_from(&client, &list, spec("dispatch", Duration::ZERO)).await;
-    // The sim carrier writes a line per message it took: count the new lines as they come.
     let mut first: Option<Instant> = None;
     let mut last = Instant::now();
     let mut handed = 0usize;
-    let mut offset = 0u64;
     let deadline = Instant::now() + Duration::from_secs(u64::from(seconds) * 10 + 60);
     while Instant::now() < deadline && handed < count {
-        let lines = new_lines(&outbox, &mut offset);
-        if lines > 0 {
+        let new = handed_over();
+        if new > 0 {
             first.get_or_insert_with(Instant::now);
-            handed += lines;
+            handed += new;
             last = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -423,8 +494,26 @@ fn new_lines(path: &Path, offset: &mut u64) -> usize {
     bytes[..=end].iter().filter(|&&b| b == b'\n').count()
 }
 
+/// The value after `--name` on the command line.
+fn option(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    let at = args.iter().position(|a| a == name)?;
+    args.get(at + 1).cloned()
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    let dispatch_only = std::env::args().any(|a| a == "--dispatch-only");
+    let only_database = option("--database").map(|d| d.to_lowercase());
+    let chosen_rates: Option<Vec<u32>> = option("--rates").map(|list| {
+        list.split(',')
+            .map(|r| {
+                r.trim()
+                    .parse()
+                    .expect("--rates: messages/s, comma-separated")
+            })
+            .collect()
+    });
     let (small, large) = if quick {
         (20_000, 100_000)
     } else {
@@ -437,14 +526,34 @@ fn main() {
     };
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let directory = tempfile::tempdir().expect("temp dir");
+        let directory = match std::env::var_os("VERIFYD_BENCH_DIR") {
+            Some(parent) => tempfile::Builder::new()
+                .prefix("campaigns-")
+                .disable_cleanup(true)
+                .tempdir_in(parent)
+                .expect("temp dir"),
+            None => tempfile::tempdir().expect("temp dir"),
+        };
         let list_small = directory.path().join("small.csv");
         let list_large = directory.path().join("large.csv");
-        write_list(&list_small, small);
-        write_list(&list_large, large);
-        println!("campaigns: {large} recipients across ten countries\n");
-        let kinds = kinds().await;
-        for &kind in &kinds {
+        if !dispatch_only {
+            write_list(&list_small, small);
+            write_list(&list_large, large);
+        }
+        let kinds: Vec<&str> = kinds()
+            .await
+            .into_iter()
+            .filter(|kind| {
+                only_database
+                    .as_deref()
+                    .is_none_or(|only| kind.to_lowercase() == only)
+            })
+            .collect();
+        let ingest_kinds: &[&str] = if dispatch_only { &[] } else { &kinds };
+        if !dispatch_only {
+            println!("campaigns: {large} recipients across ten countries\n");
+        }
+        for &kind in ingest_kinds {
             let database = fresh(kind, directory.path(), "ingest_small").await;
             let (_, rss_small, _) = ingest(&database, directory.path(), &list_small, small).await;
             drop(&database).await;
@@ -464,13 +573,31 @@ fn main() {
             );
         }
         println!();
-        for &rate in rates {
+        for &rate in chosen_rates.as_deref().unwrap_or(rates) {
             for &kind in &kinds {
                 let database = fresh(kind, directory.path(), &format!("dispatch{rate}")).await;
-                let achieved = dispatch(&database, directory.path(), rate, seconds).await;
+                let achieved =
+                    dispatch(&database, directory.path(), &Route::Sim(Some(rate)), rate, seconds)
+                        .await;
                 drop(&database).await;
                 println!(
-                    "{kind:<10} dispatch: route capacity {rate}/s, campaign sent at {achieved:.0}/s (ratio {:.2})",
+                    "{kind:<10} dispatch (sim):  route capacity {rate}/s, campaign sent at {achieved:.0}/s (ratio {:.2})",
+                    achieved / f64::from(rate)
+                );
+                let smsc = match TestSmsc::start(serde_json::json!({})) {
+                    Ok(smsc) => smsc,
+                    Err(error) => {
+                        println!("{kind:<10} dispatch (SMPP): skipped, no local SMSC: {error}");
+                        continue;
+                    }
+                };
+                let database = fresh(kind, directory.path(), &format!("smpp{rate}")).await;
+                let route = Route::Smpp { smsc: &smsc, rate };
+                let achieved = dispatch(&database, directory.path(), &route, rate, seconds).await;
+                drop(&database).await;
+                println!(
+                    "{kind:<10} dispatch (SMPP): route capacity {rate}/s over {} bind(s), campaign sent at {achieved:.0}/s (ratio {:.2})",
+                    smpp_binds(rate),
                     achieved / f64::from(rate)
                 );
             }

@@ -115,7 +115,13 @@ impl CampaignSender {
                 .collect();
             if !running.is_empty() {
                 turn = turn.wrapping_add(1);
+                let started = Instant::now();
                 self.feed(&running, turn).await;
+                tracing::debug!(
+                    took_ms = started.elapsed().as_millis() as u64,
+                    since_last_ms = elapsed.as_millis() as u64,
+                    "campaign feed round"
+                );
             }
             tokio::select! {
                 _ = shutdown.wait_for(|stopping| *stopping) => break,
@@ -198,6 +204,7 @@ impl CampaignSender {
                 .await
             {
                 Ok(fed) => {
+                    tracing::debug!(campaign = %campaign.id, queued = ?fed.queued, rooms = ?rooms, "campaign fed");
                     for (carrier, count) in &fed.queued {
                         if let Some(pace) = self.routes.get_mut(carrier) {
                             pace.spend(*count);

@@ -239,6 +239,17 @@ impl TestSmsc {
             .collect()
     }
 
+    /// How many events named `name` it printed so far (without copying them).
+    pub fn count_named(&self, name: &str) -> usize {
+        let (lock, _) = &*self.log;
+        lock.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .events
+            .iter()
+            .filter(|e| e.get("event").and_then(|v| v.as_str()) == Some(name))
+            .count()
+    }
+
     /// Every submit_sm it received so far.
     pub fn submits(&self) -> Vec<ReceivedSubmit> {
         self.events_named("submit")

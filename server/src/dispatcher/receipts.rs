@@ -13,7 +13,7 @@ use crate::store::SqlStore;
 use crate::usecases::delivery;
 
 /// Receipts applied per transaction at most.
-const RECEIPT_BATCH: usize = 256;
+const RECEIPT_BATCH: usize = 1_024;
 /// Receipts carriers may hand over before they wait for the recorder to read (see
 /// [`verify_carrier::ReceiptSink`]): a burst (an SMSC replaying its backlog after a
 /// reconnect) then slows the carrier's reader instead of growing memory.

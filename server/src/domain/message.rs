@@ -493,12 +493,15 @@ impl OutboxMessage {
         }
     }
 
+    /// Every priority a message may have, the most urgent first (the order dispatchers claim in).
+    pub const PRIORITIES: [i64; 2] = [0, 1];
+
     /// Where it stands among due messages: codes and notifications (0) go before campaigns
     /// (1), so a campaign never holds a code up.
     pub fn priority(&self) -> i64 {
         match self.subject {
-            Subject::Campaign(_) => 1,
-            _ => 0,
+            Subject::Campaign(_) => Self::PRIORITIES[1],
+            _ => Self::PRIORITIES[0],
         }
     }
 

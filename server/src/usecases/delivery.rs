@@ -170,7 +170,31 @@ async fn lock_batch_with_subjects(
     tx: &mut WriteTx,
     ids: &[String],
 ) -> StoreResult<BTreeMap<String, (OutboxMessage, SubjectState)>> {
-    let peeks = tx.read_messages(ids).await?;
+    lock_read_batch_with_subjects(tx, ids, Vec::new()).await
+}
+
+/// [`lock_batch_with_subjects`] when some of the messages were already read in this
+/// transaction (`read`): only the others are read again before locking.
+async fn lock_read_batch_with_subjects(
+    tx: &mut WriteTx,
+    ids: &[String],
+    read: Vec<OutboxMessage>,
+) -> StoreResult<BTreeMap<String, (OutboxMessage, SubjectState)>> {
+    let wanted: std::collections::HashSet<&String> = ids.iter().collect();
+    let mut peeks: Vec<OutboxMessage> = read
+        .into_iter()
+        .filter(|message| wanted.contains(&message.id))
+        .collect();
+    let have: std::collections::HashSet<String> =
+        peeks.iter().map(|message| message.id.clone()).collect();
+    let missing: Vec<String> = ids
+        .iter()
+        .filter(|id| !have.contains(*id))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        peeks.extend(tx.read_messages(&missing).await?);
+    }
     let verification_ids =
         sorted_unique(peeks.iter().filter_map(|message| match &message.subject {
             Subject::Verification(id) => Some(id.clone()),
@@ -374,18 +398,17 @@ async fn record_receipts_in(
     // circle).
     let echoed = sorted_unique(receipts.iter().filter_map(|r| r.message_id.clone()));
     // The carrier of each message a receipt names by verifyd's id, read at once.
-    let carriers_of_echoed: std::collections::HashMap<String, String> = tx
-        .read_messages(&echoed)
-        .await?
-        .into_iter()
-        .map(|message| (message.id, message.carrier))
+    let echoed_messages = tx.read_messages(&echoed).await?;
+    let carriers_of_echoed: std::collections::HashMap<String, String> = echoed_messages
+        .iter()
+        .map(|message| (message.id.clone(), message.carrier.clone()))
         .collect();
     let mut message_ids = Vec::with_capacity(receipts.len());
     for receipt in receipts {
         message_ids.push(message_id_of(tx, receipt, &carriers_of_echoed).await?);
     }
     let ids = sorted_unique(message_ids.iter().flatten().cloned());
-    let mut locked = lock_batch_with_subjects(tx, &ids).await?;
+    let mut locked = lock_read_batch_with_subjects(tx, &ids, echoed_messages).await?;
     for (receipt, message_id) in receipts.iter().zip(&message_ids) {
         let found = message_id.as_ref().and_then(|id| locked.get_mut(id));
         let effect = match found {
