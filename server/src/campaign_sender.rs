@@ -26,7 +26,8 @@ const SETTLE_EVERY: Duration = Duration::from_millis(500);
 const QUEUED_SECONDS: f64 = 0.5;
 /// A route that declares no rate: the most of its campaign messages kept queued.
 const UNLIMITED_QUEUED: u64 = 4_096;
-/// The most tokens a route saves up while idle, in seconds of its rate (its burst).
+/// The most tokens a route saves up while idle, in seconds of its rate (its burst); a round
+/// that took longer keeps the whole of what it earned (slow rounds must not cost capacity).
 const BURST_SECONDS: f64 = 0.2;
 
 /// A route's pace: tokens at its rate, spent by each message fed to it.
@@ -41,7 +42,8 @@ struct RoutePace {
 impl RoutePace {
     fn refill(&mut self, elapsed: Duration) {
         if let Some(rate) = self.rate {
-            self.tokens = (self.tokens + rate * elapsed.as_secs_f64()).min(rate * BURST_SECONDS);
+            let saved = elapsed.as_secs_f64().max(BURST_SECONDS);
+            self.tokens = (self.tokens + rate * elapsed.as_secs_f64()).min(rate * saved);
         }
     }
 
@@ -224,5 +226,52 @@ impl CampaignSender {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_route_saves_up_a_burst_at_most() {
+        let mut pace = RoutePace {
+            rate: Some(10_000.0),
+            tokens: 0.0,
+        };
+        pace.refill(Duration::from_millis(50));
+        assert_eq!(pace.room(0), 500);
+        // Idle rounds of the usual length: the savings stop at BURST_SECONDS of the rate.
+        for _ in 0..20 {
+            pace.refill(Duration::from_millis(50));
+        }
+        assert_eq!(pace.room(0), 2_000);
+    }
+
+    #[test]
+    fn a_slow_round_keeps_all_it_earned() {
+        // A round that took 600 ms (a busy database) earned 6,000 messages at 10,000/s:
+        // capping them at the idle burst (2,000) would run the route at a third of its rate.
+        let mut pace = RoutePace {
+            rate: Some(10_000.0),
+            tokens: 0.0,
+        };
+        pace.refill(Duration::from_millis(600));
+        assert_eq!(pace.room(0), 5_000, "still bound by what may wait queued");
+        pace.spend(4_000);
+        assert_eq!(pace.room(0), 2_000);
+        // What is already queued counts against the queue's bound, not against the tokens.
+        assert_eq!(pace.room(4_000), 1_000);
+    }
+
+    #[test]
+    fn a_route_without_a_rate_is_bound_by_its_queue_alone() {
+        let mut pace = RoutePace {
+            rate: None,
+            tokens: 0.0,
+        };
+        pace.refill(Duration::from_secs(10));
+        pace.spend(1_000);
+        assert_eq!(pace.room(96), UNLIMITED_QUEUED - 96);
     }
 }

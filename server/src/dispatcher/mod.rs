@@ -147,6 +147,7 @@ impl Dispatcher {
             let free = slots
                 .available_permits()
                 .min(this.settings.batch_size as usize) as u32;
+            let round_started = std::time::Instant::now();
             let claimed = if free == 0 {
                 Vec::new()
             } else {
@@ -159,15 +160,21 @@ impl Dispatcher {
                 }
             };
             let got = claimed.len() as u32;
+            let claim_took = round_started.elapsed();
             if got > 0 {
                 // Each send continues the trace of the request that queued its message.
                 let traces: std::collections::HashMap<String, Option<String>> = claimed
                     .iter()
                     .map(|m| (m.id.clone(), m.trace_parent.clone()))
                     .collect();
-                for (message_id, attempt, carrier, outbound) in
-                    this.prepare_and_hand_off(claimed).await
-                {
+                let ready = this.prepare_and_hand_off(claimed).await;
+                tracing::debug!(
+                    claimed = got,
+                    claim_ms = claim_took.as_millis() as u64,
+                    round_ms = round_started.elapsed().as_millis() as u64,
+                    "dispatch round"
+                );
+                for (message_id, attempt, carrier, outbound) in ready {
                     let span = tracing::info_span!(
                         "send",
                         otel.name = "send",
@@ -320,6 +327,7 @@ impl Dispatcher {
     /// as being handed over; returns those this dispatcher still holds, ready to submit.
     async fn prepare_and_hand_off(&self, claimed: Vec<OutboxMessage>) -> Vec<Ready> {
         let now = now_ms();
+        let prepare_started = std::time::Instant::now();
         let prepared = prepare::prepare(
             &self.store,
             &self.carriers,
@@ -355,11 +363,17 @@ impl Dispatcher {
         {
             tracing::error!(%error, "giving claimed messages back failed; the next sweep does");
         }
+        let prepare_took = prepare_started.elapsed();
         let handed = self
             .retrying(|| {
                 delivery::settle_and_hand_off(&self.store, worker, settled.clone(), &ids, now_ms())
             })
             .await;
+        tracing::debug!(
+            prepare_ms = prepare_took.as_millis() as u64,
+            hand_off_ms = (prepare_started.elapsed() - prepare_took).as_millis() as u64,
+            "claimed messages prepared and handed over"
+        );
         match handed {
             Ok(handed) => {
                 // The attempt number of each message handed over, looked up once per message.
