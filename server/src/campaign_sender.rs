@@ -233,12 +233,14 @@ impl CampaignSender {
 mod tests {
     use super::*;
 
+    /// A route of `rate` messages/s that has saved nothing yet.
+    fn route(rate: Option<f64>) -> RoutePace {
+        RoutePace { rate, tokens: 0.0 }
+    }
+
     #[test]
     fn an_idle_route_saves_up_a_burst_at_most() {
-        let mut pace = RoutePace {
-            rate: Some(10_000.0),
-            tokens: 0.0,
-        };
+        let mut pace = route(Some(10_000.0));
         pace.refill(Duration::from_millis(50));
         assert_eq!(pace.room(0), 500);
         // Idle rounds of the usual length: the savings stop at BURST_SECONDS of the rate.
@@ -252,10 +254,7 @@ mod tests {
     fn a_slow_round_keeps_all_it_earned() {
         // A round that took 600 ms (a busy database) earned 6,000 messages at 10,000/s:
         // capping them at the idle burst (2,000) would run the route at a third of its rate.
-        let mut pace = RoutePace {
-            rate: Some(10_000.0),
-            tokens: 0.0,
-        };
+        let mut pace = route(Some(10_000.0));
         pace.refill(Duration::from_millis(600));
         assert_eq!(pace.room(0), 5_000, "still bound by what may wait queued");
         pace.spend(4_000);
@@ -266,10 +265,7 @@ mod tests {
 
     #[test]
     fn a_route_without_a_rate_is_bound_by_its_queue_alone() {
-        let mut pace = RoutePace {
-            rate: None,
-            tokens: 0.0,
-        };
+        let mut pace = route(None);
         pace.refill(Duration::from_secs(10));
         pace.spend(1_000);
         assert_eq!(pace.room(96), UNLIMITED_QUEUED - 96);
